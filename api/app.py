@@ -1,0 +1,35 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api.metrics import install_metrics
+from api.problems import guard_json_body, register_problem_handlers
+from api.services import EXTENSION_NAME, Services
+from api.spec import spec
+from shared.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level)
+    app = Flask("atelier")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    svc = Services.build(settings)
+    app.extensions[EXTENSION_NAME] = svc
+
+    # Importing the view modules attaches their routes to the blueprints.
+    from api.views import catalog, files, jobs, v1  # noqa: F401
+    from api.views.health import health
+
+    app.before_request(guard_json_body)
+    app.register_blueprint(v1)
+    app.register_blueprint(health)
+    install_metrics(app, settings, svc.redis)
+    register_problem_handlers(app)
+    spec.register(app)
+    app.add_url_rule("/v1/openapi.json", "openapi", lambda: spec.spec)
+    return app

@@ -1,0 +1,94 @@
+"""Prometheus metrics of the API. Labels take only values we own (route templates,
+methods, status codes, job types and kinds, queue names)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import redis
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shared.queue import queue_length
+from shared.settings import Settings
+
+HTTP_REQUESTS = Counter(
+    "atelier_http_requests_total", "HTTP requests answered.", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "atelier_http_request_duration_seconds", "Time to answer an HTTP request.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+JOBS_SUBMITTED = Counter(
+    "atelier_jobs_submitted_total", "Jobs accepted by the API.", ["type", "kind"]
+)
+
+
+class QueueDepthCollector(Collector):
+    """Reads queue lengths from Redis at scrape time, so every process reports the truth."""
+
+    def __init__(self, client: redis.Redis, queues: list[str]) -> None:
+        self._redis = client
+        self._queues = queues
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "atelier_queue_depth", "Jobs waiting in a queue for a worker.", labels=["queue"]
+        )
+        for queue in self._queues:
+            family.add_metric([queue], queue_length(self._redis, queue))
+        yield family
+
+
+def _route() -> str:
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+def _start_timer() -> None:
+    g.request_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    started = g.pop("request_started", None)
+    route = _route()
+    HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    if started is not None:
+        HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+    return response
+
+
+def install_metrics(app: Flask, settings: Settings, client: redis.Redis) -> None:
+    """Hooks that time every request, and the ``/metrics`` route."""
+    app.before_request(_start_timer)
+    app.after_request(_observe)
+    queue_collector = QueueDepthCollector(client, [settings.train_queue, settings.generate_queue])
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus exposition; aggregates every gunicorn worker in multiprocess mode."""
+        registry: CollectorRegistry
+        if settings.metrics_dir:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=str(settings.metrics_dir))
+        else:
+            registry = REGISTRY
+        output = generate_latest(registry) + generate_latest(_single(queue_collector))
+        return Response(output, mimetype=CONTENT_TYPE_LATEST)
+
+
+def _single(collector: Collector) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry

@@ -1,0 +1,51 @@
+"""Records → response bodies. Records hold object keys; responses hold URLs."""
+
+from __future__ import annotations
+
+from flask import url_for
+
+from api.schemas import ErrorOut, JobOut, ModelOut, OutputOut, ProgressOut, timestamp
+from api.services import services
+from shared.jobs import Job, OutputRef
+from shared.models import ModelRecord
+
+
+def download_url(key: str) -> str:
+    """A presigned URL from S3, or the authenticated API route for local storage."""
+    return services().objects.presigned_url(key) or url_for(
+        "v1.download_file", key=key, _external=True
+    )
+
+
+def present_output(output: OutputRef) -> OutputOut:
+    return OutputOut(
+        name=output.name, content_type=output.content_type, size_bytes=output.size_bytes,
+        url=download_url(output.key),
+    )
+
+
+def present_job(job: Job) -> JobOut:
+    progress = job.progress
+    return JobOut(
+        id=job.id, type=job.type, kind=job.kind, params=job.params, status=job.status,
+        progress=ProgressOut(
+            step=progress.step, total=progress.total, fraction=progress.fraction,
+            eta_seconds=progress.eta_seconds, metrics=progress.metrics,
+            updated_at=timestamp(progress.updated_at or None),
+        ),
+        created_at=job.created_at, started_at=timestamp(job.started_at),
+        finished_at=timestamp(job.finished_at), attempt=job.attempt, worker=job.worker,
+        error=ErrorOut(type=job.error.type, message=job.error.message) if job.error else None,
+        outputs=[present_output(o) for o in job.outputs], model_id=job.model_id,
+        metrics=job.metrics, cancel_requested=job.cancel_requested,
+    )
+
+
+def present_model(model: ModelRecord) -> ModelOut:
+    grid = model.samples[-1] if model.samples else None
+    return ModelOut(
+        id=model.id, kind=model.kind, config=model.config, dataset=model.dataset,
+        steps=model.steps, metrics=model.metrics,
+        sample_grid_url=download_url(grid.key) if grid else None,
+        source_job_id=model.source_job_id, created_at=model.created_at,
+    )

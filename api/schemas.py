@@ -1,0 +1,145 @@
+"""Request and response bodies of the HTTP API. These models validate requests and are
+the OpenAPI document; a kind's ``params`` are validated by that kind's own models
+(``shared.kinds``), which are embedded in the document below."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.datasets import DatasetInfo
+from shared.jobs import JobStatus, JobType
+from shared.kinds import KINDS
+
+
+def _kind_params_schemas() -> list[dict[str, Any]]:
+    schemas: list[dict[str, Any]] = []
+    for spec in KINDS.values():
+        for job_type, model in ((JobType.TRAIN, spec.train_params), (JobType.GENERATE,
+                                                                     spec.generate_params)):
+            schema = model.model_json_schema()
+            schema["title"] = f"{spec.name} {job_type.value} params"
+            schemas.append(schema)
+    return schemas
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: JobType = Field(description="`train` produces a model; `generate` samples one.")
+    kind: str = Field(description="Model kind; see GET /v1/kinds.", examples=["dcgan"])
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Validated against the kind's schema for this job type.",
+        json_schema_extra={"anyOf": _kind_params_schemas()},
+    )
+
+
+class JobListQuery(BaseModel):
+    status: JobStatus | None = None
+    type: JobType | None = None
+    kind: str | None = None
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    limit: int = Field(20, ge=1, le=100)
+
+
+class ProgressOut(BaseModel):
+    step: int
+    total: int
+    fraction: float
+    eta_seconds: float | None
+    metrics: dict[str, float]
+    updated_at: datetime | None
+
+
+class OutputOut(BaseModel):
+    name: str
+    content_type: str
+    size_bytes: int
+    url: str
+
+
+class ErrorOut(BaseModel):
+    type: str
+    message: str
+
+
+class JobOut(BaseModel):
+    id: str
+    type: JobType
+    kind: str
+    params: dict[str, Any]
+    status: JobStatus
+    progress: ProgressOut
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+    worker: str | None
+    error: ErrorOut | None
+    outputs: list[OutputOut]
+    model_id: str | None
+    metrics: dict[str, float] = Field(
+        description="Run measurements: predict_time and load_time (seconds), model_cache_hit."
+    )
+    cancel_requested: bool
+
+
+class JobList(BaseModel):
+    data: list[JobOut]
+    next_cursor: str | None
+
+
+class PageQuery(BaseModel):
+    cursor: str | None = None
+    limit: int = Field(20, ge=1, le=100)
+
+
+class ModelOut(BaseModel):
+    id: str
+    kind: str
+    config: dict[str, Any]
+    dataset: str
+    steps: int
+    metrics: dict[str, float]
+    sample_grid_url: str | None
+    source_job_id: str
+    created_at: datetime
+
+
+class ModelList(BaseModel):
+    data: list[ModelOut]
+    next_cursor: str | None
+
+
+class DatasetList(BaseModel):
+    data: list[DatasetInfo]
+
+
+class KindOut(BaseModel):
+    name: str
+    description: str
+    modality: str
+    train_params_schema: dict[str, Any]
+    generate_params_schema: dict[str, Any]
+
+
+class KindList(BaseModel):
+    data: list[KindOut]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; ``type`` is stable, ``detail`` says what to fix."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def timestamp(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None

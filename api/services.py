@@ -1,0 +1,47 @@
+"""The clients a request needs, built once per process by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from shared.auth import ApiKeyStore
+from shared.jobs import JobStore
+from shared.models import ModelStore
+from shared.queue import make_celery
+from shared.settings import Settings
+from shared.storage import ObjectStore, make_object_store
+
+EXTENSION_NAME = "atelier"
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    redis: redis.Redis
+    jobs: JobStore
+    models: ModelStore
+    api_keys: ApiKeyStore
+    objects: ObjectStore
+    celery: Celery
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        return cls(
+            settings=settings,
+            redis=client,
+            jobs=JobStore(client),
+            models=ModelStore(client),
+            api_keys=ApiKeyStore(client),
+            objects=make_object_store(settings),
+            celery=make_celery(settings),
+        )
+
+
+def services() -> Services:
+    found: Services = current_app.extensions[EXTENSION_NAME]
+    return found

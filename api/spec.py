@@ -1,0 +1,76 @@
+"""The SpecTree instance: one set of pydantic models validates requests *and* builds the
+OpenAPI document (``/v1/openapi.json``) and the docs pages (``/v1/docs/redoc/``,
+``/v1/docs/swagger/``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import annotated_types
+from pydantic import BaseModel, ValidationError
+from spectree import SecurityScheme, SpecTree
+from spectree.models import SecureType, SecuritySchemeData
+
+from shared.errors import ValidationFailed
+
+
+def _raise_problem(req: Any, resp: Any, req_validation_error: Any, instance: Any, *_: Any) -> None:
+    """SpecTree calls this before every view; turn its validation errors into our problem."""
+    if isinstance(req_validation_error, ValidationError):
+        raise validation_problem(req_validation_error)
+
+
+def validation_problem(
+    error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> ValidationFailed:
+    """One 422 naming every bad field, its problem and, where it has one, its allowed range."""
+    errors = [
+        {
+            "field": prefix + ".".join(str(part) for part in e["loc"]),
+            "message": e["msg"] + _allowed_range(model, e["loc"]),
+        }
+        for e in error.errors(include_url=False)
+    ]
+    detail = "; ".join(f"{e['field'] or '(body)'}: {e['message']}" for e in errors)
+    return ValidationFailed(detail, errors=errors)
+
+
+spec = SpecTree(
+    "flask",
+    title="Atelier API",
+    version="v1",
+    description=(
+        "Durable generative-AI jobs: train a model, generate from it, watch progress, "
+        "download outputs. Every error is `application/problem+json`."
+    ),
+    # SpecTree leaves routes under its own path out of the document, so the pages live
+    # below /v1/docs and /v1/openapi.json is served by the app factory.
+    path="v1/docs",
+    validation_error_status=422,
+    before=_raise_problem,
+    annotations=True,
+    security_schemes=[
+        SecurityScheme(
+            name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer")
+        )
+    ],
+    security={"bearer": []},
+)
+
+
+def _allowed_range(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> str:
+    """`` (allowed: 1 <= steps <= 1000000)`` for a constrained number field, else ``""``."""
+    if model is None or len(loc) != 1 or loc[0] not in model.model_fields:
+        return ""
+    name = str(loc[0])
+    lower = upper = ""
+    for bound in model.model_fields[name].metadata:
+        if isinstance(bound, annotated_types.Ge):
+            lower = f"{bound.ge} <= "
+        elif isinstance(bound, annotated_types.Gt):
+            lower = f"{bound.gt} < "
+        elif isinstance(bound, annotated_types.Le):
+            upper = f" <= {bound.le}"
+        elif isinstance(bound, annotated_types.Lt):
+            upper = f" < {bound.lt}"
+    return f" (allowed: {lower}{name}{upper})" if lower or upper else ""

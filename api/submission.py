@@ -1,0 +1,59 @@
+"""What makes a job submission valid, beyond the envelope's schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.schemas import JobCreate
+from api.services import Services
+from api.spec import validation_problem
+from shared.datasets import BUILTIN_DATASETS
+from shared.errors import UnknownDataset, UnknownKind, UnknownModel
+from shared.jobs import JobType
+from shared.kinds import KINDS
+
+
+def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, Any]:
+    """The kind's params with defaults filled in, or a 422 naming what is wrong."""
+    spec = KINDS.get(body.kind)
+    if spec is None:
+        raise UnknownKind(
+            f"Unknown kind {body.kind!r}; available kinds: {', '.join(sorted(KINDS))}.",
+            errors=[{"field": "kind", "message": f"one of {sorted(KINDS)}"}],
+        )
+    schema = spec.train_params if body.type is JobType.TRAIN else spec.generate_params
+    try:
+        params = schema.model_validate(body.params)
+    except ValidationError as exc:
+        raise validation_problem(exc, prefix="params.", model=schema) from exc
+    values = params.model_dump()
+    if body.type is JobType.TRAIN:
+        _check_dataset(values["dataset"])
+    else:
+        _check_model(values["model_id"], body.kind, owner, svc)
+    return values
+
+
+def _check_dataset(name: str) -> None:
+    if name not in BUILTIN_DATASETS:
+        raise UnknownDataset(
+            f"Unknown dataset {name!r} in params.dataset; available: "
+            f"{', '.join(sorted(BUILTIN_DATASETS))} (see GET /v1/datasets).",
+            errors=[{"field": "params.dataset", "message": "no such dataset"}],
+        )
+
+
+def _check_model(model_id: str, kind: str, owner: str, svc: Services) -> None:
+    model = svc.models.get_for_owner(model_id, owner)
+    if model is None:
+        raise UnknownModel(
+            f"No model {model_id!r} in params.model_id; list yours with GET /v1/models.",
+            errors=[{"field": "params.model_id", "message": "no such model"}],
+        )
+    if model.kind != kind:
+        raise UnknownModel(
+            f"Model {model_id!r} is a {model.kind!r} model; submit kind {model.kind!r}.",
+            errors=[{"field": "params.model_id", "message": f"model kind is {model.kind}"}],
+        )

@@ -1,0 +1,10 @@
+"""The ``/v1`` blueprint; each module beside this one adds its routes to it."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from api.auth import require_api_key
+
+v1 = Blueprint("v1", __name__, url_prefix="/v1")
+v1.before_request(require_api_key)

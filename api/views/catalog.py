@@ -1,0 +1,60 @@
+"""Models, datasets and kinds: what jobs can name."""
+
+from __future__ import annotations
+
+from spectree import Response
+
+from api.auth import current_owner
+from api.present import present_model
+from api.schemas import DatasetList, KindList, KindOut, ModelList, ModelOut, PageQuery, Problem
+from api.services import services
+from api.spec import spec
+from api.views import v1
+from shared.datasets import BUILTIN_DATASETS
+from shared.errors import NotFound
+from shared.kinds import KINDS
+
+PROBLEMS = {f"HTTP_{code}": Problem for code in (401, 404, 422)}
+
+
+@v1.get("/models")
+@spec.validate(query=PageQuery, resp=Response(HTTP_200=ModelList, **PROBLEMS), tags=["models"])
+def list_models(query: PageQuery) -> ModelList:
+    """The caller's trained models, newest first."""
+    models, cursor = services().models.list_for_owner(
+        current_owner(), limit=query.limit, cursor=query.cursor
+    )
+    return ModelList(data=[present_model(m) for m in models], next_cursor=cursor)
+
+
+@v1.get("/models/<model_id>")
+@spec.validate(resp=Response(HTTP_200=ModelOut, **PROBLEMS), tags=["models"])
+def get_model(model_id: str) -> ModelOut:
+    """One trained model: kind, config, sample grid, final losses, source job."""
+    model = services().models.get_for_owner(model_id, current_owner())
+    if model is None:
+        raise NotFound(f"No model {model_id!r}.")
+    return present_model(model)
+
+
+@v1.get("/datasets")
+@spec.validate(resp=Response(HTTP_200=DatasetList, **PROBLEMS), tags=["datasets"])
+def list_datasets() -> DatasetList:
+    """Datasets a training job can name."""
+    return DatasetList(data=list(BUILTIN_DATASETS.values()))
+
+
+@v1.get("/kinds")
+@spec.validate(resp=Response(HTTP_200=KindList, **PROBLEMS), tags=["kinds"])
+def list_kinds() -> KindList:
+    """Model kinds with the JSON Schema of their train and generate params."""
+    return KindList(
+        data=[
+            KindOut(
+                name=k.name, description=k.description, modality=k.modality,
+                train_params_schema=k.train_params.model_json_schema(),
+                generate_params_schema=k.generate_params.model_json_schema(),
+            )
+            for k in KINDS.values()
+        ]
+    )

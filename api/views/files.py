@@ -1,0 +1,28 @@
+"""Downloads from the local object store, for the caller's own objects only."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from flask import Response, send_file
+
+from api.auth import current_owner
+from api.services import services
+from api.views import v1
+from shared.errors import NotFound
+from shared.storage import LocalObjectStore, ObjectLayout
+
+
+@v1.get("/files/<path:key>")
+def download_file(key: str) -> Response:
+    """An object the caller owns (local storage; S3 deployments hand out presigned URLs)."""
+    store = services().objects
+    if not key.startswith(ObjectLayout.owner_prefix(current_owner())):
+        raise NotFound(f"No object {key!r}.")
+    if isinstance(store, LocalObjectStore):
+        path = store.path_for(key)
+        if not path.is_file():
+            raise NotFound(f"No object {key!r}.")
+        return send_file(path, mimetype=mimetypes.guess_type(key)[0], max_age=0)
+    data = store.get_bytes(key)
+    return Response(data, mimetype=mimetypes.guess_type(key)[0] or "application/octet-stream")

@@ -1,0 +1,81 @@
+"""Jobs: submit, read, list, cancel."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import url_for
+from spectree import Response
+
+from api.auth import current_owner
+from api.present import present_job
+from api.schemas import JobCreate, JobList, JobListQuery, JobOut, Problem
+from api.services import services
+from api.spec import spec
+from api.submission import validated_params
+from api.views import v1
+from shared.errors import NotFound, ServiceUnavailable
+from shared.jobs import Job
+from shared.queue import enqueue
+
+log = logging.getLogger(__name__)
+PROBLEMS = {f"HTTP_{code}": Problem for code in (400, 401, 404, 409, 413, 422, 503)}
+
+
+def owned_job(job_id: str) -> Job:
+    """The caller's job, or 404 — another owner's job is indistinguishable from none."""
+    job = services().jobs.get(job_id)
+    if job is None or job.owner != current_owner():
+        raise NotFound(f"No job {job_id!r}.")
+    return job
+
+
+@v1.post("/jobs")
+@spec.validate(json=JobCreate, resp=Response(HTTP_202=JobOut, **PROBLEMS), tags=["jobs"])
+def create_job(json: JobCreate) -> tuple[JobOut, int, dict[str, str]]:
+    """Submit a job; answers at once with its id while it waits in the queue."""
+    svc = services()
+    owner = current_owner()
+    params = validated_params(json, owner, svc)
+    job = svc.jobs.create(owner, json.type, json.kind, params)
+    try:
+        enqueue(svc.celery, svc.settings, job.id, json.type)
+    except Exception as exc:
+        svc.jobs.delete(job)
+        log.exception("enqueue of %s failed", job.id)
+        raise ServiceUnavailable("The queue is unavailable; the job was not accepted.") from exc
+    location = url_for("v1.get_job", job_id=job.id)
+    return present_job(job), 202, {"Location": location}
+
+
+@v1.get("/jobs/<job_id>")
+@spec.validate(resp=Response(HTTP_200=JobOut, **PROBLEMS), tags=["jobs"])
+def get_job(job_id: str) -> JobOut:
+    """A job's status, progress, timestamps, error and outputs."""
+    return present_job(owned_job(job_id))
+
+
+@v1.get("/jobs")
+@spec.validate(query=JobListQuery, resp=Response(HTTP_200=JobList, **PROBLEMS), tags=["jobs"])
+def list_jobs(query: JobListQuery) -> JobList:
+    """The caller's jobs, newest first, filtered by status, type and kind."""
+
+    def matches(job: Job) -> bool:
+        return (
+            (query.status is None or job.status == query.status)
+            and (query.type is None or job.type == query.type)
+            and (query.kind is None or job.kind == query.kind)
+        )
+
+    jobs, cursor = services().jobs.list_for_owner(
+        current_owner(), limit=query.limit, cursor=query.cursor, where=matches
+    )
+    return JobList(data=[present_job(j) for j in jobs], next_cursor=cursor)
+
+
+@v1.post("/jobs/<job_id>/cancel")
+@spec.validate(resp=Response(HTTP_202=JobOut, **PROBLEMS), tags=["jobs"])
+def cancel_job(job_id: str) -> tuple[JobOut, int]:
+    """Cancel: a queued job never starts; a running one stops at its next step (409 if done)."""
+    owned_job(job_id)
+    return present_job(services().jobs.request_cancel(job_id)), 202

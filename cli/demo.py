@@ -1,0 +1,51 @@
+"""The demo ``atelier up --demo`` runs: train a DCGAN on the built-in digits, generate
+from it, download the images and say whether they read as digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+from PIL import Image
+
+from cli.client import AtelierClient, Json
+from cli.main import _wait_with_bar
+
+
+def run_demo(client: AtelierClient, out_dir: Path, steps: int | None) -> Json:
+    params: Json = {"dataset": "digits"}
+    if steps:
+        params["steps"] = steps
+    train = client.submit("train", "dcgan", params)
+    click.echo(f"training job {train['id']} (dcgan on digits)")
+    train = _wait_with_bar(client, train["id"])
+    if train["status"] != "succeeded":
+        raise click.ClickException(f"training ended {train['status']}: {train['error']}")
+    model = client.model(train["model_id"])
+    click.echo(f"model {model['id']}: " + ", ".join(
+        f"{k}={v:.3f}" for k, v in model["metrics"].items()))
+
+    generate = client.submit("generate", "dcgan",
+                             {"model_id": model["id"], "n": 100, "seed": 7})
+    generate = client.wait(generate["id"])
+    if generate["status"] != "succeeded":
+        raise click.ClickException(f"generation ended {generate['status']}")
+    paths = client.download(generate, out_dir / generate["id"])
+    grid = next(p for p in paths if p.name == "grid.png")
+    click.echo(f"generated {len(paths) - 1} images in {grid.parent}")
+    click.echo(f"  grid: {grid}")
+    click.echo(f"  grid URL: {next(o['url'] for o in generate['outputs'] if o['name'] == 'grid.png')}")
+    _report_quality([p for p in paths if p.name != "grid.png"])
+    return generate
+
+
+def _report_quality(paths: list[Path]) -> None:
+    from workers.quality import digit_report
+
+    images = np.stack([np.asarray(Image.open(p), dtype=np.float32) for p in paths])
+    report = digit_report(images[..., np.newaxis] / 127.5 - 1.0)
+    click.echo(
+        f"  a digits classifier reads {report.confident_fraction:.0%} of them confidently, "
+        f"covering {report.classes_seen}/10 classes: {report.class_counts}"
+    )

@@ -1,0 +1,274 @@
+"""The ``atelier`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import redis
+
+from cli.client import ApiError, AtelierClient, Json
+from cli.processes import api_argv, child_env, worker_argv
+from shared.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _client() -> AtelierClient:
+    settings = _settings()
+    if not settings.api_key:
+        raise click.UsageError("Set ATELIER_API_KEY (printed by `atelier up` or `keys create`).")
+    return AtelierClient(settings.api_url, settings.api_key)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+@click.group()
+def main() -> None:
+    """Atelier: durable generative-AI jobs."""
+
+
+# --- servers ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+def api(bind: str, workers: int) -> None:
+    """Run the HTTP API under gunicorn."""
+    argv = api_argv(bind, workers)
+    os.execvpe(argv[0], argv, child_env(_settings()))
+
+
+@main.command()
+@click.option("--queues", default="train,generate", show_default=True,
+              help="Comma list of queue roles (train, generate) or queue names.")
+@click.option("--concurrency", default=1, show_default=True,
+              help="Job processes per worker on CPU (GPUs always get one process each).")
+def worker(queues: str, concurrency: int) -> None:
+    """Run Celery workers: one process per GPU when GPUs are present, else CPU."""
+    from workers.gpu import visible_gpus
+
+    settings = _settings()
+    roles = {"train": settings.train_queue, "generate": settings.generate_queue}
+    names = ",".join(roles.get(q.strip(), q.strip()) for q in queues.split(","))
+    tag = queues.replace(",", "-")
+    gpus = visible_gpus(settings.gpus)
+    if not gpus:
+        argv = worker_argv(names, f"{tag}-cpu", concurrency)
+        os.execvpe(argv[0], argv, child_env(settings, {"CUDA_VISIBLE_DEVICES": ""}))
+    _supervise([
+        (worker_argv(names, f"{tag}-gpu{gpu}", 1),
+         child_env(settings, {"CUDA_VISIBLE_DEVICES": gpu}))
+        for gpu in gpus
+    ])
+
+
+def _supervise(commands: list[tuple[list[str], dict[str, str]]]) -> None:
+    """Run one worker per GPU; a signal to us goes to all; exit when all have exited."""
+    import subprocess
+
+    children = [subprocess.Popen(argv, env=env) for argv, env in commands]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    sys.exit(max(codes))
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True)
+@click.option("--demo/--no-demo", default=False, help="Train a digits GAN and generate from it.")
+@click.option("--demo-steps", default=None, type=int, help="Training steps for the demo.")
+@click.option("--exit-after-demo", is_flag=True, help="Stop the stack when the demo is done.")
+def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> None:
+    """Start Redis, workers and the API under ATELIER_DATA_DIR; Ctrl-C stops them all."""
+    from cli.stack import EmbeddedStack
+
+    stack = EmbeddedStack(_settings(), port=port)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        settings = stack.start()
+        click.echo(f"Atelier is up at {settings.api_url} (data in {stack.data_dir})")
+        click.echo(f"  export ATELIER_API_URL={settings.api_url}")
+        click.echo(f"  export ATELIER_API_KEY={stack.api_key}")
+        click.echo(f"  docs: {settings.api_url}/v1/docs/redoc/   logs: {stack.data_dir}/logs/")
+        if demo:
+            from cli.demo import run_demo
+
+            client = AtelierClient(settings.api_url, stack.api_key, timeout=60)
+            run_demo(client, stack.data_dir / "demo", demo_steps)
+            if exit_after_demo:
+                return
+        click.echo("Press Ctrl-C to stop.")
+        while True:
+            stack.check_alive()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("\nstopping…")
+    finally:
+        stack.stop()
+        click.echo("stopped.")
+
+
+# --- keys -------------------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """API keys (talks to Redis directly: run it where ATELIER_REDIS_URL reaches)."""
+
+
+@keys.command("create")
+@click.option("--owner", required=True, help="Owner the key acts as (a-z, 0-9, _ and -).")
+@click.option("--name", default="cli", show_default=True, help="A label for the key.")
+def keys_create(owner: str, name: str) -> None:
+    """Create a key and print it; only its hash is stored."""
+    from shared.auth import ApiKeyStore
+
+    store = ApiKeyStore(redis.Redis.from_url(_settings().redis_url))
+    try:
+        click.echo(store.create(owner, name))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--owner") from exc
+
+
+# --- jobs -------------------------------------------------------------------------------------
+def _parse_params(pairs: tuple[str, ...]) -> Json:
+    params: Json = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+@main.command()
+@click.argument("job_type", type=click.Choice(["train", "generate"]))
+@click.option("--kind", default="dcgan", show_default=True)
+@click.option("--param", "-p", "pairs", multiple=True, help="key=value (JSON values allowed)")
+@click.option("--wait", "wait_for_it", is_flag=True, help="Wait with a progress bar.")
+def submit(job_type: str, kind: str, pairs: tuple[str, ...], wait_for_it: bool) -> None:
+    """Submit a job and print its id."""
+    client = _client()
+    job = _call(lambda: client.submit(job_type, kind, _parse_params(pairs)))
+    click.echo(job["id"])
+    if wait_for_it:
+        _finish(_wait_with_bar(client, job["id"]))
+
+
+@main.command()
+@click.argument("job_id")
+def status(job_id: str) -> None:
+    """Print a job as JSON."""
+    client = _client()
+    _echo_json(_call(lambda: client.job(job_id)))
+
+
+@main.command("wait")
+@click.argument("job_id")
+def wait_cmd(job_id: str) -> None:
+    """Wait for a job with a live progress bar; exit 1 unless it succeeded."""
+    _finish(_wait_with_bar(_client(), job_id))
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a queued or running job."""
+    client = _client()
+    job = _call(lambda: client.cancel(job_id))
+    click.echo(f"{job['id']}: {job['status']}" + (" (stopping)" if job["status"] == "running"
+                                                   else ""))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--out", "-o", default=".", show_default=True, type=click.Path(file_okay=False))
+def download(job_id: str, out: str) -> None:
+    """Download every output of a job into a directory."""
+    client = _client()
+    job = _call(lambda: client.job(job_id))
+    for path in client.download(job, Path(out) / job_id):
+        click.echo(str(path))
+
+
+@main.command("list")
+@click.option("--status", "status_filter", default=None)
+@click.option("--type", "type_filter", default=None)
+@click.option("--kind", default=None)
+@click.option("--limit", default=20, show_default=True)
+def list_cmd(status_filter: str | None, type_filter: str | None, kind: str | None,
+             limit: int) -> None:
+    """The caller's jobs, newest first."""
+    client = _client()
+    page = _call(lambda: client.jobs(status=status_filter, type=type_filter, kind=kind,
+                                     limit=limit))
+    for job in page["data"]:
+        fraction = job["progress"]["fraction"]
+        click.echo(f"{job['id']}  {job['type']:<8} {job['kind']:<8} {job['status']:<9} "
+                   f"{fraction:>5.0%}  {job['created_at']}")
+
+
+@main.command()
+def models() -> None:
+    """The caller's trained models."""
+    client = _client()
+    for model in _call(client.models)["data"]:
+        metrics = " ".join(f"{k}={v:.3f}" for k, v in model["metrics"].items())
+        click.echo(f"{model['id']}  {model['kind']}  {model['dataset']}  "
+                   f"{model['steps']} steps  {metrics}")
+
+
+def _call(fn: Any) -> Json:
+    try:
+        result: Json = fn()
+        return result
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _wait_with_bar(client: AtelierClient, job_id: str) -> Json:
+    from tqdm import tqdm
+
+    with tqdm(total=1, unit="step", desc=job_id, dynamic_ncols=True) as bar:
+
+        def update(job: Json) -> None:
+            progress = job["progress"]
+            if progress["total"] and bar.total != progress["total"]:
+                bar.reset(total=progress["total"])
+            bar.n = progress["step"] if progress["total"] else bar.n
+            metrics = {k: f"{v:.3f}" for k, v in progress["metrics"].items()}
+            bar.set_postfix(status=job["status"], **metrics, refresh=False)
+            bar.refresh()
+
+        return client.wait(job_id, on_update=update)
+
+
+def _finish(job: Json) -> None:
+    click.echo(f"{job['id']}: {job['status']}")
+    if job.get("error"):
+        click.echo(f"  {job['error']['type']}: {job['error']['message']}")
+    if job.get("model_id"):
+        click.echo(f"  model: {job['model_id']}")
+    if job["status"] != "succeeded":
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

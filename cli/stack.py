@@ -1,0 +1,106 @@
+"""``atelier up``: Redis, workers, the API and local storage under one data directory."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+
+from cli.processes import (
+    ManagedProcess,
+    api_argv,
+    child_env,
+    free_port,
+    start_redis,
+    wait_until,
+    worker_argv,
+)
+from shared.auth import ApiKeyStore
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+LOCAL_OWNER = "local"
+
+
+@dataclass
+class EmbeddedStack:
+    base: Settings
+    port: int = 8000
+    api_workers: int = 2
+    processes: list[ManagedProcess] = field(default_factory=list)
+    settings: Settings | None = None
+    api_key: str = ""
+    external_redis_url: str | None = None
+    """Use this Redis instead of starting one (the test suite shares one server)."""
+    owner: str = LOCAL_OWNER
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base.data_dir.resolve()
+
+    def start(self) -> Settings:
+        data = self.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        metrics_dir = data / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # per-run files, stale after a restart
+        metrics_dir.mkdir()
+        redis_url = self.external_redis_url
+        if redis_url is None:
+            redis_process, redis_url = start_redis(
+                self.base, data / "redis", free_port(), data / "logs" / "redis.log"
+            )
+            self.processes.append(redis_process)
+        settings = self.base.replace(
+            redis_url=redis_url, broker_url="", local_storage_dir=data / "objects",
+            metrics_dir=str(metrics_dir), api_url=f"http://127.0.0.1:{self.port}",
+        )
+        self.settings = settings
+        self.api_key = self._api_key(settings)
+        env = child_env(settings)
+        for queue_name, queue in (("train", settings.train_queue),
+                                  ("generate", settings.generate_queue)):
+            self.processes.append(ManagedProcess(
+                f"worker-{queue_name}", worker_argv(queue, f"{queue_name}-local"), env,
+                data / "logs" / f"worker-{queue_name}.log",
+            ))
+        self.processes.append(ManagedProcess(
+            "api", api_argv(f"127.0.0.1:{self.port}", self.api_workers), env,
+            data / "logs" / "api.log",
+        ))
+        wait_until(self._ready, 60, "the API")
+        return settings
+
+    def _ready(self) -> bool:
+        for process in self.processes:
+            if not process.alive():
+                raise RuntimeError(f"{process.name} exited; see {process.log}")
+        assert self.settings is not None
+        return requests.get(f"{self.settings.api_url}/readyz", timeout=2).ok
+
+    def _api_key(self, settings: Settings) -> str:
+        """The key made on the first ``up``, kept (0600) in the data directory."""
+        path = self.data_dir / "api-key"
+        keys = ApiKeyStore(redis.Redis.from_url(settings.redis_url))
+        if path.exists():
+            key = path.read_text().strip()
+            if keys.lookup(key) is not None:
+                return key
+        key = keys.create(self.owner, name="atelier up")
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        return key
+
+    def check_alive(self) -> None:
+        for process in self.processes:
+            if not process.alive():
+                raise RuntimeError(f"{process.name} exited unexpectedly; see {process.log}")
+
+    def stop(self) -> None:
+        """API first (no new jobs), then workers, then Redis (which flushes its AOF)."""
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()

@@ -1,0 +1,111 @@
+"""Atelier's one error tree.
+
+::
+
+    AtelierError
+    ├── ProblemError              an HTTP problem (RFC 9457); ``slug`` is its stable ``type``
+    │   ├── MalformedRequest      400 body is not JSON, or not an object
+    │   ├── Unauthorized          401 missing or unknown API key
+    │   ├── NotFound              404 no such job/model/file *for this owner*
+    │   ├── Conflict              409 the request does not fit the resource's state
+    │   ├── PayloadTooLarge       413 body over ``max_request_bytes``
+    │   ├── ValidationFailed      422 a field is wrong; ``errors`` names each field
+    │   │   ├── UnknownKind       422 ``kind`` is not in the plug-in table
+    │   │   ├── UnknownDataset    422 ``params.dataset`` names no dataset
+    │   │   └── UnknownModel      422 ``params.model_id`` names no model of this owner
+    │   └── ServiceUnavailable    503 Redis or storage is unreachable
+    └── JobError                  raised inside a running job; the runner maps it to a status
+        ├── JobCanceled           the job saw its cancel flag and stopped cooperatively
+        └── PermanentJobError     bad data or params: fail at once, never retry
+
+Retry decisions are expressed by exception type, never by string matching.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_TYPE_PREFIX = "urn:atelier:problem:"
+
+
+class AtelierError(Exception):
+    """Root of every error Atelier raises on purpose."""
+
+
+class ProblemError(AtelierError):
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_TYPE_PREFIX + self.slug
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extensions)
+        return body
+
+
+class MalformedRequest(ProblemError):
+    status, slug, title = 400, "malformed-request", "Malformed request body"
+
+
+class Unauthorized(ProblemError):
+    status, slug, title = 401, "unauthorized", "Missing or invalid API key"
+
+
+class NotFound(ProblemError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(ProblemError):
+    status, slug, title = 409, "conflict", "Conflict with the resource's current state"
+
+
+class PayloadTooLarge(ProblemError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class ValidationFailed(ProblemError):
+    status, slug, title = 422, "validation-failed", "Request failed validation"
+
+
+class UnknownKind(ValidationFailed):
+    slug, title = "unknown-kind", "Unknown model kind"
+
+
+class UnknownDataset(ValidationFailed):
+    slug, title = "unknown-dataset", "Unknown dataset"
+
+
+class UnknownModel(ValidationFailed):
+    slug, title = "unknown-model", "Unknown model"
+
+
+class ServiceUnavailable(ProblemError):
+    status, slug, title = 503, "service-unavailable", "A backing service is unavailable"
+
+
+class JobError(AtelierError):
+    """Raised inside a running job."""
+
+
+class JobCanceled(JobError):
+    """The job noticed its cancel flag and stopped at a step boundary."""
+
+
+class PermanentJobError(JobError):
+    """The job cannot succeed on a re-run (bad data, missing model): fail at once."""

@@ -1,0 +1,43 @@
+"""Every Redis key Atelier writes, in one place.
+
+Key schema (``{p}`` is the prefix, ``atelier`` by default)::
+
+    {p}:job:{job_id}                hash   record (JSON, owned by shared.jobs), progress (JSON),
+                                           cancel ("1" once a cancel was asked for)
+    {p}:owner:{owner}:jobs          zset   job ids of one owner, all scored 0: ids sort by
+                                           creation time, so ZREVRANGEBYLEX pages newest first
+    {p}:model:{model_id}            string model record (JSON)
+    {p}:owner:{owner}:models        zset   model ids of one owner, scored 0 like jobs
+    {p}:apikey:{sha256(key)}        string API key record (JSON: owner, name, created_at);
+                                           the key itself is never stored
+
+Celery's broker lists are named by the queue settings (``atelier-train``,
+``atelier-generate``) and are Celery's, not ours; we only read their lengths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str = "atelier"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def owner_jobs(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:jobs"
+
+    def model(self, model_id: str) -> str:
+        return f"{self.prefix}:model:{model_id}"
+
+    def owner_models(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:models"
+
+    def api_key(self, key_hash: str) -> str:
+        return f"{self.prefix}:apikey:{key_hash}"
+
+
+KEYS = RedisKeys()

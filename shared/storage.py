@@ -1,0 +1,185 @@
+"""Object storage: one interface, two backends, one key layout.
+
+Key layout (every key starts with its owner, which is how the local download route
+checks ownership)::
+
+    owners/{owner}/jobs/{job_id}/samples/step-{step:07d}.png   training sample grids
+    owners/{owner}/jobs/{job_id}/checkpoints/step-{step:07d}.npz
+    owners/{owner}/jobs/{job_id}/outputs/{name}                 generation outputs
+    owners/{owner}/models/{model_id}/weights.npz                a trained model's weights
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import NotFound, ServiceUnavailable
+from shared.settings import Settings
+
+
+class ObjectLayout:
+    """Where each kind of object lives; the only place that spells a key."""
+
+    @staticmethod
+    def owner_prefix(owner: str) -> str:
+        return f"owners/{owner}/"
+
+    @staticmethod
+    def job_prefix(owner: str, job_id: str) -> str:
+        return f"owners/{owner}/jobs/{job_id}/"
+
+    @classmethod
+    def sample(cls, owner: str, job_id: str, step: int) -> str:
+        return f"{cls.job_prefix(owner, job_id)}samples/step-{step:07d}.png"
+
+    @classmethod
+    def checkpoint(cls, owner: str, job_id: str, step: int) -> str:
+        return f"{cls.job_prefix(owner, job_id)}checkpoints/step-{step:07d}.npz"
+
+    @classmethod
+    def output(cls, owner: str, job_id: str, name: str) -> str:
+        return f"{cls.job_prefix(owner, job_id)}outputs/{name}"
+
+    @staticmethod
+    def model_weights(owner: str, model_id: str) -> str:
+        return f"owners/{owner}/models/{model_id}/weights.npz"
+
+
+class ObjectStore(Protocol):
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
+        """Store ``data`` under ``key``; returns its size in bytes."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def presigned_url(self, key: str) -> str | None:
+        """A URL anyone holding it can GET, or None when downloads go through the API."""
+        ...
+
+    def check(self) -> None:
+        """Raise ServiceUnavailable unless the store can be read and written."""
+        ...
+
+
+class LocalObjectStore:
+    """A directory tree; writes are atomic (temp file + rename), so readers never see half."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise NotFound(f"No object {key!r}.")
+        return path
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+        return len(data)
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self.path_for(key)
+        if not path.is_file():
+            raise NotFound(f"No object {key!r}.")
+        return path.read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+    def presigned_url(self, key: str) -> str | None:
+        return None
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise ServiceUnavailable(f"Local storage {self.root} is not writable.")
+
+
+class S3ObjectStore:
+    """Any S3-compatible service through boto3; downloads use presigned URLs."""
+
+    # Multipart above 16 MiB with 8 parts in flight: checkpoints of large GANs upload in
+    # parallel instead of one long PUT.
+    _TRANSFER = TransferConfig(multipart_threshold=16 << 20, max_concurrency=8)
+
+    def __init__(self, settings: Settings) -> None:
+        self.bucket = settings.s3_bucket
+        self.expires = settings.s3_presign_expires_seconds
+        self._client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url or None,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id or None,
+            aws_secret_access_key=settings.s3_secret_access_key or None,
+            config=BotoConfig(
+                retries={"max_attempts": 5, "mode": "standard"},
+                signature_version="s3v4",
+                max_pool_connections=settings.upload_threads + 4,
+            ),
+        )
+
+    def ensure_bucket(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._client.create_bucket(Bucket=self.bucket)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
+        self._client.upload_fileobj(
+            io.BytesIO(data), self.bucket, key,
+            ExtraArgs={"ContentType": content_type}, Config=self._TRANSFER,
+        )
+        return len(data)
+
+    def get_bytes(self, key: str) -> bytes:
+        buffer = io.BytesIO()
+        try:
+            self._client.download_fileobj(self.bucket, key, buffer)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+                raise NotFound(f"No object {key!r}.") from exc
+            raise
+        return buffer.getvalue()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            return False
+        return True
+
+    def presigned_url(self, key: str) -> str | None:
+        url: str = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.expires
+        )
+        return url
+
+    def check(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise ServiceUnavailable(f"S3 bucket {self.bucket!r} unreachable: {exc}") from exc
+
+
+def make_object_store(settings: Settings) -> ObjectStore:
+    if settings.storage == "s3":
+        store = S3ObjectStore(settings)
+        store.ensure_bucket()
+        return store
+    return LocalObjectStore(settings.local_storage_dir)

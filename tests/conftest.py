@@ -1,0 +1,150 @@
+"""Test fixtures against the real things: one redis-server and one S3 server (moto's, over
+HTTP) per session, and stacks of gunicorn + Celery worker processes built the way
+``atelier up`` builds them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from cli.client import AtelierClient
+from cli.processes import free_port, start_redis
+from cli.stack import EmbeddedStack
+from shared.auth import ApiKeyStore
+from shared.settings import Settings
+
+IN_CI = os.environ.get("CI") == "true"
+
+# Redis databases: each stack gets its own, unit tests share the last one (flushed per test).
+STACK_DBS = {"local": 1, "s3": 2}
+UNIT_DB = 9
+
+
+@pytest.fixture(scope="session")
+def redis_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of our own on a free port; never the machine's shared one."""
+    directory = tmp_path_factory.mktemp("redis")
+    process, url = start_redis(Settings(), directory, free_port(), directory / "redis.log")
+    yield url.rsplit("/", 1)[0]
+    process.stop()
+
+
+@pytest.fixture()
+def redis_client(redis_base_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(f"{redis_base_url}/{UNIT_DB}")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server speaking the S3 HTTP API on a free port."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def s3_settings(endpoint: str, bucket: str = "atelier-test") -> dict[str, str]:
+    return {
+        "storage": "s3", "s3_endpoint_url": endpoint, "s3_bucket": bucket,
+        "s3_access_key_id": "testing", "s3_secret_access_key": "testing",
+    }
+
+
+@dataclass
+class RunningStack:
+    name: str
+    stack: EmbeddedStack
+    settings: Settings
+    redis: redis.Redis
+
+    def client(self, owner: str = "alice") -> AtelierClient:
+        key = ApiKeyStore(self.redis).create(owner, name="test")
+        return AtelierClient(self.settings.api_url, key, timeout=30)
+
+    def url(self, path: str) -> str:
+        return self.settings.api_url + path
+
+    def raw_key(self, owner: str = "alice") -> str:
+        return ApiKeyStore(self.redis).create(owner, name="raw")
+
+
+def _start_stack(
+    name: str, redis_base_url: str, directory: Path, extra: dict[str, str]
+) -> EmbeddedStack:
+    base = Settings.from_env(
+        {}, data_dir=directory, log_level="INFO",
+        # Fast cooperative cancel and progress for tests; defaults are the same order.
+        progress_interval_seconds=0.2, cancel_check_interval_seconds=0.2,
+        **extra,
+    )
+    stack = EmbeddedStack(
+        base, port=free_port(), api_workers=2,
+        external_redis_url=f"{redis_base_url}/{STACK_DBS[name]}",
+    )
+    stack.start()
+    return stack
+
+
+def _stack_fixture(name: str, request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+    redis_base_url: str = request.getfixturevalue("redis_base_url")
+    directory = request.getfixturevalue("tmp_path_factory").mktemp(f"stack-{name}")
+    extra = s3_settings(request.getfixturevalue("s3_endpoint")) if name == "s3" else {}
+    client = redis.Redis.from_url(f"{redis_base_url}/{STACK_DBS[name]}")
+    client.flushdb()
+    stack = _start_stack(name, redis_base_url, directory, extra)
+    assert stack.settings is not None
+    try:
+        yield RunningStack(name, stack, stack.settings, client)
+    finally:
+        stack.stop()
+        if request.session.testsfailed:
+            _dump_logs(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _dump_logs(directory: Path) -> None:
+    for log in sorted((directory / "logs").glob("*.log")):
+        print(f"===== {log.name} (last 60 lines) =====")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-60:]))
+
+
+@pytest.fixture(scope="session")
+def local_stack(request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+    yield from _stack_fixture("local", request)
+
+
+@pytest.fixture(scope="session")
+def s3_stack(request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+    yield from _stack_fixture("s3", request)
+
+
+@pytest.fixture(scope="session", params=["local", "s3"])
+def stack(request: pytest.FixtureRequest) -> RunningStack:
+    """Each storage backend in turn."""
+    found: RunningStack = request.getfixturevalue(f"{request.param}_stack")
+    return found
+
+
+def get_json(url: str, key: str) -> requests.Response:
+    return requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+# A DCGAN small enough to train in seconds on CPU, with samples and checkpoints on.
+TINY_TRAIN = {
+    "steps": 30, "batch_size": 16, "latent_dim": 8, "base_filters": 4,
+    "sample_every": 10, "checkpoint_every": 10,
+}
+

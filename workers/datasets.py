@@ -1,0 +1,65 @@
+"""Built-in image datasets as float32 arrays in [-1, 1], shape (n, size, size, channels).
+
+Nothing here downloads: ``digits`` ships inside scikit-learn, ``shapes`` is generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from shared.datasets import BUILTIN_DATASETS
+from shared.errors import PermanentJobError
+
+
+def _to_unit_range(images: np.ndarray) -> np.ndarray:
+    """uint8-range floats [0, 255] → [-1, 1], the range of the generator's tanh."""
+    return (images.astype(np.float32) / 127.5 - 1.0)[..., np.newaxis]
+
+
+def load_digits(size: int = 28) -> np.ndarray:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    raw = sklearn_digits().images  # (1797, 8, 8), values 0..16
+    scaled = (raw / 16.0 * 255.0).astype(np.uint8)
+    upscaled = np.stack(
+        [np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC)) for img in scaled]
+    )
+    return _to_unit_range(upscaled)
+
+
+def load_shapes(size: int = 28, count: int = 4096, seed: int = 1234) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size), dtype=np.uint8)
+    for i in range(count):
+        canvas = Image.new("L", (size, size), 0)
+        draw = ImageDraw.Draw(canvas)
+        extent = rng.uniform(0.35, 0.8) * size
+        x0, y0 = rng.uniform(0, size - extent, size=2)
+        box = (x0, y0, x0 + extent, y0 + extent)
+        shape = i % 3
+        if shape == 0:
+            draw.ellipse(box, fill=255)
+        elif shape == 1:
+            draw.rectangle(box, fill=255)
+        else:
+            draw.polygon([(x0 + extent / 2, y0), (x0, y0 + extent), (x0 + extent, y0 + extent)],
+                         fill=255)
+        images[i] = np.asarray(canvas)
+    return _to_unit_range(images)
+
+
+_LOADERS: dict[str, Callable[[], np.ndarray]] = {"digits": load_digits, "shapes": load_shapes}
+
+
+@cache
+def load_builtin(name: str) -> np.ndarray:
+    if name not in BUILTIN_DATASETS or name not in _LOADERS:
+        raise PermanentJobError(f"Unknown dataset {name!r}.")
+    images = _LOADERS[name]()
+    info = BUILTIN_DATASETS[name]
+    assert images.shape[1:] == (info.image_size, info.image_size, info.channels), images.shape
+    return images

@@ -1,0 +1,40 @@
+"""GPU discovery without TensorFlow (for the worker launcher) and TF set-up inside the
+process that runs models."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+
+log = logging.getLogger(__name__)
+
+
+def visible_gpus(setting: str) -> list[str]:
+    """GPU indices for ``ATELIER_GPUS``: ``auto`` asks nvidia-smi, ``none`` means CPU."""
+    if setting == "none":
+        return []
+    if setting != "auto":
+        return [index.strip() for index in setting.split(",") if index.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [line.strip() for line in listing.splitlines() if line.strip()]
+
+
+def configure_tensorflow() -> None:
+    """Grow GPU memory on demand instead of grabbing it all at start (tensorflow #17048)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised in this process: nothing to change
+            log.debug("memory growth already fixed for %s", gpu)
+    log.info("TensorFlow %s, GPUs: %s", tf.__version__, tf.config.list_physical_devices("GPU"))
