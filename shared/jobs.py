@@ -101,12 +101,12 @@ class Job(BaseModel):
 
 
 def new_id(prefix: str) -> str:
-    """A time-ordered id: equal-width hex milliseconds, then randomness.
+    """A time-ordered id: equal-width hex microseconds, then randomness.
 
     Lexicographic order is creation order, which is what lets the owner indexes page
     with ZREVRANGEBYLEX and a plain id as the cursor.
     """
-    return f"{prefix}_{int(time.time() * 1000):011x}{secrets.token_hex(5)}"
+    return f"{prefix}_{time.time_ns() // 1000:014x}{secrets.token_hex(4)}"
 
 
 _RECORD_FIELDS = set(Job.model_fields) - {"progress", "cancel_requested"}

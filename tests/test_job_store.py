@@ -1,0 +1,104 @@
+"""The job state machine against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from shared.errors import Conflict
+from shared.jobs import ALLOWED_TRANSITIONS, JobStatus, JobStore, JobType, OutputRef, Progress
+
+
+@pytest.fixture()
+def store(redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client)
+
+
+def test_terminal_statuses_allow_no_transition() -> None:
+    for status in JobStatus:
+        assert (not ALLOWED_TRANSITIONS[status]) == status.is_terminal()
+
+
+def test_create_then_read_back(store: JobStore) -> None:
+    job = store.create("alice", JobType.TRAIN, "dcgan", {"steps": 3})
+    read = store.get(job.id)
+    assert read is not None
+    assert (read.status, read.owner, read.params, read.attempt) == (
+        JobStatus.QUEUED, "alice", {"steps": 3}, 0)
+    assert store.get("job_missing") is None
+
+
+def test_only_one_of_many_concurrent_claims_wins(store: JobStore) -> None:
+    job = store.create("alice", JobType.TRAIN, "dcgan", {})
+    winners: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def claim(name: str) -> None:
+        barrier.wait()
+        if store.claim(job.id, name) is not None:
+            winners.append(name)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    claimed = store.get(job.id)
+    assert claimed is not None
+    assert claimed.status is JobStatus.RUNNING and claimed.worker == winners[0]
+    assert claimed.attempt == 1
+
+
+def test_cancel_queued_job_is_immediate_and_blocks_claim(store: JobStore) -> None:
+    job = store.create("alice", JobType.TRAIN, "dcgan", {})
+    canceled = store.request_cancel(job.id)
+    assert canceled.status is JobStatus.CANCELED and canceled.finished_at is not None
+    assert store.claim(job.id, "w") is None
+
+
+def test_cancel_running_job_sets_flag_and_keeps_running(store: JobStore) -> None:
+    job = store.create("alice", JobType.TRAIN, "dcgan", {})
+    store.claim(job.id, "w")
+    assert not store.cancel_requested(job.id)
+    flagged = store.request_cancel(job.id)
+    assert flagged.status is JobStatus.RUNNING and flagged.cancel_requested
+    assert store.cancel_requested(job.id)
+    store.finish(job.id, JobStatus.CANCELED)
+    with pytest.raises(Conflict):
+        store.request_cancel(job.id)
+
+
+def test_finish_keeps_progress_and_outputs(store: JobStore) -> None:
+    job = store.create("alice", JobType.GENERATE, "dcgan", {})
+    store.claim(job.id, "w")
+    store.set_progress(job.id, Progress(step=5, total=10, fraction=0.5))
+    ref = OutputRef(name="grid.png", key="owners/alice/x", content_type="image/png", size_bytes=9)
+    store.finish(job.id, JobStatus.SUCCEEDED, outputs=[ref], metrics={"predict_time": 0.1})
+    done = store.get(job.id)
+    assert done is not None
+    assert done.status is JobStatus.SUCCEEDED and done.progress.step == 5
+    assert done.outputs == [ref] and done.metrics == {"predict_time": 0.1}
+    with pytest.raises(Conflict):
+        store.finish(job.id, JobStatus.FAILED)
+
+
+def test_list_pages_newest_first_with_filters(store: JobStore) -> None:
+    created = [store.create("alice", JobType.TRAIN if i % 2 else JobType.GENERATE, "dcgan", {})
+               for i in range(7)]
+    store.create("bob", JobType.TRAIN, "dcgan", {})
+    newest_first = [j.id for j in reversed(created)]
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = store.list_for_owner("alice", limit=3, cursor=cursor)
+        seen += [j.id for j in page]
+        if cursor is None:
+            break
+    assert seen == newest_first
+
+    trains, _ = store.list_for_owner("alice", limit=10, where=lambda j: j.type is JobType.TRAIN)
+    assert [j.id for j in trains] == [j.id for j in reversed(created) if j.type is JobType.TRAIN]
