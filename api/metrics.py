@@ -27,7 +27,8 @@ HTTP_REQUESTS = Counter(
     "atelier_http_requests_total", "HTTP requests answered.", ["route", "method", "status"]
 )
 HTTP_LATENCY = Histogram(
-    "atelier_http_request_duration_seconds", "Time to answer an HTTP request.",
+    "atelier_http_request_duration_seconds",
+    "Time to answer an HTTP request.",
     ["route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
@@ -81,7 +82,9 @@ def install_metrics(app: Flask, settings: Settings, client: redis.Redis) -> None
         registry: CollectorRegistry
         if settings.metrics_dir:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=str(settings.metrics_dir))
+            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                registry, path=str(settings.metrics_dir)
+            )
         else:
             registry = REGISTRY
         output = generate_latest(registry) + generate_latest(_single(queue_collector))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from flask import url_for
 
-from api.schemas import ErrorOut, JobOut, ModelOut, OutputOut, ProgressOut, timestamp
+from api.schemas import (
+    ErrorOut,
+    JobOut,
+    ModelOut,
+    OutputOut,
+    ProgressOut,
+    optional_timestamp,
+    timestamp,
+)
 from api.services import services
 from shared.jobs import Job, OutputRef
 from shared.models import ModelRecord
@@ -19,7 +27,9 @@ def download_url(key: str) -> str:
 
 def present_output(output: OutputRef) -> OutputOut:
     return OutputOut(
-        name=output.name, content_type=output.content_type, size_bytes=output.size_bytes,
+        name=output.name,
+        content_type=output.content_type,
+        size_bytes=output.size_bytes,
         url=download_url(output.key),
     )
 
@@ -27,25 +37,42 @@ def present_output(output: OutputRef) -> OutputOut:
 def present_job(job: Job) -> JobOut:
     progress = job.progress
     return JobOut(
-        id=job.id, type=job.type, kind=job.kind, params=job.params, status=job.status,
+        id=job.id,
+        type=job.type,
+        kind=job.kind,
+        params=job.params,
+        status=job.status,
         progress=ProgressOut(
-            step=progress.step, total=progress.total, fraction=progress.fraction,
-            eta_seconds=progress.eta_seconds, metrics=progress.metrics,
-            updated_at=timestamp(progress.updated_at or None),
+            step=progress.step,
+            total=progress.total,
+            fraction=progress.fraction,
+            eta_seconds=progress.eta_seconds,
+            metrics=progress.metrics,
+            updated_at=optional_timestamp(progress.updated_at or None),
         ),
-        created_at=job.created_at, started_at=timestamp(job.started_at),
-        finished_at=timestamp(job.finished_at), attempt=job.attempt, worker=job.worker,
+        created_at=timestamp(job.created_at),
+        started_at=optional_timestamp(job.started_at),
+        finished_at=optional_timestamp(job.finished_at),
+        attempt=job.attempt,
+        worker=job.worker,
         error=ErrorOut(type=job.error.type, message=job.error.message) if job.error else None,
-        outputs=[present_output(o) for o in job.outputs], model_id=job.model_id,
-        metrics=job.metrics, cancel_requested=job.cancel_requested,
+        outputs=[present_output(o) for o in job.outputs],
+        model_id=job.model_id,
+        metrics=job.metrics,
+        cancel_requested=job.cancel_requested,
     )
 
 
 def present_model(model: ModelRecord) -> ModelOut:
     grid = model.samples[-1] if model.samples else None
     return ModelOut(
-        id=model.id, kind=model.kind, config=model.config, dataset=model.dataset,
-        steps=model.steps, metrics=model.metrics,
+        id=model.id,
+        kind=model.kind,
+        config=model.config,
+        dataset=model.dataset,
+        steps=model.steps,
+        metrics=model.metrics,
         sample_grid_url=download_url(grid.key) if grid else None,
-        source_job_id=model.source_job_id, created_at=model.created_at,
+        source_job_id=model.source_job_id,
+        created_at=timestamp(model.created_at),
     )

@@ -5,7 +5,7 @@ the OpenAPI document; a kind's ``params`` are validated by that kind's own model
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,8 +17,10 @@ from shared.kinds import KINDS
 def _kind_params_schemas() -> list[dict[str, Any]]:
     schemas: list[dict[str, Any]] = []
     for spec in KINDS.values():
-        for job_type, model in ((JobType.TRAIN, spec.train_params), (JobType.GENERATE,
-                                                                     spec.generate_params)):
+        for job_type, model in (
+            (JobType.TRAIN, spec.train_params),
+            (JobType.GENERATE, spec.generate_params),
+        ):
             schema = model.model_json_schema()
             schema["title"] = f"{spec.name} {job_type.value} params"
             schemas.append(schema)
@@ -33,7 +35,7 @@ class JobCreate(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="Validated against the kind's schema for this job type.",
-        json_schema_extra={"anyOf": _kind_params_schemas()},
+        json_schema_extra=cast(dict[str, Any], {"anyOf": _kind_params_schemas()}),
     )
 
 
@@ -141,5 +143,9 @@ class Problem(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
-def timestamp(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
+def timestamp(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def optional_timestamp(value: float | None) -> datetime | None:
+    return timestamp(value) if value is not None else None

@@ -1,9 +1,9 @@
 """The Python client for Atelier's HTTP API (the CLI is built on it).
 
-    client = AtelierClient("http://127.0.0.1:8000", api_key)
-    job = client.submit("train", "dcgan", {"steps": 800})
-    job = client.wait(job["id"])
-    client.download(job, "out/")
+client = AtelierClient("http://127.0.0.1:8000", api_key)
+job = client.submit("train", "dcgan", {"steps": 800})
+job = client.wait(job["id"])
+client.download(job, "out/")
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ class AtelierClient:
         return body
 
     def submit(self, job_type: str, kind: str, params: Json) -> Json:
-        return self._request("POST", "/v1/jobs", json={"type": job_type, "kind": kind,
-                                                       "params": params})
+        return self._request(
+            "POST", "/v1/jobs", json={"type": job_type, "kind": kind, "params": params}
+        )
 
     def job(self, job_id: str) -> Json:
         return self._request("GET", f"/v1/jobs/{job_id}")

@@ -23,11 +23,11 @@ def run_demo(client: AtelierClient, out_dir: Path, steps: int | None) -> Json:
     if train["status"] != "succeeded":
         raise click.ClickException(f"training ended {train['status']}: {train['error']}")
     model = client.model(train["model_id"])
-    click.echo(f"model {model['id']}: " + ", ".join(
-        f"{k}={v:.3f}" for k, v in model["metrics"].items()))
+    click.echo(
+        f"model {model['id']}: " + ", ".join(f"{k}={v:.3f}" for k, v in model["metrics"].items())
+    )
 
-    generate = client.submit("generate", "dcgan",
-                             {"model_id": model["id"], "n": 100, "seed": 7})
+    generate = client.submit("generate", "dcgan", {"model_id": model["id"], "n": 100, "seed": 7})
     generate = client.wait(generate["id"])
     if generate["status"] != "succeeded":
         raise click.ClickException(f"generation ended {generate['status']}")
@@ -35,7 +35,9 @@ def run_demo(client: AtelierClient, out_dir: Path, steps: int | None) -> Json:
     grid = next(p for p in paths if p.name == "grid.png")
     click.echo(f"generated {len(paths) - 1} images in {grid.parent}")
     click.echo(f"  grid: {grid}")
-    click.echo(f"  grid URL: {next(o['url'] for o in generate['outputs'] if o['name'] == 'grid.png')}")
+    click.echo(
+        f"  grid URL: {next(o['url'] for o in generate['outputs'] if o['name'] == 'grid.png')}"
+    )
     _report_quality([p for p in paths if p.name != "grid.png"])
     return generate
 

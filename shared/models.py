@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, Field
@@ -55,7 +55,10 @@ class ModelStore:
         self, owner: str, *, limit: int, cursor: str | None = None
     ) -> tuple[list[ModelRecord], str | None]:
         upper = f"({cursor}" if cursor else "+"
-        ids = self._redis.zrevrangebylex(self._keys.owner_models(owner), upper, "-", 0, limit + 1)
+        ids = cast(
+            list[bytes],
+            self._redis.zrevrangebylex(self._keys.owner_models(owner), upper, "-", 0, limit + 1),
+        )
         pipe = self._redis.pipeline(transaction=False)
         for model_id in ids[:limit]:
             pipe.get(self._keys.model(model_id.decode()))

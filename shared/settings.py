@@ -95,10 +95,7 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """The variables that rebuild these settings in a child process."""
-        return {
-            ENV_PREFIX + f.name.upper(): str(getattr(self, f.name))
-            for f in fields(self)
-        }
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

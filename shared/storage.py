@@ -142,8 +142,11 @@ class S3ObjectStore:
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
         self._client.upload_fileobj(
-            io.BytesIO(data), self.bucket, key,
-            ExtraArgs={"ContentType": content_type}, Config=self._TRANSFER,
+            io.BytesIO(data),
+            self.bucket,
+            key,
+            ExtraArgs={"ContentType": content_type},
+            Config=self._TRANSFER,
         )
         return len(data)
 

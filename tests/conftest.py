@@ -59,8 +59,11 @@ def s3_endpoint() -> Iterator[str]:
 
 def s3_settings(endpoint: str, bucket: str = "atelier-test") -> dict[str, str]:
     return {
-        "storage": "s3", "s3_endpoint_url": endpoint, "s3_bucket": bucket,
-        "s3_access_key_id": "testing", "s3_secret_access_key": "testing",
+        "storage": "s3",
+        "s3_endpoint_url": endpoint,
+        "s3_bucket": bucket,
+        "s3_access_key_id": "testing",
+        "s3_secret_access_key": "testing",
     }
 
 
@@ -86,13 +89,18 @@ def _start_stack(
     name: str, redis_base_url: str, directory: Path, extra: dict[str, str]
 ) -> EmbeddedStack:
     base = Settings.from_env(
-        {}, data_dir=directory, log_level="INFO",
+        {},
+        data_dir=directory,
+        log_level="INFO",
         # Fast cooperative cancel and progress for tests; defaults are the same order.
-        progress_interval_seconds=0.2, cancel_check_interval_seconds=0.2,
+        progress_interval_seconds=0.2,
+        cancel_check_interval_seconds=0.2,
         **extra,
     )
     stack = EmbeddedStack(
-        base, port=free_port(), api_workers=2,
+        base,
+        port=free_port(),
+        api_workers=2,
         external_redis_url=f"{redis_base_url}/{STACK_DBS[name]}",
     )
     stack.start()
@@ -145,10 +153,13 @@ def get_json(url: str, key: str) -> requests.Response:
 
 # A DCGAN small enough to train in seconds on CPU, with samples and checkpoints on.
 TINY_TRAIN = {
-    "steps": 30, "batch_size": 16, "latent_dim": 8, "base_filters": 4,
-    "sample_every": 10, "checkpoint_every": 10,
+    "steps": 30,
+    "batch_size": 16,
+    "latent_dim": 8,
+    "base_filters": 4,
+    "sample_every": 10,
+    "checkpoint_every": 10,
 }
-
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

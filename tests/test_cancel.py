@@ -12,8 +12,7 @@ from tests.conftest import TINY_TRAIN, RunningStack, wait_for
 
 pytestmark = pytest.mark.slow
 
-ENDLESS = {**TINY_TRAIN, "steps": 1_000_000, "sample_every": 100_000,
-           "checkpoint_every": 100_000}
+ENDLESS = {**TINY_TRAIN, "steps": 1_000_000, "sample_every": 100_000, "checkpoint_every": 100_000}
 
 
 def test_cancel_queued_and_running_jobs(local_stack: RunningStack) -> None:

@@ -21,8 +21,9 @@ def test_train_then_generate_then_download(stack: RunningStack) -> None:
     assert submitted["params"]["generator_lr"] > 0  # defaults are filled in and recorded
 
     seen_running = []
-    train = client.wait(submitted["id"], on_update=seen_running.append, poll_seconds=0.1,
-                        timeout=300)
+    train = client.wait(
+        submitted["id"], on_update=seen_running.append, poll_seconds=0.1, timeout=300
+    )
     assert train["status"] == "succeeded", train["error"]
     assert train["attempt"] == 1
     assert train["started_at"] and train["finished_at"]
@@ -57,7 +58,8 @@ def test_train_then_generate_then_download(stack: RunningStack) -> None:
     # Same seed, same images; and the worker kept the model loaded.
     again = client.wait(
         client.submit("generate", "dcgan", {"model_id": model["id"], "n": 5, "seed": 3})["id"],
-        poll_seconds=0.1, timeout=120,
+        poll_seconds=0.1,
+        timeout=120,
     )
     assert generate["metrics"]["model_cache_hit"] == 0.0
     assert again["metrics"]["model_cache_hit"] == 1.0

@@ -26,7 +26,11 @@ def test_create_then_read_back(store: JobStore) -> None:
     read = store.get(job.id)
     assert read is not None
     assert (read.status, read.owner, read.params, read.attempt) == (
-        JobStatus.QUEUED, "alice", {"steps": 3}, 0)
+        JobStatus.QUEUED,
+        "alice",
+        {"steps": 3},
+        0,
+    )
     assert store.get("job_missing") is None
 
 
@@ -86,8 +90,10 @@ def test_finish_keeps_progress_and_outputs(store: JobStore) -> None:
 
 
 def test_list_pages_newest_first_with_filters(store: JobStore) -> None:
-    created = [store.create("alice", JobType.TRAIN if i % 2 else JobType.GENERATE, "dcgan", {})
-               for i in range(7)]
+    created = [
+        store.create("alice", JobType.TRAIN if i % 2 else JobType.GENERATE, "dcgan", {})
+        for i in range(7)
+    ]
     store.create("bob", JobType.TRAIN, "dcgan", {})
     newest_first = [j.id for j in reversed(created)]
 

@@ -31,8 +31,7 @@ def test_owners_cannot_see_each_other(local_stack: RunningStack) -> None:
     assert expect_status(404, bob.job, job["id"])["detail"] == f"No job '{job['id']}'."
     expect_status(404, bob.cancel, job["id"])
     expect_status(404, bob.model, model_id)
-    problem = expect_status(
-        422, bob.submit, "generate", "dcgan", {"model_id": model_id, "n": 1})
+    problem = expect_status(422, bob.submit, "generate", "dcgan", {"model_id": model_id, "n": 1})
     assert problem["type"] == "urn:atelier:problem:unknown-model"
     assert job["id"] not in [j["id"] for j in bob.jobs()["data"]]
     assert model_id not in [m["id"] for m in bob.models()["data"]]

@@ -16,8 +16,15 @@ pytestmark = pytest.mark.slow
 def test_openapi_is_generated_from_the_validating_schemas(local_stack: RunningStack) -> None:
     doc = requests.get(local_stack.url("/v1/openapi.json"), timeout=10).json()
     assert doc["openapi"].startswith("3.")
-    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/models",
-                 "/v1/models/{model_id}", "/v1/datasets", "/v1/kinds"):
+    for path in (
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/models",
+        "/v1/models/{model_id}",
+        "/v1/datasets",
+        "/v1/kinds",
+    ):
         assert path in doc["paths"], path
     dumped = str(doc)
     # The kind's params schema, with its bounds, is part of the document.
@@ -54,8 +61,12 @@ def test_metrics_exposition(local_stack: RunningStack) -> None:
 
 def test_list_filters_and_cursor(local_stack: RunningStack) -> None:
     client = local_stack.client("hana")
-    ids = [client.submit("train", "dcgan", {"steps": 1, "batch_size": 8, "base_filters": 4,
-                                             "latent_dim": 2})["id"] for _ in range(3)]
+    ids = [
+        client.submit(
+            "train", "dcgan", {"steps": 1, "batch_size": 8, "base_filters": 4, "latent_dim": 2}
+        )["id"]
+        for _ in range(3)
+    ]
     for job_id in ids:
         client.wait(job_id, timeout=120)
     first = client.jobs(limit=2)
@@ -72,7 +83,11 @@ def test_api_and_celery_parent_never_import_tensorflow() -> None:
         "import sys; import api.wsgi, workers.celery_app, cli.main; "
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, env={"ATELIER_LOCAL_STORAGE_DIR": "/tmp/atelier-probe",
-                                          "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"ATELIER_LOCAL_STORAGE_DIR": "/tmp/atelier-probe", "PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.split() == ["False", "False"]

@@ -8,11 +8,16 @@ from shared.settings import Settings
 
 
 def test_from_env_reads_prefixed_variables_and_coerces_types() -> None:
-    settings = Settings.from_env({
-        "ATELIER_REDIS_URL": "redis://r:1/2", "ATELIER_MODEL_CACHE_SIZE": "7",
-        "ATELIER_PROGRESS_INTERVAL_SECONDS": "0.25", "ATELIER_DATA_DIR": "/d",
-        "ATELIER_STORAGE": "s3", "UNRELATED": "x",
-    })
+    settings = Settings.from_env(
+        {
+            "ATELIER_REDIS_URL": "redis://r:1/2",
+            "ATELIER_MODEL_CACHE_SIZE": "7",
+            "ATELIER_PROGRESS_INTERVAL_SECONDS": "0.25",
+            "ATELIER_DATA_DIR": "/d",
+            "ATELIER_STORAGE": "s3",
+            "UNRELATED": "x",
+        }
+    )
     assert settings.redis_url == "redis://r:1/2"
     assert settings.model_cache_size == 7
     assert settings.progress_interval_seconds == 0.25

@@ -10,6 +10,8 @@ from shared.settings import Settings
 from workers.tasks import register_tasks
 
 settings = Settings.from_env()
-logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.basicConfig(
+    level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+)
 app = make_celery(settings)
 register_tasks(app, settings)

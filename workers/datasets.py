@@ -26,7 +26,10 @@ def load_digits(size: int = 28) -> np.ndarray:
     raw = sklearn_digits().images  # (1797, 8, 8), values 0..16
     scaled = (raw / 16.0 * 255.0).astype(np.uint8)
     upscaled = np.stack(
-        [np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC)) for img in scaled]
+        [
+            np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC))
+            for img in scaled
+        ]
     )
     return _to_unit_range(upscaled)
 
@@ -46,8 +49,9 @@ def load_shapes(size: int = 28, count: int = 4096, seed: int = 1234) -> np.ndarr
         elif shape == 1:
             draw.rectangle(box, fill=255)
         else:
-            draw.polygon([(x0 + extent / 2, y0), (x0, y0 + extent), (x0 + extent, y0 + extent)],
-                         fill=255)
+            draw.polygon(
+                [(x0 + extent / 2, y0), (x0, y0 + extent), (x0 + extent, y0 + extent)], fill=255
+            )
         images[i] = np.asarray(canvas)
     return _to_unit_range(images)
 

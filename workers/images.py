@@ -34,5 +34,5 @@ def grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np
     for index, image in enumerate(images):
         row, col = divmod(index, columns)
         top, left = padding + row * (height + padding), padding + col * (width + padding)
-        canvas[top:top + height, left:left + width] = image
+        canvas[top : top + height, left : left + width] = image
     return canvas

@@ -26,27 +26,29 @@ class DigitReport(BaseModel):
 @cache
 def _classifier() -> object:
     from sklearn.datasets import load_digits
-    from sklearn.svm import SVC
+    from sklearn.linear_model import LogisticRegression
 
     digits = load_digits()
-    return SVC(gamma=0.001, C=10.0, probability=True, random_state=0).fit(
-        digits.data, digits.target
-    )
+    # ~97% cross-validated accuracy on real digits; features are scaled to 0..1.
+    return LogisticRegression(max_iter=5000, C=1.0).fit(digits.data / 16.0, digits.target)
 
 
 def downscale_to_digits(images: np.ndarray) -> np.ndarray:
     """[-1, 1] (n, 28, 28, 1) → sklearn's (n, 64) features in 0..16."""
     pixels = np.clip((images[..., 0] + 1.0) * 127.5, 0, 255).astype(np.uint8)
     small = np.stack(
-        [np.asarray(Image.fromarray(p).resize((8, 8), Image.BOX), dtype=np.float32)
-         for p in pixels]
+        [
+            np.asarray(Image.fromarray(p).resize((8, 8), Image.Resampling.BOX), dtype=np.float32)
+            for p in pixels
+        ]
     )
     return (small / 255.0 * 16.0).reshape(len(images), 64)
 
 
 def digit_report(images: np.ndarray, threshold: float = 0.7) -> DigitReport:
     model = _classifier()
-    probabilities = model.predict_proba(downscale_to_digits(images))  # type: ignore[attr-defined]
+    features = downscale_to_digits(images) / 16.0
+    probabilities = model.predict_proba(features)  # type: ignore[attr-defined]
     confident = probabilities.max(axis=1) >= threshold
     labels = probabilities.argmax(axis=1)[confident]
     counts = {int(d): int((labels == d).sum()) for d in range(10)}

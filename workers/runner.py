@@ -74,19 +74,26 @@ class JobRunner:
             result = plugin.train(job.params, ctx)
             model = self.models.save(
                 ModelRecord(
-                    id=ctx.model_id, owner=job.owner, kind=job.kind, config=result.config,
-                    weights_key=result.weights_key, samples=result.samples,
-                    metrics=result.metrics, source_job_id=job.id, dataset=result.dataset,
-                    steps=result.steps, created_at=time.time(),
+                    id=ctx.model_id,
+                    owner=job.owner,
+                    kind=job.kind,
+                    config=result.config,
+                    weights_key=result.weights_key,
+                    samples=result.samples,
+                    metrics=result.metrics,
+                    source_job_id=job.id,
+                    dataset=result.dataset,
+                    steps=result.steps,
+                    created_at=time.time(),
                 )
             )
-            self.jobs.finish(job.id, JobStatus.SUCCEEDED, model_id=model.id,
-                             metrics=result.metrics)
+            self.jobs.finish(job.id, JobStatus.SUCCEEDED, model_id=model.id, metrics=result.metrics)
         else:
             source = self.models.get_for_owner(job.params["model_id"], job.owner)
             if source is None:
                 raise PermanentJobError(f"model {job.params['model_id']} no longer exists")
             generated = plugin.generate(source, job.params, ctx)
-            self.jobs.finish(job.id, JobStatus.SUCCEEDED, outputs=generated.outputs,
-                             metrics=generated.metrics)
+            self.jobs.finish(
+                job.id, JobStatus.SUCCEEDED, outputs=generated.outputs, metrics=generated.metrics
+            )
         return JobStatus.SUCCEEDED

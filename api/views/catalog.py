@@ -51,7 +51,9 @@ def list_kinds() -> KindList:
     return KindList(
         data=[
             KindOut(
-                name=k.name, description=k.description, modality=k.modality,
+                name=k.name,
+                description=k.description,
+                modality=k.modality,
                 train_params_schema=k.train_params.model_json_schema(),
                 generate_params_schema=k.generate_params.model_json_schema(),
             )

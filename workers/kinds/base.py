@@ -63,9 +63,7 @@ class Uploader:
 class JobContext:
     """A running job's link to the system: progress, cancel flag, storage, log."""
 
-    def __init__(
-        self, job: Job, settings: Settings, jobs: JobStore, objects: ObjectStore
-    ) -> None:
+    def __init__(self, job: Job, settings: Settings, jobs: JobStore, objects: ObjectStore) -> None:
         self.job = job
         self.model_id = job.model_id or ""
         """Id the model of a training job will have (chosen before training starts)."""
@@ -95,7 +93,9 @@ class JobContext:
         self._jobs.set_progress(
             self.job.id,
             Progress(
-                step=step, total=total, fraction=round(step / total, 6) if total else 0.0,
+                step=step,
+                total=total,
+                fraction=round(step / total, 6) if total else 0.0,
                 eta_seconds=round(eta, 1) if eta is not None else None,
                 metrics={k: round(float(v), 5) for k, v in metrics.items()},
                 updated_at=time.time(),

@@ -30,17 +30,17 @@ class DcganKind(ModelKind):
 
     def setup(self) -> None:
         configure_tensorflow()
-        self._generators: LoadedModels[keras.Model] = LoadedModels(
-            self.settings.model_cache_size
-        )
+        self._generators: LoadedModels[keras.Model] = LoadedModels(self.settings.model_cache_size)
 
     # --- training ---------------------------------------------------------------------------
     def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
         p = DcganTrainParams.model_validate(params)
         images = load_builtin(p.dataset)
         config = DcganConfig(
-            image_size=images.shape[1], channels=images.shape[3],
-            latent_dim=p.latent_dim, base_filters=p.base_filters,
+            image_size=images.shape[1],
+            channels=images.shape[3],
+            latent_dim=p.latent_dim,
+            base_filters=p.base_filters,
         )
         keras.utils.set_random_seed(p.seed)
         gan = DCGAN(config)
@@ -56,8 +56,9 @@ class DcganKind(ModelKind):
             .prefetch(tf.data.AUTOTUNE)
         )
         callback = _TrainingHooks(gan, p, ctx)
-        ctx.log.info("training %s on %s (%d images) for %d steps", config, p.dataset,
-                     len(images), p.steps)
+        ctx.log.info(
+            "training %s on %s (%d images) for %d steps", config, p.dataset, len(images), p.steps
+        )
         gan.fit(batches, steps_per_epoch=p.steps, epochs=1, verbose=0, callbacks=[callback])
         callback.raise_if_canceled()
         return self._finish_training(gan, p, ctx, callback)
@@ -73,8 +74,12 @@ class DcganKind(ModelKind):
         uploaded = ctx.uploader.wait()
         samples = [ref for ref in uploaded if ref.name.startswith("samples/")]
         return TrainResult(
-            config=gan.config.to_dict(), weights_key=weights_key, samples=samples,
-            metrics=hooks.latest, dataset=p.dataset, steps=p.steps,
+            config=gan.config.to_dict(),
+            weights_key=weights_key,
+            samples=samples,
+            metrics=hooks.latest,
+            dataset=p.dataset,
+            steps=p.steps,
         )
 
     # --- generation -------------------------------------------------------------------------
@@ -111,13 +116,17 @@ class DcganKind(ModelKind):
     def _upload_images(pixels: np.ndarray, ctx: JobContext) -> list[OutputRef]:
         job = ctx.job
         ctx.uploader.put(
-            "grid.png", ObjectLayout.output(job.owner, job.id, "grid.png"),
-            encode_png(grid(pixels)), "image/png",
+            "grid.png",
+            ObjectLayout.output(job.owner, job.id, "grid.png"),
+            encode_png(grid(pixels)),
+            "image/png",
         )
         for index, image in enumerate(pixels):
             name = f"{index:04d}.png"
             ctx.uploader.put(
-                name, ObjectLayout.output(job.owner, job.id, name), encode_png(image),
+                name,
+                ObjectLayout.output(job.owner, job.id, name),
+                encode_png(image),
                 "image/png",
             )
         return ctx.uploader.wait()
@@ -155,8 +164,10 @@ class _TrainingHooks(keras.callbacks.Callback):  # type: ignore[misc]
         pixels = to_uint8(generate_images(self.gan.generator, self.sample_noise))
         job = self.ctx.job
         future = self.ctx.uploader.put(
-            f"samples/step-{step:07d}.png", ObjectLayout.sample(job.owner, job.id, step),
-            encode_png(grid(pixels)), "image/png",
+            f"samples/step-{step:07d}.png",
+            ObjectLayout.sample(job.owner, job.id, step),
+            encode_png(grid(pixels)),
+            "image/png",
         )
         self.ctx.publish_output(future)
         self.last_sample_step = step
@@ -172,11 +183,13 @@ class _TrainingHooks(keras.callbacks.Callback):  # type: ignore[misc]
         ):
             arrays.update({f"{prefix}{i}": w for i, w in enumerate(weights)})
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
         job = self.ctx.job
         self.ctx.uploader.put(
-            f"checkpoint-{step}", ObjectLayout.checkpoint(job.owner, job.id, step),
-            buffer.getvalue(), "application/zip",
+            f"checkpoint-{step}",
+            ObjectLayout.checkpoint(job.owner, job.id, step),
+            buffer.getvalue(),
+            "application/zip",
         )
 
     def raise_if_canceled(self) -> None:
@@ -187,6 +200,6 @@ class _TrainingHooks(keras.callbacks.Callback):  # type: ignore[misc]
 
 def _weights_npz(model: keras.Model) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
-

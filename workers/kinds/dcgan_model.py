@@ -46,7 +46,7 @@ class DcganConfig:
 
 def build_generator(config: DcganConfig) -> keras.Model:
     k = config.upsamplings
-    width = config.base_filters * 2 ** k
+    width = config.base_filters * 2**k
     z = keras.Input((config.latent_dim,), name="z")
     x = keras.layers.Dense(config.start_size**2 * width, use_bias=False)(z)
     x = keras.layers.BatchNormalization()(x)
@@ -89,9 +89,7 @@ class DCGAN(keras.Model):  # type: ignore[misc]
         self.discriminator = build_discriminator(config)
         self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
 
-    def compile(  # type: ignore[override]
-        self, d_optimizer: keras.Optimizer, g_optimizer: keras.Optimizer
-    ) -> None:
+    def compile(self, d_optimizer: keras.Optimizer, g_optimizer: keras.Optimizer) -> None:
         super().compile()
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
@@ -109,14 +107,16 @@ class DCGAN(keras.Model):  # type: ignore[misc]
                 tf.zeros_like(fake_logits), fake_logits
             )
         grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
-        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
+        self.d_optimizer.apply_gradients(
+            zip(grads, self.discriminator.trainable_weights, strict=True)
+        )
 
         z = tf.random.normal((batch, self.config.latent_dim))
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(z, training=True), training=True)
             g_loss = self.bce(tf.ones_like(fake_logits), fake_logits)
         grads = tape.gradient(g_loss, self.generator.trainable_weights)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))
 
         # This step's losses, not a running mean: progress shows where training is now.
         return {"d_loss": d_loss, "g_loss": g_loss}
@@ -127,7 +127,7 @@ def generate_images(generator: keras.Model, z: Any, batch_size: int = 500) -> An
     import numpy as np
 
     outputs = [
-        np.asarray(generator(z[start:start + batch_size], training=False))
+        np.asarray(generator(z[start : start + batch_size], training=False))
         for start in range(0, len(z), batch_size)
     ]
     return np.concatenate(outputs, axis=0)
