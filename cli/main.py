@@ -111,7 +111,7 @@ def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> 
     from cli.stack import EmbeddedStack
 
     stack = EmbeddedStack(_settings(), port=port)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         settings = stack.start()
         click.echo(f"Atelier is up at {settings.api_url} (data in {stack.data_dir})")
@@ -134,6 +134,11 @@ def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> 
     finally:
         stack.stop()
         click.echo("stopped.")
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM stops the stack the same way Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -124,6 +124,9 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
     return env
 
 
+ATELIER_COMMAND = [sys.executable, "-m", "cli.main"]
+
+
 def api_argv(bind: str, workers: int) -> list[str]:
     return [
         sys.executable,

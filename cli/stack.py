@@ -11,13 +11,12 @@ import redis
 import requests
 
 from cli.processes import (
+    ATELIER_COMMAND,
     ManagedProcess,
-    api_argv,
     child_env,
     free_port,
     start_redis,
     wait_until,
-    worker_argv,
 )
 from shared.auth import ApiKeyStore
 from shared.settings import Settings
@@ -64,22 +63,27 @@ class EmbeddedStack:
         self.settings = settings
         self.api_key = self._api_key(settings)
         env = child_env(settings)
-        for queue_name, queue in (
-            ("train", settings.train_queue),
-            ("generate", settings.generate_queue),
-        ):
+        # The same commands an operator runs: `atelier worker` per queue, `atelier api`.
+        for role in ("train", "generate"):
             self.processes.append(
                 ManagedProcess(
-                    f"worker-{queue_name}",
-                    worker_argv(queue, f"{queue_name}-local"),
+                    f"worker-{role}",
+                    [*ATELIER_COMMAND, "worker", "--queues", role],
                     env,
-                    data / "logs" / f"worker-{queue_name}.log",
+                    data / "logs" / f"worker-{role}.log",
                 )
             )
         self.processes.append(
             ManagedProcess(
                 "api",
-                api_argv(f"127.0.0.1:{self.port}", self.api_workers),
+                [
+                    *ATELIER_COMMAND,
+                    "api",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    str(self.api_workers),
+                ],
                 env,
                 data / "logs" / "api.log",
             )

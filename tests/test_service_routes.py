@@ -8,7 +8,10 @@ import sys
 import pytest
 import requests
 
+from cli.client import ApiError
 from tests.conftest import RunningStack
+
+TINY_ONE_STEP = {"steps": 1, "batch_size": 8, "base_filters": 4, "latent_dim": 2}
 
 pytestmark = pytest.mark.slow
 
@@ -53,20 +56,26 @@ def test_datasets_and_kinds(local_stack: RunningStack) -> None:
 def test_metrics_exposition(local_stack: RunningStack) -> None:
     client = local_stack.client("gina")
     client.jobs()
+    with pytest.raises(ApiError):
+        client.submit("generate", "dcgan", {"model_id": "model_none"})
+    client.wait(client.submit("train", "dcgan", TINY_ONE_STEP)["id"], timeout=120)
     text = requests.get(local_stack.url("/metrics"), timeout=10).text
     assert 'atelier_http_requests_total{method="GET",route="/v1/jobs",status="200"}' in text
     assert "atelier_http_request_duration_seconds_bucket" in text
+    assert 'status="422"' in text
+    submitted = [
+        line for line in text.splitlines() if line.startswith("atelier_jobs_submitted_total{")
+    ]
+    assert any(
+        line.startswith('atelier_jobs_submitted_total{kind="dcgan",type="train"}')
+        for line in submitted
+    ), submitted
     assert f'atelier_queue_depth{{queue="{local_stack.settings.train_queue}"}}' in text
 
 
 def test_list_filters_and_cursor(local_stack: RunningStack) -> None:
     client = local_stack.client("hana")
-    ids = [
-        client.submit(
-            "train", "dcgan", {"steps": 1, "batch_size": 8, "base_filters": 4, "latent_dim": 2}
-        )["id"]
-        for _ in range(3)
-    ]
+    ids = [client.submit("train", "dcgan", TINY_ONE_STEP)["id"] for _ in range(3)]
     for job_id in ids:
         client.wait(job_id, timeout=120)
     first = client.jobs(limit=2)

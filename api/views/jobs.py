@@ -8,6 +8,7 @@ from flask import url_for
 from spectree import Response
 
 from api.auth import current_owner
+from api.metrics import JOBS_SUBMITTED
 from api.present import present_job
 from api.schemas import JobCreate, JobList, JobListQuery, JobOut, Problem
 from api.services import services
@@ -44,6 +45,7 @@ def create_job(json: JobCreate) -> tuple[JobOut, int, dict[str, str]]:
         svc.jobs.delete(job)
         log.exception("enqueue of %s failed", job.id)
         raise ServiceUnavailable("The queue is unavailable; the job was not accepted.") from exc
+    JOBS_SUBMITTED.labels(job.type.value, job.kind).inc()
     location = url_for("v1.get_job", job_id=job.id)
     return present_job(job), 202, {"Location": location}
 
