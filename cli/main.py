@@ -117,6 +117,7 @@ def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> 
         click.echo(f"Atelier is up at {settings.api_url} (data in {stack.data_dir})")
         click.echo(f"  export ATELIER_API_URL={settings.api_url}")
         click.echo(f"  export ATELIER_API_KEY={stack.api_key}")
+        click.echo(f"  export ATELIER_REDIS_URL={settings.redis_url}  # for `atelier keys create`")
         click.echo(f"  docs: {settings.api_url}/v1/docs/redoc/   logs: {stack.data_dir}/logs/")
         if demo:
             from cli.demo import run_demo

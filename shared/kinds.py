@@ -22,7 +22,7 @@ class StrictParams(BaseModel):
 
 class DcganTrainParams(StrictParams):
     dataset: str = Field("digits", description="Dataset name; see GET /v1/datasets.")
-    steps: int = Field(1200, ge=1, le=1_000_000, description="Optimizer steps.")
+    steps: int = Field(1500, ge=1, le=1_000_000, description="Optimizer steps.")
     batch_size: int = Field(64, ge=8, le=1024)
     generator_lr: float = Field(1e-3, gt=0, le=0.1, description="Adam learning rate of G.")
     discriminator_lr: float = Field(5e-4, gt=0, le=0.1, description="Adam learning rate of D.")
