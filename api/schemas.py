@@ -4,10 +4,11 @@ the OpenAPI document; a kind's ``params`` are validated by that kind's own model
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.datasets import DatasetInfo
 from shared.jobs import JobStatus, JobType
@@ -36,6 +37,29 @@ class JobCreate(BaseModel):
         default_factory=dict,
         description="Validated against the kind's schema for this job type.",
         json_schema_extra=cast(dict[str, Any], {"anyOf": _kind_params_schemas()}),
+    )
+    start_before: AwareDatetime | None = Field(
+        None, description="If no worker has started the job by then, it ends `expired`."
+    )
+    max_run_seconds: float | None = Field(
+        None, gt=0, le=30 * 86400, description="A run longer than this fails (per attempt)."
+    )
+
+    @field_validator("start_before")
+    @classmethod
+    def _in_the_future(cls, value: AwareDatetime | None) -> AwareDatetime | None:
+        if value is not None and value.timestamp() <= time.time():
+            raise ValueError("start_before must be in the future")
+        return value
+
+
+class SubmitHeaders(BaseModel):
+    idempotency_key: str | None = Field(
+        None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Resending a submit with the same key and body returns the same job.",
     )
 
 
@@ -79,6 +103,10 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     attempt: int
+    failures: int = Field(description="Attempts ended by a lost worker or transient error.")
+    start_before: datetime | None
+    max_run_seconds: float | None
+    checkpoint_step: int | None = Field(description="Step of the newest stored checkpoint.")
     worker: str | None
     error: ErrorOut | None
     outputs: list[OutputOut]
@@ -87,6 +115,11 @@ class JobOut(BaseModel):
         description="Run measurements: predict_time and load_time (seconds), model_cache_hit."
     )
     cancel_requested: bool
+
+
+class JobLogsOut(BaseModel):
+    job_id: str
+    lines: list[str] = Field(description="The job's own log lines, oldest first (capped).")
 
 
 class JobList(BaseModel):

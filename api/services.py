@@ -9,9 +9,12 @@ from celery import Celery
 from flask import current_app
 
 from shared.auth import ApiKeyStore
+from shared.idempotency import IdempotencyStore
+from shared.job_logs import JobLogs
 from shared.jobs import JobStore
 from shared.models import ModelStore
 from shared.queue import make_celery
+from shared.redis_client import connect
 from shared.settings import Settings
 from shared.storage import ObjectStore, make_object_store
 
@@ -27,10 +30,12 @@ class Services:
     api_keys: ApiKeyStore
     objects: ObjectStore
     celery: Celery
+    idempotency: IdempotencyStore
+    logs: JobLogs
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        client = connect(settings.redis_url)
         return cls(
             settings=settings,
             redis=client,
@@ -39,6 +44,8 @@ class Services:
             api_keys=ApiKeyStore(client),
             objects=make_object_store(settings),
             celery=make_celery(settings),
+            idempotency=IdempotencyStore(client),
+            logs=JobLogs(client, settings.job_log_lines),
         )
 
 

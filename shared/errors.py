@@ -12,11 +12,17 @@
     │   ├── ValidationFailed      422 a field is wrong; ``errors`` names each field
     │   │   ├── UnknownKind       422 ``kind`` is not in the plug-in table
     │   │   ├── UnknownDataset    422 ``params.dataset`` names no dataset
-    │   │   └── UnknownModel      422 ``params.model_id`` names no model of this owner
+    │   │   ├── UnknownModel      422 ``params.model_id`` names no model of this owner
+    │   │   └── IdempotencyKeyReused 422 same Idempotency-Key, different body
     │   └── ServiceUnavailable    503 Redis or storage is unreachable
     └── JobError                  raised inside a running job; the runner maps it to a status
-        ├── JobCanceled           the job saw its cancel flag and stopped cooperatively
-        └── PermanentJobError     bad data or params: fail at once, never retry
+        ├── JobCanceled           the job saw its cancel flag and stopped cooperatively → canceled
+        ├── JobPreempted          its worker is shutting down; checkpointed → queued (no failure)
+        ├── LeaseLost             the reaper gave the job to another worker → write nothing
+        ├── TransientJobError     may succeed later → queued with backoff, counts an attempt
+        │   └── StorageUnavailable  the object store kept failing past the retry window
+        └── PermanentJobError     bad data or params: fail at once, never retry → failed
+            └── DeadlineExceeded  ran longer than its max_run_seconds
 
 Retry decisions are expressed by exception type, never by string matching.
 """
@@ -95,6 +101,10 @@ class UnknownModel(ValidationFailed):
     slug, title = "unknown-model", "Unknown model"
 
 
+class IdempotencyKeyReused(ValidationFailed):
+    slug, title = "idempotency-key-reused", "Idempotency-Key reused with a different body"
+
+
 class ServiceUnavailable(ProblemError):
     status, slug, title = 503, "service-unavailable", "A backing service is unavailable"
 
@@ -107,5 +117,25 @@ class JobCanceled(JobError):
     """The job noticed its cancel flag and stopped at a step boundary."""
 
 
+class JobPreempted(JobError):
+    """The worker is shutting down; the job checkpointed and goes back to the queue."""
+
+
+class LeaseLost(JobError):
+    """The lease expired and the job was requeued: another run owns it now."""
+
+
+class TransientJobError(JobError):
+    """A failure that may not happen again (a service outage): retry with backoff."""
+
+
+class StorageUnavailable(TransientJobError):
+    """The object store kept failing for longer than the upload retry window."""
+
+
 class PermanentJobError(JobError):
     """The job cannot succeed on a re-run (bad data, missing model): fail at once."""
+
+
+class DeadlineExceeded(PermanentJobError):
+    """The job ran longer than its ``max_run_seconds``."""

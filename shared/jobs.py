@@ -3,113 +3,66 @@
 ::
 
     queued ──claim──▶ running ──▶ succeeded
-       │                 ├──────▶ failed
-       └──cancel──┐      └─cancel▶ canceled   (cooperative: the job sees its flag)
-                  ▼
-               canceled
+      │  ▲               ├──────▶ failed       (permanent error, or attempts used up)
+      │  └──requeue──────┤                     (lease expired, worker draining, transient error)
+      │                  └─cancel▶ canceled    (cooperative: the job sees its flag)
+      ├──cancel──▶ canceled
+      └──start_before passed──▶ expired        (never run late)
 
 Every transition is a WATCH/MULTI on the job's hash: two workers racing to claim the
-same job cannot both win, and a cancel racing a claim is seen by whichever loses.
-Job records never expire; a finished job reads the same a month later.
+same job cannot both win, and a cancel racing a claim is seen by whichever loses. A
+running job holds a lease in the ``running`` index; the reaper (``reap``) requeues or
+fails jobs whose lease ran out. Job records never expire.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterable
-from enum import StrEnum
 from typing import Any, cast
 
 import redis
-from pydantic import BaseModel, Field
+from redis.client import Pipeline
 
 from shared.errors import Conflict
+from shared.job_records import (
+    TERMINAL_STATUSES,
+    CheckpointRef,
+    Job,
+    JobErrorInfo,
+    JobStatus,
+    JobType,
+    OutputRef,
+    Progress,
+    decode,
+    encode,
+    new_id,
+    record_json,
+)
 from shared.redis_keys import KEYS, RedisKeys
 
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "CheckpointRef",
+    "Job",
+    "JobErrorInfo",
+    "JobStatus",
+    "JobStore",
+    "JobType",
+    "OutputRef",
+    "Progress",
+    "new_id",
+]
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset(TERMINAL_STATUSES),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELED: frozenset(),
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.EXPIRED}
+    ),
+    JobStatus.RUNNING: frozenset({JobStatus.QUEUED, *TERMINAL_STATUSES} - {JobStatus.EXPIRED}),
+    **{status: frozenset() for status in TERMINAL_STATUSES},
 }
 
-
-class JobType(StrEnum):
-    TRAIN = "train"
-    GENERATE = "generate"
-
-
-class Progress(BaseModel):
-    step: int = 0
-    total: int = 0
-    fraction: float = 0.0
-    eta_seconds: float | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    updated_at: float = 0.0
-
-
-class OutputRef(BaseModel):
-    """An object a job wrote. Records hold keys, never bytes; the API adds URLs."""
-
-    name: str
-    key: str
-    content_type: str
-    size_bytes: int
-
-
-class JobErrorInfo(BaseModel):
-    type: str
-    message: str
-
-
-class Job(BaseModel):
-    id: str
-    owner: str
-    type: JobType
-    kind: str
-    params: dict[str, Any]
-    status: JobStatus = JobStatus.QUEUED
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    attempt: int = 0
-    worker: str | None = None
-    error: JobErrorInfo | None = None
-    outputs: list[OutputRef] = Field(default_factory=list)
-    model_id: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    """Run measurements, e.g. ``predict_time`` seconds and ``model_cache_hit`` (1 or 0)."""
-    # Held in their own hash fields so frequent writes never race a transition.
-    progress: Progress = Field(default_factory=Progress)
-    cancel_requested: bool = False
-
-
-def new_id(prefix: str) -> str:
-    """A time-ordered id: equal-width hex microseconds, then randomness.
-
-    Lexicographic order is creation order, which is what lets the owner indexes page
-    with ZREVRANGEBYLEX and a plain id as the cursor.
-    """
-    return f"{prefix}_{time.time_ns() // 1000:014x}{secrets.token_hex(4)}"
-
-
-_RECORD_FIELDS = set(Job.model_fields) - {"progress", "cancel_requested"}
+Also = Callable[[Pipeline, Job], None]
 
 
 class JobStore:
@@ -122,13 +75,13 @@ class JobStore:
     # --- reads ------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
         raw = cast(dict[bytes, bytes], self._redis.hgetall(self._keys.job(job_id)))
-        return _decode(raw) if raw else None
+        return decode(raw) if raw else None
 
     def get_many(self, job_ids: Iterable[str]) -> list[Job]:
         pipe = self._redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hgetall(self._keys.job(job_id))
-        return [_decode(raw) for raw in pipe.execute() if raw]
+        return [decode(raw) for raw in pipe.execute() if raw]
 
     def list_for_owner(
         self,
@@ -150,8 +103,8 @@ class JobStore:
         scanned = 0
         batch = max(limit * 2, 50)
         while scanned < scan_budget:
-            found_ids = cast(list[bytes], self._redis.zrevrangebylex(index, upper, "-", 0, batch))
-            ids = [i.decode() for i in found_ids]
+            page = cast(list[bytes], self._redis.zrevrangebylex(index, upper, "-", 0, batch))
+            ids = [i.decode() for i in page]
             if not ids:
                 return found, None
             for job in self.get_many(ids):
@@ -163,22 +116,44 @@ class JobStore:
             upper = f"({ids[-1]}"
         return found, upper[1:]
 
-    def cancel_requested(self, job_id: str) -> bool:
-        return self._redis.hget(self._keys.job(job_id), "cancel") == b"1"
+    def stop_requested(self, job_id: str, node: str | None) -> tuple[bool, bool]:
+        """(cancel asked for, the job's worker node is draining) in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(self._keys.job(job_id), "cancel")
+        pipe.exists(self._keys.draining(node or "-"))
+        cancel, draining = pipe.execute()
+        return cancel == b"1", bool(draining)
 
-    # --- writes -----------------------------------------------------------------------------
-    def create(self, owner: str, job_type: JobType, kind: str, params: dict[str, Any]) -> Job:
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.stop_requested(job_id, None)[0]
+
+    # --- writes outside the state machine ---------------------------------------------------
+    def create(
+        self,
+        owner: str,
+        job_type: JobType,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        start_before: float | None = None,
+        max_run_seconds: float | None = None,
+        job_id: str | None = None,
+    ) -> Job:
         job = Job(
-            id=new_id("job"),
+            id=job_id or new_id("job"),
             owner=owner,
             type=job_type,
             kind=kind,
             params=params,
             created_at=time.time(),
+            start_before=start_before,
+            max_run_seconds=max_run_seconds,
         )
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(self._keys.job(job.id), mapping=cast(Any, _encode(job)))
+        pipe.hset(self._keys.job(job.id), mapping=cast(Any, encode(job)))
         pipe.zadd(self._keys.owner_jobs(owner), {job.id: 0})
+        if start_before is not None:
+            pipe.zadd(self._keys.start_deadlines, {job.id: start_before})
         pipe.execute()
         return job
 
@@ -187,17 +162,105 @@ class JobStore:
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self._keys.job(job.id))
         pipe.zrem(self._keys.owner_jobs(job.owner), job.id)
+        pipe.zrem(self._keys.start_deadlines, job.id)
         pipe.execute()
 
-    def claim(self, job_id: str, worker: str) -> Job | None:
-        """queued → running for exactly one caller; None if the job is not queued."""
+    def set_progress(self, job_id: str, progress: Progress) -> None:
+        self._redis.hset(self._keys.job(job_id), "progress", progress.model_dump_json())
+
+    def set_checkpoint(self, job_id: str, checkpoint: CheckpointRef) -> None:
+        self._redis.hset(self._keys.job(job_id), "checkpoint", checkpoint.model_dump_json())
+
+    def renew_lease(self, job_id: str, lease_seconds: float) -> bool:
+        """Push the lease out; False once the job is no longer ours to run."""
+        renewed = self._redis.zadd(
+            self._keys.running, {job_id: time.time() + lease_seconds}, xx=True, ch=True
+        )
+        return bool(renewed)
+
+    def expired_leases(self, now: float | None = None) -> list[str]:
+        ids = self._redis.zrangebyscore(self._keys.running, "-inf", now or time.time())
+        return [i.decode() for i in cast(list[bytes], ids)]
+
+    def missed_start_deadlines(self, now: float | None = None) -> list[str]:
+        ids = self._redis.zrangebyscore(self._keys.start_deadlines, "-inf", now or time.time())
+        return [i.decode() for i in cast(list[bytes], ids)]
+
+    # --- transitions ------------------------------------------------------------------------
+    def claim(self, job_id: str, worker: str, lease_seconds: float) -> Job | None:
+        """queued → running for exactly one caller, with a lease; None if not queued."""
 
         def start(job: Job) -> None:
             job.started_at = time.time()
             job.attempt += 1
             job.worker = worker
 
-        return self._transition(job_id, JobStatus.RUNNING, start, quiet=True)
+        def hold_lease(pipe: Pipeline, job: Job) -> None:
+            pipe.zadd(self._keys.running, {job.id: time.time() + lease_seconds})
+            pipe.zrem(self._keys.start_deadlines, job.id)
+
+        return self._transition(job_id, JobStatus.RUNNING, start, also=hold_lease, quiet=True)
+
+    def requeue(
+        self,
+        job_id: str,
+        *,
+        error: JobErrorInfo | None,
+        failure: bool,
+        expected_worker: str | None,
+        delay_seconds: float = 0.0,
+    ) -> Job | None:
+        """running → queued, when ``expected_worker`` still holds it (a late reaper or a
+        stale worker must not requeue a job that another worker has since claimed).
+
+        The job's message is not sent here: the job joins the ``requeued`` index in the
+        same MULTI, and ``due_requeues`` hands it to whoever sends messages.
+        """
+
+        def back_to_queue(job: Job) -> None:
+            job.failures += int(failure)
+            job.error = error
+            job.worker = None
+
+        def schedule(pipe: Pipeline, job: Job) -> None:
+            self._release(pipe, job)
+            pipe.zadd(self._keys.requeued, {job.id: time.time() + delay_seconds})
+
+        return self._transition(
+            job_id,
+            JobStatus.QUEUED,
+            back_to_queue,
+            also=schedule,
+            only_if=lambda job: job.worker == expected_worker,
+            quiet=True,
+        )
+
+    def due_requeues(self, now: float | None = None) -> list[str]:
+        ids = self._redis.zrangebyscore(self._keys.requeued, "-inf", now or time.time())
+        return [i.decode() for i in cast(list[bytes], ids)]
+
+    def forget_requeue(self, job_id: str) -> None:
+        """Called after the job's new message is sent."""
+        self._redis.zrem(self._keys.requeued, job_id)
+
+    def forget_start_deadline(self, job_id: str) -> None:
+        self._redis.zrem(self._keys.start_deadlines, job_id)
+
+    def forget_lease(self, job_id: str) -> None:
+        self._redis.zrem(self._keys.running, job_id)
+
+    def expire(self, job_id: str, message: str) -> Job | None:
+        """queued → expired: its start deadline passed before any worker took it."""
+
+        def expired(job: Job) -> None:
+            job.finished_at = time.time()
+            job.error = JobErrorInfo(type="StartDeadlineMissed", message=message)
+
+        def release(pipe: Pipeline, job: Job) -> None:
+            pipe.zrem(self._keys.start_deadlines, job.id)
+            pipe.zrem(self._keys.requeued, job.id)
+
+        return self._transition(job_id, JobStatus.EXPIRED, expired, also=release, quiet=True)
 
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; flag a running one to stop at its next step."""
@@ -206,7 +269,7 @@ class JobStore:
             while True:
                 try:
                     pipe.watch(key)  # type: ignore[no-untyped-call]
-                    job = _decode(cast(dict[bytes, bytes], pipe.hgetall(key)))
+                    job = decode(cast(dict[bytes, bytes], pipe.hgetall(key)))
                     if job.status.is_terminal():
                         raise Conflict(
                             f"Job {job_id} already {job.status.value}; only queued or running "
@@ -217,7 +280,9 @@ class JobStore:
                     if job.status is JobStatus.QUEUED:
                         job.status = JobStatus.CANCELED
                         job.finished_at = time.time()
-                        pipe.hset(key, "record", _record_json(job))
+                        pipe.hset(key, "record", record_json(job))
+                        pipe.zrem(self._keys.start_deadlines, job_id)
+                        pipe.zrem(self._keys.requeued, job_id)
                     pipe.hset(key, "cancel", "1")
                     pipe.execute()
                     job.cancel_requested = True
@@ -234,6 +299,8 @@ class JobStore:
         error: JobErrorInfo | None = None,
         model_id: str | None = None,
         metrics: dict[str, float] | None = None,
+        expected_worker: str | None = None,
+        quiet: bool = False,
     ) -> Job | None:
         def complete(job: Job) -> None:
             job.finished_at = time.time()
@@ -242,10 +309,17 @@ class JobStore:
             job.model_id = model_id or job.model_id
             job.metrics = {**job.metrics, **(metrics or {})}
 
-        return self._transition(job_id, status, complete)
+        def still_ours(job: Job) -> bool:
+            return expected_worker is None or job.worker == expected_worker
 
-    def set_progress(self, job_id: str, progress: Progress) -> None:
-        self._redis.hset(self._keys.job(job_id), "progress", progress.model_dump_json())
+        def release(pipe: Pipeline, job: Job) -> None:
+            self._release(pipe, job)
+            pipe.zrem(self._keys.start_deadlines, job.id)
+            pipe.zrem(self._keys.requeued, job.id)
+
+        return self._transition(
+            job_id, status, complete, also=release, only_if=still_ours, quiet=quiet
+        )
 
     def add_outputs(self, job_id: str, outputs: list[OutputRef]) -> None:
         """Append outputs (e.g. sample grids) to a running job without changing its status."""
@@ -255,6 +329,9 @@ class JobStore:
 
         self._transition(job_id, None, append)
 
+    def _release(self, pipe: Pipeline, job: Job) -> None:
+        pipe.zrem(self._keys.running, job.id)
+
     # --- the one transition primitive -------------------------------------------------------
     def _transition(
         self,
@@ -262,12 +339,15 @@ class JobStore:
         to: JobStatus | None,
         mutate: Callable[[Job], None],
         *,
+        also: Also | None = None,
+        only_if: Callable[[Job], bool] = lambda job: True,
         quiet: bool = False,
     ) -> Job | None:
         """Apply ``mutate`` and move to ``to`` atomically; ``to=None`` keeps the status.
 
-        An illegal transition returns None when ``quiet`` (a lost race is normal for
-        claims) and raises Conflict otherwise.
+        ``also`` adds index updates to the same MULTI. An illegal transition, or one whose
+        ``only_if`` fails, returns None when ``quiet`` (a lost race is normal for claims and
+        requeues) and raises Conflict otherwise.
         """
         key = self._keys.job(job_id)
         with self._redis.pipeline(transaction=True) as pipe:
@@ -277,33 +357,21 @@ class JobStore:
                     raw = cast(dict[bytes, bytes], pipe.hgetall(key))
                     if not raw:
                         return None
-                    job = _decode(raw)
-                    if to is not None and to not in ALLOWED_TRANSITIONS[job.status]:
+                    job = decode(raw)
+                    legal = to is None or to in ALLOWED_TRANSITIONS[job.status]
+                    if not legal or not only_if(job):
                         if quiet:
+                            pipe.unwatch()
                             return None
                         raise Conflict(f"Job {job_id} cannot go from {job.status} to {to}.")
                     mutate(job)
                     if to is not None:
                         job.status = to
                     pipe.multi()
-                    pipe.hset(key, "record", _record_json(job))
+                    pipe.hset(key, "record", record_json(job))
+                    if also is not None:
+                        also(pipe, job)
                     pipe.execute()
                     return job
                 except redis.WatchError:
                     continue
-
-
-def _record_json(job: Job) -> str:
-    return job.model_dump_json(include=_RECORD_FIELDS)
-
-
-def _encode(job: Job) -> dict[str, str]:
-    return {"record": _record_json(job), "progress": job.progress.model_dump_json()}
-
-
-def _decode(raw: dict[bytes, bytes]) -> Job:
-    job = Job.model_validate_json(raw[b"record"])
-    if b"progress" in raw:
-        job.progress = Progress.model_validate_json(raw[b"progress"])
-    job.cancel_requested = raw.get(b"cancel") == b"1"
-    return job

@@ -24,6 +24,9 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.update(
         broker_url=settings.effective_broker_url,
         broker_connection_retry_on_startup=True,
+        # Keep reconnecting through a Redis restart instead of exiting the worker.
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

@@ -3,7 +3,17 @@
 Key schema (``{p}`` is the prefix, ``atelier`` by default)::
 
     {p}:job:{job_id}                hash   record (JSON, owned by shared.jobs), progress (JSON),
+                                           checkpoint (JSON: newest stored checkpoint),
                                            cancel ("1" once a cancel was asked for)
+    {p}:job:{job_id}:logs           list   the job's own log lines, newest last, capped
+    {p}:running                     zset   running job ids scored by lease expiry (epoch s);
+                                           a score in the past means the worker is gone
+    {p}:start-deadlines             zset   queued job ids scored by their start_before
+    {p}:requeued                    zset   requeued job ids scored by when to send their message;
+                                           written in the same MULTI as the requeue, so a
+                                           crash cannot lose the retry
+    {p}:idempotency:{owner}:{key}   string {job_id, fingerprint} of an Idempotency-Key (24 h)
+    {p}:draining:{worker node}      string set while a Celery node shuts down (short TTL)
     {p}:owner:{owner}:jobs          zset   job ids of one owner, all scored 0: ids sort by
                                            creation time, so ZREVRANGEBYLEX pages newest first
     {p}:model:{model_id}            string model record (JSON)
@@ -29,6 +39,27 @@ class RedisKeys:
 
     def owner_jobs(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:jobs"
+
+    def job_logs(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:logs"
+
+    @property
+    def running(self) -> str:
+        return f"{self.prefix}:running"
+
+    @property
+    def start_deadlines(self) -> str:
+        return f"{self.prefix}:start-deadlines"
+
+    @property
+    def requeued(self) -> str:
+        return f"{self.prefix}:requeued"
+
+    def idempotency(self, owner: str, key: str) -> str:
+        return f"{self.prefix}:idempotency:{owner}:{key}"
+
+    def draining(self, node: str) -> str:
+        return f"{self.prefix}:draining:{node}"
 
     def model(self, model_id: str) -> str:
         return f"{self.prefix}:model:{model_id}"

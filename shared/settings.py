@@ -55,6 +55,18 @@ class Settings:
     """Trained models a worker process keeps loaded for generation."""
     upload_threads: int = 8
     """Concurrent object uploads per worker process (checkpoints, samples, outputs)."""
+    lease_seconds: float = 15.0
+    """A running job's lease; a worker that misses renewing it this long is presumed dead."""
+    reaper_interval_seconds: float = 2.0
+    """How often each worker looks for expired leases and missed start deadlines."""
+    max_attempts: int = 3
+    """Attempts a job gets when its worker dies or a transient error stops it."""
+    retry_backoff_seconds: float = 2.0
+    """First delay before a transient failure is retried; doubles each time, capped at 60 s."""
+    upload_retry_seconds: float = 120.0
+    """How long an upload that must succeed (weights, outputs) keeps retrying storage."""
+    job_log_lines: int = 1000
+    """Log lines kept per job (the newest)."""
     gpus: str = "auto"
     """``auto`` (ask ``nvidia-smi``), ``none``, or a comma list of GPU indices."""
 

@@ -41,7 +41,7 @@ def test_only_one_of_many_concurrent_claims_wins(store: JobStore) -> None:
 
     def claim(name: str) -> None:
         barrier.wait()
-        if store.claim(job.id, name) is not None:
+        if store.claim(job.id, name, 30) is not None:
             winners.append(name)
 
     threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(8)]
@@ -60,12 +60,12 @@ def test_cancel_queued_job_is_immediate_and_blocks_claim(store: JobStore) -> Non
     job = store.create("alice", JobType.TRAIN, "dcgan", {})
     canceled = store.request_cancel(job.id)
     assert canceled.status is JobStatus.CANCELED and canceled.finished_at is not None
-    assert store.claim(job.id, "w") is None
+    assert store.claim(job.id, "w", 30) is None
 
 
 def test_cancel_running_job_sets_flag_and_keeps_running(store: JobStore) -> None:
     job = store.create("alice", JobType.TRAIN, "dcgan", {})
-    store.claim(job.id, "w")
+    store.claim(job.id, "w", 30)
     assert not store.cancel_requested(job.id)
     flagged = store.request_cancel(job.id)
     assert flagged.status is JobStatus.RUNNING and flagged.cancel_requested
@@ -77,7 +77,7 @@ def test_cancel_running_job_sets_flag_and_keeps_running(store: JobStore) -> None
 
 def test_finish_keeps_progress_and_outputs(store: JobStore) -> None:
     job = store.create("alice", JobType.GENERATE, "dcgan", {})
-    store.claim(job.id, "w")
+    store.claim(job.id, "w", 30)
     store.set_progress(job.id, Progress(step=5, total=10, fraction=0.5))
     ref = OutputRef(name="grid.png", key="owners/alice/x", content_type="image/png", size_bytes=9)
     store.finish(job.id, JobStatus.SUCCEEDED, outputs=[ref], metrics={"predict_time": 0.1})

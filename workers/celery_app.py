@@ -1,13 +1,27 @@
 """The worker's Celery app: ``celery -A workers.celery_app worker`` (``atelier worker``
-builds that command). Importing this module must stay cheap and TensorFlow-free."""
+builds that command). Importing this module must stay cheap and TensorFlow-free.
+
+Hooks, not lines in the runner:
+- ``worker_ready`` (parent): start the reaper thread.
+- ``worker_shutting_down`` (parent): flag this node as draining, so its running job
+  checkpoints and goes back to the queue at once instead of being waited on or killed.
+- ``worker_process_init`` (job process): SIGTERM drains the running job.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from shared.queue import make_celery
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+
+from shared.jobs import JobStore, JobType
+from shared.queue import enqueue, make_celery
+from shared.redis_client import connect
+from shared.redis_keys import KEYS
 from shared.settings import Settings
-from workers.tasks import register_tasks
+from workers.reaper import ReaperThread
+from workers.tasks import drain_on_sigterm, register_tasks
 
 settings = Settings.from_env()
 logging.basicConfig(
@@ -15,3 +29,25 @@ logging.basicConfig(
 )
 app = make_celery(settings)
 register_tasks(app, settings)
+DRAIN_FLAG_SECONDS = 600
+
+
+def _send(job_id: str, job_type: str) -> None:
+    enqueue(app, settings, job_id, JobType(job_type))
+
+
+@worker_ready.connect
+def start_reaper(sender: Any = None, **_: Any) -> None:
+    ReaperThread(JobStore(connect(settings.redis_url)), settings, _send).start()
+
+
+@worker_shutting_down.connect
+def flag_draining(sender: Any = None, **_: Any) -> None:
+    node = str(sender)
+    connect(settings.redis_url).set(KEYS.draining(node), "1", ex=DRAIN_FLAG_SECONDS)
+    logging.getLogger(__name__).info("%s draining: running jobs checkpoint and requeue", node)
+
+
+@worker_process_init.connect
+def init_job_process(**_: Any) -> None:
+    drain_on_sigterm()

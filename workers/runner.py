@@ -8,18 +8,39 @@ import logging
 import os
 import socket
 import time
+from typing import Any
 
+import botocore.exceptions
 import redis
 
-from shared.errors import JobCanceled, PermanentJobError
+from shared.errors import (
+    JobCanceled,
+    JobPreempted,
+    LeaseLost,
+    PermanentJobError,
+    TransientJobError,
+)
+from shared.job_logs import JobLogs
 from shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType
 from shared.kinds import KINDS
 from shared.models import ModelRecord, ModelStore
+from shared.redis_client import connect
 from shared.settings import Settings
 from shared.storage import ObjectStore, make_object_store
-from workers.kinds.base import JobContext, ModelKind
+from workers.context import JobContext
+from workers.kinds.base import ModelKind
 
 log = logging.getLogger(__name__)
+
+# Failures that may not recur: a service was briefly away. Everything else is permanent.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientJobError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+)
+MAX_RETRY_DELAY_SECONDS = 60.0
 
 
 class JobRunner:
@@ -27,11 +48,13 @@ class JobRunner:
 
     def __init__(self, settings: Settings, objects: ObjectStore | None = None) -> None:
         self.settings = settings
-        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        client = connect(settings.redis_url)
         self.jobs = JobStore(client)
         self.models = ModelStore(client)
+        self.logs = JobLogs(client, settings.job_log_lines)
         self.objects = objects or make_object_store(settings)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.busy = False
         self._kinds: dict[str, ModelKind] = {}
 
     def kind(self, name: str) -> ModelKind:
@@ -44,30 +67,72 @@ class JobRunner:
             self._kinds[name] = plugin
         return self._kinds[name]
 
-    def run(self, job_id: str) -> JobStatus | None:
-        """Run the job if it is still queued; returns its final status, or None if skipped."""
-        job = self.jobs.claim(job_id, self.worker_name)
+    def run(self, job_id: str, node: str | None = None) -> JobStatus | None:
+        """Run the job if it is still queued; returns where it ended, or None if skipped.
+
+        ``node`` is the Celery node name, whose draining flag tells the job to checkpoint
+        and step aside.
+        """
+        job = self.jobs.claim(job_id, self.worker_name, self.settings.lease_seconds)
         if job is None:
             current = self.jobs.get(job_id)
             log.info("skip %s: %s", job_id, current.status if current else "no such job")
             return None
-        log.info("run %s (%s %s, attempt %d)", job.id, job.type, job.kind, job.attempt)
-        ctx = JobContext(job, self.settings, self.jobs, self.objects)
+        ctx = JobContext(job, self.settings, self.jobs, self.objects, self.logs, node)
+        ctx.log.info("attempt %d of %s %s on %s", job.attempt, job.type, job.kind, self.worker_name)
+        self.busy = True
         try:
-            return self._dispatch(job, ctx)
+            with ctx.lease:
+                return self._dispatch(job, ctx)
         except JobCanceled as exc:
-            log.info("%s canceled: %s", job.id, exc)
-            self.jobs.finish(job.id, JobStatus.CANCELED)
-            return JobStatus.CANCELED
+            ctx.log.info("canceled: %s", exc)
+            return self._finish(job, JobStatus.CANCELED)
+        except JobPreempted as exc:
+            ctx.log.info("requeued: %s", exc)
+            self.jobs.requeue(job.id, error=None, failure=False, expected_worker=self.worker_name)
+            return JobStatus.QUEUED
+        except LeaseLost as exc:
+            ctx.log.warning("stopped, another worker owns the job now: %s", exc)
+            return None
+        except TRANSIENT_ERRORS as exc:
+            ctx.log.warning("transient failure: %s: %s", type(exc).__name__, exc)
+            return self._retry_or_fail(job, exc)
         except Exception as exc:
-            log.exception("%s failed", job.id)
-            error = JobErrorInfo(type=type(exc).__name__, message=str(exc) or repr(exc))
-            self.jobs.finish(job.id, JobStatus.FAILED, error=error)
-            return JobStatus.FAILED
+            ctx.log.exception("failed")
+            kind = "permanent" if isinstance(exc, PermanentJobError) else "unexpected"
+            log.info("%s: %s error %s", job.id, kind, type(exc).__name__)
+            return self._finish(job, JobStatus.FAILED, error=_error_info(exc))
         finally:
-            ctx.uploader.close()
+            self.busy = False
+            ctx.close()
 
-    def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus:
+    def _retry_or_fail(self, job: Job, exc: BaseException) -> JobStatus | None:
+        failures = job.failures + 1
+        if failures >= self.settings.max_attempts:
+            error = _error_info(exc, f"gave up after {failures} failed attempts: ")
+            return self._finish(job, JobStatus.FAILED, error=error)
+        delay = min(
+            self.settings.retry_backoff_seconds * 2 ** (failures - 1), MAX_RETRY_DELAY_SECONDS
+        )
+        self.jobs.requeue(
+            job.id,
+            error=_error_info(exc),
+            failure=True,
+            expected_worker=self.worker_name,
+            delay_seconds=delay,
+        )
+        return JobStatus.QUEUED
+
+    def _finish(self, job: Job, status: JobStatus, **fields: Any) -> JobStatus | None:
+        done = self.jobs.finish(
+            job.id, status, expected_worker=self.worker_name, quiet=True, **fields
+        )
+        if done is None:
+            log.warning("%s: not ours any more; %s not recorded", job.id, status)
+            return None
+        return status
+
+    def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus | None:
         plugin = self.kind(job.kind)
         if job.type is JobType.TRAIN:
             ctx.model_id = ModelStore.new_id()
@@ -87,13 +152,15 @@ class JobRunner:
                     created_at=time.time(),
                 )
             )
-            self.jobs.finish(job.id, JobStatus.SUCCEEDED, model_id=model.id, metrics=result.metrics)
-        else:
-            source = self.models.get_for_owner(job.params["model_id"], job.owner)
-            if source is None:
-                raise PermanentJobError(f"model {job.params['model_id']} no longer exists")
-            generated = plugin.generate(source, job.params, ctx)
-            self.jobs.finish(
-                job.id, JobStatus.SUCCEEDED, outputs=generated.outputs, metrics=generated.metrics
-            )
-        return JobStatus.SUCCEEDED
+            return self._finish(job, JobStatus.SUCCEEDED, model_id=model.id, metrics=result.metrics)
+        source = self.models.get_for_owner(job.params["model_id"], job.owner)
+        if source is None:
+            raise PermanentJobError(f"model {job.params['model_id']} no longer exists")
+        generated = plugin.generate(source, job.params, ctx)
+        return self._finish(
+            job, JobStatus.SUCCEEDED, outputs=generated.outputs, metrics=generated.metrics
+        )
+
+
+def _error_info(exc: BaseException, prefix: str = "") -> JobErrorInfo:
+    return JobErrorInfo(type=type(exc).__name__, message=prefix + (str(exc) or repr(exc)))

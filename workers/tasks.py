@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from celery import Celery
+import os
+import signal
+from typing import Any
+
+from celery import Celery, Task
 
 from shared.queue import RUN_JOB_TASK
 from shared.settings import Settings
+from workers.context import PROCESS_DRAINING
 from workers.runner import JobRunner
 
 _runner: JobRunner | None = None
@@ -20,7 +25,21 @@ def runner(settings: Settings) -> JobRunner:
     return _runner
 
 
+def drain_on_sigterm() -> None:
+    """In a job process: SIGTERM during a job means checkpoint, requeue, then exit;
+    SIGTERM while idle means exit now, as it did before."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if _runner is not None and _runner.busy:
+            PROCESS_DRAINING.set()
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def register_tasks(app: Celery, settings: Settings) -> None:
-    @app.task(name=RUN_JOB_TASK, ignore_result=True)
-    def run_job(job_id: str) -> None:
-        runner(settings).run(job_id)
+    @app.task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
+    def run_job(task: Task, job_id: str) -> None:  # type: ignore[type-arg]
+        runner(settings).run(job_id, node=task.request.hostname)

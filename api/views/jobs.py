@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from flask import url_for
 from spectree import Response
@@ -10,13 +12,22 @@ from spectree import Response
 from api.auth import current_owner
 from api.metrics import JOBS_SUBMITTED
 from api.present import present_job
-from api.schemas import JobCreate, JobList, JobListQuery, JobOut, Problem
-from api.services import services
+from api.schemas import (
+    JobCreate,
+    JobList,
+    JobListQuery,
+    JobLogsOut,
+    JobOut,
+    Problem,
+    SubmitHeaders,
+)
+from api.services import Services, services
 from api.spec import spec
 from api.submission import validated_params
 from api.views import v1
 from shared.errors import NotFound, ServiceUnavailable
-from shared.jobs import Job
+from shared.idempotency import fingerprint
+from shared.jobs import Job, new_id
 from shared.queue import enqueue
 
 log = logging.getLogger(__name__)
@@ -32,22 +43,68 @@ def owned_job(job_id: str) -> Job:
 
 
 @v1.post("/jobs")
-@spec.validate(json=JobCreate, resp=Response(HTTP_202=JobOut, **PROBLEMS), tags=["jobs"])
-def create_job(json: JobCreate) -> tuple[JobOut, int, dict[str, str]]:
+@spec.validate(
+    json=JobCreate,
+    headers=SubmitHeaders,
+    resp=Response(HTTP_202=JobOut, **PROBLEMS),
+    tags=["jobs"],
+)
+def create_job(json: JobCreate, headers: SubmitHeaders) -> tuple[JobOut, int, dict[str, str]]:
     """Submit a job; answers at once with its id while it waits in the queue."""
     svc = services()
     owner = current_owner()
     params = validated_params(json, owner, svc)
-    job = svc.jobs.create(owner, json.type, json.kind, params)
+    job_id = new_id("job")
+    key = headers.idempotency_key
+    if key is not None:
+        earlier = svc.idempotency.reserve(
+            owner, key, fingerprint(json.model_dump(mode="json")), job_id
+        )
+        if earlier is not None:
+            return (
+                present_job(_await_created(earlier)),
+                202,
+                {"Location": url_for("v1.get_job", job_id=earlier), "Idempotent-Replayed": "true"},
+            )
     try:
-        enqueue(svc.celery, svc.settings, job.id, json.type)
+        job = _create_and_enqueue(svc, owner, json, params, job_id)
+    except Exception:
+        if key is not None:
+            svc.idempotency.release(owner, key)
+        raise
+    return present_job(job), 202, {"Location": url_for("v1.get_job", job_id=job.id)}
+
+
+def _create_and_enqueue(
+    svc: Services, owner: str, body: JobCreate, params: dict[str, Any], job_id: str
+) -> Job:
+    job = svc.jobs.create(
+        owner,
+        body.type,
+        body.kind,
+        params,
+        job_id=job_id,
+        start_before=body.start_before.timestamp() if body.start_before else None,
+        max_run_seconds=body.max_run_seconds,
+    )
+    try:
+        enqueue(svc.celery, svc.settings, job.id, body.type)
     except Exception as exc:
         svc.jobs.delete(job)
         log.exception("enqueue of %s failed", job.id)
         raise ServiceUnavailable("The queue is unavailable; the job was not accepted.") from exc
     JOBS_SUBMITTED.labels(job.type.value, job.kind).inc()
-    location = url_for("v1.get_job", job_id=job.id)
-    return present_job(job), 202, {"Location": location}
+    return job
+
+
+def _await_created(job_id: str) -> Job:
+    """The job an identical earlier request created (it may be a few ms from existing)."""
+    for _ in range(40):
+        job = services().jobs.get(job_id)
+        if job is not None:
+            return job
+        time.sleep(0.05)
+    raise ServiceUnavailable(f"Job {job_id} for this Idempotency-Key is still being created.")
 
 
 @v1.get("/jobs/<job_id>")
@@ -81,3 +138,11 @@ def cancel_job(job_id: str) -> tuple[JobOut, int]:
     """Cancel: a queued job never starts; a running one stops at its next step (409 if done)."""
     owned_job(job_id)
     return present_job(services().jobs.request_cancel(job_id)), 202
+
+
+@v1.get("/jobs/<job_id>/logs")
+@spec.validate(resp=Response(HTTP_200=JobLogsOut, **PROBLEMS), tags=["jobs"])
+def job_logs(job_id: str) -> JobLogsOut:
+    """The job's own log lines (attempts, resumes, checkpoints, losses, errors)."""
+    owned_job(job_id)
+    return JobLogsOut(job_id=job_id, lines=services().logs.read(job_id))

@@ -10,7 +10,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.errors import JobCanceled
 from shared.jobs import OutputRef
 from shared.kinds import DcganGenerateParams, DcganTrainParams
 from shared.models import ModelRecord
@@ -21,8 +20,7 @@ from workers.gpu import configure_tensorflow
 from workers.images import encode_png, grid, to_uint8
 from workers.kinds.base import GenerateResult, JobContext, ModelKind, TrainResult
 from workers.kinds.dcgan_model import DCGAN, DcganConfig, build_generator, generate_images
-
-SAMPLE_GRID_SIZE = 64  # an 8x8 grid, from noise fixed for the whole run
+from workers.kinds.dcgan_training import TrainingHooks, restore_checkpoint
 
 
 class DcganKind(ModelKind):
@@ -48,23 +46,48 @@ class DcganKind(ModelKind):
             d_optimizer=keras.optimizers.Adam(p.discriminator_lr, beta_1=p.beta_1),
             g_optimizer=keras.optimizers.Adam(p.generator_lr, beta_1=p.beta_1),
         )
-        batches = (
-            tf.data.Dataset.from_tensor_slices(images)
-            .shuffle(len(images), seed=p.seed, reshuffle_each_iteration=True)
-            .repeat()
-            .batch(p.batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-        callback = _TrainingHooks(gan, p, ctx)
+        start_step = self._resume(gan, ctx)
+        hooks = TrainingHooks(gan, p, ctx, start_step)
         ctx.log.info(
-            "training %s on %s (%d images) for %d steps", config, p.dataset, len(images), p.steps
+            "training %s on %s (%d images), steps %d..%d",
+            config,
+            p.dataset,
+            len(images),
+            start_step + 1,
+            p.steps,
         )
-        gan.fit(batches, steps_per_epoch=p.steps, epochs=1, verbose=0, callbacks=[callback])
-        callback.raise_if_canceled()
-        return self._finish_training(gan, p, ctx, callback)
+        if start_step < p.steps:
+            batches = (
+                tf.data.Dataset.from_tensor_slices(images)
+                # A resumed run sees a different data order, not a replay of the first.
+                .shuffle(len(images), seed=p.seed + start_step, reshuffle_each_iteration=True)
+                .repeat()
+                .batch(p.batch_size, drop_remainder=True)
+                .prefetch(tf.data.AUTOTUNE)
+            )
+            gan.fit(
+                batches,
+                steps_per_epoch=p.steps - start_step,
+                epochs=1,
+                verbose=0,
+                callbacks=[hooks],
+            )
+        if hooks.stopped_at is not None:
+            ctx.uploader.wait()
+            ctx.raise_for_stop(hooks.stopped_at)
+        return self._finish_training(gan, p, ctx, hooks)
+
+    @staticmethod
+    def _resume(gan: DCGAN, ctx: JobContext) -> int:
+        checkpoint = ctx.job.checkpoint
+        if checkpoint is None:
+            return 0
+        step = restore_checkpoint(gan, ctx.objects.get_bytes(checkpoint.key))
+        ctx.log.info("resuming from the checkpoint at step %d (attempt %d)", step, ctx.job.attempt)
+        return step
 
     def _finish_training(
-        self, gan: DCGAN, p: DcganTrainParams, ctx: JobContext, hooks: _TrainingHooks
+        self, gan: DCGAN, p: DcganTrainParams, ctx: JobContext, hooks: TrainingHooks
     ) -> TrainResult:
         job = ctx.job
         if hooks.last_sample_step != p.steps:
@@ -72,7 +95,8 @@ class DcganKind(ModelKind):
         weights_key = ObjectLayout.model_weights(job.owner, ctx.model_id)
         ctx.uploader.put("weights", weights_key, _weights_npz(gan.generator), "application/zip")
         uploaded = ctx.uploader.wait()
-        samples = [ref for ref in uploaded if ref.name.startswith("samples/")]
+        earlier = [o for o in job.outputs if o.name.startswith("samples/")]
+        samples = earlier + [ref for ref in uploaded if ref.name.startswith("samples/")]
         return TrainResult(
             config=gan.config.to_dict(),
             weights_key=weights_key,
@@ -130,72 +154,6 @@ class DcganKind(ModelKind):
                 "image/png",
             )
         return ctx.uploader.wait()
-
-
-class _TrainingHooks(keras.callbacks.Callback):  # type: ignore[misc]
-    """Progress, sample grids, checkpoints and the cancel check, at step boundaries."""
-
-    def __init__(self, gan: DCGAN, params: DcganTrainParams, ctx: JobContext) -> None:
-        super().__init__()
-        self.gan = gan
-        self.train_params = params
-        self.ctx = ctx
-        self.latest: dict[str, float] = {}
-        self.last_sample_step = 0
-        self.canceled_at: int | None = None
-        noise = np.random.default_rng(params.seed + 1).standard_normal(
-            (SAMPLE_GRID_SIZE, gan.config.latent_dim)
-        )
-        self.sample_noise = noise.astype(np.float32)
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        step = batch + 1
-        self.latest = {k: float(v) for k, v in (logs or {}).items()}
-        self.ctx.report(step, self.train_params.steps, self.latest)
-        if step % self.train_params.sample_every == 0:
-            self.write_samples(step)
-        if step % self.train_params.checkpoint_every == 0 and step < self.train_params.steps:
-            self.write_checkpoint(step)
-        if self.ctx.cancel_requested():
-            self.canceled_at = step
-            self.gan.stop_training = True
-
-    def write_samples(self, step: int) -> None:
-        pixels = to_uint8(generate_images(self.gan.generator, self.sample_noise))
-        job = self.ctx.job
-        future = self.ctx.uploader.put(
-            f"samples/step-{step:07d}.png",
-            ObjectLayout.sample(job.owner, job.id, step),
-            encode_png(grid(pixels)),
-            "image/png",
-        )
-        self.ctx.publish_output(future)
-        self.last_sample_step = step
-
-    def write_checkpoint(self, step: int) -> None:
-        """G, D and both optimizers' state, so a resumed run continues the same curve."""
-        arrays: dict[str, np.ndarray] = {"step": np.asarray(step)}
-        for prefix, weights in (
-            ("g", self.gan.generator.get_weights()),
-            ("d", self.gan.discriminator.get_weights()),
-            ("g_opt", [np.asarray(v) for v in self.gan.g_optimizer.variables]),
-            ("d_opt", [np.asarray(v) for v in self.gan.d_optimizer.variables]),
-        ):
-            arrays.update({f"{prefix}{i}": w for i, w in enumerate(weights)})
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)  # type: ignore[arg-type]
-        job = self.ctx.job
-        self.ctx.uploader.put(
-            f"checkpoint-{step}",
-            ObjectLayout.checkpoint(job.owner, job.id, step),
-            buffer.getvalue(),
-            "application/zip",
-        )
-
-    def raise_if_canceled(self) -> None:
-        if self.canceled_at is not None:
-            self.ctx.uploader.wait()
-            raise JobCanceled(f"canceled at step {self.canceled_at}")
 
 
 def _weights_npz(model: keras.Model) -> bytes:

@@ -1,0 +1,123 @@
+"""What a job record holds. ``shared.jobs`` owns the transitions between statuses."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    """Its ``start_before`` deadline passed while it waited; it never ran."""
+
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED}
+)
+
+
+class JobType(StrEnum):
+    TRAIN = "train"
+    GENERATE = "generate"
+
+
+class Progress(BaseModel):
+    step: int = 0
+    total: int = 0
+    fraction: float = 0.0
+    eta_seconds: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    updated_at: float = 0.0
+
+
+class OutputRef(BaseModel):
+    """An object a job wrote. Records hold keys, never bytes; the API adds URLs."""
+
+    name: str
+    key: str
+    content_type: str
+    size_bytes: int
+
+
+class CheckpointRef(BaseModel):
+    """The newest checkpoint that is fully stored; a re-run resumes from it."""
+
+    step: int
+    key: str
+
+
+class JobErrorInfo(BaseModel):
+    type: str
+    message: str
+
+
+class Job(BaseModel):
+    id: str
+    owner: str
+    type: JobType
+    kind: str
+    params: dict[str, Any]
+    status: JobStatus = JobStatus.QUEUED
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempt: int = 0
+    """Runs so far, including one in progress."""
+    failures: int = 0
+    """Runs that ended by a lost worker or a transient error (capped by max_attempts)."""
+    worker: str | None = None
+    error: JobErrorInfo | None = None
+    """Why it failed; while it waits for a retry, why the last run stopped."""
+    outputs: list[OutputRef] = Field(default_factory=list)
+    model_id: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Run measurements, e.g. ``predict_time`` seconds and ``model_cache_hit`` (1 or 0)."""
+    start_before: float | None = None
+    max_run_seconds: float | None = None
+    # Held in their own hash fields so frequent writes never race a transition.
+    progress: Progress = Field(default_factory=Progress)
+    checkpoint: CheckpointRef | None = None
+    cancel_requested: bool = False
+
+
+SIDE_FIELDS = frozenset({"progress", "checkpoint", "cancel_requested"})
+RECORD_FIELDS = frozenset(Job.model_fields) - SIDE_FIELDS
+
+
+def new_id(prefix: str) -> str:
+    """A time-ordered id: equal-width hex microseconds, then randomness.
+
+    Lexicographic order is creation order, which is what lets the owner indexes page
+    with ZREVRANGEBYLEX and a plain id as the cursor.
+    """
+    return f"{prefix}_{time.time_ns() // 1000:014x}{secrets.token_hex(4)}"
+
+
+def encode(job: Job) -> dict[str, str]:
+    return {"record": record_json(job), "progress": job.progress.model_dump_json()}
+
+
+def record_json(job: Job) -> str:
+    return job.model_dump_json(include=set(RECORD_FIELDS))
+
+
+def decode(raw: dict[bytes, bytes]) -> Job:
+    job = Job.model_validate_json(raw[b"record"])
+    if b"progress" in raw:
+        job.progress = Progress.model_validate_json(raw[b"progress"])
+    if b"checkpoint" in raw:
+        job.checkpoint = CheckpointRef.model_validate_json(raw[b"checkpoint"])
+    job.cancel_requested = raw.get(b"cancel") == b"1"
+    return job

@@ -1,0 +1,103 @@
+"""The reaper: requeues jobs whose worker died, fails jobs that keep killing workers,
+expires jobs that missed their start deadline, and sends the messages of requeued jobs.
+
+Every worker node runs one in its Celery parent process (which never runs jobs, so it is
+alive when a job process is SIGKILLed or OOM-killed). Several reapers may race: each step
+is a guarded transition, so a job is requeued once, and a duplicate message is harmless
+because only one claim of a queued job can win.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.jobs import JobErrorInfo, JobStatus, JobStore
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReapReport:
+    requeued: int = 0
+    failed: int = 0
+    expired: int = 0
+    sent: int = 0
+
+
+def reap_once(jobs: JobStore, settings: Settings, send: Callable[[str, str], None]) -> ReapReport:
+    """One sweep; ``send(job_id, job_type)`` puts a job's message on its queue."""
+    report = ReapReport()
+    for job_id in jobs.expired_leases():
+        _recover(jobs, settings, job_id, report)
+    for job_id in jobs.missed_start_deadlines():
+        job = jobs.get(job_id)
+        if job is None or job.status is not JobStatus.QUEUED:
+            jobs.forget_start_deadline(job_id)
+        elif jobs.expire(job_id, "start_before passed while the job waited in the queue"):
+            report.expired += 1
+    for job_id in jobs.due_requeues():
+        job = jobs.get(job_id)
+        # Send before forgetting: a crash in between duplicates a message (harmless),
+        # the other order could lose it.
+        if job is not None and job.status is JobStatus.QUEUED:
+            send(job_id, job.type.value)
+            report.sent += 1
+        jobs.forget_requeue(job_id)
+    return report
+
+
+def _recover(jobs: JobStore, settings: Settings, job_id: str, report: ReapReport) -> None:
+    job = jobs.get(job_id)
+    if job is None or job.status is not JobStatus.RUNNING:
+        jobs.forget_lease(job_id)
+        return
+    failures = job.failures + 1
+    what = (
+        f"worker {job.worker} stopped renewing its lease during attempt {job.attempt} "
+        "(killed, out of memory, or cut off)"
+    )
+    if failures >= settings.max_attempts:
+        error = JobErrorInfo(
+            type="WorkerLost",
+            message=f"gave up after {failures} failed attempts (max_attempts="
+            f"{settings.max_attempts}); last: {what}",
+        )
+        if jobs.finish(
+            job_id, JobStatus.FAILED, error=error, expected_worker=job.worker, quiet=True
+        ):
+            report.failed += 1
+            log.warning("%s failed: %s", job_id, error.message)
+        return
+    if jobs.requeue(
+        job_id,
+        error=JobErrorInfo(type="WorkerLost", message=what),
+        failure=True,
+        expected_worker=job.worker,
+    ):
+        report.requeued += 1
+        log.warning("%s requeued: %s", job_id, what)
+
+
+class ReaperThread(threading.Thread):
+    def __init__(
+        self, jobs: JobStore, settings: Settings, send: Callable[[str, str], None]
+    ) -> None:
+        super().__init__(name="atelier-reaper", daemon=True)
+        self._jobs = jobs
+        self._settings = settings
+        self._send = send
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._settings.reaper_interval_seconds):
+            try:
+                reap_once(self._jobs, self._settings, self._send)
+            except Exception:
+                log.warning("reaper sweep failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
