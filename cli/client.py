@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+TERMINAL = {"succeeded", "failed", "canceled", "expired"}
 Json = dict[str, Any]
 
 

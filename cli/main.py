@@ -55,20 +55,21 @@ def api(bind: str, workers: int) -> None:
     show_default=True,
     help="Comma list of queue roles (train, generate) or queue names.",
 )
+@click.option("--name", default=None, help="Celery node name prefix (default: the queues).")
 @click.option(
     "--concurrency",
     default=1,
     show_default=True,
     help="Job processes per worker on CPU (GPUs always get one process each).",
 )
-def worker(queues: str, concurrency: int) -> None:
+def worker(queues: str, name: str | None, concurrency: int) -> None:
     """Run Celery workers: one process per GPU when GPUs are present, else CPU."""
     from workers.gpu import visible_gpus
 
     settings = _settings()
     roles = {"train": settings.train_queue, "generate": settings.generate_queue}
     names = ",".join(roles.get(q.strip(), q.strip()) for q in queues.split(","))
-    tag = queues.replace(",", "-")
+    tag = name or queues.replace(",", "-")
     gpus = visible_gpus(settings.gpus)
     if not gpus:
         argv = worker_argv(names, f"{tag}-cpu", concurrency)

@@ -62,17 +62,9 @@ class EmbeddedStack:
         )
         self.settings = settings
         self.api_key = self._api_key(settings)
-        env = child_env(settings)
         # The same commands an operator runs: `atelier worker` per queue, `atelier api`.
         for role in ("train", "generate"):
-            self.processes.append(
-                ManagedProcess(
-                    f"worker-{role}",
-                    [*ATELIER_COMMAND, "worker", "--queues", role],
-                    env,
-                    data / "logs" / f"worker-{role}.log",
-                )
-            )
+            self.add_worker(role)
         self.processes.append(
             ManagedProcess(
                 "api",
@@ -84,12 +76,24 @@ class EmbeddedStack:
                     "--workers",
                     str(self.api_workers),
                 ],
-                env,
+                child_env(settings),
                 data / "logs" / "api.log",
             )
         )
         wait_until(self._ready, 60, "the API")
         return settings
+
+    def add_worker(self, role: str) -> ManagedProcess:
+        """Start one more `atelier worker` for ``role`` (train or generate)."""
+        assert self.settings is not None
+        count = sum(1 for p in self.processes if p.name.startswith(f"worker-{role}"))
+        name = f"worker-{role}" + (f"-{count + 1}" if count else "")
+        process = ManagedProcess(
+            name, [*ATELIER_COMMAND, "worker", "--queues", role, "--name", name],
+            child_env(self.settings), self.data_dir / "logs" / f"{name}.log",
+        )
+        self.processes.append(process)
+        return process
 
     def _ready(self) -> bool:
         for process in self.processes:

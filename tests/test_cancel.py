@@ -18,6 +18,7 @@ ENDLESS = {**TINY_TRAIN, "steps": 1_000_000, "sample_every": 100_000, "checkpoin
 def test_cancel_queued_and_running_jobs(local_stack: RunningStack) -> None:
     client = local_stack.client("dave")
     queue = local_stack.settings.train_queue
+    model_id = client.wait(client.submit("train", "dcgan", TINY_TRAIN)["id"])["model_id"]
     running = client.submit("train", "dcgan", ENDLESS)
     wait_for(lambda: client.job(running["id"])["progress"]["step"] > 0, 120, "training to start")
 
@@ -25,6 +26,17 @@ def test_cancel_queued_and_running_jobs(local_stack: RunningStack) -> None:
     # The busy worker has not hoarded the second job: it is still in the queue.
     assert queue_length(local_stack.redis, queue) == 1
     assert client.job(waiting["id"])["status"] == "queued"
+
+    # Generation never waits behind training: it has its own queue and worker.
+    asked = time.monotonic()
+    generated = client.wait(
+        client.submit("generate", "dcgan", {"model_id": model_id, "n": 4})["id"],
+        poll_seconds=0.1,
+        timeout=60,
+    )
+    assert generated["status"] == "succeeded"
+    assert time.monotonic() - asked < 20
+    assert client.job(running["id"])["status"] == "running"
 
     canceled = client.cancel(waiting["id"])
     assert canceled["status"] == "canceled" and canceled["finished_at"]

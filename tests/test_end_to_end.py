@@ -30,6 +30,8 @@ def test_train_then_generate_then_download(stack: RunningStack) -> None:
     assert train["progress"]["step"] == TINY_TRAIN["steps"] == train["progress"]["total"]
     assert train["progress"]["fraction"] == 1.0
     assert {"d_loss", "g_loss"} <= set(train["progress"]["metrics"])
+    logs = "\n".join(client._request("GET", f"/v1/jobs/{train['id']}/logs")["lines"])
+    assert "attempt 1 of train dcgan" in logs and "step 20/30 d_loss=" in logs
     sample_names = sorted(o["name"] for o in train["outputs"])
     assert sample_names == [f"samples/step-{s:07d}.png" for s in (10, 20, 30)]
 
