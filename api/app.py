@@ -18,11 +18,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level)
     app = Flask("atelier")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Werkzeug's own bound for bodies without a Content-Length (chunked uploads).
+    app.config["MAX_CONTENT_LENGTH"] = max(
+        settings.max_request_bytes, settings.max_upload_bytes
+    ) + (64 << 10)
     svc = Services.build(settings)
     app.extensions[EXTENSION_NAME] = svc
 
     # Importing the view modules attaches their routes to the blueprints.
-    from api.views import catalog, files, jobs, v1  # noqa: F401
+    from api.views import catalog, datasets, files, jobs, v1  # noqa: F401
     from api.views.health import health
 
     app.before_request(guard_json_body)

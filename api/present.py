@@ -30,6 +30,7 @@ def present_output(output: OutputRef) -> OutputOut:
         name=output.name,
         content_type=output.content_type,
         size_bytes=output.size_bytes,
+        text=output.text,
         url=download_url(output.key),
     )
 

@@ -16,6 +16,7 @@ from shared.errors import (
 )
 
 PROBLEM_MIMETYPE = "application/problem+json"
+MULTIPART_OVERHEAD = 64 << 10  # boundaries and form fields around an uploaded file
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +31,7 @@ def problem_response(error: ProblemError) -> Response:
 def _http_exception(exc: HTTPException) -> Response:
     """Werkzeug's own errors (404 route, 405 method, 413 streamed body) in our shape."""
     if exc.code == 413:
-        return problem_response(PayloadTooLarge(_too_large_detail()))
+        return problem_response(PayloadTooLarge("The request body is larger than allowed."))
     status = exc.code or 500
     slug = (exc.name or "error").lower().replace(" ", "-")
     body = {
@@ -61,7 +62,16 @@ def guard_json_body() -> None:
         return
     from api.services import services
 
-    limit = services().settings.max_request_bytes
+    settings = services().settings
+    if request.mimetype == "multipart/form-data":
+        # Uploads have their own, larger cap; the form parser reads the body later.
+        if (request.content_length or 0) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
+            raise PayloadTooLarge(
+                f"The upload is larger than the {settings.max_upload_bytes}-byte limit.",
+                limit_bytes=settings.max_upload_bytes,
+            )
+        return
+    limit = settings.max_request_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(_too_large_detail(), limit_bytes=limit)
     raw = request.get_data(cache=True)

@@ -10,7 +10,6 @@ from typing import Any, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.datasets import DatasetInfo
 from shared.jobs import JobStatus, JobType
 from shared.kinds import KINDS
 
@@ -85,6 +84,7 @@ class OutputOut(BaseModel):
     content_type: str
     size_bytes: int
     url: str
+    text: str | None = Field(None, description="The content of a text output.")
 
 
 class ErrorOut(BaseModel):
@@ -149,8 +149,51 @@ class ModelList(BaseModel):
     next_cursor: str | None
 
 
+class DatasetOut(BaseModel):
+    name: str = Field(description="What a job's `params.dataset` names: a built-in or `ds_…`.")
+    title: str
+    description: str
+    modality: str
+    image_size: int | None
+    channels: int | None
+    count: int = Field(description="Images, or characters of text.")
+    size_bytes: int
+    builtin: bool
+    preview_url: str | None = Field(description="A grid of the first images (uploads).")
+    excerpt: str | None = Field(description="The first characters of a corpus.")
+    created_at: datetime | None
+
+
 class DatasetList(BaseModel):
-    data: list[DatasetInfo]
+    data: list[DatasetOut]
+
+
+class DatasetForm(BaseModel):
+    """Multipart fields of an upload; the file itself goes in the `file` part."""
+
+    title: str = Field("", max_length=200)
+    # Plain ints (form fields arrive as text) checked against the allowed values.
+    image_size: int = Field(28, description="Images are resized to 28, 32 or 64 px.")
+    channels: int = Field(1, description="1 = grayscale, 3 = RGB.")
+    file: Any = Field(
+        None,
+        json_schema_extra={"type": "string", "format": "binary"},
+        description="A .zip of PNG/JPEG images, a .npz of uint8 images, or a UTF-8 .txt.",
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _known_size(cls, value: int) -> int:
+        if value not in (28, 32, 64):
+            raise ValueError(f"image_size must be 28, 32 or 64, not {value}")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), not {value}")
+        return value
 
 
 class KindOut(BaseModel):

@@ -9,6 +9,7 @@ from celery import Celery
 from flask import current_app
 
 from shared.auth import ApiKeyStore
+from shared.datasets import DatasetStore
 from shared.idempotency import IdempotencyStore
 from shared.job_logs import JobLogs
 from shared.jobs import JobStore
@@ -31,6 +32,7 @@ class Services:
     objects: ObjectStore
     celery: Celery
     idempotency: IdempotencyStore
+    datasets: DatasetStore
     logs: JobLogs
 
     @classmethod
@@ -45,6 +47,7 @@ class Services:
             objects=make_object_store(settings),
             celery=make_celery(settings),
             idempotency=IdempotencyStore(client),
+            datasets=DatasetStore(client),
             logs=JobLogs(client, settings.job_log_lines),
         )
 

@@ -9,7 +9,6 @@ from pydantic import ValidationError
 from api.schemas import JobCreate
 from api.services import Services
 from api.spec import validation_problem
-from shared.datasets import BUILTIN_DATASETS
 from shared.errors import UnknownDataset, UnknownKind, UnknownModel
 from shared.jobs import JobType
 from shared.kinds import KINDS
@@ -30,18 +29,25 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, An
         raise validation_problem(exc, prefix="params.", model=schema) from exc
     values = params.model_dump()
     if body.type is JobType.TRAIN:
-        _check_dataset(values["dataset"])
+        _check_dataset(values["dataset"], spec.modality, owner, svc)
     else:
         _check_model(values["model_id"], body.kind, owner, svc)
     return values
 
 
-def _check_dataset(name: str) -> None:
-    if name not in BUILTIN_DATASETS:
+def _check_dataset(name: str, modality: str, owner: str, svc: Services) -> None:
+    dataset = svc.datasets.get_for_owner(name, owner)
+    if dataset is None:
+        names = [d.name for d in svc.datasets.list_for_owner(owner) if d.modality == modality]
         raise UnknownDataset(
-            f"Unknown dataset {name!r} in params.dataset; available: "
-            f"{', '.join(sorted(BUILTIN_DATASETS))} (see GET /v1/datasets).",
+            f"Unknown dataset {name!r} in params.dataset; {modality} datasets you can use: "
+            f"{', '.join(names)} (see GET /v1/datasets).",
             errors=[{"field": "params.dataset", "message": "no such dataset"}],
+        )
+    if dataset.modality != modality:
+        raise UnknownDataset(
+            f"Dataset {name!r} holds {dataset.modality}; this kind trains on {modality}.",
+            errors=[{"field": "params.dataset", "message": f"needs a {modality} dataset"}],
         )
 
 

@@ -62,6 +62,51 @@ class AtelierClient:
     def cancel(self, job_id: str) -> Json:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel")
 
+    def upload_dataset(
+        self,
+        path: str | Path,
+        *,
+        title: str = "",
+        image_size: int = 28,
+        channels: int = 1,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Json:
+        """Stream a dataset file to the API; ``on_progress(sent, total)`` as it goes."""
+        from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
+
+        path = Path(path)
+        with path.open("rb") as handle:
+            encoder = MultipartEncoder(
+                fields={
+                    "title": title,
+                    "image_size": str(image_size),
+                    "channels": str(channels),
+                    "file": (path.name, handle, "application/octet-stream"),
+                }
+            )
+            monitor = MultipartEncoderMonitor(
+                encoder,
+                (lambda m: on_progress(m.bytes_read, m.len)) if on_progress else None,
+            )
+            return self._request(
+                "POST", "/v1/datasets", data=monitor, headers={"Content-Type": monitor.content_type}
+            )
+
+    def datasets(self) -> Json:
+        return self._request("GET", "/v1/datasets")
+
+    def dataset(self, name: str) -> Json:
+        return self._request("GET", f"/v1/datasets/{name}")
+
+    def delete_dataset(self, name: str) -> None:
+        response = self._session.delete(f"{self.api_url}/v1/datasets/{name}", timeout=self.timeout)
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, response.json())
+
+    def logs(self, job_id: str) -> list[str]:
+        lines: list[str] = self._request("GET", f"/v1/jobs/{job_id}/logs")["lines"]
+        return lines
+
     def models(self) -> Json:
         return self._request("GET", "/v1/models")
 

@@ -249,6 +249,81 @@ def list_cmd(
         )
 
 
+@main.group()
+def datasets() -> None:
+    """Upload, list and delete datasets."""
+
+
+@datasets.command("upload")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--title", default="", help="A name to show (default: the file name).")
+@click.option(
+    "--image-size",
+    type=click.Choice(["28", "32", "64"]),
+    default="28",
+    show_default=True,
+    help="Images are resized to this.",
+)
+@click.option(
+    "--channels",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="1 = grayscale, 3 = RGB.",
+)
+def datasets_upload(path: str, title: str, image_size: str, channels: str) -> None:
+    """Upload a .zip of images, a .npz of images or a UTF-8 .txt corpus; prints its id."""
+    from tqdm import tqdm
+
+    client = _client()
+    with tqdm(
+        total=Path(path).stat().st_size, unit="B", unit_scale=True, desc=Path(path).name
+    ) as bar:
+
+        def progress(sent: int, total: int) -> None:
+            bar.total = total
+            bar.update(sent - bar.n)
+
+        dataset = _call(
+            lambda: client.upload_dataset(
+                path,
+                title=title,
+                image_size=int(image_size),
+                channels=int(channels),
+                on_progress=progress,
+            )
+        )
+    click.echo(dataset["name"])
+
+
+@datasets.command("list")
+def datasets_list() -> None:
+    """Built-in datasets and yours."""
+    for d in _call(_client().datasets)["data"]:
+        shape = f"{d['image_size']}px x{d['channels']}" if d["modality"] == "image" else ""
+        click.echo(f"{d['name']:<28} {d['modality']:<6} {d['count']:>9} {shape:<10} {d['title']}")
+
+
+@datasets.command("delete")
+@click.argument("name")
+def datasets_delete(name: str) -> None:
+    """Delete one of your uploads (refused while a queued or running job reads it)."""
+    try:
+        _client().delete_dataset(name)
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"deleted {name}")
+
+
+@main.command()
+@click.argument("job_id")
+def logs(job_id: str) -> None:
+    """Print a job's log lines."""
+    client = _client()
+    for line in _call(lambda: {"lines": client.logs(job_id)})["lines"]:
+        click.echo(line)
+
+
 @main.command()
 def models() -> None:
     """The caller's trained models."""

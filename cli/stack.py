@@ -89,8 +89,10 @@ class EmbeddedStack:
         count = sum(1 for p in self.processes if p.name.startswith(f"worker-{role}"))
         name = f"worker-{role}" + (f"-{count + 1}" if count else "")
         process = ManagedProcess(
-            name, [*ATELIER_COMMAND, "worker", "--queues", role, "--name", name],
-            child_env(self.settings), self.data_dir / "logs" / f"{name}.log",
+            name,
+            [*ATELIER_COMMAND, "worker", "--queues", role, "--name", name],
+            child_env(self.settings),
+            self.data_dir / "logs" / f"{name}.log",
         )
         self.processes.append(process)
         return process

@@ -49,6 +49,8 @@ class OutputRef(BaseModel):
     key: str
     content_type: str
     size_bytes: int
+    text: str | None = None
+    """Small text outputs are also shown inline in the job."""
 
 
 class CheckpointRef(BaseModel):

@@ -72,6 +72,10 @@ class JobStore:
         self._redis = client
         self._keys = keys
 
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
     # --- reads ------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
         raw = cast(dict[bytes, bytes], self._redis.hgetall(self._keys.job(job_id)))

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from shared.datasets import BUILTIN_DATASETS
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class StrictParams(BaseModel):
@@ -40,6 +38,50 @@ class DcganGenerateParams(StrictParams):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same images.")
 
 
+class TextgenTrainParams(StrictParams):
+    dataset: str = Field("fables", description="A text dataset; see GET /v1/datasets.")
+    steps: int = Field(800, ge=1, le=1_000_000, description="Optimizer steps.")
+    batch_size: int = Field(32, ge=1, le=512)
+    sequence_length: int = Field(
+        192, ge=16, le=2048, description="Context in bytes; prompt + new tokens fit in it."
+    )
+    num_layers: int = Field(2, ge=1, le=24)
+    num_heads: int = Field(4, ge=1, le=32)
+    hidden_dim: int = Field(128, ge=8, le=2048, description="A multiple of num_heads.")
+    learning_rate: float = Field(2e-3, gt=0, le=0.1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    sample_every: int = Field(
+        250, ge=1, le=1_000_000, description="Steps between validation and a text sample."
+    )
+    checkpoint_every: int = Field(250, ge=1, le=1_000_000)
+    sample_prompt: str = Field("The ", max_length=64)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TextgenTrainParams:
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(
+                f"hidden_dim ({self.hidden_dim}) must be a multiple of num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class TextgenGenerateParams(StrictParams):
+    model_id: str = Field(description="A model produced by a textgen training job.")
+    prompt: str = Field("", max_length=2000, description="Text to continue.")
+    max_new_tokens: int = Field(160, ge=1, le=2048, description="Bytes to generate.")
+    temperature: float = Field(0.8, gt=0, le=5.0)
+    top_k: int = Field(40, ge=0, le=256, description="0 turns top-k off.")
+    top_p: float = Field(0.95, gt=0, le=1.0, description="1 turns nucleus sampling off.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same text.")
+    n: int = Field(1, ge=1, le=16, description="Independent samples.")
+    stop: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Each sample ends before the first of these.",
+    )
+
+
 @dataclass(frozen=True)
 class KindSpec:
     name: str
@@ -62,9 +104,13 @@ KINDS: dict[str, KindSpec] = {
             implementation="workers.kinds.dcgan:DcganKind",
             modality="image",
         ),
+        KindSpec(
+            name="textgen",
+            description="Byte-level decoder-only Transformer (GPT-2 style) for text.",
+            train_params=TextgenTrainParams,
+            generate_params=TextgenGenerateParams,
+            implementation="workers.kinds.textgen:TextgenKind",
+            modality="text",
+        ),
     )
 }
-
-
-def dataset_exists(name: str) -> bool:
-    return name in BUILTIN_DATASETS

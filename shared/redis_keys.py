@@ -18,6 +18,9 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
                                            creation time, so ZREVRANGEBYLEX pages newest first
     {p}:model:{model_id}            string model record (JSON)
     {p}:owner:{owner}:models        zset   model ids of one owner, scored 0 like jobs
+    {p}:dataset:{dataset_id}        string uploaded dataset record (JSON)
+    {p}:dataset:{dataset_id}:users  set    ids of jobs that read the dataset (delete checks)
+    {p}:owner:{owner}:datasets      zset   dataset ids of one owner, scored 0 like jobs
     {p}:apikey:{sha256(key)}        string API key record (JSON: owner, name, created_at);
                                            the key itself is never stored
 
@@ -66,6 +69,15 @@ class RedisKeys:
 
     def owner_models(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:models"
+
+    def dataset(self, dataset_id: str) -> str:
+        return f"{self.prefix}:dataset:{dataset_id}"
+
+    def dataset_users(self, dataset_id: str) -> str:
+        return f"{self.prefix}:dataset:{dataset_id}:users"
+
+    def owner_datasets(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:datasets"
 
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:apikey:{key_hash}"

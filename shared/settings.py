@@ -73,6 +73,14 @@ class Settings:
     # --- API --------------------------------------------------------------------------------
     max_request_bytes: int = 1 << 20
     """Largest JSON body the API accepts."""
+    max_upload_bytes: int = 64 << 20
+    """Largest dataset upload (the file as sent)."""
+    max_upload_files: int = 20_000
+    """Most entries an image archive may hold."""
+    max_uncompressed_bytes: int = 512 << 20
+    """Largest total an archive may expand to (zip-bomb guard)."""
+    max_image_pixels: int = 4096 * 4096
+    """Largest image (width x height) that is decoded (decompression-bomb guard)."""
     api_url: str = "http://127.0.0.1:8000"
     """Where the CLI and Python client find the API."""
     api_key: str = ""

@@ -3,10 +3,13 @@
 Key layout (every key starts with its owner, which is how the local download route
 checks ownership)::
 
-    owners/{owner}/jobs/{job_id}/samples/step-{step:07d}.png   training sample grids
+    owners/{owner}/jobs/{job_id}/samples/step-{step:07d}.png   training samples (.txt for text)
     owners/{owner}/jobs/{job_id}/checkpoints/step-{step:07d}.npz
     owners/{owner}/jobs/{job_id}/outputs/{name}                 generation outputs
     owners/{owner}/models/{model_id}/weights.npz                a trained model's weights
+    owners/{owner}/datasets/{dataset_id}/images.npz             an uploaded image dataset
+    owners/{owner}/datasets/{dataset_id}/corpus.txt             an uploaded text corpus
+    owners/{owner}/datasets/{dataset_id}/preview.png            its preview grid
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ class ObjectLayout:
         return f"owners/{owner}/jobs/{job_id}/"
 
     @classmethod
-    def sample(cls, owner: str, job_id: str, step: int) -> str:
-        return f"{cls.job_prefix(owner, job_id)}samples/step-{step:07d}.png"
+    def sample(cls, owner: str, job_id: str, step: int, extension: str = "png") -> str:
+        return f"{cls.job_prefix(owner, job_id)}samples/step-{step:07d}.{extension}"
 
     @classmethod
     def checkpoint(cls, owner: str, job_id: str, step: int) -> str:
@@ -48,6 +51,11 @@ class ObjectLayout:
     @classmethod
     def output(cls, owner: str, job_id: str, name: str) -> str:
         return f"{cls.job_prefix(owner, job_id)}outputs/{name}"
+
+    @staticmethod
+    def dataset_object(owner: str, dataset_id: str, name: str) -> str:
+        """``images.npz`` (uint8 pixels), ``corpus.txt`` or ``preview.png``."""
+        return f"owners/{owner}/datasets/{dataset_id}/{name}"
 
     @staticmethod
     def model_weights(owner: str, model_id: str) -> str:

@@ -26,6 +26,7 @@ IN_CI = os.environ.get("CI") == "true"
 # Redis databases: each stack gets its own, unit tests share the last one (flushed per test).
 STACK_DBS = {"local": 1, "s3": 2}
 UNIT_DB = 9
+UPLOAD_LIMITS = {"bytes": 4 << 20, "files": 200, "uncompressed": 32 << 20, "pixels": 2000 * 2000}
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +96,11 @@ def _start_stack(
         # Fast cooperative cancel and progress for tests; defaults are the same order.
         progress_interval_seconds=0.2,
         cancel_check_interval_seconds=0.2,
+        # Small upload limits, so the hostile-input tests stay small.
+        max_upload_bytes=UPLOAD_LIMITS["bytes"],
+        max_upload_files=UPLOAD_LIMITS["files"],
+        max_uncompressed_bytes=UPLOAD_LIMITS["uncompressed"],
+        max_image_pixels=UPLOAD_LIMITS["pixels"],
         **extra,
     )
     stack = EmbeddedStack(

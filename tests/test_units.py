@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shared.images import encode_png, grid
 from workers.cache import LoadedModels
 from workers.gpu import visible_gpus
-from workers.images import encode_png, grid
 
 
 def test_gpu_setting() -> None:

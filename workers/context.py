@@ -7,6 +7,7 @@ import threading
 import time
 from enum import Enum
 
+from shared.datasets import DatasetStore
 from shared.errors import DeadlineExceeded, JobCanceled, JobPreempted, LeaseLost
 from shared.job_logs import JobLogHandler, JobLogs
 from shared.jobs import CheckpointRef, Job, JobStore, OutputRef, Progress
@@ -64,8 +65,10 @@ class JobContext:
         objects: ObjectStore,
         logs: JobLogs,
         node: str | None = None,
+        datasets: DatasetStore | None = None,
     ) -> None:
         self.job = job
+        self.datasets = datasets or DatasetStore(jobs.redis)
         self.settings = settings
         self.objects = objects
         self.jobs = jobs

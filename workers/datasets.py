@@ -5,14 +5,16 @@ Nothing here downloads: ``digits`` ships inside scikit-learn, ``shapes`` is gene
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from functools import cache
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from shared.datasets import BUILTIN_DATASETS
+from shared.datasets import BUILTIN_DATASETS, DatasetStore
 from shared.errors import PermanentJobError
+from shared.storage import ObjectStore
 
 
 def _to_unit_range(images: np.ndarray) -> np.ndarray:
@@ -57,6 +59,20 @@ def load_shapes(size: int = 28, count: int = 4096, seed: int = 1234) -> np.ndarr
 
 
 _LOADERS: dict[str, Callable[[], np.ndarray]] = {"digits": load_digits, "shapes": load_shapes}
+"""Built-in image datasets (the text corpus lives in workers/corpus.py)."""
+
+
+def load_images(name: str, owner: str, datasets: DatasetStore, objects: ObjectStore) -> np.ndarray:
+    """A built-in or the owner's uploaded image dataset, as [-1, 1] floats."""
+    if name in BUILTIN_DATASETS:
+        return load_builtin(name)
+    info = datasets.get_for_owner(name, owner)
+    if info is None or info.modality != "image" or info.data_key is None:
+        raise PermanentJobError(f"image dataset {name!r} no longer exists")
+    with np.load(io.BytesIO(objects.get_bytes(info.data_key)), allow_pickle=False) as arrays:
+        pixels: np.ndarray = arrays["images"]
+    scaled: np.ndarray = pixels.astype(np.float32) / 127.5 - 1.0
+    return scaled
 
 
 @cache

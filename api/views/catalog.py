@@ -6,11 +6,10 @@ from spectree import Response
 
 from api.auth import current_owner
 from api.present import present_model
-from api.schemas import DatasetList, KindList, KindOut, ModelList, ModelOut, PageQuery, Problem
+from api.schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, Problem
 from api.services import services
 from api.spec import spec
 from api.views import v1
-from shared.datasets import BUILTIN_DATASETS
 from shared.errors import NotFound
 from shared.kinds import KINDS
 
@@ -35,13 +34,6 @@ def get_model(model_id: str) -> ModelOut:
     if model is None:
         raise NotFound(f"No model {model_id!r}.")
     return present_model(model)
-
-
-@v1.get("/datasets")
-@spec.validate(resp=Response(HTTP_200=DatasetList, **PROBLEMS), tags=["datasets"])
-def list_datasets() -> DatasetList:
-    """Datasets a training job can name."""
-    return DatasetList(data=list(BUILTIN_DATASETS.values()))
 
 
 @v1.get("/kinds")

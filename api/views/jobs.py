@@ -87,6 +87,8 @@ def _create_and_enqueue(
         start_before=body.start_before.timestamp() if body.start_before else None,
         max_run_seconds=body.max_run_seconds,
     )
+    if "dataset" in params:
+        svc.datasets.add_user(params["dataset"], job.id)
     try:
         enqueue(svc.celery, svc.settings, job.id, body.type)
     except Exception as exc:

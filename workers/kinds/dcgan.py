@@ -10,17 +10,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from shared.images import encode_png, grid, to_uint8
 from shared.jobs import OutputRef
 from shared.kinds import DcganGenerateParams, DcganTrainParams
 from shared.models import ModelRecord
 from shared.storage import ObjectLayout
 from workers.cache import LoadedModels
-from workers.datasets import load_builtin
+from workers.datasets import load_images
 from workers.gpu import configure_tensorflow
-from workers.images import encode_png, grid, to_uint8
 from workers.kinds.base import GenerateResult, JobContext, ModelKind, TrainResult
 from workers.kinds.dcgan_model import DCGAN, DcganConfig, build_generator, generate_images
-from workers.kinds.dcgan_training import TrainingHooks, restore_checkpoint
+from workers.kinds.dcgan_training import resume, training_hooks
+from workers.training import StepHooks
 
 
 class DcganKind(ModelKind):
@@ -33,7 +34,7 @@ class DcganKind(ModelKind):
     # --- training ---------------------------------------------------------------------------
     def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
         p = DcganTrainParams.model_validate(params)
-        images = load_builtin(p.dataset)
+        images = load_images(p.dataset, ctx.job.owner, ctx.datasets, ctx.objects)
         config = DcganConfig(
             image_size=images.shape[1],
             channels=images.shape[3],
@@ -46,8 +47,8 @@ class DcganKind(ModelKind):
             d_optimizer=keras.optimizers.Adam(p.discriminator_lr, beta_1=p.beta_1),
             g_optimizer=keras.optimizers.Adam(p.generator_lr, beta_1=p.beta_1),
         )
-        start_step = self._resume(gan, ctx)
-        hooks = TrainingHooks(gan, p, ctx, start_step)
+        start_step = resume(gan, ctx)
+        hooks = training_hooks(gan, p, ctx, start_step)
         ctx.log.info(
             "training %s on %s (%d images), steps %d..%d",
             config,
@@ -72,22 +73,11 @@ class DcganKind(ModelKind):
                 verbose=0,
                 callbacks=[hooks],
             )
-        if hooks.stopped_at is not None:
-            ctx.uploader.wait()
-            ctx.raise_for_stop(hooks.stopped_at)
+        hooks.finish_or_stop()
         return self._finish_training(gan, p, ctx, hooks)
 
-    @staticmethod
-    def _resume(gan: DCGAN, ctx: JobContext) -> int:
-        checkpoint = ctx.job.checkpoint
-        if checkpoint is None:
-            return 0
-        step = restore_checkpoint(gan, ctx.objects.get_bytes(checkpoint.key))
-        ctx.log.info("resuming from the checkpoint at step %d (attempt %d)", step, ctx.job.attempt)
-        return step
-
     def _finish_training(
-        self, gan: DCGAN, p: DcganTrainParams, ctx: JobContext, hooks: TrainingHooks
+        self, gan: DCGAN, p: DcganTrainParams, ctx: JobContext, hooks: StepHooks
     ) -> TrainResult:
         job = ctx.job
         if hooks.last_sample_step != p.steps:

@@ -1,0 +1,146 @@
+"""Datasets: the built-ins and the caller's uploads."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+from flask import request
+from spectree import Response
+
+from api.auth import current_owner
+from api.ingest import InvalidUpload, Normalised, excerpt, normalise_upload
+from api.present import download_url
+from api.schemas import DatasetForm, DatasetList, DatasetOut, Problem, optional_timestamp
+from api.services import Services, services
+from api.spec import spec
+from api.views import v1
+from shared.datasets import DatasetInfo
+from shared.errors import Conflict, NotFound, PayloadTooLarge
+from shared.images import encode_png, grid
+from shared.jobs import new_id
+from shared.storage import ObjectLayout
+
+PROBLEMS = {f"HTTP_{code}": Problem for code in (400, 401, 404, 409, 413, 422)}
+PREVIEW_IMAGES = 64
+
+
+def present_dataset(dataset: DatasetInfo) -> DatasetOut:
+    return DatasetOut(
+        **dataset.model_dump(include=set(DatasetOut.model_fields) - {"preview_url", "created_at"}),
+        preview_url=download_url(dataset.preview_key) if dataset.preview_key else None,
+        created_at=optional_timestamp(dataset.created_at),
+    )
+
+
+def owned_dataset(name: str) -> DatasetInfo:
+    dataset = services().datasets.get_for_owner(name, current_owner())
+    if dataset is None:
+        raise NotFound(f"No dataset {name!r}.")
+    return dataset
+
+
+@v1.get("/datasets")
+@spec.validate(resp=Response(HTTP_200=DatasetList, **PROBLEMS), tags=["datasets"])
+def list_datasets() -> DatasetList:
+    """Datasets a training job can name: the built-ins, then the caller's uploads."""
+    datasets = services().datasets.list_for_owner(current_owner())
+    return DatasetList(data=[present_dataset(d) for d in datasets])
+
+
+@v1.get("/datasets/<name>")
+@spec.validate(resp=Response(HTTP_200=DatasetOut, **PROBLEMS), tags=["datasets"])
+def get_dataset(name: str) -> DatasetOut:
+    """One dataset: modality, counts, size, preview grid or text excerpt."""
+    return present_dataset(owned_dataset(name))
+
+
+@v1.post("/datasets")
+@spec.validate(form=DatasetForm, resp=Response(HTTP_201=DatasetOut, **PROBLEMS), tags=["datasets"])
+def upload_dataset(form: DatasetForm) -> tuple[DatasetOut, int]:
+    """Upload images (.zip or .npz) or a text corpus (.txt); checked before it is stored."""
+    svc = services()
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise InvalidUpload("Send the dataset as a multipart part named 'file'.")
+    data = upload.stream.read(svc.settings.max_upload_bytes + 1)
+    if len(data) > svc.settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"The upload is larger than the {svc.settings.max_upload_bytes}-byte limit."
+        )
+    normalised = normalise_upload(
+        upload.filename, data, form.image_size, form.channels, svc.settings
+    )
+    dataset = _store(svc, current_owner(), form, upload.filename, normalised)
+    return present_dataset(dataset), 201
+
+
+def _store(
+    svc: Services, owner: str, form: DatasetForm, filename: str, normalised: Normalised
+) -> DatasetInfo:
+    """Objects first, record last: a failure part-way leaves no dataset behind."""
+    dataset_id = new_id("ds")
+    preview_key = None
+    if normalised.images is not None:
+        data_key = ObjectLayout.dataset_object(owner, dataset_id, "images.npz")
+        size = svc.objects.put_bytes(data_key, _npz(normalised.images), "application/zip")
+        preview_key = ObjectLayout.dataset_object(owner, dataset_id, "preview.png")
+        svc.objects.put_bytes(preview_key, _preview(normalised.images), "image/png")
+    else:
+        data_key = ObjectLayout.dataset_object(owner, dataset_id, "corpus.txt")
+        size = svc.objects.put_bytes(
+            data_key, (normalised.text or "").encode(), "text/plain; charset=utf-8"
+        )
+    images = normalised.images
+    return svc.datasets.save(
+        DatasetInfo(
+            name=dataset_id,
+            title=form.title or filename,
+            owner=owner,
+            builtin=False,
+            description=f"Uploaded as {filename}",
+            modality="image" if images is not None else "text",
+            image_size=int(images.shape[1]) if images is not None else None,
+            channels=int(images.shape[3]) if images is not None else None,
+            count=normalised.count,
+            size_bytes=size,
+            data_key=data_key,
+            preview_key=preview_key,
+            excerpt=excerpt(normalised.text) if normalised.text is not None else None,
+            created_at=time.time(),
+        )
+    )
+
+
+@v1.delete("/datasets/<name>")
+@spec.validate(resp=Response(HTTP_204=None, **PROBLEMS), tags=["datasets"])
+def delete_dataset(name: str) -> tuple[str, int]:
+    """Delete an upload; 409 while a queued or running job still reads it."""
+    svc = services()
+    dataset = owned_dataset(name)
+    if dataset.builtin:
+        raise Conflict(f"{name!r} is built in and cannot be deleted.")
+    busy = [
+        job.id
+        for job in svc.jobs.get_many(svc.datasets.users(name))
+        if not job.status.is_terminal()
+    ]
+    if busy:
+        raise Conflict(
+            f"Dataset {name!r} is used by unfinished jobs {busy}; cancel them "
+            "or wait for them to finish.",
+            jobs=busy,
+        )
+    svc.datasets.delete(dataset)
+    return "", 204
+
+
+def _npz(images: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=images)
+    return buffer.getvalue()
+
+
+def _preview(images: np.ndarray) -> bytes:
+    return encode_png(grid(images[:PREVIEW_IMAGES], padding=0))
