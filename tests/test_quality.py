@@ -38,3 +38,44 @@ def test_default_digits_run_draws_all_ten_digits(local_stack: RunningStack) -> N
     assert report.samples == 300
     assert report.classes_seen == 10, report.class_counts
     assert report.confident_fraction >= 0.35, report
+
+
+def corpus_words(text: str) -> set[str]:
+    return {w.strip('.,;:"!?').lower() for w in text.split()} - {""}
+
+
+def test_default_textgen_run_writes_like_its_corpus(local_stack: RunningStack) -> None:
+    """Most words the default fables model writes are words of the corpus: it learned the
+    corpus's vocabulary, not noise (a random byte stream scores ~0%)."""
+    from workers.corpus import fables
+
+    client = local_stack.client("quality")
+    train = client.wait(client.submit("train", "textgen", {})["id"], timeout=900)
+    assert train["status"] == "succeeded", train["error"]
+    assert train["progress"]["metrics"]["val_perplexity"] < 3.0, train["progress"]
+    generate = client.wait(
+        client.submit(
+            "generate",
+            "textgen",
+            {
+                "model_id": train["model_id"],
+                "prompt": "The ",
+                "n": 4,
+                "seed": 1,
+                "max_new_tokens": 160,
+            },
+        )["id"],
+        timeout=300,
+    )
+    text = " ".join(o["text"] for o in generate["outputs"])
+    words = [w.strip('.,;:"!?').lower() for w in text.split()]
+    words = [w for w in words if w]
+    known = corpus_words(fables())
+    share = sum(w in known for w in words) / len(words)
+    print(
+        f"textgen: {share:.0%} of {len(words)} words are corpus words; "
+        f"val_perplexity {train['progress']['metrics']['val_perplexity']:.2f}; "
+        f"sample: {generate['outputs'][0]['text'][:120]!r}"
+    )
+    assert len(words) >= 60
+    assert share >= 0.6
