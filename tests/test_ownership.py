@@ -37,6 +37,11 @@ def test_owners_cannot_see_each_other(local_stack: RunningStack) -> None:
     assert model_id not in [m["id"] for m in bob.models()["data"]]
     stolen = requests.get(sample_url, headers={"Authorization": f"Bearer {bob_key}"}, timeout=10)
     assert stolen.status_code == 404
+    # A key that starts with bob's prefix but climbs into alice's objects is refused too.
+    sneaky = sample_url.replace("/v1/files/owners/alice/", "/v1/files/owners/bob/%2E%2E/alice/")
+    climbed = requests.get(sneaky, headers={"Authorization": f"Bearer {bob_key}"}, timeout=10)
+    assert climbed.status_code == 404
+    assert b"PNG" not in climbed.content
 
     # Alice herself sees all of it.
     assert alice.job(job["id"])["id"] == job["id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from pathlib import PurePosixPath
 
 from flask import Response, send_file
 
@@ -17,7 +18,11 @@ from shared.storage import LocalObjectStore, ObjectLayout
 def download_file(key: str) -> Response:
     """An object the caller owns (local storage; S3 deployments hand out presigned URLs)."""
     store = services().objects
-    if not key.startswith(ObjectLayout.owner_prefix(current_owner())):
+    parts = PurePosixPath(key).parts
+    # "owners/me/../you/…" starts with my prefix but is not mine: refuse any dot segment.
+    if not key.startswith(ObjectLayout.owner_prefix(current_owner())) or any(
+        part in {"..", "."} for part in parts
+    ):
         raise NotFound(f"No object {key!r}.")
     if isinstance(store, LocalObjectStore):
         path = store.path_for(key)
