@@ -4,7 +4,6 @@ methods, status codes, job types and kinds, queue names)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import redis
 from flask import Flask, Response, g, request
@@ -17,10 +16,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.queue import queue_length
+from shared.queue_metrics import QueueDepthCollector
 from shared.settings import Settings
 
 HTTP_REQUESTS = Counter(
@@ -35,22 +33,6 @@ HTTP_LATENCY = Histogram(
 JOBS_SUBMITTED = Counter(
     "atelier_jobs_submitted_total", "Jobs accepted by the API.", ["type", "kind"]
 )
-
-
-class QueueDepthCollector(Collector):
-    """Reads queue lengths from Redis at scrape time, so every process reports the truth."""
-
-    def __init__(self, client: redis.Redis, queues: list[str]) -> None:
-        self._redis = client
-        self._queues = queues
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "atelier_queue_depth", "Jobs waiting in a queue for a worker.", labels=["queue"]
-        )
-        for queue in self._queues:
-            family.add_metric([queue], queue_length(self._redis, queue))
-        yield family
 
 
 def _route() -> str:
@@ -74,7 +56,7 @@ def install_metrics(app: Flask, settings: Settings, client: redis.Redis) -> None
     """Hooks that time every request, and the ``/metrics`` route."""
     app.before_request(_start_timer)
     app.after_request(_observe)
-    queue_collector = QueueDepthCollector(client, [settings.train_queue, settings.generate_queue])
+    queue_collector = QueueDepthCollector(client, settings)
 
     @app.get("/metrics")
     def metrics() -> Response:

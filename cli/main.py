@@ -45,7 +45,7 @@ def main() -> None:
 def api(bind: str, workers: int) -> None:
     """Run the HTTP API under gunicorn."""
     argv = api_argv(bind, workers)
-    os.execvpe(argv[0], argv, child_env(_settings()))
+    os.execvpe(argv[0], argv, child_env(_own_metrics(_settings(), "api", 0)))
 
 
 @main.command()
@@ -73,16 +73,37 @@ def worker(queues: str, name: str | None, concurrency: int) -> None:
     gpus = visible_gpus(settings.gpus)
     if not gpus:
         argv = worker_argv(names, f"{tag}-cpu", concurrency)
-        os.execvpe(argv[0], argv, child_env(settings, {"CUDA_VISIBLE_DEVICES": ""}))
+        own = _own_metrics(settings, f"worker-{tag}", settings.worker_metrics_port)
+        os.execvpe(argv[0], argv, child_env(own, {"CUDA_VISIBLE_DEVICES": ""}))
+    # One Celery worker per GPU, each with its own metrics port (base + index).
     _supervise(
         [
             (
                 worker_argv(names, f"{tag}-gpu{gpu}", 1),
-                child_env(settings, {"CUDA_VISIBLE_DEVICES": gpu}),
+                child_env(
+                    _own_metrics(
+                        settings,
+                        f"worker-{tag}-gpu{gpu}",
+                        settings.worker_metrics_port + index if settings.worker_metrics_port else 0,
+                    ),
+                    {"CUDA_VISIBLE_DEVICES": gpu},
+                ),
             )
-            for gpu in gpus
+            for index, gpu in enumerate(gpus)
         ]
     )
+
+
+def _own_metrics(settings: Settings, name: str, port: int) -> Settings:
+    """A fresh multiprocess-metrics directory for one server process tree."""
+    import shutil
+    import tempfile
+
+    base = Path(settings.metrics_dir or Path(tempfile.gettempdir()) / "atelier-metrics")
+    directory = base / name
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return settings.replace(metrics_dir=str(directory), worker_metrics_port=port)
 
 
 def _supervise(commands: list[tuple[list[str], dict[str, str]]]) -> None:

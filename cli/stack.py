@@ -36,6 +36,7 @@ class EmbeddedStack:
     external_redis_url: str | None = None
     """Use this Redis instead of starting one (the test suite shares one server)."""
     owner: str = LOCAL_OWNER
+    worker_metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -88,10 +89,12 @@ class EmbeddedStack:
         assert self.settings is not None
         count = sum(1 for p in self.processes if p.name.startswith(f"worker-{role}"))
         name = f"worker-{role}" + (f"-{count + 1}" if count else "")
+        port = free_port()
+        self.worker_metrics_ports[name] = port
         process = ManagedProcess(
             name,
             [*ATELIER_COMMAND, "worker", "--queues", role, "--name", name],
-            child_env(self.settings),
+            child_env(self.settings.replace(worker_metrics_port=port)),
             self.data_dir / "logs" / f"{name}.log",
         )
         self.processes.append(process)

@@ -67,6 +67,8 @@ class Settings:
     """How long an upload that must succeed (weights, outputs) keeps retrying storage."""
     job_log_lines: int = 1000
     """Log lines kept per job (the newest)."""
+    worker_metrics_port: int = 9808
+    """Port of a worker's /metrics (the Celery parent serves it); 0 turns it off."""
     gpus: str = "auto"
     """``auto`` (ask ``nvidia-smi``), ``none``, or a comma list of GPU indices."""
 

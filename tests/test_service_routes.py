@@ -70,7 +70,9 @@ def test_metrics_exposition(local_stack: RunningStack) -> None:
         line.startswith('atelier_jobs_submitted_total{kind="dcgan",type="train"}')
         for line in submitted
     ), submitted
-    assert f'atelier_queue_depth{{queue="{local_stack.settings.train_queue}"}}' in text
+    assert (
+        f'atelier_queue_depth{{queue="{local_stack.settings.train_queue}",state="waiting"}}' in text
+    )
 
 
 def test_list_filters_and_cursor(local_stack: RunningStack) -> None:

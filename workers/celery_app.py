@@ -16,10 +16,12 @@ from typing import Any
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from shared.jobs import JobStore, JobType
+from shared.kinds import KINDS
 from shared.queue import enqueue, make_celery
 from shared.redis_client import connect
 from shared.redis_keys import KEYS
 from shared.settings import Settings
+from workers.metrics import preinitialise, serve
 from workers.reaper import ReaperThread
 from workers.tasks import drain_on_sigterm, register_tasks
 
@@ -37,8 +39,10 @@ def _send(job_id: str, job_type: str) -> None:
 
 
 @worker_ready.connect
-def start_reaper(sender: Any = None, **_: Any) -> None:
+def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
     ReaperThread(JobStore(connect(settings.redis_url)), settings, _send).start()
+    preinitialise(list(KINDS), [t.value for t in JobType])
+    serve(settings)
 
 
 @worker_shutting_down.connect

@@ -41,3 +41,18 @@ def configure_tensorflow() -> None:
         except RuntimeError:  # already initialised in this process: nothing to change
             log.debug("memory growth already fixed for %s", gpu)
     log.info("TensorFlow %s, GPUs: %s", tf.__version__, tf.config.list_physical_devices("GPU"))
+
+
+def gpu_memory_used() -> dict[str, int]:
+    """Bytes in use per GPU, as TensorFlow sees them; empty on CPU hosts, and in processes
+    that have not loaded TensorFlow (the check must never be what imports it)."""
+    import sys
+
+    if "tensorflow" not in sys.modules:
+        return {}
+    import tensorflow as tf
+
+    used = {}
+    for index, _ in enumerate(tf.config.list_logical_devices("GPU")):
+        used[str(index)] = int(tf.config.experimental.get_memory_info(f"GPU:{index}")["current"])
+    return used

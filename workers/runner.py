@@ -29,6 +29,7 @@ from shared.settings import Settings
 from shared.storage import ObjectStore, make_object_store
 from workers.context import JobContext
 from workers.kinds.base import ModelKind
+from workers.metrics import MetricsObserver
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class JobRunner:
         self.objects = objects or make_object_store(settings)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.busy = False
+        self.observer = MetricsObserver()
         self._kinds: dict[str, ModelKind] = {}
 
     def kind(self, name: str) -> ModelKind:
@@ -81,6 +83,19 @@ class JobRunner:
         ctx = JobContext(job, self.settings, self.jobs, self.objects, self.logs, node)
         ctx.log.info("attempt %d of %s %s on %s", job.attempt, job.type, job.kind, self.worker_name)
         self.busy = True
+        started = self.observer.started(job)
+        outcome: JobStatus | None = None
+        try:
+            outcome = self._attempt(job, ctx)
+            return outcome
+        finally:
+            self.busy = False
+            ctx.close()
+            done = self.jobs.get(job.id)
+            self.observer.finished(job, outcome, started, done.metrics if done else {})
+
+    def _attempt(self, job: Job, ctx: JobContext) -> JobStatus | None:
+        """One attempt; every way it can end maps to a status (None: not ours any more)."""
         try:
             with ctx.lease:
                 return self._dispatch(job, ctx)
@@ -102,9 +117,6 @@ class JobRunner:
             kind = "permanent" if isinstance(exc, PermanentJobError) else "unexpected"
             log.info("%s: %s error %s", job.id, kind, type(exc).__name__)
             return self._finish(job, JobStatus.FAILED, error=_error_info(exc))
-        finally:
-            self.busy = False
-            ctx.close()
 
     def _retry_or_fail(self, job: Job, exc: BaseException) -> JobStatus | None:
         failures = job.failures + 1

@@ -13,6 +13,7 @@ import keras
 from shared.jobs import OutputRef
 from shared.storage import ObjectLayout
 from workers.context import JobContext, StopReason
+from workers.metrics import TRAINING_STEPS
 
 
 class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
@@ -50,6 +51,7 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
         step = self.start_step + batch + 1
         self.latest.update({k: float(v) for k, v in (logs or {}).items()})
         self.ctx.report(step, self.total_steps, self.latest)
+        TRAINING_STEPS.labels(self.ctx.job.kind).inc()
         if step % self.sample_every == 0:
             self.write_samples(step)
         if step % self.log_every == 0:

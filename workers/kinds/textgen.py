@@ -284,6 +284,7 @@ class TextgenKind(ModelKind):
                 "model_cache_hit": float(cached),
                 "load_time": round(loaded - started, 4),
                 "predict_time": round(predict, 4),
+                "tokens": float(p.n * p.max_new_tokens),
                 "tokens_per_second": round(p.n * p.max_new_tokens / max(predict, 1e-9), 1),
             },
         )

@@ -1,0 +1,52 @@
+"""Queue depth, read from Redis at scrape time by the API and by every worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+import redis
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shared.job_records import decode
+from shared.jobs import JobType
+from shared.queue import queue_length
+from shared.redis_keys import KEYS
+from shared.settings import Settings
+
+
+class QueueDepthCollector(Collector):
+    """``atelier_queue_depth{queue, state}``: jobs waiting for a worker (``waiting``, the
+    broker list plus jobs scheduled for a retry) and jobs being run (``running``)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self._redis = client
+        self._queues = {
+            JobType.TRAIN: settings.train_queue,
+            JobType.GENERATE: settings.generate_queue,
+        }
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "atelier_queue_depth",
+            "Jobs per queue: waiting for a worker, or running.",
+            labels=["queue", "state"],
+        )
+        running = self._running_by_type()
+        for job_type, queue in self._queues.items():
+            family.add_metric([queue, "waiting"], queue_length(self._redis, queue))
+            family.add_metric([queue, "running"], running.get(job_type, 0))
+        yield family
+
+    def _running_by_type(self) -> dict[JobType, int]:
+        ids = cast(list[bytes], self._redis.zrange(KEYS.running, 0, -1))
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(KEYS.job(job_id.decode()))
+        counts: dict[JobType, int] = {}
+        for raw in pipe.execute():
+            if raw:
+                job_type = decode(raw).type
+                counts[job_type] = counts.get(job_type, 0) + 1
+        return counts
