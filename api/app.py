@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
 from api.metrics import install_metrics
 from api.problems import guard_json_body, register_problem_handlers
 from api.services import EXTENSION_NAME, Services
 from api.spec import spec
+from shared.logs import JOB_ID, OWNER, configure_logging
 from shared.settings import Settings
+
+
+def _forget_log_context(_error: BaseException | None) -> None:
+    """gthread workers reuse threads: a request must not log under the last one's job."""
+    JOB_ID.set(None)
+    OWNER.set(None)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level)
+    configure_logging(settings)
     app = Flask("atelier")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Werkzeug's own bound for bodies without a Content-Length (chunked uploads).
@@ -30,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api.views.health import health
 
     app.before_request(guard_json_body)
+    app.teardown_request(_forget_log_context)
     app.register_blueprint(v1)
     app.register_blueprint(health)
     install_metrics(app, settings, svc.redis)

@@ -6,6 +6,7 @@ from flask import g, request
 
 from api.services import services
 from shared.errors import Unauthorized
+from shared.logs import JOB_ID, OWNER
 
 
 def require_api_key() -> None:
@@ -20,6 +21,10 @@ def require_api_key() -> None:
     if record is None:
         raise Unauthorized("The API key is not valid; create one with `atelier keys create`.")
     g.owner = record.owner
+    OWNER.set(record.owner)
+    job_id = (request.view_args or {}).get("job_id")
+    if job_id:
+        JOB_ID.set(job_id)
 
 
 def current_owner() -> str:

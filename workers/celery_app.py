@@ -17,6 +17,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 
 from shared.jobs import JobStore, JobType
 from shared.kinds import KINDS
+from shared.logs import configure_logging
 from shared.queue import enqueue, make_celery
 from shared.redis_client import connect
 from shared.redis_keys import KEYS
@@ -26,9 +27,7 @@ from workers.reaper import ReaperThread
 from workers.tasks import drain_on_sigterm, register_tasks
 
 settings = Settings.from_env()
-logging.basicConfig(
-    level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-)
+configure_logging(settings)
 app = make_celery(settings)
 register_tasks(app, settings)
 DRAIN_FLAG_SECONDS = 600

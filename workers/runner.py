@@ -23,6 +23,7 @@ from shared.errors import (
 from shared.job_logs import JobLogs
 from shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType
 from shared.kinds import KINDS
+from shared.logs import JOB_ID, OWNER
 from shared.models import ModelRecord, ModelStore
 from shared.redis_client import connect
 from shared.settings import Settings
@@ -80,6 +81,8 @@ class JobRunner:
             current = self.jobs.get(job_id)
             log.info("skip %s: %s", job_id, current.status if current else "no such job")
             return None
+        JOB_ID.set(job.id)
+        OWNER.set(job.owner)
         ctx = JobContext(job, self.settings, self.jobs, self.objects, self.logs, node)
         ctx.log.info("attempt %d of %s %s on %s", job.attempt, job.type, job.kind, self.worker_name)
         self.busy = True
@@ -93,6 +96,8 @@ class JobRunner:
             ctx.close()
             done = self.jobs.get(job.id)
             self.observer.finished(job, outcome, started, done.metrics if done else {})
+            JOB_ID.set(None)
+            OWNER.set(None)
 
     def _attempt(self, job: Job, ctx: JobContext) -> JobStatus | None:
         """One attempt; every way it can end maps to a status (None: not ours any more)."""

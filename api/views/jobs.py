@@ -28,6 +28,7 @@ from api.views import v1
 from shared.errors import NotFound, ServiceUnavailable
 from shared.idempotency import fingerprint
 from shared.jobs import Job, new_id
+from shared.logs import JOB_ID
 from shared.queue import enqueue
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def create_job(json: JobCreate, headers: SubmitHeaders) -> tuple[JobOut, int, di
 def _create_and_enqueue(
     svc: Services, owner: str, body: JobCreate, params: dict[str, Any], job_id: str
 ) -> Job:
+    JOB_ID.set(job_id)
     job = svc.jobs.create(
         owner,
         body.type,
@@ -96,6 +98,7 @@ def _create_and_enqueue(
         log.exception("enqueue of %s failed", job.id)
         raise ServiceUnavailable("The queue is unavailable; the job was not accepted.") from exc
     JOBS_SUBMITTED.labels(job.type.value, job.kind).inc()
+    log.info("accepted %s %s job", job.type.value, job.kind)
     return job
 
 
