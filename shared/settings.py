@@ -69,6 +69,8 @@ class Settings:
     """Log lines kept per job (the newest)."""
     worker_metrics_port: int = 9808
     """Port of a worker's /metrics (the Celery parent serves it); 0 turns it off."""
+    mixed_precision: str = "off"
+    """``on`` trains in float16 with loss scaling on GPUs (ignored on CPU, where it is slower)."""
     gpus: str = "auto"
     """``auto`` (ask ``nvidia-smi``), ``none``, or a comma list of GPU indices."""
 

@@ -28,7 +28,7 @@ class DcganKind(ModelKind):
     name = "dcgan"
 
     def setup(self) -> None:
-        configure_tensorflow()
+        configure_tensorflow(self.settings.mixed_precision)
         self._generators: LoadedModels[keras.Model] = LoadedModels(self.settings.model_cache_size)
 
     # --- training ---------------------------------------------------------------------------

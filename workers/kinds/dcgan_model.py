@@ -91,6 +91,10 @@ class DCGAN(keras.Model):  # type: ignore[misc]
 
     def compile(self, d_optimizer: keras.Optimizer, g_optimizer: keras.Optimizer) -> None:
         super().compile()
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            # float16 gradients underflow without loss scaling.
+            d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer)
+            g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
 
@@ -106,7 +110,9 @@ class DCGAN(keras.Model):  # type: ignore[misc]
             d_loss = self.bce(tf.fill(tf.shape(real_logits), 0.9), real_logits) + self.bce(
                 tf.zeros_like(fake_logits), fake_logits
             )
-        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
+            # The identity without loss scaling: one path serves both precisions.
+            scaled = self.d_optimizer.scale_loss(d_loss)
+        grads = tape.gradient(scaled, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(
             zip(grads, self.discriminator.trainable_weights, strict=True)
         )
@@ -115,7 +121,8 @@ class DCGAN(keras.Model):  # type: ignore[misc]
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(z, training=True), training=True)
             g_loss = self.bce(tf.ones_like(fake_logits), fake_logits)
-        grads = tape.gradient(g_loss, self.generator.trainable_weights)
+            scaled = self.g_optimizer.scale_loss(g_loss)
+        grads = tape.gradient(scaled, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))
 
         # This step's losses, not a running mean: progress shows where training is now.

@@ -119,7 +119,7 @@ class TextgenKind(ModelKind):
     name = "textgen"
 
     def setup(self) -> None:
-        configure_tensorflow()
+        configure_tensorflow(self.settings.mixed_precision)
         self._models: LoadedModels[Any] = LoadedModels(self.settings.model_cache_size)
 
     # --- training ---------------------------------------------------------------------------

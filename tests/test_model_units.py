@@ -1,0 +1,83 @@
+"""Model code on tiny configs, in-process: shapes per size, checkpoint round trip, and the
+mixed-precision path (exercised on CPU; on GPU hosts the worker switches it on)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import keras
+import numpy as np
+import pytest
+
+from workers.checkpoints import encode_checkpoint, restore_checkpoint
+from workers.gpu import configure_tensorflow
+from workers.kinds.dcgan_model import DCGAN, DcganConfig, build_generator
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(("size", "channels"), [(28, 1), (32, 3), (64, 1)])
+def test_networks_scale_to_the_dataset(size: int, channels: int) -> None:
+    config = DcganConfig(image_size=size, channels=channels, latent_dim=4, base_filters=4)
+    generator = build_generator(config)
+    out = generator(np.zeros((2, 4), np.float32))
+    assert tuple(out.shape) == (2, size, size, channels)
+
+
+def _tiny_gan() -> DCGAN:
+    gan = DCGAN(DcganConfig.tiny())
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    return gan
+
+
+def test_checkpoint_round_trip_restores_weights_and_optimizer_state() -> None:
+    images = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
+    first = _tiny_gan()
+    first.fit(images, batch_size=8, epochs=1, verbose=0)
+    groups = {
+        "g": first.generator.weights,
+        "d": first.discriminator.weights,
+        "g_opt": first.g_optimizer.variables,
+        "d_opt": first.d_optimizer.variables,
+    }
+    data = encode_checkpoint(groups, 4)
+    second = _tiny_gan()
+    second.g_optimizer.build(second.generator.trainable_variables)
+    second.d_optimizer.build(second.discriminator.trainable_variables)
+    step = restore_checkpoint(
+        {
+            "g": second.generator.weights,
+            "d": second.discriminator.weights,
+            "g_opt": second.g_optimizer.variables,
+            "d_opt": second.d_optimizer.variables,
+        },
+        data,
+    )
+    assert step == 4
+    z = np.ones((1, DcganConfig.tiny().latent_dim), np.float32)
+    np.testing.assert_allclose(
+        first.generator(z, training=False), second.generator(z, training=False), rtol=1e-6
+    )
+    assert int(second.g_optimizer.iterations) == int(first.g_optimizer.iterations) == 4
+
+
+@pytest.fixture()
+def mixed_precision() -> Iterator[None]:
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_precision_trains_with_loss_scaling(mixed_precision: None) -> None:
+    gan = _tiny_gan()
+    assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    images = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
+    history = gan.fit(images, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["d_loss"][-1]) and np.isfinite(history["g_loss"][-1])
+    out = gan.generator(np.zeros((1, DcganConfig.tiny().latent_dim), np.float32))
+    assert out.dtype == "float32"  # the last layer stays float32 for tanh's range
+
+
+def test_mixed_precision_is_not_switched_on_without_a_gpu() -> None:
+    assert configure_tensorflow("on") is False
+    assert keras.mixed_precision.global_policy().name == "float32"
