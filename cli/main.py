@@ -57,16 +57,21 @@ def api(bind: str, workers: int) -> None:
 )
 @click.option("--name", default=None, help="Celery node name prefix (default: the queues).")
 @click.option(
+    "--once", is_flag=True, help="Exit after one job (one Kubernetes Job per training job)."
+)
+@click.option(
     "--concurrency",
     default=1,
     show_default=True,
     help="Job processes per worker on CPU (GPUs always get one process each).",
 )
-def worker(queues: str, name: str | None, concurrency: int) -> None:
+def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
     """Run Celery workers: one process per GPU when GPUs are present, else CPU."""
     from workers.gpu import visible_gpus
 
     settings = _settings()
+    if once:
+        settings = settings.replace(exit_after_job=1)
     roles = {"train": settings.train_queue, "generate": settings.generate_queue}
     names = ",".join(roles.get(q.strip(), q.strip()) for q in queues.split(","))
     tag = name or queues.replace(",", "-")

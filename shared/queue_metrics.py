@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import cast
 
@@ -38,6 +39,13 @@ class QueueDepthCollector(Collector):
             family.add_metric([queue, "waiting"], queue_length(self._redis, queue))
             family.add_metric([queue, "running"], running.get(job_type, 0))
         yield family
+        expired = GaugeMetricFamily(
+            "atelier_leases_expired",
+            "Running jobs whose worker stopped renewing the lease and that no reaper has "
+            "requeued yet (should be 0 within seconds).",
+        )
+        expired.add_metric([], float(self._redis.zcount(KEYS.running, "-inf", time.time())))
+        yield expired
 
     def _running_by_type(self) -> dict[JobType, int]:
         ids = cast(list[bytes], self._redis.zrange(KEYS.running, 0, -1))

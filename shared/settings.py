@@ -71,6 +71,8 @@ class Settings:
     """Port of a worker's /metrics (the Celery parent serves it); 0 turns it off."""
     mixed_precision: str = "off"
     """``on`` trains in float16 with loss scaling on GPUs (ignored on CPU, where it is slower)."""
+    exit_after_job: int = 0
+    """1: a worker stops after its first job (``atelier worker --once``)."""
     gpus: str = "auto"
     """``auto`` (ask ``nvidia-smi``), ``none``, or a comma list of GPU indices."""
 

@@ -42,4 +42,8 @@ def drain_on_sigterm() -> None:
 def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
     def run_job(task: Task, job_id: str) -> None:  # type: ignore[type-arg]
-        runner(settings).run(job_id, node=task.request.hostname)
+        outcome = runner(settings).run(job_id, node=task.request.hostname)
+        if settings.exit_after_job and outcome is not None:
+            # One job per worker (a Kubernetes Job): ask the Celery parent for a warm
+            # shutdown; it takes no new message, so nothing is left half-received.
+            os.kill(os.getppid(), signal.SIGTERM)

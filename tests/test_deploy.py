@@ -1,0 +1,244 @@
+"""Deploy files agree with the code and pass their tools: promtool for the alert rules
+(with unit tests), the Kubernetes schemas for the manifests, and the compose file,
+Dockerfiles, dashboard and `.env.example` checked against the CLI, settings and metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import ENV_PREFIX, Settings
+from tests.conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+SETTINGS_ENV = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if IN_CI:
+            pytest.fail("promtool is missing in CI: .ci/run installs Debian's prometheus")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    return found
+
+
+def run(argv: list[str], cwd: Path = ROOT) -> str:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_alert_rules_pass_promtool_and_their_unit_tests() -> None:
+    tool = promtool()
+    assert "SUCCESS: 4 rules found" in run(
+        [tool, "check", "rules", "alerts.yml"], DEPLOY / "prometheus"
+    )
+    assert "SUCCESS" in run([tool, "test", "rules", "alerts_test.yml"], DEPLOY / "prometheus")
+
+
+def test_prometheus_config_is_valid(tmp_path: Path) -> None:
+    tool = promtool()
+    config = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
+    local = tmp_path / "prometheus.yml"
+    local.write_text(
+        config.replace("/etc/prometheus/alerts.yml", str(DEPLOY / "prometheus" / "alerts.yml"))
+    )
+    run([tool, "check", "config", str(local)])
+
+
+def documented_metrics() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    return set(re.findall(r"^\| `(atelier_[a-z_]+)` \|", readme, flags=re.M))
+
+
+def test_dashboard_and_alerts_use_only_metrics_that_exist() -> None:
+    known = documented_metrics()
+    assert len(known) >= 13
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "atelier.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    exprs.append((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    used = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for expr in exprs
+        for name in re.findall(r"atelier_[a-z_]+", expr)
+    }
+    assert used <= known, used - known
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for topic in (
+        "throughput",
+        "queue depth",
+        "queue wait",
+        "run time",
+        "failure rate",
+        "training steps",
+        "gpu memory",
+    ):
+        assert topic in titles, topic
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_compose_services_run_real_cli_commands() -> None:
+    services = compose()["services"]
+    assert {
+        "redis",
+        "minio",
+        "api",
+        "worker-train",
+        "worker-generate",
+        "worker-cpu",
+        "prometheus",
+        "grafana",
+    } <= set(services)
+    redis_cmd = services["redis"]["command"]
+    assert "--appendonly" in redis_cmd and "noeviction" in redis_cmd
+    assert services["worker-cpu"]["profiles"] == ["cpu"]
+    gpu = services["worker-train"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"]
+    for name in ("api", "worker-train", "worker-generate", "worker-cpu"):
+        command = services[name]["command"]
+        argv = [sys.executable, "-m", "cli.main", *command, "--help"]
+        subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, timeout=60)
+    assert services["api"]["build"]["dockerfile"] == "deploy/api.Dockerfile"
+    assert "8000:8000" in services["api"]["ports"]
+
+
+def test_env_example_documents_real_settings() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    names = [line.split("=", 1)[0] for line in lines if "=" in line and not line.startswith("#")]
+    atelier = [n for n in names if n.startswith(ENV_PREFIX)]
+    assert set(atelier) <= SETTINGS_ENV, set(atelier) - SETTINGS_ENV
+    for index, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            above = lines[index - 1]
+            assert above.startswith("#") or "=" in above, f"{line} has no comment"
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    port = dict(line.split("=", 1) for line in lines if line.startswith(ENV_PREFIX))[
+        "ATELIER_WORKER_METRICS_PORT"
+    ]
+    targets = [
+        t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    ]
+    assert "api:8000" in targets
+    assert all(t.endswith(f":{port}") for t in targets if t.startswith("worker"))
+    assert {t.split(":")[0] for t in targets} <= set(compose()["services"])
+
+
+def test_dockerfiles_keep_tensorflow_out_of_the_api_image() -> None:
+    api = (DEPLOY / "api.Dockerfile").read_text()
+    worker = (DEPLOY / "worker.Dockerfile").read_text()
+    assert 'pip install ".[api]"' in api and "tensorflow" not in api.lower().split("#")[0]
+    assert 'pip install ".[worker]"' in worker
+    assert "EXPOSE 8000" in api and "EXPOSE 9808" in worker
+    assert str(Settings().worker_metrics_port) == "9808"
+    boot = (DEPLOY / "boot.sh").read_text()
+    assert "atelier api" in boot and "atelier worker" in boot
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert not any("tensorflow" in dep or "keras" in dep for dep in extras["api"])
+
+
+def manifests() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_kubernetes_manifests_validate_against_the_schemas() -> None:
+    import kubernetes_validate
+
+    for doc in manifests():
+        if doc["apiVersion"].startswith("keda.sh/"):
+            continue
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+
+
+def test_keda_objects_scale_the_right_queues_and_never_kill_training() -> None:
+    import kubernetes_validate
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in manifests()}
+    settings = Settings()
+    scaled = docs[("ScaledObject", "atelier-worker-generate")]
+    assert ("Deployment", scaled["spec"]["scaleTargetRef"]["name"]) in docs
+    assert scaled["spec"]["triggers"][0]["metadata"]["listName"] == settings.generate_queue
+
+    training = docs[("ScaledJob", "atelier-worker-train")]
+    assert training["spec"]["triggers"][0]["metadata"]["listName"] == settings.train_queue
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "train"},
+        "spec": training["spec"]["jobTargetRef"],
+    }
+    kubernetes_validate.validate(job, "1.30.0", strict=True)
+    pod = training["spec"]["jobTargetRef"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["worker", "--queues", "train", "--once"]
+    assert pod["terminationGracePeriodSeconds"] >= 300
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert not any(k == "Deployment" and "train" in n for k, n in docs)
+
+
+def test_once_worker_exits_after_one_job(tmp_path: Path, redis_base_url: str) -> None:
+    """`atelier worker --once`, as the training ScaledJob runs it: one job, then exit 0."""
+    from cli.processes import ManagedProcess, child_env
+    from shared.jobs import JobStore, JobType
+    from shared.queue import enqueue, make_celery
+    from shared.redis_client import connect
+
+    settings = Settings(
+        redis_url=f"{redis_base_url}/7",
+        train_queue="once-train",
+        local_storage_dir=tmp_path / "objects",
+        worker_metrics_port=0,
+        metrics_dir=str(tmp_path / "metrics"),
+    )
+    client = connect(settings.redis_url)
+    client.flushdb()
+    job = JobStore(client).create(
+        "olga",
+        JobType.TRAIN,
+        "dcgan",
+        {
+            "dataset": "shapes",
+            "steps": 3,
+            "batch_size": 8,
+            "latent_dim": 4,
+            "base_filters": 4,
+            "sample_every": 3,
+            "checkpoint_every": 3,
+        },
+    )
+    enqueue(make_celery(settings), settings, job.id, JobType.TRAIN)
+    worker = ManagedProcess(
+        "once",
+        [sys.executable, "-m", "cli.main", "worker", "--queues", "train", "--once"],
+        {**child_env(settings), "PATH": os.environ["PATH"]},
+        tmp_path / "once.log",
+    )
+    try:
+        worker.process.wait(timeout=180)
+    finally:
+        worker.stop()
+    assert worker.process.returncode == 0, (tmp_path / "once.log").read_text()[-2000:]
+    done = JobStore(client).get(job.id)
+    assert done is not None and done.status.value == "succeeded"
+    client.flushdb()
