@@ -37,6 +37,8 @@ class EmbeddedStack:
     """Use this Redis instead of starting one (the test suite shares one server)."""
     owner: str = LOCAL_OWNER
     worker_metrics_ports: dict[str, int] = field(default_factory=dict)
+    worker_roles: tuple[str, ...] = ("train", "generate")
+    """Workers to start (the scale benchmark starts none, so jobs stay queued)."""
 
     @property
     def data_dir(self) -> Path:
@@ -64,7 +66,7 @@ class EmbeddedStack:
         self.settings = settings
         self.api_key = self._api_key(settings)
         # The same commands an operator runs: `atelier worker` per queue, `atelier api`.
-        for role in ("train", "generate"):
+        for role in self.worker_roles:
             self.add_worker(role)
         self.processes.append(
             ManagedProcess(

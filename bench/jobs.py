@@ -1,0 +1,222 @@
+"""Benchmarks that run whole jobs through a real stack (API → Redis → Celery → worker)."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from bench.common import Result, median, percentile, stack
+
+BATCH, FILTERS, LATENT = 64, 32, 64
+TRAIN = {"dataset": "digits", "batch_size": BATCH, "base_filters": FILTERS, "latent_dim": LATENT}
+
+
+def training_throughput(size: str) -> list[Result]:
+    """dcgan steps/s inside a job (progress, samples, checkpoints on) against a plain
+    Keras loop over the same network, batch and data."""
+    steps = 300 if size == "quick" else 1000
+    with stack(("train",)) as (_, client):
+        job = client.submit(
+            "train",
+            "dcgan",
+            {**TRAIN, "steps": steps, "sample_every": 100, "checkpoint_every": 250},
+        )
+        seen: list[tuple[float, int]] = []
+
+        def record(current: dict[str, object]) -> None:
+            progress = current["progress"]
+            assert isinstance(progress, dict)
+            if progress["updated_at"] and progress["step"]:
+                seen.append((_seconds(str(progress["updated_at"])), int(progress["step"])))
+
+        done = client.wait(job["id"], on_update=record, poll_seconds=0.2, timeout=1800)
+        assert done["status"] == "succeeded", done["error"]
+    # Steady state: from a fifth of the way in to the end (TF start-up excluded, as below).
+    window = [(t, s) for t, s in seen if s >= steps // 5]
+    (t0, s0), (t1, s1) = window[0], window[-1]
+    in_job = (s1 - s0) / (t1 - t0)
+    plain = _plain_keras_steps_per_second(steps)
+    ratio = in_job / plain
+    return [
+        Result(
+            "dcgan training, steps/s in a job",
+            in_job,
+            plain,
+            "plain Keras fit",
+            "steps/s",
+            ratio,
+            ">= 0.95",
+            ratio >= 0.95,
+        )
+    ]
+
+
+def _plain_keras_steps_per_second(steps: int) -> float:
+    import keras
+    import tensorflow as tf
+
+    from workers.datasets import load_builtin
+    from workers.kinds.dcgan_model import DCGAN, DcganConfig
+
+    keras.utils.set_random_seed(0)
+    images = load_builtin("digits")
+    gan = DCGAN(DcganConfig(latent_dim=LATENT, base_filters=FILTERS))
+    gan.compile(keras.optimizers.Adam(1e-3, beta_1=0.5), keras.optimizers.Adam(5e-4, beta_1=0.5))
+    data = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .shuffle(len(images), seed=0)
+        .repeat()
+        .batch(BATCH, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    warm = steps // 5
+    gan.fit(data, steps_per_epoch=warm, epochs=1, verbose=0)
+    started = time.perf_counter()
+    gan.fit(data, steps_per_epoch=steps - warm, epochs=1, verbose=0)
+    return (steps - warm) / (time.perf_counter() - started)
+
+
+def scale(size: str) -> list[Result]:
+    """List and submit latency with many queued jobs against an (almost) empty system, and
+    Redis memory per queued job. No workers run, so every job stays queued."""
+    count = 2000 if size == "quick" else 10_000
+    body: dict[str, object] = {"type": "generate", "kind": "dcgan"}
+    with stack(()) as (running, client):
+        assert running.settings is not None
+        import redis as redis_lib
+
+        r = redis_lib.Redis.from_url(running.settings.redis_url)
+        session = client._session
+        url = running.settings.api_url
+        # A model to name, so submits are valid: the scale is in jobs, not models.
+        from shared.models import ModelRecord, ModelStore
+
+        model = ModelStore(r).save(
+            ModelRecord(
+                id="model_bench",
+                owner="local",
+                kind="dcgan",
+                config={},
+                weights_key="w",
+                source_job_id="job_x",
+                dataset="digits",
+                steps=1,
+                created_at=time.time(),
+            )
+        )
+        body["params"] = {"model_id": model.id, "n": 1}
+
+        def submit_latencies(n: int) -> list[float]:
+            out = []
+            for _ in range(n):
+                started = time.perf_counter()
+                response = session.post(f"{url}/v1/jobs", json=body, timeout=30)
+                out.append(time.perf_counter() - started)
+                assert response.status_code == 202, response.text
+            return out
+
+        def list_latencies(n: int) -> list[float]:
+            out = []
+            for _ in range(n):
+                started = time.perf_counter()
+                response = session.get(f"{url}/v1/jobs", params={"limit": 20}, timeout=30)
+                out.append(time.perf_counter() - started)
+                assert response.status_code == 200 and len(response.json()["data"]) == 20
+            return out
+
+        empty_submit = submit_latencies(50)
+        empty_list = list_latencies(100)
+        memory_before = int(r.info("memory")["used_memory"])
+        jobs_before = int(r.zcard("atelier:owner:local:jobs"))
+        _fill(session, url, body, count)
+        per_job = (int(r.info("memory")["used_memory"]) - memory_before) / (
+            int(r.zcard("atelier:owner:local:jobs")) - jobs_before
+        )
+        full_list = list_latencies(100)
+        full_submit = submit_latencies(50)
+    list_ratio = median(full_list) / median(empty_list)
+    submit_ratio = median(full_submit) / median(empty_submit)
+    return [
+        Result(
+            f"list page p50 with {count} queued jobs",
+            median(full_list) * 1000,
+            median(empty_list) * 1000,
+            "70 jobs",
+            "ms",
+            list_ratio,
+            "<= 1.2",
+            list_ratio <= 1.2,
+            f"p95 {percentile(full_list, 0.95) * 1000:.1f} ms",
+        ),
+        Result(
+            f"submit p50 with {count} queued jobs",
+            median(full_submit) * 1000,
+            median(empty_submit) * 1000,
+            "20 jobs",
+            "ms",
+            submit_ratio,
+            "<= 1.2",
+            submit_ratio <= 1.2,
+        ),
+        Result(
+            "Redis memory per queued job",
+            per_job,
+            2048,
+            "goal",
+            "bytes",
+            per_job / 2048,
+            "<= 1 (2 KB)",
+            per_job <= 2048,
+        ),
+    ]
+
+
+def _fill(session: requests.Session, url: str, body: dict[str, object], count: int) -> None:
+    for _ in range(count):
+        response = session.post(f"{url}/v1/jobs", json=body, timeout=30)
+        assert response.status_code == 202, response.text
+
+
+def warm_vs_cold(size: str) -> list[Result]:
+    """A generate job on a model the worker has loaded, against the first on that model
+    (server-side submit → finish; the worker has TensorFlow loaded for both)."""
+    repeats = 3 if size == "quick" else 7
+    tiny = {"steps": 20, "batch_size": 16, "base_filters": 32, "latent_dim": 64}
+    with stack() as (_, client):
+        models = [
+            client.wait(client.submit("train", "dcgan", tiny)["id"], timeout=600)["model_id"]
+            for _ in range(repeats + 1)
+        ]
+
+        def latency(model_id: str) -> float:
+            job = client.wait(
+                client.submit("generate", "dcgan", {"model_id": model_id, "n": 16})["id"],
+                poll_seconds=0.02,
+                timeout=120,
+            )
+            assert job["status"] == "succeeded"
+            return _seconds(job["finished_at"]) - _seconds(job["created_at"])
+
+        latency(models[0])  # TensorFlow start-up, so "cold" means a cold model only
+        cold = [latency(m) for m in models[1:]]
+        warm = [latency(models[1]) for _ in range(repeats)]
+    ratio = median(warm) / median(cold)
+    return [
+        Result(
+            "generate latency, warm model",
+            median(warm) * 1000,
+            median(cold) * 1000,
+            "cold model",
+            "ms",
+            ratio,
+            "<= 0.2",
+            ratio <= 0.2,
+        )
+    ]
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
