@@ -18,8 +18,10 @@ from shared.settings import Settings
 
 
 class QueueDepthCollector(Collector):
-    """``atelier_queue_depth{queue, state}``: jobs waiting for a worker (``waiting``, the
-    broker list plus jobs scheduled for a retry) and jobs being run (``running``)."""
+    """``atelier_queue_depth{queue, state}``: messages waiting in the broker list
+    (``waiting``) and jobs being run (``running``). Workers do not prefetch, so no job is
+    reserved by a worker without running; jobs waiting out a retry backoff are in neither
+    until the reaper sends them."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._redis = client
