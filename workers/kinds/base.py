@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -12,9 +11,7 @@ from shared.models import ModelRecord
 from shared.settings import Settings
 from workers.context import JobContext
 
-__all__ = ["GenerateResult", "JobContext", "ModelKind", "TrainResult"]
-
-log = logging.getLogger(__name__)
+__all__ = ["GenerateResult", "JobContext", "ModelKind", "TrainResult", "timing_metrics"]
 
 
 @dataclass
@@ -33,6 +30,17 @@ class TrainResult:
 class GenerateResult:
     outputs: list[OutputRef]
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+def timing_metrics(
+    cached: bool, started: float, loaded: float, finished: float
+) -> dict[str, float]:
+    """The measurements every generation reports (perf_counter stamps in, seconds out)."""
+    return {
+        "model_cache_hit": float(cached),
+        "load_time": round(loaded - started, 4),
+        "predict_time": round(finished - loaded, 4),
+    }
 
 
 class ModelKind(ABC):

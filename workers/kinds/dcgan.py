@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
@@ -16,9 +15,16 @@ from shared.kinds import DcganGenerateParams, DcganTrainParams
 from shared.models import ModelRecord
 from shared.storage import ObjectLayout
 from workers.cache import LoadedModels
+from workers.checkpoints import encode_checkpoint, restore_checkpoint
 from workers.datasets import load_images
 from workers.gpu import configure_tensorflow
-from workers.kinds.base import GenerateResult, JobContext, ModelKind, TrainResult
+from workers.kinds.base import (
+    GenerateResult,
+    JobContext,
+    ModelKind,
+    TrainResult,
+    timing_metrics,
+)
 from workers.kinds.dcgan_model import DCGAN, DcganConfig, build_generator, generate_images
 from workers.kinds.dcgan_training import resume, training_hooks
 from workers.training import StepHooks
@@ -83,7 +89,8 @@ class DcganKind(ModelKind):
         if hooks.last_sample_step != p.steps:
             hooks.write_samples(p.steps)
         weights_key = ObjectLayout.model_weights(job.owner, ctx.model_id)
-        ctx.uploader.put("weights", weights_key, _weights_npz(gan.generator), "application/zip")
+        weights = encode_checkpoint({"g": gan.generator.weights}, p.steps)
+        ctx.uploader.put("weights", weights_key, weights, "application/zip")
         uploaded = ctx.uploader.wait()
         earlier = [o for o in job.outputs if o.name.startswith("samples/")]
         samples = earlier + [ref for ref in uploaded if ref.name.startswith("samples/")]
@@ -113,17 +120,14 @@ class DcganKind(ModelKind):
         return GenerateResult(
             outputs=outputs,
             metrics={
-                "model_cache_hit": float(cached),
-                "load_time": round(loaded - started, 4),
-                "predict_time": round(time.perf_counter() - loaded, 4),
+                **timing_metrics(cached, started, loaded, time.perf_counter()),
                 "images": float(p.n),
             },
         )
 
     def _load_generator(self, model: ModelRecord, ctx: JobContext) -> keras.Model:
         generator = build_generator(DcganConfig(**model.config))
-        with np.load(io.BytesIO(ctx.objects.get_bytes(model.weights_key))) as weights:
-            generator.set_weights([weights[f"w{i}"] for i in range(len(weights.files))])
+        restore_checkpoint({"g": generator.weights}, ctx.objects.get_bytes(model.weights_key))
         return generator
 
     @staticmethod
@@ -144,10 +148,3 @@ class DcganKind(ModelKind):
                 "image/png",
             )
         return ctx.uploader.wait()
-
-
-def _weights_npz(model: keras.Model) -> bytes:
-    buffer = io.BytesIO()
-    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()

@@ -24,7 +24,13 @@ from workers.cache import LoadedModels
 from workers.checkpoints import encode_checkpoint, restore_checkpoint
 from workers.corpus import fables
 from workers.gpu import configure_tensorflow
-from workers.kinds.base import GenerateResult, JobContext, ModelKind, TrainResult
+from workers.kinds.base import (
+    GenerateResult,
+    JobContext,
+    ModelKind,
+    TrainResult,
+    timing_metrics,
+)
 from workers.training import StepHooks
 
 VOCABULARY = 256  # bytes
@@ -276,16 +282,15 @@ class TextgenKind(ModelKind):
             cut_at_stops(t, p.stop)
             for t in sample_texts(lm, p.prompt, p.max_new_tokens, p.n, sampler)
         ]
-        predict = time.perf_counter() - loaded
+        finished = time.perf_counter()
         outputs = self._store_texts(texts, ctx)
+        tokens = p.n * p.max_new_tokens
         return GenerateResult(
             outputs=outputs,
             metrics={
-                "model_cache_hit": float(cached),
-                "load_time": round(loaded - started, 4),
-                "predict_time": round(predict, 4),
-                "tokens": float(p.n * p.max_new_tokens),
-                "tokens_per_second": round(p.n * p.max_new_tokens / max(predict, 1e-9), 1),
+                **timing_metrics(cached, started, loaded, finished),
+                "tokens": float(tokens),
+                "tokens_per_second": round(tokens / max(finished - loaded, 1e-9), 1),
             },
         )
 
