@@ -31,11 +31,13 @@ from workers.kinds.base import (
     TrainResult,
     timing_metrics,
 )
+from workers.kinds.textgen_decoding import Decoder, SamplerSpec, encode
 from workers.training import StepHooks
 
 VOCABULARY = 256  # bytes
 VALIDATION_FRACTION = 0.05
 VALIDATION_WINDOWS = 32
+SAMPLES = SamplerSpec(temperature=0.8, top_k=10)  # the samples written during training
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,6 @@ def build_language_model(config: TextgenConfig) -> keras_hub.models.GPT2CausalLM
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
 
 
-def encode(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
-
-
-def decode(tokens: np.ndarray) -> str:
-    return bytes(np.asarray(tokens, dtype=np.uint8)).decode("utf-8", errors="replace")
-
-
 def _windows(data: np.ndarray, length: int, batch: int, seed: int) -> tf.data.Dataset:
     """Random windows of ``length`` + 1 bytes: inputs and next-byte targets."""
     corpus = tf.constant(data)
@@ -86,36 +80,6 @@ def _windows(data: np.ndarray, length: int, batch: int, seed: int) -> tf.data.Da
     )
 
 
-def _sampler(temperature: float, top_k: int, top_p: float, seed: int) -> Any:
-    if top_p < 1.0:
-        return keras_hub.samplers.TopPSampler(
-            p=top_p, k=top_k or None, seed=seed, temperature=temperature
-        )
-    if top_k > 0:
-        return keras_hub.samplers.TopKSampler(k=top_k, seed=seed, temperature=temperature)
-    return keras_hub.samplers.RandomSampler(seed=seed, temperature=temperature)
-
-
-def sample_texts(lm: Any, prompt: str, max_new: int, n: int, sampler: Any) -> list[str]:
-    """``n`` continuations of ``prompt`` with cached decoding. An empty prompt starts at a
-    paragraph break, as the corpus does."""
-    start = encode(prompt or "\n")
-    length = len(start) + max_new
-    token_ids = np.zeros((n, length), dtype=np.int32)
-    token_ids[:, : len(start)] = start
-    padding_mask = np.zeros((n, length), dtype=bool)
-    padding_mask[:, : len(start)] = True
-    # What `compile(sampler=...)` does, without resetting the training state mid-`fit`.
-    lm.sampler = sampler
-    lm.generate_function = None
-    out = lm.generate(
-        {"token_ids": token_ids, "padding_mask": padding_mask},
-        max_length=length,
-        stop_token_ids=None,
-    )
-    return [decode(row[len(start) :]) for row in np.asarray(out["token_ids"])]
-
-
 def cut_at_stops(text: str, stops: list[str]) -> str:
     cuts = [text.find(stop) for stop in stops if stop and stop in text]
     return text[: min(cuts)] if cuts else text
@@ -126,7 +90,7 @@ class TextgenKind(ModelKind):
 
     def setup(self) -> None:
         configure_tensorflow(self.settings.mixed_precision)
-        self._models: LoadedModels[Any] = LoadedModels(self.settings.model_cache_size)
+        self._models: LoadedModels[Decoder] = LoadedModels(self.settings.model_cache_size)
 
     # --- training ---------------------------------------------------------------------------
     def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
@@ -224,6 +188,8 @@ class TextgenKind(ModelKind):
             "padding_mask": np.ones_like(windows[:, :-1], dtype=bool),
         }
 
+        decoder = Decoder(lm)
+
         def evaluate_and_sample(step: int) -> None:
             logits = lm(val_inputs, training=False)
             loss = float(
@@ -234,11 +200,9 @@ class TextgenKind(ModelKind):
                 )
             )
             hooks.latest.update(val_loss=loss, val_perplexity=math.exp(min(loss, 50.0)))
-            sampler = keras_hub.samplers.TopKSampler(k=10, seed=p.seed, temperature=0.8)
             room = p.sequence_length - len(encode(p.sample_prompt or "\n"))
-            text = (
-                p.sample_prompt + sample_texts(lm, p.sample_prompt, min(120, room), 1, sampler)[0]
-            )
+            sampled = decoder.sample(p.sample_prompt, min(120, room), 1, SAMPLES, p.seed)
+            text = p.sample_prompt + sampled[0]
             job = ctx.job
             ctx.uploader.put_best_effort(
                 f"samples/step-{step:07d}.txt",
@@ -274,13 +238,14 @@ class TextgenKind(ModelKind):
                 f"({p.max_new_tokens}) exceeds the model's context of {config.sequence_length}"
             )
         started = time.perf_counter()
-        lm, cached = self._models.get_or_load(model.id, lambda: self._load(model, config, ctx))
+        decoder, cached = self._models.get_or_load(
+            model.id, lambda: Decoder(self._load(model, config, ctx))
+        )
         loaded = time.perf_counter()
-        keras.utils.set_random_seed(p.seed)
-        sampler = _sampler(p.temperature, p.top_k, p.top_p, p.seed)
+        spec = SamplerSpec(p.temperature, p.top_k, p.top_p)
         texts = [
             cut_at_stops(t, p.stop)
-            for t in sample_texts(lm, p.prompt, p.max_new_tokens, p.n, sampler)
+            for t in decoder.sample(p.prompt, p.max_new_tokens, p.n, spec, p.seed)
         ]
         finished = time.perf_counter()
         outputs = self._store_texts(texts, ctx)

@@ -1,0 +1,120 @@
+"""Cached decoding for ``textgen``: keras-hub's key/value-cache generation loop, compiled
+once per sampler and input shape and then reused.
+
+keras-hub rebuilds its generate function whenever the sampler changes, and a fresh
+``tf.function`` retraces on every call. Measured on the default model (2 CPUs, 256 new
+tokens), a retrace on every call ran at 416 tokens/s, a reused traced function at 1,194,
+and the same function compiled with XLA at 7,397. XLA costs about 1.6 s per new input
+shape, so prompts are padded to a few bucketed shapes and the compiled functions are kept
+per sampler (bounded, since temperatures are free-form floats)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+LENGTH_BUCKET = 32  # tokens: at most 31 generated and thrown away per row
+COMPILED_SAMPLERS = 8
+
+
+def encode(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
+
+
+def decode(tokens: np.ndarray) -> str:
+    return bytes(np.asarray(tokens, dtype=np.uint8)).decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How to pick each next byte. ``top_p`` < 1 means nucleus sampling (optionally within
+    the ``top_k`` best), else ``top_k`` > 0 means top-k, else plain sampling;
+    ``temperature`` 0 means greedy."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def build(self) -> Any:
+        if self.temperature == 0:
+            return keras_hub.samplers.GreedySampler()
+        if self.top_p < 1.0:
+            return keras_hub.samplers.TopPSampler(
+                p=self.top_p, k=self.top_k or None, seed=0, temperature=self.temperature
+            )
+        if self.top_k > 0:
+            return keras_hub.samplers.TopKSampler(
+                k=self.top_k, seed=0, temperature=self.temperature
+            )
+        return keras_hub.samplers.RandomSampler(seed=0, temperature=self.temperature)
+
+
+def _bucket(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def _next_power_of_two(value: int) -> int:
+    return 1 << max(value - 1, 0).bit_length()
+
+
+class Decoder:
+    """Samples continuations from one language model, reusing compiled generate functions."""
+
+    def __init__(self, lm: Any, jit_compile: bool = True) -> None:
+        self.lm = lm
+        self.jit_compile = jit_compile
+        self._compiled: OrderedDict[SamplerSpec, tuple[Any, Any]] = OrderedDict()
+
+    @property
+    def context(self) -> int:
+        return int(self.lm.backbone.max_sequence_length)
+
+    def sample(
+        self, prompt: str, max_new: int, n: int, spec: SamplerSpec, seed: int = 0
+    ) -> list[str]:
+        """``n`` continuations of ``prompt``, each ``max_new`` bytes long. An empty prompt
+        starts at a paragraph break, as the corpus does. The same seed gives the same text
+        for the same arguments."""
+        start = encode(prompt or "\n")
+        needed = len(start) + max_new
+        if needed > self.context:
+            raise ValueError(f"{needed} tokens exceed the model's context of {self.context}")
+        length = min(_bucket(needed, LENGTH_BUCKET), self.context)
+        rows = _next_power_of_two(n)
+        token_ids = np.zeros((rows, length), dtype=np.int32)
+        token_ids[:, : len(start)] = start
+        padding_mask = np.zeros((rows, length), dtype=bool)
+        padding_mask[:, : len(start)] = True
+        sampler, function = self._function(spec)
+        for state in sampler.variables:  # a fresh sampler's seed state, as keras makes it
+            state.assign(np.array([seed, 0], dtype=state.dtype))
+        # What `compile(sampler=...)` would do, minus resetting the training state and the
+        # compiled function.
+        self.lm.sampler = sampler
+        self.lm.generate_function = function
+        out = self.lm.generate(
+            {"token_ids": token_ids, "padding_mask": padding_mask},
+            max_length=length,
+            stop_token_ids=None,
+        )
+        generated = np.asarray(out["token_ids"])[:n, len(start) : needed]
+        return [decode(row) for row in generated]
+
+    def _function(self, spec: SamplerSpec) -> tuple[Any, Any]:
+        if spec in self._compiled:
+            self._compiled.move_to_end(spec)
+            return self._compiled[spec]
+        sampler = spec.build()
+        # The function closes over `self.lm.sampler`, read at trace time: it is traced
+        # while this sampler is the model's, and each entry keeps its own sampler.
+        self.lm.sampler = sampler
+        function = tf.function(self.lm.generate_step, jit_compile=self.jit_compile)
+        self._compiled[spec] = (sampler, function)
+        if len(self._compiled) > COMPILED_SAMPLERS:
+            self._compiled.popitem(last=False)
+        return sampler, function
