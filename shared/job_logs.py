@@ -31,16 +31,33 @@ class JobLogs:
 
 
 class JobLogHandler(logging.Handler):
-    """Copies one job's log records into its Redis list; never fails the job."""
+    """Copies the records logged through a `job_logger` into that job's Redis list; never
+    fails the job. Other records pass by."""
 
-    def __init__(self, logs: JobLogs, job_id: str) -> None:
+    def __init__(self) -> None:
         super().__init__(level=logging.INFO)
-        self._logs = logs
-        self._job_id = job_id
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
+        logs = getattr(record, "atelier_job_logs", None)
+        job_id = getattr(record, "atelier_job_id", None)
+        if not isinstance(logs, JobLogs) or not isinstance(job_id, str):
+            return
         try:
-            self._logs.append(self._job_id, self.format(record))
+            logs.append(job_id, self.format(record))
         except Exception:
             self.handleError(record)
+
+
+# One logger and one handler for every job of the process. A logger per job was never
+# freed, and its `setLevel` walks every logger ever made: a cost that grew with each job.
+_JOB_LOGGER = logging.getLogger("atelier.job")
+_JOB_LOGGER.setLevel(logging.INFO)
+_JOB_LOGGER.addHandler(JobLogHandler())
+
+JobLogger = logging.LoggerAdapter[logging.Logger]
+
+
+def job_logger(logs: JobLogs, job_id: str) -> JobLogger:
+    """A logger whose records also land in the job's own log."""
+    return logging.LoggerAdapter(_JOB_LOGGER, {"atelier_job_logs": logs, "atelier_job_id": job_id})

@@ -88,7 +88,10 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        # A lexical check: keys are ours or come from URLs, and only `..` can climb out
+        # (nothing lets a user place a symlink here). `Path.resolve` did the same with a
+        # syscall per path component, ~5% of a minimal generate job's CPU (py-spy).
+        path = Path(os.path.normpath(self.root / key))
         if not path.is_relative_to(self.root):
             raise NotFound(f"No object {key!r}.")
         return path

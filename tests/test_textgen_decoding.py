@@ -38,7 +38,7 @@ def test_lengths_are_exact_whatever_the_bucket(decoder: Decoder) -> None:
 def test_prompts_in_one_bucket_share_a_compiled_function(decoder: Decoder) -> None:
     spec = SamplerSpec(temperature=0.7, top_k=5)
     decoder.sample("a", 10, 2, spec)
-    function = decoder._function(spec)[1]  # noqa: SLF001 - the cache is what is under test
+    function = decoder._function(spec)[1]
     traced = function.experimental_get_tracing_count()
     decoder.sample("abc", 12, 2, spec)  # 15 tokens: the same 32-token bucket, 2 rows
     decoder.sample("abcd", 3, 1, spec)  # 1 row pads to... 1: a new shape

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 
 from shared.datasets import DatasetStore
 from shared.errors import DeadlineExceeded, JobCanceled, JobPreempted, LeaseLost
-from shared.job_logs import JobLogHandler, JobLogs
+from shared.job_logs import JobLogs, job_logger
 from shared.jobs import CheckpointRef, Job, JobStore, OutputRef, Progress
 from shared.settings import Settings
 from shared.storage import ObjectStore
@@ -66,6 +67,7 @@ class JobContext:
         logs: JobLogs,
         node: str | None = None,
         datasets: DatasetStore | None = None,
+        upload_pool: ThreadPoolExecutor | None = None,
     ) -> None:
         self.job = job
         self.datasets = datasets or DatasetStore(jobs.redis)
@@ -75,12 +77,13 @@ class JobContext:
         self.node = node
         self.model_id = job.model_id or ""
         """Id the model of a training job will have (chosen before training starts)."""
-        self.log = logging.getLogger(f"atelier.job.{job.id}")
-        self.log.setLevel(logging.INFO)
-        self._log_handler = JobLogHandler(logs, job.id)
-        self.log.addHandler(self._log_handler)
+        self.log = job_logger(logs, job.id)
         self.uploader = Uploader(
-            objects, settings.upload_threads, settings.upload_retry_seconds, self.log
+            objects,
+            settings.upload_threads,
+            settings.upload_retry_seconds,
+            self.log,
+            upload_pool,
         )
         self.lease = LeaseKeeper(jobs, job.id, settings.lease_seconds)
         self._started = time.monotonic()
@@ -91,7 +94,6 @@ class JobContext:
 
     def close(self) -> None:
         self.uploader.close()
-        self.log.removeHandler(self._log_handler)
 
     # --- progress ---------------------------------------------------------------------------
     def report(self, step: int, total: int, metrics: dict[str, float]) -> None:

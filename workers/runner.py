@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import botocore.exceptions
@@ -59,6 +60,11 @@ class JobRunner:
         self.busy = False
         self.observer = MetricsObserver()
         self._kinds: dict[str, ModelKind] = {}
+        self._finished: Job | None = None  # the record of the current job, once finished
+        # Threads start on first use, so building this before a prefork fork is safe.
+        self._upload_pool = ThreadPoolExecutor(
+            max_workers=settings.upload_threads, thread_name_prefix="upload"
+        )
 
     def kind(self, name: str) -> ModelKind:
         """The kind's plug-in, imported and set up on first use in this process."""
@@ -83,10 +89,19 @@ class JobRunner:
             return None
         JOB_ID.set(job.id)
         OWNER.set(job.owner)
-        ctx = JobContext(job, self.settings, self.jobs, self.objects, self.logs, node)
+        ctx = JobContext(
+            job,
+            self.settings,
+            self.jobs,
+            self.objects,
+            self.logs,
+            node,
+            upload_pool=self._upload_pool,
+        )
         ctx.log.info("attempt %d of %s %s on %s", job.attempt, job.type, job.kind, self.worker_name)
         self.busy = True
         started = self.observer.started(job)
+        self._finished = None
         outcome: JobStatus | None = None
         try:
             outcome = self._attempt(job, ctx)
@@ -94,8 +109,8 @@ class JobRunner:
         finally:
             self.busy = False
             ctx.close()
-            done = self.jobs.get(job.id)
-            self.observer.finished(job, outcome, started, done.metrics if done else {})
+            metrics: dict[str, float] = self._finished.metrics if self._finished else {}
+            self.observer.finished(job, outcome, started, metrics)
             JOB_ID.set(None)
             OWNER.set(None)
 
@@ -147,6 +162,7 @@ class JobRunner:
         if done is None:
             log.warning("%s: not ours any more; %s not recorded", job.id, status)
             return None
+        self._finished = done
         return status
 
     def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus | None:

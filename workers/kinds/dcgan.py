@@ -25,7 +25,7 @@ from workers.kinds.base import (
     TrainResult,
     timing_metrics,
 )
-from workers.kinds.dcgan_model import DCGAN, DcganConfig, build_generator, generate_images
+from workers.kinds.dcgan_model import DCGAN, CompiledGenerator, DcganConfig, build_generator
 from workers.kinds.dcgan_training import resume, training_hooks
 from workers.training import StepHooks
 
@@ -35,7 +35,9 @@ class DcganKind(ModelKind):
 
     def setup(self) -> None:
         configure_tensorflow(self.settings.mixed_precision)
-        self._generators: LoadedModels[keras.Model] = LoadedModels(self.settings.model_cache_size)
+        self._generators: LoadedModels[CompiledGenerator] = LoadedModels(
+            self.settings.model_cache_size
+        )
 
     # --- training ---------------------------------------------------------------------------
     def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
@@ -115,7 +117,7 @@ class DcganKind(ModelKind):
         loaded = time.perf_counter()
         config = DcganConfig(**model.config)
         z = np.random.default_rng(p.seed).standard_normal((p.n, config.latent_dim))
-        pixels = to_uint8(generate_images(generator, z.astype(np.float32)))
+        pixels = to_uint8(generator(z.astype(np.float32)))
         outputs = self._upload_images(pixels, ctx)
         return GenerateResult(
             outputs=outputs,
@@ -125,10 +127,11 @@ class DcganKind(ModelKind):
             },
         )
 
-    def _load_generator(self, model: ModelRecord, ctx: JobContext) -> keras.Model:
-        generator = build_generator(DcganConfig(**model.config))
+    def _load_generator(self, model: ModelRecord, ctx: JobContext) -> CompiledGenerator:
+        config = DcganConfig(**model.config)
+        generator = build_generator(config)
         restore_checkpoint({"g": generator.weights}, ctx.objects.get_bytes(model.weights_key))
-        return generator
+        return CompiledGenerator(generator, config.latent_dim)
 
     @staticmethod
     def _upload_images(pixels: np.ndarray, ctx: JobContext) -> list[OutputRef]:
