@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import url_for
 
 from api.schemas import (
@@ -18,25 +20,40 @@ from shared.jobs import Job, OutputRef
 from shared.models import ModelRecord
 
 
-def download_url(key: str) -> str:
-    """A presigned URL from S3, or the authenticated API route for local storage."""
-    return services().objects.presigned_url(key) or url_for(
-        "v1.download_file", key=key, _external=True
-    )
+def download_url(key: str, files_route: str | None = None) -> str:
+    """A presigned URL from S3, or the authenticated API route for local storage.
+
+    ``files_route``: the route's external URL with an empty key, built once per response;
+    `url_for` per output cost ~25 µs each (cProfile), which a 1,000-image job paid on
+    every status poll."""
+    presigned = services().objects.presigned_url(key)
+    if presigned:
+        return presigned
+    if files_route is None:
+        files_route = _files_route()
+    return files_route + quote(key, safe=_PATH_SAFE)
 
 
-def present_output(output: OutputRef) -> OutputOut:
+_PATH_SAFE = "/!$&'()*+,:;=@"  # what werkzeug leaves unquoted in a path, as url_for did
+
+
+def _files_route() -> str:
+    return url_for("v1.download_file", key="-", _external=True)[:-1]
+
+
+def present_output(output: OutputRef, files_route: str | None = None) -> OutputOut:
     return OutputOut(
         name=output.name,
         content_type=output.content_type,
         size_bytes=output.size_bytes,
         text=output.text,
-        url=download_url(output.key),
+        url=download_url(output.key, files_route),
     )
 
 
 def present_job(job: Job) -> JobOut:
     progress = job.progress
+    files_route = _files_route() if job.outputs else None
     return JobOut(
         id=job.id,
         type=job.type,
@@ -61,7 +78,7 @@ def present_job(job: Job) -> JobOut:
         attempt=job.attempt,
         worker=job.worker,
         error=ErrorOut(type=job.error.type, message=job.error.message) if job.error else None,
-        outputs=[present_output(o) for o in job.outputs],
+        outputs=[present_output(o, files_route) for o in job.outputs],
         model_id=job.model_id,
         metrics=job.metrics,
         cancel_requested=job.cancel_requested,

@@ -43,7 +43,7 @@ class Services:
             redis=client,
             jobs=JobStore(client),
             models=ModelStore(client),
-            api_keys=ApiKeyStore(client),
+            api_keys=ApiKeyStore(client, cache_seconds=settings.auth_cache_seconds),
             objects=make_object_store(settings),
             celery=make_celery(settings),
             idempotency=IdempotencyStore(client),

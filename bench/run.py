@@ -23,17 +23,18 @@ from pathlib import Path
 from bench.common import Result
 from bench.generation import textgen_cache
 from bench.jobs import scale, training_throughput, warm_vs_cold
+from bench.polling import status_polling
 from bench.roundtrip import round_trip
 
 BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "training": training_throughput,
     "textgen-cache": textgen_cache,
     "round-trip": round_trip,
+    "polling": status_polling,
     "scale": scale,
     "warm-cold": warm_vs_cold,
 }
 NOT_YET = [
-    "status polling against a minimal Flask route",
     "1,000-image dcgan job against the raw generator forward pass",
 ]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -27,7 +27,7 @@ def run_demo(client: AtelierClient, out_dir: Path, steps: int | None) -> Json:
         f"model {model['id']}: " + ", ".join(f"{k}={v:.3f}" for k, v in model["metrics"].items())
     )
 
-    generate = client.submit("generate", "dcgan", {"model_id": model["id"], "n": 100, "seed": 7})
+    generate = client.submit("generate", "dcgan", {"model_id": model["id"], "n": 64, "seed": 7})
     generate = client.wait(generate["id"])
     if generate["status"] != "succeeded":
         raise click.ClickException(f"generation ended {generate['status']}")

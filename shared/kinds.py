@@ -8,6 +8,7 @@ a Celery parent ever imports TensorFlow.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,10 +33,22 @@ class DcganTrainParams(StrictParams):
     checkpoint_every: int = Field(500, ge=1, le=1_000_000, description="Steps between checkpoints.")
 
 
+# Up to this many images are stored one object each; more go into one archive (a job
+# record listing 1,000 URLs, and 1,000 storage writes, help no one).
+SINGLE_IMAGE_OUTPUTS_MAX = 64
+
+
 class DcganGenerateParams(StrictParams):
     model_id: str = Field(description="A model produced by a dcgan training job.")
     n: int = Field(16, ge=1, le=1000, description="Images to generate.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same images.")
+    format: Literal["png", "npy"] = Field(
+        "png",
+        description=(
+            f"png: one PNG per image up to {SINGLE_IMAGE_OUTPUTS_MAX}, else images.zip of "
+            "PNGs; npy: images.npy, one (n, h, w, c) uint8 array. Always grid.png too."
+        ),
+    )
 
 
 class TextgenTrainParams(StrictParams):

@@ -93,6 +93,8 @@ class Settings:
     """Bearer key the CLI and Python client send."""
     list_page_max: int = 100
     """Largest ``limit`` a list call may ask for."""
+    auth_cache_seconds: float = 5.0
+    """An API process remembers a verified key this long; 0 checks Redis on every request."""
 
     # --- embedded stack (``atelier up``) ----------------------------------------------------
     data_dir: Path = Path(".atelier")

@@ -4,7 +4,9 @@ workers, with each storage backend."""
 from __future__ import annotations
 
 import io
+import zipfile
 
+import numpy as np
 import pytest
 import requests
 from PIL import Image
@@ -67,6 +69,24 @@ def test_train_then_generate_then_download(stack: RunningStack) -> None:
     assert again["metrics"]["model_cache_hit"] == 1.0
     same = next(o for o in again["outputs"] if o["name"] == "0000.png")
     assert client.fetch(same["url"]) == client.fetch(first["url"])
+
+    # Past 64 images, one archive; or one array. The same seed gives the same pixels in
+    # every format.
+    bulk = {"model_id": model["id"], "n": 65, "seed": 3}
+    archived = client.wait(client.submit("generate", "dcgan", bulk)["id"], timeout=120)
+    array = client.wait(
+        client.submit("generate", "dcgan", {**bulk, "format": "npy"})["id"], timeout=120
+    )
+    assert [o["name"] for o in archived["outputs"]] == ["grid.png", "images.zip"]
+    assert [o["name"] for o in array["outputs"]] == ["grid.png", "images.npy"]
+    with zipfile.ZipFile(io.BytesIO(client.fetch(archived["outputs"][1]["url"]))) as archive:
+        names = archive.namelist()
+        zipped = np.stack([np.asarray(Image.open(archive.open(name))) for name in names])
+    pixels = np.load(io.BytesIO(client.fetch(array["outputs"][1]["url"])))
+    assert names[0] == "0000.png" and names[-1] == "0064.png"
+    assert pixels.shape == (65, 28, 28, 1) and pixels.dtype == np.uint8
+    assert np.array_equal(zipped, pixels[..., 0])
+    assert np.array_equal(np.asarray(image), pixels[0, ..., 0])
 
 
 def test_checkpoints_are_in_storage(stack: RunningStack) -> None:

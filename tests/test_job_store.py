@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import redis
@@ -108,3 +109,21 @@ def test_list_pages_newest_first_with_filters(store: JobStore) -> None:
 
     trains, _ = store.list_for_owner("alice", limit=10, where=lambda j: j.type is JobType.TRAIN)
     assert [j.id for j in trains] == [j.id for j in reversed(created) if j.type is JobType.TRAIN]
+
+
+def test_api_key_cache_saves_the_round_trip_and_expires(redis_client: redis.Redis) -> None:
+    from shared.auth import ApiKeyStore, hash_key
+    from shared.redis_keys import KEYS
+
+    store = ApiKeyStore(redis_client, cache_seconds=0.3)
+    key = store.create("alice")
+    assert store.lookup("atk_unknown") is None  # unknown keys are not cached...
+    assert (record := store.lookup(key)) is not None and record.owner == "alice"
+    redis_client.delete(KEYS.api_key(hash_key(key)))
+    assert store.lookup(key) is not None  # ...known ones are, for cache_seconds
+    time.sleep(0.4)
+    assert store.lookup(key) is None
+    uncached = ApiKeyStore(redis_client)
+    other = uncached.create("bob")
+    redis_client.delete(KEYS.api_key(hash_key(other)))
+    assert uncached.lookup(other) is None

@@ -40,6 +40,26 @@ def test_grid_layout_and_png() -> None:
     assert encode_png(canvas)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fast_png_encoder_round_trips_through_pillow(channels: int) -> None:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from shared.images import encode_pngs, zip_pngs
+
+    images = np.random.default_rng(channels).integers(0, 256, (3, 7, 5, channels), np.uint8)
+    pngs = encode_pngs(images)
+    for png, expected in zip(pngs, images, strict=True):
+        decoded = Image.open(io.BytesIO(png))
+        assert decoded.mode == ("L" if channels == 1 else "RGB") and decoded.size == (5, 7)
+        assert np.array_equal(np.asarray(decoded).reshape(expected.shape), expected)
+    with zipfile.ZipFile(io.BytesIO(zip_pngs(pngs))) as archive:
+        assert archive.namelist() == ["0000.png", "0001.png", "0002.png"]
+        assert archive.read("0002.png") == pngs[2]
+
+
 def test_cli_param_parsing() -> None:
     import click
 

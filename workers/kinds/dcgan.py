@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.images import encode_png, grid, to_uint8
+from shared.images import encode_npy, encode_png, encode_pngs, grid, to_uint8, zip_pngs
 from shared.jobs import OutputRef
-from shared.kinds import DcganGenerateParams, DcganTrainParams
+from shared.kinds import SINGLE_IMAGE_OUTPUTS_MAX, DcganGenerateParams, DcganTrainParams
 from shared.models import ModelRecord
 from shared.storage import ObjectLayout
 from workers.cache import LoadedModels
@@ -28,6 +28,8 @@ from workers.kinds.base import (
 from workers.kinds.dcgan_model import DCGAN, CompiledGenerator, DcganConfig, build_generator
 from workers.kinds.dcgan_training import resume, training_hooks
 from workers.training import StepHooks
+
+PREVIEW_IMAGES = 64  # in grid.png
 
 
 class DcganKind(ModelKind):
@@ -118,7 +120,7 @@ class DcganKind(ModelKind):
         config = DcganConfig(**model.config)
         z = np.random.default_rng(p.seed).standard_normal((p.n, config.latent_dim))
         pixels = to_uint8(generator(z.astype(np.float32)))
-        outputs = self._upload_images(pixels, ctx)
+        outputs = self._store_images(pixels, p.format, ctx)
         return GenerateResult(
             outputs=outputs,
             metrics={
@@ -134,20 +136,20 @@ class DcganKind(ModelKind):
         return CompiledGenerator(generator, config.latent_dim)
 
     @staticmethod
-    def _upload_images(pixels: np.ndarray, ctx: JobContext) -> list[OutputRef]:
+    def _store_images(pixels: np.ndarray, image_format: str, ctx: JobContext) -> list[OutputRef]:
+        """grid.png (a preview of the first 64), then the images: one PNG object each,
+        one images.zip of PNGs, or one images.npy array (see DcganGenerateParams)."""
         job = ctx.job
-        ctx.uploader.put(
-            "grid.png",
-            ObjectLayout.output(job.owner, job.id, "grid.png"),
-            encode_png(grid(pixels)),
-            "image/png",
-        )
-        for index, image in enumerate(pixels):
-            name = f"{index:04d}.png"
-            ctx.uploader.put(
-                name,
-                ObjectLayout.output(job.owner, job.id, name),
-                encode_png(image),
-                "image/png",
-            )
+
+        def put(name: str, data: bytes, content_type: str) -> None:
+            ctx.uploader.put(name, ObjectLayout.output(job.owner, job.id, name), data, content_type)
+
+        put("grid.png", encode_png(grid(pixels[:PREVIEW_IMAGES])), "image/png")
+        if image_format == "npy":
+            put("images.npy", encode_npy(pixels), "application/octet-stream")
+        elif len(pixels) > SINGLE_IMAGE_OUTPUTS_MAX:
+            put("images.zip", zip_pngs(encode_pngs(pixels)), "application/zip")
+        else:
+            for index, png in enumerate(encode_pngs(pixels)):
+                put(f"{index:04d}.png", png, "image/png")
         return ctx.uploader.wait()
