@@ -69,3 +69,80 @@ def textgen_cache(size: str) -> list[Result]:
             ratio >= 5,
         )
     ]
+
+
+def bulk_generation(size: str) -> list[Result]:
+    """A 1,000-image `dcgan` generate job on a loaded model (its run time, claim to
+    finish: generating, encoding, storing, recording) against the raw batched forward
+    pass of the same generator in this process."""
+    from bench.common import stack
+    from shared.images import to_uint8
+    from shared.models import ModelStore
+    from shared.redis_client import connect
+    from shared.storage import make_object_store
+    from workers.checkpoints import restore_checkpoint
+    from workers.kinds.dcgan_model import CompiledGenerator, DcganConfig, build_generator
+
+    images, repeats = 1000, (3 if size == "quick" else 7)
+    tiny = {"steps": 20, "batch_size": 16, "base_filters": 32, "latent_dim": 64}
+    with stack() as (running, client):
+        settings = running.settings
+        assert settings is not None
+        model_id = client.wait(client.submit("train", "dcgan", tiny)["id"], timeout=600)[
+            "model_id"
+        ]
+        record = ModelStore(connect(settings.redis_url)).get(model_id)
+        assert record is not None
+        config = DcganConfig(**record.config)
+        generator = build_generator(config)
+        restore_checkpoint(
+            {"g": generator.weights}, make_object_store(settings).get_bytes(record.weights_key)
+        )
+        forward = CompiledGenerator(generator, config.latent_dim)
+        z = np.random.default_rng(0).standard_normal((images, config.latent_dim))
+        z = z.astype(np.float32)
+
+        def raw() -> float:
+            started = time.perf_counter()
+            to_uint8(forward(z))
+            return time.perf_counter() - started
+
+        def job(image_format: str) -> float:
+            params = {"model_id": model_id, "n": images, "format": image_format}
+            done = client.wait(
+                client.submit("generate", "dcgan", params)["id"], poll_seconds=0.05, timeout=300
+            )
+            assert done["status"] == "succeeded", done["error"]
+            return _seconds(done["finished_at"]) - _seconds(done["started_at"])
+
+        raw()  # trace
+        job("png")  # load the model in the worker and trace there
+        raw_times, png_times, npy_times = [], [], []
+        for _ in range(repeats):  # interleaved, so drift hits all alike
+            raw_times.append(raw())
+            png_times.append(job("png"))
+            npy_times.append(job("npy"))
+    raw_rate = images / min(raw_times)
+    results = []
+    for label, times in (("PNGs in images.zip", png_times), ("format=npy", npy_times)):
+        rate = images / min(times)
+        results.append(
+            Result(
+                f"1,000-image dcgan job, {label}",
+                rate,
+                raw_rate,
+                "raw batched forward pass",
+                "images/s",
+                rate / raw_rate,
+                ">= 0.8",
+                rate / raw_rate >= 0.8,
+                f"job run time (claim to finish), best of {repeats}",
+            )
+        )
+    return results
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
