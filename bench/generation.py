@@ -88,9 +88,7 @@ def bulk_generation(size: str) -> list[Result]:
     with stack() as (running, client):
         settings = running.settings
         assert settings is not None
-        model_id = client.wait(client.submit("train", "dcgan", tiny)["id"], timeout=600)[
-            "model_id"
-        ]
+        model_id = client.wait(client.submit("train", "dcgan", tiny)["id"], timeout=600)["model_id"]
         record = ModelStore(connect(settings.redis_url)).get(model_id)
         assert record is not None
         config = DcganConfig(**record.config)

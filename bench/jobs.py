@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import requests
 
 from bench.common import Result, median, percentile, stack
+from cli.client import AtelierClient
 
 BATCH, FILTERS, LATENT = 64, 32, 64
 TRAIN = {"dataset": "digits", "batch_size": BATCH, "base_filters": FILTERS, "latent_dim": LATENT}
@@ -14,67 +18,60 @@ TRAIN = {"dataset": "digits", "batch_size": BATCH, "base_filters": FILTERS, "lat
 
 def training_throughput(size: str) -> list[Result]:
     """dcgan steps/s inside a job (progress, samples, checkpoints on) against a plain
-    Keras loop over the same network, batch and data."""
+    Keras `fit` of the same network, batch and data in a fresh process (`bench.plain_dcgan`),
+    run before and after the job; each side's best run counts."""
     steps = 300 if size == "quick" else 1000
+    plain = [_plain_keras_steps_per_second(steps)]
+    in_job = []
     with stack(("train",)) as (_, client):
-        job = client.submit(
-            "train",
-            "dcgan",
-            {**TRAIN, "steps": steps, "sample_every": 100, "checkpoint_every": 250},
-        )
-        seen: list[tuple[float, int]] = []
-
-        def record(current: dict[str, object]) -> None:
-            progress = current["progress"]
-            assert isinstance(progress, dict)
-            if progress["updated_at"] and progress["step"]:
-                seen.append((_seconds(str(progress["updated_at"])), int(progress["step"])))
-
-        done = client.wait(job["id"], on_update=record, poll_seconds=0.2, timeout=1800)
-        assert done["status"] == "succeeded", done["error"]
-    # Steady state: from a fifth of the way in to the end (TF start-up excluded, as below).
-    window = [(t, s) for t, s in seen if s >= steps // 5]
-    (t0, s0), (t1, s1) = window[0], window[-1]
-    in_job = (s1 - s0) / (t1 - t0)
-    plain = _plain_keras_steps_per_second(steps)
-    ratio = in_job / plain
+        for _ in range(1 if size == "quick" else 2):
+            in_job.append(_job_steps_per_second(client, steps))
+            plain.append(_plain_keras_steps_per_second(steps))
+    ratio = max(in_job) / max(plain)
     return [
         Result(
             "dcgan training, steps/s in a job",
-            in_job,
-            plain,
-            "plain Keras fit",
+            max(in_job),
+            max(plain),
+            "plain Keras fit, own process",
             "steps/s",
             ratio,
             ">= 0.95",
             ratio >= 0.95,
+            f"{steps} steps; job runs {', '.join(f'{r:.1f}' for r in in_job)}, "
+            f"plain runs {', '.join(f'{r:.1f}' for r in plain)}",
         )
     ]
 
 
-def _plain_keras_steps_per_second(steps: int) -> float:
-    import keras
-    import tensorflow as tf
-
-    from workers.datasets import load_builtin
-    from workers.kinds.dcgan_model import DCGAN, DcganConfig
-
-    keras.utils.set_random_seed(0)
-    images = load_builtin("digits")
-    gan = DCGAN(DcganConfig(latent_dim=LATENT, base_filters=FILTERS))
-    gan.compile(keras.optimizers.Adam(1e-3, beta_1=0.5), keras.optimizers.Adam(5e-4, beta_1=0.5))
-    data = (
-        tf.data.Dataset.from_tensor_slices(images)
-        .shuffle(len(images), seed=0)
-        .repeat()
-        .batch(BATCH, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
+def _job_steps_per_second(client: AtelierClient, steps: int) -> float:
+    job = client.submit(
+        "train",
+        "dcgan",
+        {**TRAIN, "steps": steps, "sample_every": 100, "checkpoint_every": 250},
     )
-    warm = steps // 5
-    gan.fit(data, steps_per_epoch=warm, epochs=1, verbose=0)
-    started = time.perf_counter()
-    gan.fit(data, steps_per_epoch=steps - warm, epochs=1, verbose=0)
-    return (steps - warm) / (time.perf_counter() - started)
+    seen: list[tuple[float, int]] = []
+
+    def record(current: dict[str, object]) -> None:
+        progress = current["progress"]
+        assert isinstance(progress, dict)
+        if progress["updated_at"] and progress["step"]:
+            seen.append((_seconds(str(progress["updated_at"])), int(progress["step"])))
+
+    done = client.wait(job["id"], on_update=record, poll_seconds=0.2, timeout=1800)
+    assert done["status"] == "succeeded", done["error"]
+    # Steady state: from a fifth of the way in to the end (TF start-up excluded, as in
+    # the baseline).
+    window = [(t, s) for t, s in seen if s >= steps // 5]
+    (t0, s0), (t1, s1) = window[0], window[-1]
+    return (s1 - s0) / (t1 - t0)
+
+
+def _plain_keras_steps_per_second(steps: int) -> float:
+    argv = [sys.executable, "-m", "bench.plain_dcgan", "--steps", str(steps)]
+    argv += ["--batch", str(BATCH), "--filters", str(FILTERS), "--latent", str(LATENT)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=1800)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["steps_per_second"])
 
 
 def scale(size: str) -> list[Result]:
