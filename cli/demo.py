@@ -3,6 +3,7 @@ from it, download the images and say whether they read as digits."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import click
@@ -27,12 +28,18 @@ def run_demo(client: AtelierClient, out_dir: Path, steps: int | None) -> Json:
         f"model {model['id']}: " + ", ".join(f"{k}={v:.3f}" for k, v in model["metrics"].items())
     )
 
-    generate = client.submit("generate", "dcgan", {"model_id": model["id"], "n": 64, "seed": 7})
+    generate = client.submit("generate", "dcgan", {"model_id": model["id"], "n": 100, "seed": 7})
     generate = client.wait(generate["id"])
     if generate["status"] != "succeeded":
         raise click.ClickException(f"generation ended {generate['status']}")
     paths = client.download(generate, out_dir / generate["id"])
     grid = next(p for p in paths if p.name == "grid.png")
+    # Past 64 images the job stores one images.zip; unpack it beside the grid.
+    for archive in [p for p in paths if p.name == "images.zip"]:
+        with zipfile.ZipFile(archive) as images:
+            images.extractall(archive.parent)
+            paths += [archive.parent / name for name in images.namelist()]
+        paths.remove(archive)
     click.echo(f"generated {len(paths) - 1} images in {grid.parent}")
     click.echo(f"  grid: {grid}")
     click.echo(
