@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.images import encode_npy, encode_png, encode_pngs, grid, to_uint8, zip_pngs
+from shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
 from shared.jobs import OutputRef
 from shared.kinds import SINGLE_IMAGE_OUTPUTS_MAX, DcganGenerateParams, DcganTrainParams
 from shared.models import ModelRecord
@@ -40,6 +42,8 @@ class DcganKind(ModelKind):
         self._generators: LoadedModels[CompiledGenerator] = LoadedModels(
             self.settings.model_cache_size
         )
+        # PNG encoding runs on all cores once the forward pass has finished with them.
+        self._encoders = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="png")
 
     # --- training ---------------------------------------------------------------------------
     def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
@@ -135,8 +139,9 @@ class DcganKind(ModelKind):
         restore_checkpoint({"g": generator.weights}, ctx.objects.get_bytes(model.weights_key))
         return CompiledGenerator(generator, config.latent_dim)
 
-    @staticmethod
-    def _store_images(pixels: np.ndarray, image_format: str, ctx: JobContext) -> list[OutputRef]:
+    def _store_images(
+        self, pixels: np.ndarray, image_format: str, ctx: JobContext
+    ) -> list[OutputRef]:
         """grid.png (a preview of the first 64), then the images: one PNG object each,
         one images.zip of PNGs, or one images.npy array (see DcganGenerateParams)."""
         job = ctx.job
@@ -144,12 +149,12 @@ class DcganKind(ModelKind):
         def put(name: str, data: bytes, content_type: str) -> None:
             ctx.uploader.put(name, ObjectLayout.output(job.owner, job.id, name), data, content_type)
 
-        put("grid.png", encode_png(grid(pixels[:PREVIEW_IMAGES])), "image/png")
+        put("grid.png", encode_pngs(grid(pixels[:PREVIEW_IMAGES])[np.newaxis])[0], "image/png")
         if image_format == "npy":
             put("images.npy", encode_npy(pixels), "application/octet-stream")
         elif len(pixels) > SINGLE_IMAGE_OUTPUTS_MAX:
-            put("images.zip", zip_pngs(encode_pngs(pixels)), "application/zip")
+            put("images.zip", zip_pngs(encode_pngs(pixels, pool=self._encoders)), "application/zip")
         else:
-            for index, png in enumerate(encode_pngs(pixels)):
+            for index, png in enumerate(encode_pngs(pixels, pool=self._encoders)):
                 put(f"{index:04d}.png", png, "image/png")
         return ctx.uploader.wait()
