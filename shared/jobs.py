@@ -156,6 +156,7 @@ class JobStore:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(self._keys.job(job.id), mapping=cast(Any, encode(job)))
         pipe.zadd(self._keys.owner_jobs(owner), {job.id: 0})
+        pipe.zadd(self._keys.queued(job.type.value), {job.id: job.created_at})
         if start_before is not None:
             pipe.zadd(self._keys.start_deadlines, {job.id: start_before})
         pipe.execute()
@@ -167,6 +168,7 @@ class JobStore:
         pipe.delete(self._keys.job(job.id))
         pipe.zrem(self._keys.owner_jobs(job.owner), job.id)
         pipe.zrem(self._keys.start_deadlines, job.id)
+        pipe.zrem(self._keys.queued(job.type.value), job.id)
         pipe.execute()
 
     def set_progress(self, job_id: str, progress: Progress) -> None:
@@ -202,6 +204,7 @@ class JobStore:
         def hold_lease(pipe: Pipeline, job: Job) -> None:
             pipe.zadd(self._keys.running, {job.id: time.time() + lease_seconds})
             pipe.zrem(self._keys.start_deadlines, job.id)
+            pipe.zrem(self._keys.queued(job.type.value), job.id)
 
         return self._transition(job_id, JobStatus.RUNNING, start, also=hold_lease, quiet=True)
 
@@ -228,7 +231,9 @@ class JobStore:
 
         def schedule(pipe: Pipeline, job: Job) -> None:
             self._release(pipe, job)
-            pipe.zadd(self._keys.requeued, {job.id: time.time() + delay_seconds})
+            due = time.time() + delay_seconds
+            pipe.zadd(self._keys.requeued, {job.id: due})
+            pipe.zadd(self._keys.queued(job.type.value), {job.id: due})
 
         return self._transition(
             job_id,
@@ -253,6 +258,20 @@ class JobStore:
     def forget_lease(self, job_id: str) -> None:
         self._redis.zrem(self._keys.running, job_id)
 
+    def overdue_queued(self, job_type: JobType, due_before: float, limit: int = 100) -> list[str]:
+        """Queued jobs of ``job_type`` whose message was due before ``due_before``."""
+        ids = self._redis.zrangebyscore(
+            self._keys.queued(job_type.value), "-inf", due_before, start=0, num=limit
+        )
+        return [i.decode() for i in cast(list[bytes], ids)]
+
+    def message_resent(self, job: Job, at: float) -> None:
+        """Restart the wait of a queued job whose message was just sent again."""
+        self._redis.zadd(self._keys.queued(job.type.value), {job.id: at}, xx=True)
+
+    def forget_queued(self, job: Job) -> None:
+        self._redis.zrem(self._keys.queued(job.type.value), job.id)
+
     def expire(self, job_id: str, message: str) -> Job | None:
         """queued → expired: its start deadline passed before any worker took it."""
 
@@ -263,6 +282,7 @@ class JobStore:
         def release(pipe: Pipeline, job: Job) -> None:
             pipe.zrem(self._keys.start_deadlines, job.id)
             pipe.zrem(self._keys.requeued, job.id)
+            pipe.zrem(self._keys.queued(job.type.value), job.id)
 
         return self._transition(job_id, JobStatus.EXPIRED, expired, also=release, quiet=True)
 
@@ -287,6 +307,7 @@ class JobStore:
                         pipe.hset(key, "record", record_json(job))
                         pipe.zrem(self._keys.start_deadlines, job_id)
                         pipe.zrem(self._keys.requeued, job_id)
+                        pipe.zrem(self._keys.queued(job.type.value), job_id)
                     pipe.hset(key, "cancel", "1")
                     pipe.execute()
                     job.cancel_requested = True
@@ -320,6 +341,7 @@ class JobStore:
             self._release(pipe, job)
             pipe.zrem(self._keys.start_deadlines, job.id)
             pipe.zrem(self._keys.requeued, job.id)
+            pipe.zrem(self._keys.queued(job.type.value), job.id)
 
         return self._transition(
             job_id, status, complete, also=release, only_if=still_ours, quiet=quiet

@@ -12,6 +12,9 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:requeued                    zset   requeued job ids scored by when to send their message;
                                            written in the same MULTI as the requeue, so a
                                            crash cannot lose the retry
+    {p}:queued:{job_type}           zset   queued job ids scored by when their message was due
+                                           (sent at create, or a requeue's send time); the
+                                           reaper re-sends ones whose message was lost
     {p}:idempotency:{owner}:{key}   string {job_id, fingerprint} of an Idempotency-Key (24 h)
     {p}:draining:{worker node}      string set while a Celery node shuts down (short TTL)
     {p}:owner:{owner}:jobs          zset   job ids of one owner, all scored 0: ids sort by
@@ -57,6 +60,9 @@ class RedisKeys:
     @property
     def requeued(self) -> str:
         return f"{self.prefix}:requeued"
+
+    def queued(self, job_type: str) -> str:
+        return f"{self.prefix}:queued:{job_type}"
 
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.prefix}:idempotency:{owner}:{key}"

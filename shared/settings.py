@@ -59,6 +59,10 @@ class Settings:
     """A running job's lease; a worker that misses renewing it this long is presumed dead."""
     reaper_interval_seconds: float = 2.0
     """How often each worker looks for expired leases and missed start deadlines."""
+    lost_message_seconds: float = 30.0
+    """A job still queued this long after its message was due, while its queue holds no
+    messages, lost that message (its worker died between taking it and starting the job,
+    or the API between recording the job and sending it); the reaper sends it again."""
     max_attempts: int = 3
     """Attempts a job gets when its worker dies or a transient error stops it."""
     retry_backoff_seconds: float = 2.0

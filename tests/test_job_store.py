@@ -127,3 +127,43 @@ def test_api_key_cache_saves_the_round_trip_and_expires(redis_client: redis.Redi
     other = uncached.create("bob")
     redis_client.delete(KEYS.api_key(hash_key(other)))
     assert uncached.lookup(other) is None
+
+
+def test_queued_index_follows_the_state_machine(store: JobStore) -> None:
+    def overdue(job_type: JobType = JobType.TRAIN) -> list[str]:
+        return store.overdue_queued(job_type, time.time() + 3600)
+
+    first = store.create("alice", JobType.TRAIN, "dcgan", {})
+    second = store.create("alice", JobType.GENERATE, "dcgan", {})
+    assert overdue() == [first.id] and overdue(JobType.GENERATE) == [second.id]
+    assert store.claim(first.id, "w1", 30) is not None
+    assert overdue() == []
+    store.requeue(first.id, error=None, failure=False, expected_worker="w1", delay_seconds=60)
+    assert store.overdue_queued(JobType.TRAIN, time.time()) == []  # due in a minute
+    assert overdue() == [first.id]
+    store.request_cancel(first.id)
+    store.expire(second.id, "too late")
+    assert overdue() == [] and overdue(JobType.GENERATE) == []
+
+
+def test_reaper_resends_a_lost_message_only_when_its_queue_is_empty(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    from shared.settings import Settings
+    from workers.reaper import reap_once
+
+    settings = Settings(lost_message_seconds=0.2)
+    lost = store.create("alice", JobType.GENERATE, "dcgan", {})  # no message was ever sent
+    sent: list[tuple[str, str]] = []
+
+    def sweep(waiting: int) -> int:
+        return reap_once(store, settings, lambda *m: sent.append(m), lambda _t: waiting).resent
+
+    assert sweep(waiting=0) == 0  # not overdue yet
+    time.sleep(0.3)
+    assert sweep(waiting=3) == 0  # messages still wait: workers are busy, nothing is lost
+    assert sweep(waiting=0) == 1 and sent == [(lost.id, "generate")]
+    assert sweep(waiting=0) == 0  # the resend restarted its wait
+    time.sleep(0.3)
+    assert store.claim(lost.id, "w1", 30) is not None  # the resent message arrived
+    assert sweep(waiting=0) == 0 and len(sent) == 1

@@ -33,6 +33,7 @@ from tests.conftest import TINY_TRAIN, s3_settings, wait_for
 pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 3.0
+LOST_MESSAGE_SECONDS = 1.0
 MAX_ATTEMPTS = 3
 LONG = {**TINY_TRAIN, "steps": 1_000_000, "sample_every": 1_000_000, "checkpoint_every": 1_000_000}
 
@@ -91,6 +92,7 @@ def rel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilityStack]:
         cancel_check_interval_seconds=0.2,
         lease_seconds=LEASE_SECONDS,
         reaper_interval_seconds=0.5,
+        lost_message_seconds=LOST_MESSAGE_SECONDS,
         max_attempts=MAX_ATTEMPTS,
         retry_backoff_seconds=0.5,
         upload_retry_seconds=60,
@@ -165,6 +167,27 @@ def test_second_delivery_of_a_running_job_does_not_run_it(rel: ReliabilityStack)
     assert not any("attempt 2" in line for line in rel.logs(job["id"]))
     rel.client.cancel(job["id"])
     assert rel.client.wait(job["id"], timeout=30)["status"] == "canceled"
+
+
+def test_a_lost_message_is_sent_again(rel: ReliabilityStack) -> None:
+    """The API died between recording a job and sending its message, or a worker took the
+    message (acknowledged on receipt) and died before starting the job: the job is queued
+    with no message anywhere. The reaper sees it overdue with an empty queue and sends it."""
+    from shared.jobs import JobStore
+
+    job = JobStore(rel.stack_redis()).create("rel", JobType.TRAIN, "dcgan", dict(TINY_TRAIN))
+    assert queue_length(rel.stack_redis(), rel.settings.train_queue) == 0
+    done = rel.client.wait(job.id, timeout=120)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempt"] == 1 and done["failures"] == 0
+    waited = _seconds(done["started_at"]) - _seconds(done["created_at"])
+    assert LOST_MESSAGE_SECONDS <= waited < LOST_MESSAGE_SECONDS + 10, waited
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def test_sigkilled_job_resumes_from_its_checkpoint(rel: ReliabilityStack) -> None:

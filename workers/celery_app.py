@@ -18,7 +18,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 from shared.jobs import JobStore, JobType
 from shared.kinds import KINDS
 from shared.logs import configure_logging
-from shared.queue import enqueue, make_celery
+from shared.queue import enqueue, make_celery, queue_for, queue_length
 from shared.redis_client import connect
 from shared.redis_keys import KEYS
 from shared.settings import Settings
@@ -39,7 +39,12 @@ def _send(job_id: str, job_type: str) -> None:
 
 @worker_ready.connect
 def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
-    ReaperThread(JobStore(connect(settings.redis_url)), settings, _send).start()
+    jobs = JobStore(connect(settings.redis_url))
+
+    def waiting(job_type: str) -> int:
+        return queue_length(jobs.redis, queue_for(settings, JobType(job_type)))
+
+    ReaperThread(jobs, settings, _send, waiting).start()
     preinitialise(list(KINDS), [t.value for t in JobType])
     serve(settings)
 

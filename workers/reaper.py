@@ -1,5 +1,6 @@
 """The reaper: requeues jobs whose worker died, fails jobs that keep killing workers,
-expires jobs that missed their start deadline, and sends the messages of requeued jobs.
+expires jobs that missed their start deadline, sends the messages of requeued jobs, and
+sends again the messages that were lost.
 
 Every worker node runs one in its Celery parent process (which never runs jobs, so it is
 alive when a job process is SIGKILLed or OOM-killed). Several reapers may race: each step
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.jobs import JobErrorInfo, JobStatus, JobStore
+from shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,10 +28,18 @@ class ReapReport:
     failed: int = 0
     expired: int = 0
     sent: int = 0
+    resent: int = 0
 
 
-def reap_once(jobs: JobStore, settings: Settings, send: Callable[[str, str], None]) -> ReapReport:
-    """One sweep; ``send(job_id, job_type)`` puts a job's message on its queue."""
+def reap_once(
+    jobs: JobStore,
+    settings: Settings,
+    send: Callable[[str, str], None],
+    waiting: Callable[[str], int] | None = None,
+) -> ReapReport:
+    """One sweep; ``send(job_id, job_type)`` puts a job's message on its queue, and
+    ``waiting(job_type)`` counts the messages in that queue (None skips the lost-message
+    check)."""
     report = ReapReport()
     for job_id in jobs.expired_leases():
         _recover(jobs, settings, job_id, report)
@@ -47,7 +57,40 @@ def reap_once(jobs: JobStore, settings: Settings, send: Callable[[str, str], Non
             send(job_id, job.type.value)
             report.sent += 1
         jobs.forget_requeue(job_id)
+    if waiting is not None:
+        _resend_lost(jobs, settings, send, waiting, report)
     return report
+
+
+def _resend_lost(
+    jobs: JobStore,
+    settings: Settings,
+    send: Callable[[str, str], None],
+    waiting: Callable[[str], int],
+    report: ReapReport,
+) -> None:
+    """A job long due while its queue is empty has no message: a worker took it and died
+    before claiming (messages are acknowledged on receipt), or the API died between
+    recording the job and sending it. Sending again is safe: if the message was only slow,
+    the second one finds the job claimed and is dropped."""
+    now = time.time()
+    for job_type in JobType:
+        if waiting(job_type.value) > 0:  # messages still wait: the workers are just busy
+            continue
+        for job_id in jobs.overdue_queued(job_type, now - settings.lost_message_seconds):
+            job = jobs.get(job_id)
+            if job is None or job.status is not JobStatus.QUEUED:
+                if job is not None:
+                    jobs.forget_queued(job)
+                continue
+            send(job_id, job_type.value)
+            jobs.message_resent(job, now)
+            report.resent += 1
+            log.warning(
+                "%s: queued %.0f s with an empty queue, its message was lost; sent again",
+                job_id,
+                now - job.created_at,
+            )
 
 
 def _recover(jobs: JobStore, settings: Settings, job_id: str, report: ReapReport) -> None:
@@ -84,18 +127,23 @@ def _recover(jobs: JobStore, settings: Settings, job_id: str, report: ReapReport
 
 class ReaperThread(threading.Thread):
     def __init__(
-        self, jobs: JobStore, settings: Settings, send: Callable[[str, str], None]
+        self,
+        jobs: JobStore,
+        settings: Settings,
+        send: Callable[[str, str], None],
+        waiting: Callable[[str], int] | None = None,
     ) -> None:
         super().__init__(name="atelier-reaper", daemon=True)
         self._jobs = jobs
         self._settings = settings
         self._send = send
+        self._waiting = waiting
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self._settings.reaper_interval_seconds):
             try:
-                reap_once(self._jobs, self._settings, self._send)
+                reap_once(self._jobs, self._settings, self._send, self._waiting)
             except Exception:
                 log.warning("reaper sweep failed", exc_info=True)
 
