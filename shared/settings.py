@@ -67,6 +67,8 @@ class Settings:
     """Attempts a job gets when its worker dies or a transient error stops it."""
     retry_backoff_seconds: float = 2.0
     """First delay before a transient failure is retried; doubles each time, capped at 60 s."""
+    checkpoints_kept: int = 2
+    """Newest checkpoints a training job keeps in storage; older ones are deleted."""
     upload_retry_seconds: float = 120.0
     """How long an upload that must succeed (weights, outputs) keeps retrying storage."""
     job_log_lines: int = 1000

@@ -71,6 +71,10 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing one is not an error."""
+        ...
+
     def presigned_url(self, key: str) -> str | None:
         """A URL anyone holding it can GET, or None when downloads go through the API."""
         ...
@@ -113,6 +117,9 @@ class LocalObjectStore:
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self.path_for(key).unlink(missing_ok=True)
 
     def presigned_url(self, key: str) -> str | None:
         return None
@@ -177,6 +184,9 @@ class S3ObjectStore:
         except ClientError:
             return False
         return True
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=key)  # S3 ignores missing keys
 
     def presigned_url(self, key: str) -> str | None:
         url: str = self._client.generate_presigned_url(

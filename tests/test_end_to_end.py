@@ -89,15 +89,21 @@ def test_train_then_generate_then_download(stack: RunningStack) -> None:
     assert np.array_equal(np.asarray(image), pixels[0, ..., 0])
 
 
-def test_checkpoints_are_in_storage(stack: RunningStack) -> None:
+def test_checkpoints_are_in_storage_and_only_the_newest_are_kept(stack: RunningStack) -> None:
     from shared.storage import ObjectLayout, make_object_store
 
     client = stack.client("carol")
-    job = client.wait(client.submit("train", "dcgan", TINY_TRAIN)["id"], timeout=300)
+    params = {**TINY_TRAIN, "steps": 30, "checkpoint_every": 5}
+    job = client.wait(client.submit("train", "dcgan", params)["id"], timeout=300)
     assert job["status"] == "succeeded"
     objects = make_object_store(stack.settings)
-    assert objects.exists(ObjectLayout.checkpoint("carol", job["id"], 10))
-    assert objects.exists(ObjectLayout.checkpoint("carol", job["id"], 20))
+    kept = [
+        step
+        for step in (5, 10, 15, 20, 25)
+        if objects.exists(ObjectLayout.checkpoint("carol", job["id"], step))
+    ]
+    assert stack.settings.checkpoints_kept == 2 and kept == [20, 25]
+    assert job["checkpoint_step"] == 25
     assert objects.exists(ObjectLayout.model_weights("carol", job["model_id"]))
 
 

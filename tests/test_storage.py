@@ -31,6 +31,9 @@ def test_round_trip(objects: ObjectStore) -> None:
     assert objects.get_bytes(key) == b"\x00hello"
     with pytest.raises(NotFound):
         objects.get_bytes("owners/alice/none")
+    objects.delete(key)
+    assert not objects.exists(key)
+    objects.delete(key)  # deleting what is gone is not an error
     objects.check()
 
 

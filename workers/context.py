@@ -13,7 +13,7 @@ from shared.errors import DeadlineExceeded, JobCanceled, JobPreempted, LeaseLost
 from shared.job_logs import JobLogs, job_logger
 from shared.jobs import CheckpointRef, Job, JobStore, OutputRef, Progress
 from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.storage import ObjectLayout, ObjectStore
 from workers.uploads import Uploader
 
 # Set by the SIGTERM handler of a job process: the process is about to stop.
@@ -127,6 +127,13 @@ class JobContext:
         """Point the job at a checkpoint once it is fully stored."""
         self.jobs.set_checkpoint(self.job.id, CheckpointRef(step=step, key=ref.key))
         self.log.info("checkpoint at step %d stored", step)
+
+    def delete_checkpoint(self, step: int) -> None:
+        """Best effort: a checkpoint left behind costs storage, not correctness."""
+        try:
+            self.objects.delete(ObjectLayout.checkpoint(self.job.owner, self.job.id, step))
+        except Exception as exc:
+            self.log.warning("could not delete the checkpoint at step %d: %s", step, exc)
 
     # --- stopping ---------------------------------------------------------------------------
     def stop_reason(self) -> StopReason | None:

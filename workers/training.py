@@ -3,6 +3,7 @@ and cooperative stopping (cancel, drain, deadline, lost lease)."""
 
 from __future__ import annotations
 
+import bisect
 import functools
 import threading
 from collections.abc import Callable
@@ -45,6 +46,9 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
         self.last_sample_step = 0
         self.stopped_at: int | None = None
         self._newest_checkpoint = start_step
+        # Steps with a stored checkpoint from this run (and the one it resumed from),
+        # oldest first; all but the newest `checkpoints_kept` are deleted.
+        self._stored_checkpoints = [start_step] if start_step > 0 else []
         self._lock = threading.Lock()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -91,12 +95,18 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
         )
 
     def _point_at(self, ref: OutputRef, step: int) -> None:
-        # Uploads finish out of order; never move the pointer back to an older one.
+        # Uploads finish out of order; never move the pointer back to an older one. The
+        # pointer is moved before anything is deleted, and the newest is always kept.
         with self._lock:
-            if step <= self._newest_checkpoint:
-                return
-            self._newest_checkpoint = step
-            self.ctx.record_checkpoint(ref, step)
+            bisect.insort(self._stored_checkpoints, step)
+            if step > self._newest_checkpoint:
+                self._newest_checkpoint = step
+                self.ctx.record_checkpoint(ref, step)
+            keep = max(self.ctx.settings.checkpoints_kept, 1)
+            stale = self._stored_checkpoints[:-keep]
+            del self._stored_checkpoints[:-keep]
+        for old in stale:
+            self.ctx.delete_checkpoint(old)
 
     def finish_or_stop(self) -> None:
         """After ``fit``: wait for uploads; raise if the run was stopped early."""
