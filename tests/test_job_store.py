@@ -150,8 +150,10 @@ def test_reaper_resends_a_lost_message_only_when_its_queue_is_empty(
     store: JobStore, redis_client: redis.Redis
 ) -> None:
     from shared.settings import Settings
+    from workers.metrics import REAPER_ACTIONS
     from workers.reaper import reap_once
 
+    resent_before = REAPER_ACTIONS.labels("resent")._value.get()
     settings = Settings(lost_message_seconds=0.2)
     lost = store.create("alice", JobType.GENERATE, "dcgan", {})  # no message was ever sent
     sent: list[tuple[str, str]] = []
@@ -167,3 +169,4 @@ def test_reaper_resends_a_lost_message_only_when_its_queue_is_empty(
     time.sleep(0.3)
     assert store.claim(lost.id, "w1", 30) is not None  # the resent message arrived
     assert sweep(waiting=0) == 0 and len(sent) == 1
+    assert REAPER_ACTIONS.labels("resent")._value.get() == resent_before + 1

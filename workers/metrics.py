@@ -81,6 +81,12 @@ GENERATED_IMAGES = Counter(
 GENERATED_TOKENS = Counter(
     "atelier_generated_tokens_total", "Tokens written by generation jobs.", ["kind"]
 )
+REAPER_ACTIONS = Counter(
+    "atelier_reaper_actions_total",
+    "What reapers did: requeued or failed a job whose worker died, expired a job past its "
+    "start deadline, sent a due retry's message, or re-sent a lost message.",
+    ["action"],
+)
 WORKER_UP = Gauge(
     "atelier_worker_up", "1 while this worker process serves jobs.", multiprocess_mode="liveall"
 )
@@ -120,6 +126,8 @@ class MetricsObserver:
 
 def preinitialise(kinds: list[str], types: list[str]) -> None:
     """Export zero-valued series at start, so rates and alerts see them before any job."""
+    for action in ("requeued", "failed", "expired", "sent", "resent"):
+        REAPER_ACTIONS.labels(action)
     for kind in kinds:
         TRAINING_STEPS.labels(kind)
         GENERATED_IMAGES.labels(kind)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType
 from shared.settings import Settings
+from workers.metrics import REAPER_ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ def reap_once(
         jobs.forget_requeue(job_id)
     if waiting is not None:
         _resend_lost(jobs, settings, send, waiting, report)
+    for action, count in vars(report).items():
+        if count:
+            REAPER_ACTIONS.labels(action).inc(count)
     return report
 
 
