@@ -76,6 +76,7 @@ def bulk_generation(size: str) -> list[Result]:
     finish: generating, encoding, storing, recording) against the raw batched forward
     pass of the same generator in this process."""
     from bench.common import stack
+    from cli.client import epoch_seconds
     from shared.images import to_uint8
     from shared.models import ModelStore
     from shared.redis_client import connect
@@ -111,7 +112,7 @@ def bulk_generation(size: str) -> list[Result]:
                 client.submit("generate", "dcgan", params)["id"], poll_seconds=0.05, timeout=300
             )
             assert done["status"] == "succeeded", done["error"]
-            return _seconds(done["finished_at"]) - _seconds(done["started_at"])
+            return epoch_seconds(done["finished_at"]) - epoch_seconds(done["started_at"])
 
         raw()  # trace
         job("png")  # load the model in the worker and trace there
@@ -138,9 +139,3 @@ def bulk_generation(size: str) -> list[Result]:
             )
         )
     return results
-
-
-def _seconds(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -10,7 +10,7 @@ import time
 import requests
 
 from bench.common import Result, median, percentile, stack
-from cli.client import AtelierClient
+from cli.client import AtelierClient, epoch_seconds
 
 BATCH, FILTERS, LATENT = 64, 32, 64
 TRAIN = {"dataset": "digits", "batch_size": BATCH, "base_filters": FILTERS, "latent_dim": LATENT}
@@ -56,7 +56,7 @@ def _job_steps_per_second(client: AtelierClient, steps: int) -> float:
         progress = current["progress"]
         assert isinstance(progress, dict)
         if progress["updated_at"] and progress["step"]:
-            seen.append((_seconds(str(progress["updated_at"])), int(progress["step"])))
+            seen.append((epoch_seconds(str(progress["updated_at"])), int(progress["step"])))
 
     done = client.wait(job["id"], on_update=record, poll_seconds=0.2, timeout=1800)
     assert done["status"] == "succeeded", done["error"]
@@ -193,7 +193,7 @@ def warm_vs_cold(size: str) -> list[Result]:
                 timeout=120,
             )
             assert job["status"] == "succeeded"
-            return _seconds(job["finished_at"]) - _seconds(job["created_at"])
+            return epoch_seconds(job["finished_at"]) - epoch_seconds(job["created_at"])
 
         latency(models[0])  # TensorFlow start-up, so "cold" means a cold model only
         cold = [latency(m) for m in models[1:]]
@@ -211,9 +211,3 @@ def warm_vs_cold(size: str) -> list[Result]:
             ratio <= 0.2,
         )
     ]
-
-
-def _seconds(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -53,23 +53,12 @@ def round_trip(size: str) -> list[Result]:
                 )
                 assert result.get(timeout=60)
 
-            session = client._session
-            url = f"{settings.api_url}/v1/jobs"
-            body = {"type": "generate", "kind": "dcgan", "params": {"model_id": model_id, "n": 1}}
-
             def submit() -> str:
-                response = session.post(url, json=body, timeout=30)
-                assert response.status_code == 202, response.text
-                return str(response.json()["id"])
+                return str(client.submit("generate", "dcgan", {"model_id": model_id, "n": 1})["id"])
 
             def wait(job_id: str, poll: float = POLL_SECONDS) -> None:
-                while True:
-                    response = session.get(f"{url}/{job_id}", timeout=30)
-                    status = response.json()["status"]
-                    if status == "succeeded":
-                        return
-                    assert status in ("queued", "running"), response.text
-                    time.sleep(poll)
+                done = client.wait(job_id, poll_seconds=poll, timeout=600)
+                assert done["status"] == "succeeded", done["error"]
 
             def atelier_once() -> None:
                 wait(submit())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ class ApiError(Exception):
         self.status = status
         self.problem = problem
         super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
+
+
+def epoch_seconds(stamp: str) -> float:
+    """A job timestamp from the API (ISO 8601, UTC) as seconds since the epoch."""
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 class AtelierClient:

@@ -20,7 +20,7 @@ import redis
 import requests
 from moto.server import ThreadedMotoServer
 
-from cli.client import ApiError, AtelierClient, Json
+from cli.client import ApiError, AtelierClient, Json, epoch_seconds
 from cli.processes import ManagedProcess, free_port, start_redis
 from cli.stack import EmbeddedStack
 from shared.auth import ApiKeyStore
@@ -180,14 +180,8 @@ def test_a_lost_message_is_sent_again(rel: ReliabilityStack) -> None:
     done = rel.client.wait(job.id, timeout=120)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempt"] == 1 and done["failures"] == 0
-    waited = _seconds(done["started_at"]) - _seconds(done["created_at"])
+    waited = epoch_seconds(done["started_at"]) - epoch_seconds(done["created_at"])
     assert LOST_MESSAGE_SECONDS <= waited < LOST_MESSAGE_SECONDS + 10, waited
-
-
-def _seconds(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def test_sigkilled_job_resumes_from_its_checkpoint(rel: ReliabilityStack) -> None:

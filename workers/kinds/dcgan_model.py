@@ -147,21 +147,18 @@ class CompiledGenerator:
 
     def __call__(self, z: Any) -> Any:
         """[-1, 1] floats for the rows of ``z`` (float32, (n, latent_dim))."""
-        import numpy as np
-
-        outputs = [
-            np.asarray(self._forward(z[start : start + self.batch_size]))
-            for start in range(0, len(z), self.batch_size)
-        ]
-        return np.concatenate(outputs, axis=0)
+        return _in_batches(self._forward, z, self.batch_size)
 
 
 def generate_images(generator: keras.Model, z: Any, batch_size: int = 500) -> Any:
     """Run the generator in inference mode over ``z`` in batches; returns [-1, 1] floats."""
+    return _in_batches(lambda batch: generator(batch, training=False), z, batch_size)
+
+
+def _in_batches(forward: Any, z: Any, batch_size: int) -> Any:
     import numpy as np
 
     outputs = [
-        np.asarray(generator(z[start : start + batch_size], training=False))
-        for start in range(0, len(z), batch_size)
+        np.asarray(forward(z[start : start + batch_size])) for start in range(0, len(z), batch_size)
     ]
     return np.concatenate(outputs, axis=0)
