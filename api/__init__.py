@@ -1,5 +1,5 @@
 """Atelier's HTTP API: a Flask app factory; run it under gunicorn (``atelier api``)."""
 
-from api.app import create_app
+from atelier.api.app import create_app
 
 __all__ = ["create_app"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api.metrics import install_metrics
-from api.problems import guard_json_body, register_problem_handlers
-from api.services import EXTENSION_NAME, Services
-from api.spec import spec
-from shared.logs import JOB_ID, OWNER, configure_logging
-from shared.settings import Settings
+from atelier.api.metrics import install_metrics
+from atelier.api.problems import guard_json_body, register_problem_handlers
+from atelier.api.services import EXTENSION_NAME, Services
+from atelier.api.spec import spec
+from atelier.shared.logs import JOB_ID, OWNER, configure_logging
+from atelier.shared.settings import Settings
 
 
 def _forget_log_context(_error: BaseException | None) -> None:
@@ -31,8 +31,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_NAME] = svc
 
     # Importing the view modules attaches their routes to the blueprints.
-    from api.views import catalog, datasets, files, jobs, v1  # noqa: F401
-    from api.views.health import health
+    from atelier.api.views import catalog, datasets, files, jobs, v1  # noqa: F401
+    from atelier.api.views.health import health
 
     app.before_request(guard_json_body)
     app.teardown_request(_forget_log_context)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import g, request
 
-from api.services import services
-from shared.errors import Unauthorized
-from shared.logs import JOB_ID, OWNER
+from atelier.api.services import services
+from atelier.shared.errors import Unauthorized
+from atelier.shared.logs import JOB_ID, OWNER
 
 
 def require_api_key() -> None:

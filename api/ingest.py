@@ -18,8 +18,8 @@ from pathlib import PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from shared.errors import PayloadTooLarge, ValidationFailed
-from shared.settings import Settings
+from atelier.shared.errors import PayloadTooLarge, ValidationFailed
+from atelier.shared.settings import Settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 TEXT_SUFFIXES = {".txt"}

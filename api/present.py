@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from flask import url_for
 
-from api.schemas import (
+from atelier.api.schemas import (
     ErrorOut,
     JobOut,
     ModelOut,
@@ -15,9 +15,9 @@ from api.schemas import (
     optional_timestamp,
     timestamp,
 )
-from api.services import services
-from shared.jobs import Job, OutputRef
-from shared.models import ModelRecord
+from atelier.api.services import services
+from atelier.shared.jobs import Job, OutputRef
+from atelier.shared.models import ModelRecord
 
 
 def download_url(key: str, files_route: str | None = None) -> str:

@@ -8,7 +8,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import (
+from atelier.shared.errors import (
     PROBLEM_TYPE_PREFIX,
     MalformedRequest,
     PayloadTooLarge,
@@ -50,7 +50,7 @@ def _unexpected(exc: Exception) -> Response:
 
 
 def _too_large_detail() -> str:
-    from api.services import services
+    from atelier.api.services import services
 
     limit = services().settings.max_request_bytes
     return f"The request body is larger than the {limit}-byte limit; send a smaller body."
@@ -60,7 +60,7 @@ def guard_json_body() -> None:
     """Reject oversized and non-JSON bodies before any view or validation runs."""
     if request.method not in {"POST", "PUT", "PATCH"}:
         return
-    from api.services import services
+    from atelier.api.services import services
 
     settings = services().settings
     if request.mimetype == "multipart/form-data":

@@ -10,8 +10,8 @@ from typing import Any, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.jobs import JobStatus, JobType
-from shared.kinds import KINDS
+from atelier.shared.jobs import JobStatus, JobType
+from atelier.shared.kinds import KINDS
 
 
 def _kind_params_schemas() -> list[dict[str, Any]]:

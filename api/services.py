@@ -8,16 +8,16 @@ import redis
 from celery import Celery
 from flask import current_app
 
-from shared.auth import ApiKeyStore
-from shared.datasets import DatasetStore
-from shared.idempotency import IdempotencyStore
-from shared.job_logs import JobLogs
-from shared.jobs import JobStore
-from shared.models import ModelStore
-from shared.queue import make_celery
-from shared.redis_client import connect
-from shared.settings import Settings
-from shared.storage import ObjectStore, make_object_store
+from atelier.shared.auth import ApiKeyStore
+from atelier.shared.datasets import DatasetStore
+from atelier.shared.idempotency import IdempotencyStore
+from atelier.shared.job_logs import JobLogs
+from atelier.shared.jobs import JobStore
+from atelier.shared.models import ModelStore
+from atelier.shared.queue import make_celery
+from atelier.shared.redis_client import connect
+from atelier.shared.settings import Settings
+from atelier.shared.storage import ObjectStore, make_object_store
 
 EXTENSION_NAME = "atelier"
 

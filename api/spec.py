@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from spectree import SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
 
-from shared.errors import ValidationFailed
+from atelier.shared.errors import ValidationFailed
 
 
 def _raise_problem(req: Any, resp: Any, req_validation_error: Any, instance: Any, *_: Any) -> None:

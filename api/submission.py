@@ -6,12 +6,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.schemas import JobCreate
-from api.services import Services
-from api.spec import validation_problem
-from shared.errors import UnknownDataset, UnknownKind, UnknownModel
-from shared.jobs import JobType
-from shared.kinds import KINDS
+from atelier.api.schemas import JobCreate
+from atelier.api.services import Services
+from atelier.api.spec import validation_problem
+from atelier.shared.errors import UnknownDataset, UnknownKind, UnknownModel
+from atelier.shared.jobs import JobType
+from atelier.shared.kinds import KINDS
 
 
 def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, Any]:

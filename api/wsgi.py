@@ -1,5 +1,5 @@
-"""gunicorn entry point: ``gunicorn -c python:api.gunicorn_conf api.wsgi:app``."""
+"""gunicorn entry point: ``gunicorn -c python:atelier.api.gunicorn_conf atelier.api.wsgi:app``."""
 
-from api.app import create_app
+from atelier.api.app import create_app
 
 app = create_app()

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.client import AtelierClient
-from cli.processes import free_port
-from cli.stack import EmbeddedStack
-from shared.settings import Settings
+from atelier.cli.processes import free_port
+from atelier.cli.stack import EmbeddedStack
+from atelier.client import Client
+from atelier.shared.settings import Settings
 
 
 @dataclass
@@ -40,7 +40,7 @@ def median(values: list[float]) -> float:
 @contextmanager
 def stack(
     roles: tuple[str, ...] = ("train", "generate"),
-) -> Iterator[tuple[EmbeddedStack, AtelierClient]]:
+) -> Iterator[tuple[EmbeddedStack, Client]]:
     """An `atelier up` stack of its own (own redis-server, local storage) in a temp dir."""
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as directory:
         base = Settings.from_env(
@@ -49,6 +49,6 @@ def stack(
         running = EmbeddedStack(base, port=free_port(), worker_roles=roles)
         settings = running.start()
         try:
-            yield running, AtelierClient(settings.api_url, running.api_key, timeout=120)
+            yield running, Client(settings.api_url, running.api_key, timeout=120)
         finally:
             running.stop()

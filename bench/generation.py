@@ -16,8 +16,8 @@ def textgen_cache(size: str) -> list[Result]:
     import keras
     import tensorflow as tf
 
-    from workers.kinds.textgen import TextgenConfig, build_language_model
-    from workers.kinds.textgen_decoding import Decoder, SamplerSpec
+    from atelier.workers.kinds.textgen import TextgenConfig, build_language_model
+    from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
 
     new_tokens = 256
     prompt = "The Fox and the "
@@ -75,14 +75,14 @@ def bulk_generation(size: str) -> list[Result]:
     """A 1,000-image `dcgan` generate job on a loaded model (its run time, claim to
     finish: generating, encoding, storing, recording) against the raw batched forward
     pass of the same generator in this process."""
+    from atelier.client import epoch_seconds
+    from atelier.shared.images import to_uint8
+    from atelier.shared.models import ModelStore
+    from atelier.shared.redis_client import connect
+    from atelier.shared.storage import make_object_store
+    from atelier.workers.checkpoints import restore_checkpoint
+    from atelier.workers.kinds.dcgan_model import CompiledGenerator, DcganConfig, build_generator
     from bench.common import stack
-    from cli.client import epoch_seconds
-    from shared.images import to_uint8
-    from shared.models import ModelStore
-    from shared.redis_client import connect
-    from shared.storage import make_object_store
-    from workers.checkpoints import restore_checkpoint
-    from workers.kinds.dcgan_model import CompiledGenerator, DcganConfig, build_generator
 
     images, repeats = 1000, (3 if size == "quick" else 7)
     tiny = {"steps": 20, "batch_size": 16, "base_filters": 32, "latent_dim": 64}

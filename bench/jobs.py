@@ -9,8 +9,8 @@ import time
 
 import requests
 
+from atelier.client import Client, epoch_seconds
 from bench.common import Result, median, percentile, stack
-from cli.client import AtelierClient, epoch_seconds
 
 BATCH, FILTERS, LATENT = 64, 32, 64
 TRAIN = {"dataset": "digits", "batch_size": BATCH, "base_filters": FILTERS, "latent_dim": LATENT}
@@ -44,7 +44,7 @@ def training_throughput(size: str) -> list[Result]:
     ]
 
 
-def _job_steps_per_second(client: AtelierClient, steps: int) -> float:
+def _job_steps_per_second(client: Client, steps: int) -> float:
     job = client.submit(
         "train",
         "dcgan",
@@ -84,10 +84,10 @@ def scale(size: str) -> list[Result]:
         import redis as redis_lib
 
         r = redis_lib.Redis.from_url(running.settings.redis_url)
-        session = client._session
+        session = client.http
         url = running.settings.api_url
         # A model to name, so submits are valid: the scale is in jobs, not models.
-        from shared.models import ModelRecord, ModelStore
+        from atelier.shared.models import ModelRecord, ModelStore
 
         model = ModelStore(r).save(
             ModelRecord(

@@ -17,8 +17,8 @@ def steps_per_second(steps: int, batch: int, filters: int, latent: int) -> float
     import keras
     import tensorflow as tf
 
-    from workers.datasets import load_builtin
-    from workers.kinds.dcgan_model import DCGAN, DcganConfig
+    from atelier.workers.datasets import load_builtin
+    from atelier.workers.kinds.dcgan_model import DCGAN, DcganConfig
 
     keras.utils.set_random_seed(0)
     images = load_builtin("digits")

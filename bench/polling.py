@@ -7,9 +7,9 @@ import json
 import subprocess
 import sys
 
+from atelier.cli.processes import ManagedProcess, api_argv, child_env, free_port, wait_until
 from bench.common import Result, stack
 from bench.loadgen import REQUESTS_PER_CONNECTION
-from cli.processes import ManagedProcess, api_argv, child_env, free_port, wait_until
 
 CONNECTIONS = 8  # the API's 2 gunicorn workers, 4 threads each
 
@@ -32,7 +32,7 @@ def status_polling(size: str) -> list[Result]:
         documents = running.data_dir / "status"
         documents.mkdir()
         for job in (queued, trained):
-            response = client._session.get(f"{settings.api_url}/v1/jobs/{job['id']}")
+            response = client.http.get(f"{settings.api_url}/v1/jobs/{job['id']}")
             assert response.status_code == 200
             (documents / f"{job['id']}.json").write_bytes(response.content)
         port = free_port()

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.queue import make_celery
-from shared.settings import Settings
+from atelier.shared.queue import make_celery
+from atelier.shared.settings import Settings
 
 QUEUE = "bench-raw"
 settings = Settings.from_env()
@@ -28,9 +28,9 @@ _generators: dict[str, Any] = {}
 
 @app.task(name="bench.raw_generate")
 def raw_generate(weights_path: str, config_json: str, n: int, seed: int) -> str:
-    from shared.images import encode_png, grid, to_uint8
-    from workers.checkpoints import restore_checkpoint
-    from workers.kinds.dcgan_model import CompiledGenerator, DcganConfig, build_generator
+    from atelier.shared.images import encode_png, grid, to_uint8
+    from atelier.workers.checkpoints import restore_checkpoint
+    from atelier.workers.kinds.dcgan_model import CompiledGenerator, DcganConfig, build_generator
 
     config = DcganConfig(**json.loads(config_json))
     if weights_path not in _generators:  # the same per-process model cache a worker keeps

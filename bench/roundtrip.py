@@ -8,12 +8,12 @@ import json
 import time
 from collections.abc import Callable
 
+from atelier.cli.processes import ManagedProcess, child_env, wait_until, worker_argv
+from atelier.shared.models import ModelStore
+from atelier.shared.redis_client import connect
+from atelier.shared.storage import make_object_store
 from bench import raw_celery
 from bench.common import Result, median, percentile, stack
-from cli.processes import ManagedProcess, child_env, wait_until, worker_argv
-from shared.models import ModelStore
-from shared.redis_client import connect
-from shared.storage import make_object_store
 
 TINY = {"steps": 20, "batch_size": 16, "base_filters": 32, "latent_dim": 64}
 POLL_SECONDS = 0.002  # one job in flight: fine polling, to resolve a few milliseconds
@@ -33,7 +33,7 @@ def round_trip(size: str) -> list[Result]:
         # An Atelier worker's command line with only the Celery app swapped: same pool,
         # concurrency, prefetch and acknowledgement settings.
         argv = worker_argv(raw_celery.QUEUE, "bench-raw")
-        argv[argv.index("workers.celery_app")] = "bench.raw_celery"
+        argv[argv.index("atelier.workers.celery_app")] = "bench.raw_celery"
         raw_worker = ManagedProcess(
             "raw-celery",
             argv,

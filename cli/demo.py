@@ -10,17 +10,17 @@ import click
 import numpy as np
 from PIL import Image
 
-from cli.client import AtelierClient, Json
-from cli.main import _wait_with_bar
+from atelier.cli.terminal import wait_with_bar
+from atelier.client import Client, Json
 
 
-def run_demo(client: AtelierClient, out_dir: Path, steps: int | None) -> Json:
+def run_demo(client: Client, out_dir: Path, steps: int | None) -> Json:
     params: Json = {"dataset": "digits"}
     if steps:
         params["steps"] = steps
     train = client.submit("train", "dcgan", params)
     click.echo(f"training job {train['id']} (dcgan on digits)")
-    train = _wait_with_bar(client, train["id"])
+    train = wait_with_bar(client, train["id"])
     if train["status"] != "succeeded":
         raise click.ClickException(f"training ended {train['status']}: {train['error']}")
     model = client.model(train["model_id"])
@@ -50,7 +50,7 @@ def run_demo(client: AtelierClient, out_dir: Path, steps: int | None) -> Json:
 
 
 def _report_quality(paths: list[Path]) -> None:
-    from workers.quality import digit_report
+    from atelier.workers.quality import digit_report
 
     images = np.stack([np.asarray(Image.open(p), dtype=np.float32) for p in paths])
     report = digit_report(images[..., np.newaxis] / 127.5 - 1.0)

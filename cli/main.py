@@ -13,20 +13,21 @@ from typing import Any
 import click
 import redis
 
-from cli.client import ApiError, AtelierClient, Json
-from cli.processes import api_argv, child_env, worker_argv
-from shared.settings import Settings
+from atelier.cli.processes import api_argv, child_env, worker_argv
+from atelier.cli.terminal import call, finish, wait_with_bar
+from atelier.client import ApiError, Client, Json
+from atelier.shared.settings import Settings
 
 
 def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _client() -> AtelierClient:
+def _client() -> Client:
     settings = _settings()
     if not settings.api_key:
         raise click.UsageError("Set ATELIER_API_KEY (printed by `atelier up` or `keys create`).")
-    return AtelierClient(settings.api_url, settings.api_key)
+    return Client(settings.api_url, settings.api_key)
 
 
 def _echo_json(data: Any) -> None:
@@ -67,7 +68,7 @@ def api(bind: str, workers: int) -> None:
 )
 def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
     """Run Celery workers: one process per GPU when GPUs are present, else CPU."""
-    from workers.gpu import visible_gpus
+    from atelier.workers.gpu import visible_gpus
 
     settings = _settings()
     if once:
@@ -135,7 +136,7 @@ def _supervise(commands: list[tuple[list[str], dict[str, str]]]) -> None:
 @click.option("--exit-after-demo", is_flag=True, help="Stop the stack when the demo is done.")
 def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> None:
     """Start Redis, workers and the API under ATELIER_DATA_DIR; Ctrl-C stops them all."""
-    from cli.stack import EmbeddedStack
+    from atelier.cli.stack import EmbeddedStack
 
     stack = EmbeddedStack(_settings(), port=port)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
@@ -147,9 +148,9 @@ def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> 
         click.echo(f"  export ATELIER_REDIS_URL={settings.redis_url}  # for `atelier keys create`")
         click.echo(f"  docs: {settings.api_url}/v1/docs/redoc/   logs: {stack.data_dir}/logs/")
         if demo:
-            from cli.demo import run_demo
+            from atelier.cli.demo import run_demo
 
-            client = AtelierClient(settings.api_url, stack.api_key, timeout=60)
+            client = Client(settings.api_url, stack.api_key, timeout=60)
             run_demo(client, stack.data_dir / "demo", demo_steps)
             if exit_after_demo:
                 return
@@ -180,7 +181,7 @@ def keys() -> None:
 @click.option("--name", default="cli", show_default=True, help="A label for the key.")
 def keys_create(owner: str, name: str) -> None:
     """Create a key and print it; only its hash is stored."""
-    from shared.auth import ApiKeyStore
+    from atelier.shared.auth import ApiKeyStore
 
     store = ApiKeyStore(redis.Redis.from_url(_settings().redis_url))
     try:
@@ -211,10 +212,10 @@ def _parse_params(pairs: tuple[str, ...]) -> Json:
 def submit(job_type: str, kind: str, pairs: tuple[str, ...], wait_for_it: bool) -> None:
     """Submit a job and print its id."""
     client = _client()
-    job = _call(lambda: client.submit(job_type, kind, _parse_params(pairs)))
+    job = call(lambda: client.submit(job_type, kind, _parse_params(pairs)))
     click.echo(job["id"])
     if wait_for_it:
-        _finish(_wait_with_bar(client, job["id"]))
+        finish(wait_with_bar(client, job["id"]))
 
 
 @main.command()
@@ -222,14 +223,14 @@ def submit(job_type: str, kind: str, pairs: tuple[str, ...], wait_for_it: bool) 
 def status(job_id: str) -> None:
     """Print a job as JSON."""
     client = _client()
-    _echo_json(_call(lambda: client.job(job_id)))
+    _echo_json(call(lambda: client.get(job_id)))
 
 
 @main.command("wait")
 @click.argument("job_id")
 def wait_cmd(job_id: str) -> None:
     """Wait for a job with a live progress bar; exit 1 unless it succeeded."""
-    _finish(_wait_with_bar(_client(), job_id))
+    finish(wait_with_bar(_client(), job_id))
 
 
 @main.command()
@@ -237,7 +238,7 @@ def wait_cmd(job_id: str) -> None:
 def cancel(job_id: str) -> None:
     """Cancel a queued or running job."""
     client = _client()
-    job = _call(lambda: client.cancel(job_id))
+    job = call(lambda: client.cancel(job_id))
     click.echo(
         f"{job['id']}: {job['status']}" + (" (stopping)" if job["status"] == "running" else "")
     )
@@ -249,7 +250,7 @@ def cancel(job_id: str) -> None:
 def download(job_id: str, out: str) -> None:
     """Download every output of a job into a directory."""
     client = _client()
-    job = _call(lambda: client.job(job_id))
+    job = call(lambda: client.get(job_id))
     for path in client.download(job, Path(out) / job_id):
         click.echo(str(path))
 
@@ -264,8 +265,8 @@ def list_cmd(
 ) -> None:
     """The caller's jobs, newest first."""
     client = _client()
-    page = _call(
-        lambda: client.jobs(status=status_filter, type=type_filter, kind=kind, limit=limit)
+    page = call(
+        lambda: client.list(status=status_filter, type=type_filter, kind=kind, limit=limit)
     )
     for job in page["data"]:
         fraction = job["progress"]["fraction"]
@@ -310,7 +311,7 @@ def datasets_upload(path: str, title: str, image_size: str, channels: str) -> No
             bar.total = total
             bar.update(sent - bar.n)
 
-        dataset = _call(
+        dataset = call(
             lambda: client.upload_dataset(
                 path,
                 title=title,
@@ -325,7 +326,7 @@ def datasets_upload(path: str, title: str, image_size: str, channels: str) -> No
 @datasets.command("list")
 def datasets_list() -> None:
     """Built-in datasets and yours."""
-    for d in _call(_client().datasets)["data"]:
+    for d in call(_client().datasets):
         shape = f"{d['image_size']}px x{d['channels']}" if d["modality"] == "image" else ""
         click.echo(f"{d['name']:<28} {d['modality']:<6} {d['count']:>9} {shape:<10} {d['title']}")
 
@@ -346,7 +347,7 @@ def datasets_delete(name: str) -> None:
 def logs(job_id: str) -> None:
     """Print a job's log lines."""
     client = _client()
-    for line in _call(lambda: {"lines": client.logs(job_id)})["lines"]:
+    for line in call(lambda: client.logs(job_id)):
         click.echo(line)
 
 
@@ -354,46 +355,11 @@ def logs(job_id: str) -> None:
 def models() -> None:
     """The caller's trained models."""
     client = _client()
-    for model in _call(client.models)["data"]:
+    for model in call(client.models):
         metrics = " ".join(f"{k}={v:.3f}" for k, v in model["metrics"].items())
         click.echo(
             f"{model['id']}  {model['kind']}  {model['dataset']}  {model['steps']} steps  {metrics}"
         )
-
-
-def _call(fn: Any) -> Json:
-    try:
-        result: Json = fn()
-        return result
-    except ApiError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _wait_with_bar(client: AtelierClient, job_id: str) -> Json:
-    from tqdm import tqdm
-
-    with tqdm(total=1, unit="step", desc=job_id, dynamic_ncols=True) as bar:
-
-        def update(job: Json) -> None:
-            progress = job["progress"]
-            if progress["total"] and bar.total != progress["total"]:
-                bar.reset(total=progress["total"])
-            bar.n = progress["step"] if progress["total"] else bar.n
-            metrics = {k: f"{v:.3f}" for k, v in progress["metrics"].items()}
-            bar.set_postfix(status=job["status"], **metrics, refresh=False)
-            bar.refresh()
-
-        return client.wait(job_id, on_update=update)
-
-
-def _finish(job: Json) -> None:
-    click.echo(f"{job['id']}: {job['status']}")
-    if job.get("error"):
-        click.echo(f"  {job['error']['type']}: {job['error']['message']}")
-    if job.get("model_id"):
-        click.echo(f"  model: {job['model_id']}")
-    if job["status"] != "succeeded":
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from shared.settings import Settings
+from atelier.shared.settings import Settings
 
 
 def free_port() -> int:
@@ -124,7 +124,7 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
     return env
 
 
-ATELIER_COMMAND = [sys.executable, "-m", "cli.main"]
+ATELIER_COMMAND = [sys.executable, "-m", "atelier.cli.main"]
 
 
 def api_argv(bind: str, workers: int) -> list[str]:
@@ -133,12 +133,12 @@ def api_argv(bind: str, workers: int) -> list[str]:
         "-m",
         "gunicorn",
         "-c",
-        "python:api.gunicorn_conf",
+        "python:atelier.api.gunicorn_conf",
         "--bind",
         bind,
         "--workers",
         str(workers),
-        "api.wsgi:app",
+        "atelier.api.wsgi:app",
     ]
 
 
@@ -148,7 +148,7 @@ def worker_argv(queues: str, name: str, concurrency: int = 1) -> list[str]:
         "-m",
         "celery",
         "-A",
-        "workers.celery_app",
+        "atelier.workers.celery_app",
         "worker",
         "--queues",
         queues,

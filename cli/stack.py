@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 import requests
 
-from cli.processes import (
+from atelier.cli.processes import (
     ATELIER_COMMAND,
     ManagedProcess,
     child_env,
@@ -18,8 +18,8 @@ from cli.processes import (
     start_redis,
     wait_until,
 )
-from shared.auth import ApiKeyStore
-from shared.settings import Settings
+from atelier.shared.auth import ApiKeyStore
+from atelier.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCAL_OWNER = "local"

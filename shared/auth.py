@@ -16,7 +16,7 @@ import redis
 from cachetools import TTLCache
 from pydantic import BaseModel
 
-from shared.redis_keys import KEYS, RedisKeys
+from atelier.shared.redis_keys import KEYS, RedisKeys
 
 KEY_PREFIX = "atk_"
 OWNER_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

@@ -9,8 +9,8 @@ from typing import Any, cast
 import redis
 from pydantic import BaseModel
 
-from shared.errors import IdempotencyKeyReused
-from shared.redis_keys import KEYS, RedisKeys
+from atelier.shared.errors import IdempotencyKeyReused
+from atelier.shared.redis_keys import KEYS, RedisKeys
 
 KEY_LIFETIME_SECONDS = 24 * 3600
 

@@ -7,7 +7,7 @@ from typing import cast
 
 import redis
 
-from shared.redis_keys import KEYS, RedisKeys
+from atelier.shared.redis_keys import KEYS, RedisKeys
 
 MAX_LINE_CHARS = 2000
 

@@ -24,8 +24,8 @@ from typing import Any, cast
 import redis
 from redis.client import Pipeline
 
-from shared.errors import Conflict
-from shared.job_records import (
+from atelier.shared.errors import Conflict
+from atelier.shared.job_records import (
     TERMINAL_STATUSES,
     CheckpointRef,
     Job,
@@ -39,7 +39,7 @@ from shared.job_records import (
     new_id,
     record_json,
 )
-from shared.redis_keys import KEYS, RedisKeys
+from atelier.shared.redis_keys import KEYS, RedisKeys
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

@@ -114,7 +114,7 @@ KINDS: dict[str, KindSpec] = {
             description="Deep convolutional GAN for small images (28-64 px, grey or RGB).",
             train_params=DcganTrainParams,
             generate_params=DcganGenerateParams,
-            implementation="workers.kinds.dcgan:DcganKind",
+            implementation="atelier.workers.kinds.dcgan:DcganKind",
             modality="image",
         ),
         KindSpec(
@@ -122,7 +122,7 @@ KINDS: dict[str, KindSpec] = {
             description="Byte-level decoder-only Transformer (GPT-2 style) for text.",
             train_params=TextgenTrainParams,
             generate_params=TextgenGenerateParams,
-            implementation="workers.kinds.textgen:TextgenKind",
+            implementation="atelier.workers.kinds.textgen:TextgenKind",
             modality="text",
         ),
     )

@@ -7,8 +7,8 @@ from typing import Any, cast
 import redis
 from pydantic import BaseModel, Field
 
-from shared.jobs import OutputRef, new_id
-from shared.redis_keys import KEYS, RedisKeys
+from atelier.shared.jobs import OutputRef, new_id
+from atelier.shared.redis_keys import KEYS, RedisKeys
 
 
 class ModelRecord(BaseModel):

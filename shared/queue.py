@@ -13,8 +13,8 @@ from __future__ import annotations
 import redis
 from celery import Celery
 
-from shared.jobs import JobType
-from shared.settings import Settings
+from atelier.shared.jobs import JobType
+from atelier.shared.settings import Settings
 
 RUN_JOB_TASK = "atelier.run_job"
 

@@ -10,11 +10,11 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.job_records import decode
-from shared.jobs import JobType
-from shared.queue import queue_length
-from shared.redis_keys import KEYS
-from shared.settings import Settings
+from atelier.shared.job_records import decode
+from atelier.shared.jobs import JobType
+from atelier.shared.queue import queue_length
+from atelier.shared.redis_keys import KEYS
+from atelier.shared.settings import Settings
 
 
 class QueueDepthCollector(Collector):

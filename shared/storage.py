@@ -25,8 +25,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.errors import NotFound, ServiceUnavailable
-from shared.settings import Settings
+from atelier.shared.errors import NotFound, ServiceUnavailable
+from atelier.shared.settings import Settings
 
 
 class ObjectLayout:

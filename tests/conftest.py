@@ -15,11 +15,11 @@ import pytest
 import redis
 import requests
 
-from cli.client import AtelierClient
-from cli.processes import free_port, start_redis
-from cli.stack import EmbeddedStack
-from shared.auth import ApiKeyStore
-from shared.settings import Settings
+from atelier.cli.processes import free_port, start_redis
+from atelier.cli.stack import EmbeddedStack
+from atelier.client import Client
+from atelier.shared.auth import ApiKeyStore
+from atelier.shared.settings import Settings
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -75,9 +75,9 @@ class RunningStack:
     settings: Settings
     redis: redis.Redis
 
-    def client(self, owner: str = "alice") -> AtelierClient:
+    def client(self, owner: str = "alice") -> Client:
         key = ApiKeyStore(self.redis).create(owner, name="test")
-        return AtelierClient(self.settings.api_url, key, timeout=30)
+        return Client(self.settings.api_url, key, timeout=30)
 
     def url(self, path: str) -> str:
         return self.settings.api_url + path

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from shared.queue import queue_length
+from atelier.shared.queue import queue_length
 from tests.conftest import RunningStack
 
 pytestmark = pytest.mark.slow

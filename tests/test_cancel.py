@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from cli.client import ApiError
-from shared.queue import queue_length
+from atelier.client import ApiError
+from atelier.shared.queue import queue_length
 from tests.conftest import TINY_TRAIN, RunningStack, wait_for
 
 pytestmark = pytest.mark.slow
@@ -20,12 +20,12 @@ def test_cancel_queued_and_running_jobs(local_stack: RunningStack) -> None:
     queue = local_stack.settings.train_queue
     model_id = client.wait(client.submit("train", "dcgan", TINY_TRAIN)["id"])["model_id"]
     running = client.submit("train", "dcgan", ENDLESS)
-    wait_for(lambda: client.job(running["id"])["progress"]["step"] > 0, 120, "training to start")
+    wait_for(lambda: client.get(running["id"])["progress"]["step"] > 0, 120, "training to start")
 
     waiting = client.submit("train", "dcgan", TINY_TRAIN)
     # The busy worker has not hoarded the second job: it is still in the queue.
     assert queue_length(local_stack.redis, queue) == 1
-    assert client.job(waiting["id"])["status"] == "queued"
+    assert client.get(waiting["id"])["status"] == "queued"
 
     # Generation never waits behind training: it has its own queue and worker.
     asked = time.monotonic()
@@ -36,7 +36,7 @@ def test_cancel_queued_and_running_jobs(local_stack: RunningStack) -> None:
     )
     assert generated["status"] == "succeeded"
     assert time.monotonic() - asked < 20
-    assert client.job(running["id"])["status"] == "running"
+    assert client.get(running["id"])["status"] == "running"
 
     canceled = client.cancel(waiting["id"])
     assert canceled["status"] == "canceled" and canceled["finished_at"]
@@ -53,7 +53,7 @@ def test_cancel_queued_and_running_jobs(local_stack: RunningStack) -> None:
     # The worker takes the canceled job's message and drops it without running it.
     wait_for(lambda: queue_length(local_stack.redis, queue) == 0, 30, "queue to drain")
     time.sleep(1.0)
-    never_ran = client.job(waiting["id"])
+    never_ran = client.get(waiting["id"])
     assert never_ran["status"] == "canceled"
     assert never_ran["started_at"] is None and never_ran["attempt"] == 0
 

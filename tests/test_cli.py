@@ -16,7 +16,7 @@ from PIL import Image
 from tests.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.slow
-ATELIER = [sys.executable, "-m", "cli.main"]
+ATELIER = [sys.executable, "-m", "atelier.cli.main"]
 
 
 def run(
@@ -90,7 +90,7 @@ def test_cli_job_life(local_stack: RunningStack, tmp_path: Path) -> None:
 def test_up_runs_the_demo_then_restarts_with_its_history(tmp_path: Path) -> None:
     """``atelier up`` owns its Redis (AOF) under the data dir; a second ``up`` finds the
     first one's jobs and models, and Ctrl-C stops everything."""
-    from cli.processes import free_port
+    from atelier.cli.processes import free_port
 
     port = free_port()
     env = {"ATELIER_DATA_DIR": str(tmp_path / "data")}

@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from cli.client import ApiError, AtelierClient
+from atelier.client import ApiError, Client
 from tests.conftest import TINY_TRAIN, UPLOAD_LIMITS, RunningStack
 
 pytestmark = pytest.mark.slow
@@ -191,7 +191,7 @@ def test_datasets_belong_to_their_owner(local_stack: RunningStack, tmp_path: Pat
     with pytest.raises(ApiError) as hidden:
         other.dataset(name)
     assert hidden.value.status == 404
-    assert name not in [d["name"] for d in other.datasets()["data"]]
+    assert name not in [d["name"] for d in other.datasets()]
     with pytest.raises(ApiError):
         other.submit("train", "textgen", {**TINY_TEXT, "dataset": name})
 
@@ -307,7 +307,7 @@ def test_cli_uploads_with_a_progress_bar(local_stack: RunningStack, tmp_path: Pa
         "ATELIER_API_KEY": local_stack.raw_key("cli-user"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "datasets", "upload", str(corpus)],
+        [sys.executable, "-m", "atelier.cli.main", "datasets", "upload", str(corpus)],
         env=env,
         capture_output=True,
         text=True,
@@ -317,12 +317,12 @@ def test_cli_uploads_with_a_progress_bar(local_stack: RunningStack, tmp_path: Pa
     assert done.stdout.strip().startswith("ds_")
     assert "cli.txt" in done.stderr and "100%" in done.stderr
     listed = subprocess.run(
-        [sys.executable, "-m", "cli.main", "datasets", "list"],
+        [sys.executable, "-m", "atelier.cli.main", "datasets", "list"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     ).stdout
     assert done.stdout.strip() in listed and "fables" in listed
-    client = AtelierClient(local_stack.settings.api_url, env["ATELIER_API_KEY"])
+    client = Client(local_stack.settings.api_url, env["ATELIER_API_KEY"])
     assert client.dataset(done.stdout.strip())["count"] == len(corpus.read_text())

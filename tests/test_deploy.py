@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import ENV_PREFIX, Settings
+from atelier.shared.settings import ENV_PREFIX, Settings
 from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def test_compose_services_run_real_cli_commands() -> None:
     assert gpu["capabilities"] == ["gpu"]
     for name in ("api", "worker-train", "worker-generate", "worker-cpu"):
         command = services[name]["command"]
-        argv = [sys.executable, "-m", "cli.main", *command, "--help"]
+        argv = [sys.executable, "-m", "atelier.cli.main", *command, "--help"]
         subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, timeout=60)
     assert services["api"]["build"]["dockerfile"] == "deploy/api.Dockerfile"
     assert "8000:8000" in services["api"]["ports"]
@@ -199,10 +199,10 @@ def test_keda_objects_scale_the_right_queues_and_never_kill_training() -> None:
 
 def test_once_worker_exits_after_one_job(tmp_path: Path, redis_base_url: str) -> None:
     """`atelier worker --once`, as the training ScaledJob runs it: one job, then exit 0."""
-    from cli.processes import ManagedProcess, child_env
-    from shared.jobs import JobStore, JobType
-    from shared.queue import enqueue, make_celery
-    from shared.redis_client import connect
+    from atelier.cli.processes import ManagedProcess, child_env
+    from atelier.shared.jobs import JobStore, JobType
+    from atelier.shared.queue import enqueue, make_celery
+    from atelier.shared.redis_client import connect
 
     settings = Settings(
         redis_url=f"{redis_base_url}/7",
@@ -230,7 +230,7 @@ def test_once_worker_exits_after_one_job(tmp_path: Path, redis_base_url: str) ->
     enqueue(make_celery(settings), settings, job.id, JobType.TRAIN)
     worker = ManagedProcess(
         "once",
-        [sys.executable, "-m", "cli.main", "worker", "--queues", "train", "--once"],
+        [sys.executable, "-m", "atelier.cli.main", "worker", "--queues", "train", "--once"],
         {**child_env(settings), "PATH": os.environ["PATH"]},
         tmp_path / "once.log",
     )

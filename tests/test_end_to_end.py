@@ -32,7 +32,7 @@ def test_train_then_generate_then_download(stack: RunningStack) -> None:
     assert train["progress"]["step"] == TINY_TRAIN["steps"] == train["progress"]["total"]
     assert train["progress"]["fraction"] == 1.0
     assert {"d_loss", "g_loss"} <= set(train["progress"]["metrics"])
-    logs = "\n".join(client._request("GET", f"/v1/jobs/{train['id']}/logs")["lines"])
+    logs = "\n".join(client.logs(train["id"]))
     assert "attempt 1 of train dcgan" in logs and "step 20/30 d_loss=" in logs
     sample_names = sorted(o["name"] for o in train["outputs"])
     assert sample_names == [f"samples/step-{s:07d}.png" for s in (10, 20, 30)]
@@ -90,7 +90,7 @@ def test_train_then_generate_then_download(stack: RunningStack) -> None:
 
 
 def test_checkpoints_are_in_storage_and_only_the_newest_are_kept(stack: RunningStack) -> None:
-    from shared.storage import ObjectLayout, make_object_store
+    from atelier.shared.storage import ObjectLayout, make_object_store
 
     client = stack.client("carol")
     params = {**TINY_TRAIN, "steps": 30, "checkpoint_every": 5}
@@ -114,7 +114,7 @@ def test_one_grep_follows_a_job_through_api_and_worker_logs(local_stack: Running
     job = client.wait(
         client.submit("train", "dcgan", {**TINY_TRAIN, "steps": 3})["id"], timeout=120
     )
-    client.job(job["id"])
+    client.get(job["id"])
     logs = local_stack.stack.data_dir / "logs"
 
     def lines_for(name: str) -> list[dict[str, object]]:

@@ -8,8 +8,15 @@ import time
 import pytest
 import redis
 
-from shared.errors import Conflict
-from shared.jobs import ALLOWED_TRANSITIONS, JobStatus, JobStore, JobType, OutputRef, Progress
+from atelier.shared.errors import Conflict
+from atelier.shared.jobs import (
+    ALLOWED_TRANSITIONS,
+    JobStatus,
+    JobStore,
+    JobType,
+    OutputRef,
+    Progress,
+)
 
 
 @pytest.fixture()
@@ -112,8 +119,8 @@ def test_list_pages_newest_first_with_filters(store: JobStore) -> None:
 
 
 def test_api_key_cache_saves_the_round_trip_and_expires(redis_client: redis.Redis) -> None:
-    from shared.auth import ApiKeyStore, hash_key
-    from shared.redis_keys import KEYS
+    from atelier.shared.auth import ApiKeyStore, hash_key
+    from atelier.shared.redis_keys import KEYS
 
     store = ApiKeyStore(redis_client, cache_seconds=0.3)
     key = store.create("alice")
@@ -149,9 +156,9 @@ def test_queued_index_follows_the_state_machine(store: JobStore) -> None:
 def test_reaper_resends_a_lost_message_only_when_its_queue_is_empty(
     store: JobStore, redis_client: redis.Redis
 ) -> None:
-    from shared.settings import Settings
-    from workers.metrics import REAPER_ACTIONS
-    from workers.reaper import reap_once
+    from atelier.shared.settings import Settings
+    from atelier.workers.metrics import REAPER_ACTIONS
+    from atelier.workers.reaper import reap_once
 
     resent_before = REAPER_ACTIONS.labels("resent")._value.get()
     settings = Settings(lost_message_seconds=0.2)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cli.processes import ManagedProcess, free_port
+from atelier.cli.processes import ManagedProcess, free_port
 from tests.conftest import IN_CI, TINY_TRAIN, RunningStack, wait_for
 
 pytestmark = pytest.mark.slow

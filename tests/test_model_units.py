@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from workers.checkpoints import encode_checkpoint, restore_checkpoint
-from workers.gpu import configure_tensorflow
-from workers.kinds.dcgan_model import DCGAN, DcganConfig, build_generator
+from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
+from atelier.workers.gpu import configure_tensorflow
+from atelier.workers.kinds.dcgan_model import DCGAN, DcganConfig, build_generator
 
 pytestmark = pytest.mark.slow
 

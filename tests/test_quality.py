@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from atelier.workers.quality import digit_report
 from tests.conftest import RunningStack
-from workers.quality import digit_report
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def corpus_words(text: str) -> set[str]:
 def test_default_textgen_run_writes_like_its_corpus(local_stack: RunningStack) -> None:
     """Most words the default fables model writes are words of the corpus: it learned the
     corpus's vocabulary, not noise (a random byte stream scores ~0%)."""
-    from workers.corpus import fables
+    from atelier.workers.corpus import fables
 
     client = local_stack.client("quality")
     train = client.wait(client.submit("train", "textgen", {})["id"], timeout=900)

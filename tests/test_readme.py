@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from shared.settings import ENV_PREFIX, Settings
+from atelier.shared.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,14 +20,14 @@ import redis
 import requests
 from moto.server import ThreadedMotoServer
 
-from cli.client import ApiError, AtelierClient, Json, epoch_seconds
-from cli.processes import ManagedProcess, free_port, start_redis
-from cli.stack import EmbeddedStack
-from shared.auth import ApiKeyStore
-from shared.jobs import JobType
-from shared.queue import enqueue, make_celery, queue_length
-from shared.settings import Settings
-from shared.storage import ObjectLayout, make_object_store
+from atelier.cli.processes import ManagedProcess, free_port, start_redis
+from atelier.cli.stack import EmbeddedStack
+from atelier.client import ApiError, Client, Json, epoch_seconds
+from atelier.shared.auth import ApiKeyStore
+from atelier.shared.jobs import JobType
+from atelier.shared.queue import enqueue, make_celery, queue_length
+from atelier.shared.settings import Settings
+from atelier.shared.storage import ObjectLayout, make_object_store
 from tests.conftest import TINY_TRAIN, s3_settings, wait_for
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ class ReliabilityStack:
     redis_port: int
     s3: ThreadedMotoServer
     s3_port: int
-    client: AtelierClient
+    client: Client
 
     def restart_redis(self, down_seconds: float = 1.0) -> None:
         self.redis_process.stop()  # SIGTERM: Redis flushes its append-only file and exits
@@ -68,10 +68,10 @@ class ReliabilityStack:
         return redis.Redis.from_url(self.settings.redis_url)
 
     def job(self, job_id: str) -> Json:
-        return self.client.job(job_id)
+        return self.client.get(job_id)
 
     def logs(self, job_id: str) -> list[str]:
-        lines: list[str] = self.client._request("GET", f"/v1/jobs/{job_id}/logs")["lines"]
+        lines: list[str] = self.client.logs(job_id)
         return lines
 
 
@@ -110,7 +110,7 @@ def rel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilityStack]:
         redis_port,
         s3,
         s3_port,
-        AtelierClient(settings.api_url, key, timeout=60),
+        Client(settings.api_url, key, timeout=60),
     )
     try:
         yield env
@@ -173,7 +173,7 @@ def test_a_lost_message_is_sent_again(rel: ReliabilityStack) -> None:
     """The API died between recording a job and sending its message, or a worker took the
     message (acknowledged on receipt) and died before starting the job: the job is queued
     with no message anywhere. The reaper sees it overdue with an empty queue and sends it."""
-    from shared.jobs import JobStore
+    from atelier.shared.jobs import JobStore
 
     job = JobStore(rel.stack_redis()).create("rel", JobType.TRAIN, "dcgan", dict(TINY_TRAIN))
     assert queue_length(rel.stack_redis(), rel.settings.train_queue) == 0
@@ -266,11 +266,7 @@ def test_start_deadline_and_max_run_time(rel: ReliabilityStack) -> None:
     for job_id in busy:
         wait_running(rel, job_id, 1)
     start_before = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
-    late = rel.client._request(
-        "POST",
-        "/v1/jobs",
-        json={"type": "train", "kind": "dcgan", "params": TINY_TRAIN, "start_before": start_before},
-    )
+    late = rel.client.submit("train", "dcgan", TINY_TRAIN, start_before=start_before)
     expired = rel.client.wait(late["id"], timeout=30)
     assert expired["status"] == "expired" and expired["started_at"] is None
     assert expired["error"]["type"] == "StartDeadlineMissed"
@@ -278,28 +274,20 @@ def test_start_deadline_and_max_run_time(rel: ReliabilityStack) -> None:
         rel.client.cancel(job_id)
         rel.client.wait(job_id, timeout=30)
 
-    capped = rel.client._request(
-        "POST",
-        "/v1/jobs",
-        json={"type": "train", "kind": "dcgan", "params": LONG, "max_run_seconds": 3},
-    )
+    capped = rel.client.submit("train", "dcgan", LONG, max_run_seconds=3)
     done = rel.client.wait(capped["id"], timeout=60)
     assert done["status"] == "failed" and done["error"]["type"] == "DeadlineExceeded"
     assert done["attempt"] == 1  # a deadline is not retried
 
     with pytest.raises(ApiError) as past:
-        rel.client._request(
-            "POST",
-            "/v1/jobs",
-            json={"type": "train", "kind": "dcgan", "start_before": "2020-01-01T00:00:00Z"},
-        )
+        rel.client.submit("train", "dcgan", {}, start_before="2020-01-01T00:00:00Z")
     assert "start_before must be in the future" in past.value.problem["detail"]
 
 
 def test_idempotent_submit(rel: ReliabilityStack) -> None:
     body = {"type": "train", "kind": "dcgan", "params": {**TINY_TRAIN, "steps": 5}}
     url = rel.settings.api_url + "/v1/jobs"
-    key = rel.client._session.headers["Authorization"]
+    key = rel.client.http.headers["Authorization"]
     headers = {"Authorization": str(key), "Idempotency-Key": "order-42"}
     first = requests.post(url, json=body, headers=headers, timeout=10)
     again = requests.post(url, json=body, headers=headers, timeout=10)
@@ -309,5 +297,5 @@ def test_idempotent_submit(rel: ReliabilityStack) -> None:
     other = requests.post(url, json={**body, "params": {"steps": 6}}, headers=headers, timeout=10)
     assert other.status_code == 422
     assert other.json()["type"] == "urn:atelier:problem:idempotency-key-reused"
-    listed = rel.client.jobs(limit=100)["data"]
+    listed = rel.client.list(limit=100)["data"]
     assert sum(1 for j in listed if j["params"].get("steps") in (5, 6)) == 1

@@ -10,17 +10,17 @@ from typing import Any, ClassVar
 import pytest
 import redis
 
-from shared.errors import PermanentJobError, TransientJobError
-from shared.jobs import JobStatus, JobStore, JobType
-from shared.kinds import KINDS, DcganGenerateParams, DcganTrainParams, KindSpec
-from shared.models import ModelRecord
-from shared.settings import Settings
-from shared.storage import LocalObjectStore
+from atelier.shared.errors import PermanentJobError, TransientJobError
+from atelier.shared.jobs import JobStatus, JobStore, JobType
+from atelier.shared.kinds import KINDS, DcganGenerateParams, DcganTrainParams, KindSpec
+from atelier.shared.models import ModelRecord
+from atelier.shared.settings import Settings
+from atelier.shared.storage import LocalObjectStore
+from atelier.workers.context import JobContext
+from atelier.workers.kinds.base import GenerateResult, ModelKind, TrainResult
+from atelier.workers.reaper import reap_once
+from atelier.workers.runner import JobRunner
 from tests.conftest import UNIT_DB
-from workers.context import JobContext
-from workers.kinds.base import GenerateResult, ModelKind, TrainResult
-from workers.reaper import reap_once
-from workers.runner import JobRunner
 
 
 class FlakyKind(ModelKind):

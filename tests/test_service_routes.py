@@ -8,7 +8,7 @@ import sys
 import pytest
 import requests
 
-from cli.client import ApiError
+from atelier.client import ApiError
 from tests.conftest import RunningStack
 
 TINY_ONE_STEP = {"steps": 1, "batch_size": 8, "base_filters": 4, "latent_dim": 2}
@@ -44,18 +44,18 @@ def test_health_and_readiness(stack: RunningStack) -> None:
 
 def test_datasets_and_kinds(local_stack: RunningStack) -> None:
     client = local_stack.client("frank")
-    datasets = client._request("GET", "/v1/datasets")["data"]
+    datasets = client.datasets()
     digits = next(d for d in datasets if d["name"] == "digits")
     assert (digits["image_size"], digits["channels"], digits["count"]) == (28, 1, 1797)
     assert {d["name"] for d in datasets} >= {"digits", "shapes"}
-    kinds = client._request("GET", "/v1/kinds")["data"]
+    kinds = client.kinds()
     assert kinds[0]["name"] == "dcgan"
     assert kinds[0]["train_params_schema"]["properties"]["steps"]["maximum"] == 1_000_000
 
 
 def test_metrics_exposition(local_stack: RunningStack) -> None:
     client = local_stack.client("gina")
-    client.jobs()
+    client.list()
     with pytest.raises(ApiError):
         client.submit("generate", "dcgan", {"model_id": "model_none"})
     client.wait(client.submit("train", "dcgan", TINY_ONE_STEP)["id"], timeout=120)
@@ -80,13 +80,13 @@ def test_list_filters_and_cursor(local_stack: RunningStack) -> None:
     ids = [client.submit("train", "dcgan", TINY_ONE_STEP)["id"] for _ in range(3)]
     for job_id in ids:
         client.wait(job_id, timeout=120)
-    first = client.jobs(limit=2)
+    first = client.list(limit=2)
     assert [j["id"] for j in first["data"]] == ids[::-1][:2]
-    second = client.jobs(limit=2, cursor=first["next_cursor"])
+    second = client.list(limit=2, cursor=first["next_cursor"])
     assert [j["id"] for j in second["data"]] == [ids[0]] and second["next_cursor"] is None
-    assert client.jobs(status="failed")["data"] == []
-    assert len(client.jobs(status="succeeded", type="train", kind="dcgan")["data"]) == 3
-    assert client.jobs(type="generate")["data"] == []
+    assert client.list(status="failed")["data"] == []
+    assert len(client.list(status="succeeded", type="train", kind="dcgan")["data"]) == 3
+    assert client.list(type="generate")["data"] == []
 
 
 def test_api_and_celery_parent_never_import_tensorflow() -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
+from atelier.shared.settings import Settings
 
 
 def test_from_env_reads_prefixed_variables_and_coerces_types() -> None:

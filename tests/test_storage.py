@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.errors import NotFound
-from shared.settings import Settings
-from shared.storage import LocalObjectStore, ObjectStore, S3ObjectStore, make_object_store
+from atelier.shared.errors import NotFound
+from atelier.shared.settings import Settings
+from atelier.shared.storage import LocalObjectStore, ObjectStore, S3ObjectStore, make_object_store
 from tests.conftest import s3_settings
 
 

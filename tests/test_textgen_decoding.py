@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.kinds.textgen import TextgenConfig, build_language_model
-from workers.kinds.textgen_decoding import Decoder, SamplerSpec
+from atelier.workers.kinds.textgen import TextgenConfig, build_language_model
+from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
 
 
 @pytest.fixture(scope="module")

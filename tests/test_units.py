@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.images import encode_png, grid
-from workers.cache import LoadedModels
-from workers.gpu import visible_gpus
+from atelier.shared.images import encode_png, grid
+from atelier.workers.cache import LoadedModels
+from atelier.workers.gpu import visible_gpus
 
 
 def test_gpu_setting() -> None:
@@ -47,7 +47,7 @@ def test_fast_png_encoder_round_trips_through_pillow(channels: int) -> None:
 
     from PIL import Image
 
-    from shared.images import encode_pngs, zip_pngs
+    from atelier.shared.images import encode_pngs, zip_pngs
 
     images = np.random.default_rng(channels).integers(0, 256, (3, 7, 5, channels), np.uint8)
     pngs = encode_pngs(images)
@@ -63,7 +63,7 @@ def test_fast_png_encoder_round_trips_through_pillow(channels: int) -> None:
 def test_cli_param_parsing() -> None:
     import click
 
-    from cli.main import _parse_params
+    from atelier.cli.main import _parse_params
 
     assert _parse_params(("steps=5", "dataset=digits", "lr=0.1")) == {
         "steps": 5,

@@ -15,16 +15,16 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
-from shared.jobs import JobStore, JobType
-from shared.kinds import KINDS
-from shared.logs import configure_logging
-from shared.queue import enqueue, make_celery, queue_for, queue_length
-from shared.redis_client import connect
-from shared.redis_keys import KEYS
-from shared.settings import Settings
-from workers.metrics import preinitialise, serve
-from workers.reaper import ReaperThread
-from workers.tasks import drain_on_sigterm, register_tasks
+from atelier.shared.jobs import JobStore, JobType
+from atelier.shared.kinds import KINDS
+from atelier.shared.logs import configure_logging
+from atelier.shared.queue import enqueue, make_celery, queue_for, queue_length
+from atelier.shared.redis_client import connect
+from atelier.shared.redis_keys import KEYS
+from atelier.shared.settings import Settings
+from atelier.workers.metrics import preinitialise, serve
+from atelier.workers.reaper import ReaperThread
+from atelier.workers.tasks import drain_on_sigterm, register_tasks
 
 settings = Settings.from_env()
 configure_logging(settings)

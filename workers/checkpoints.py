@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.errors import PermanentJobError
+from atelier.shared.errors import PermanentJobError
 
 Groups = Mapping[str, Sequence[Any]]
 """Group name → variables (anything ``np.asarray`` reads and that has ``assign``)."""

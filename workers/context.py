@@ -8,13 +8,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 
-from shared.datasets import DatasetStore
-from shared.errors import DeadlineExceeded, JobCanceled, JobPreempted, LeaseLost
-from shared.job_logs import JobLogs, job_logger
-from shared.jobs import CheckpointRef, Job, JobStore, OutputRef, Progress
-from shared.settings import Settings
-from shared.storage import ObjectLayout, ObjectStore
-from workers.uploads import Uploader
+from atelier.shared.datasets import DatasetStore
+from atelier.shared.errors import DeadlineExceeded, JobCanceled, JobPreempted, LeaseLost
+from atelier.shared.job_logs import JobLogs, job_logger
+from atelier.shared.jobs import CheckpointRef, Job, JobStore, OutputRef, Progress
+from atelier.shared.settings import Settings
+from atelier.shared.storage import ObjectLayout, ObjectStore
+from atelier.workers.uploads import Uploader
 
 # Set by the SIGTERM handler of a job process: the process is about to stop.
 PROCESS_DRAINING = threading.Event()

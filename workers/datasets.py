@@ -12,9 +12,9 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from shared.datasets import BUILTIN_DATASETS, DatasetStore
-from shared.errors import PermanentJobError
-from shared.storage import ObjectStore
+from atelier.shared.datasets import BUILTIN_DATASETS, DatasetStore
+from atelier.shared.errors import PermanentJobError
+from atelier.shared.storage import ObjectStore
 
 
 def _to_unit_range(images: np.ndarray) -> np.ndarray:

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType
-from shared.settings import Settings
-from workers.metrics import REAPER_ACTIONS
+from atelier.shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType
+from atelier.shared.settings import Settings
+from atelier.workers.metrics import REAPER_ACTIONS
 
 log = logging.getLogger(__name__)
 

@@ -14,24 +14,24 @@ from typing import Any
 import botocore.exceptions
 import redis
 
-from shared.errors import (
+from atelier.shared.errors import (
     JobCanceled,
     JobPreempted,
     LeaseLost,
     PermanentJobError,
     TransientJobError,
 )
-from shared.job_logs import JobLogs
-from shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType
-from shared.kinds import KINDS
-from shared.logs import JOB_ID, OWNER
-from shared.models import ModelRecord, ModelStore
-from shared.redis_client import connect
-from shared.settings import Settings
-from shared.storage import ObjectStore, make_object_store
-from workers.context import JobContext
-from workers.kinds.base import ModelKind
-from workers.metrics import MetricsObserver
+from atelier.shared.job_logs import JobLogs
+from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType
+from atelier.shared.kinds import KINDS
+from atelier.shared.logs import JOB_ID, OWNER
+from atelier.shared.models import ModelRecord, ModelStore
+from atelier.shared.redis_client import connect
+from atelier.shared.settings import Settings
+from atelier.shared.storage import ObjectStore, make_object_store
+from atelier.workers.context import JobContext
+from atelier.workers.kinds.base import ModelKind
+from atelier.workers.metrics import MetricsObserver
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from celery import Celery, Task
 
-from shared.queue import RUN_JOB_TASK
-from shared.settings import Settings
-from workers.context import PROCESS_DRAINING
-from workers.runner import JobRunner
+from atelier.shared.queue import RUN_JOB_TASK
+from atelier.shared.settings import Settings
+from atelier.workers.context import PROCESS_DRAINING
+from atelier.workers.runner import JobRunner
 
 _runner: JobRunner | None = None
 

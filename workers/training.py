@@ -11,10 +11,10 @@ from typing import Any
 
 import keras
 
-from shared.jobs import OutputRef
-from shared.storage import ObjectLayout
-from workers.context import JobContext, StopReason
-from workers.metrics import TRAINING_STEPS
+from atelier.shared.jobs import OutputRef
+from atelier.shared.storage import ObjectLayout
+from atelier.workers.context import JobContext, StopReason
+from atelier.workers.metrics import TRAINING_STEPS
 
 
 class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]

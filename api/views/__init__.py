@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from api.auth import require_api_key
+from atelier.api.auth import require_api_key
 
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 v1.before_request(require_api_key)

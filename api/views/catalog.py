@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from spectree import Response
 
-from api.auth import current_owner
-from api.present import present_model
-from api.schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, Problem
-from api.services import services
-from api.spec import spec
-from api.views import v1
-from shared.errors import NotFound
-from shared.kinds import KINDS
+from atelier.api.auth import current_owner
+from atelier.api.present import present_model
+from atelier.api.schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, Problem
+from atelier.api.services import services
+from atelier.api.spec import spec
+from atelier.api.views import v1
+from atelier.shared.errors import NotFound
+from atelier.shared.kinds import KINDS
 
 PROBLEMS = {f"HTTP_{code}": Problem for code in (401, 404, 422)}
 

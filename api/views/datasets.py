@@ -9,18 +9,18 @@ import numpy as np
 from flask import request
 from spectree import Response
 
-from api.auth import current_owner
-from api.ingest import InvalidUpload, Normalised, excerpt, normalise_upload
-from api.present import download_url
-from api.schemas import DatasetForm, DatasetList, DatasetOut, Problem, optional_timestamp
-from api.services import Services, services
-from api.spec import spec
-from api.views import v1
-from shared.datasets import DatasetInfo
-from shared.errors import Conflict, NotFound, PayloadTooLarge
-from shared.images import encode_png, grid
-from shared.jobs import new_id
-from shared.storage import ObjectLayout
+from atelier.api.auth import current_owner
+from atelier.api.ingest import InvalidUpload, Normalised, excerpt, normalise_upload
+from atelier.api.present import download_url
+from atelier.api.schemas import DatasetForm, DatasetList, DatasetOut, Problem, optional_timestamp
+from atelier.api.services import Services, services
+from atelier.api.spec import spec
+from atelier.api.views import v1
+from atelier.shared.datasets import DatasetInfo
+from atelier.shared.errors import Conflict, NotFound, PayloadTooLarge
+from atelier.shared.images import encode_png, grid
+from atelier.shared.jobs import new_id
+from atelier.shared.storage import ObjectLayout
 
 PROBLEMS = {f"HTTP_{code}": Problem for code in (400, 401, 404, 409, 413, 422)}
 PREVIEW_IMAGES = 64

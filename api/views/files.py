@@ -7,11 +7,11 @@ from pathlib import PurePosixPath
 
 from flask import Response, send_file
 
-from api.auth import current_owner
-from api.services import services
-from api.views import v1
-from shared.errors import NotFound
-from shared.storage import LocalObjectStore, ObjectLayout
+from atelier.api.auth import current_owner
+from atelier.api.services import services
+from atelier.api.views import v1
+from atelier.shared.errors import NotFound
+from atelier.shared.storage import LocalObjectStore, ObjectLayout
 
 
 @v1.get("/files/<path:key>")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from api.services import services
-from shared.errors import ServiceUnavailable
+from atelier.api.services import services
+from atelier.shared.errors import ServiceUnavailable
 
 health = Blueprint("health", __name__)
 

@@ -9,10 +9,10 @@ from typing import Any
 from flask import url_for
 from spectree import Response
 
-from api.auth import current_owner
-from api.metrics import JOBS_SUBMITTED
-from api.present import present_job
-from api.schemas import (
+from atelier.api.auth import current_owner
+from atelier.api.metrics import JOBS_SUBMITTED
+from atelier.api.present import present_job
+from atelier.api.schemas import (
     JobCreate,
     JobList,
     JobListQuery,
@@ -21,15 +21,15 @@ from api.schemas import (
     Problem,
     SubmitHeaders,
 )
-from api.services import Services, services
-from api.spec import spec
-from api.submission import validated_params
-from api.views import v1
-from shared.errors import NotFound, ServiceUnavailable
-from shared.idempotency import fingerprint
-from shared.jobs import Job, new_id
-from shared.logs import JOB_ID
-from shared.queue import enqueue
+from atelier.api.services import Services, services
+from atelier.api.spec import spec
+from atelier.api.submission import validated_params
+from atelier.api.views import v1
+from atelier.shared.errors import NotFound, ServiceUnavailable
+from atelier.shared.idempotency import fingerprint
+from atelier.shared.jobs import Job, new_id
+from atelier.shared.logs import JOB_ID
+from atelier.shared.queue import enqueue
 
 log = logging.getLogger(__name__)
 PROBLEMS = {f"HTTP_{code}": Problem for code in (400, 401, 404, 409, 413, 422, 503)}

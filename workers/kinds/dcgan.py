@@ -11,25 +11,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
-from shared.jobs import OutputRef
-from shared.kinds import SINGLE_IMAGE_OUTPUTS_MAX, DcganGenerateParams, DcganTrainParams
-from shared.models import ModelRecord
-from shared.storage import ObjectLayout
-from workers.cache import LoadedModels
-from workers.checkpoints import encode_checkpoint, restore_checkpoint
-from workers.datasets import load_images
-from workers.gpu import configure_tensorflow
-from workers.kinds.base import (
+from atelier.shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
+from atelier.shared.jobs import OutputRef
+from atelier.shared.kinds import SINGLE_IMAGE_OUTPUTS_MAX, DcganGenerateParams, DcganTrainParams
+from atelier.shared.models import ModelRecord
+from atelier.shared.storage import ObjectLayout
+from atelier.workers.cache import LoadedModels
+from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
+from atelier.workers.datasets import load_images
+from atelier.workers.gpu import configure_tensorflow
+from atelier.workers.kinds.base import (
     GenerateResult,
     JobContext,
     ModelKind,
     TrainResult,
     timing_metrics,
 )
-from workers.kinds.dcgan_model import DCGAN, CompiledGenerator, DcganConfig, build_generator
-from workers.kinds.dcgan_training import resume, training_hooks
-from workers.training import StepHooks
+from atelier.workers.kinds.dcgan_model import DCGAN, CompiledGenerator, DcganConfig, build_generator
+from atelier.workers.kinds.dcgan_training import resume, training_hooks
+from atelier.workers.training import StepHooks
 
 PREVIEW_IMAGES = 64  # in grid.png
 

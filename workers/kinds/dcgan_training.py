@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from shared.images import encode_png, grid, to_uint8
-from shared.kinds import DcganTrainParams
-from shared.storage import ObjectLayout
-from workers.checkpoints import encode_checkpoint, restore_checkpoint
-from workers.context import JobContext
-from workers.kinds.dcgan_model import DCGAN, generate_images
-from workers.training import StepHooks
+from atelier.shared.images import encode_png, grid, to_uint8
+from atelier.shared.kinds import DcganTrainParams
+from atelier.shared.storage import ObjectLayout
+from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
+from atelier.workers.context import JobContext
+from atelier.workers.kinds.dcgan_model import DCGAN, generate_images
+from atelier.workers.training import StepHooks
 
 SAMPLE_GRID_SIZE = 64  # an 8x8 grid, from noise fixed for the whole run
 

@@ -15,24 +15,24 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from shared.errors import PermanentJobError
-from shared.jobs import OutputRef
-from shared.kinds import TextgenGenerateParams, TextgenTrainParams
-from shared.models import ModelRecord
-from shared.storage import ObjectLayout
-from workers.cache import LoadedModels
-from workers.checkpoints import encode_checkpoint, restore_checkpoint
-from workers.corpus import fables
-from workers.gpu import configure_tensorflow
-from workers.kinds.base import (
+from atelier.shared.errors import PermanentJobError
+from atelier.shared.jobs import OutputRef
+from atelier.shared.kinds import TextgenGenerateParams, TextgenTrainParams
+from atelier.shared.models import ModelRecord
+from atelier.shared.storage import ObjectLayout
+from atelier.workers.cache import LoadedModels
+from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
+from atelier.workers.corpus import fables
+from atelier.workers.gpu import configure_tensorflow
+from atelier.workers.kinds.base import (
     GenerateResult,
     JobContext,
     ModelKind,
     TrainResult,
     timing_metrics,
 )
-from workers.kinds.textgen_decoding import Decoder, SamplerSpec, encode
-from workers.training import StepHooks
+from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec, encode
+from atelier.workers.training import StepHooks
 
 VOCABULARY = 256  # bytes
 VALIDATION_FRACTION = 0.05

@@ -1,0 +1,313 @@
+"""The Python client for Atelier's HTTP API (the CLI is built on it).
+
+    from atelier import Client
+
+    client = Client("http://127.0.0.1:8000", api_key)
+    job = client.submit("train", "dcgan", {"steps": 800})
+    job = client.wait(job["id"])
+    client.download(job, "out/")
+
+Answers 429 (rate limited) and 503 (a backing service is away) are retried after the
+server's ``Retry-After`` (or an exponential backoff when it gives none), up to
+``max_retries`` times. Every submit carries an ``Idempotency-Key``, so a retried submit can
+never create a second job.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TypedDict, cast
+
+import requests
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
+RETRYABLE_STATUSES = frozenset({429, 503})
+Json = dict[str, Any]
+
+
+class Progress(TypedDict):
+    step: int
+    total: int
+    fraction: float
+    eta_seconds: float | None
+    metrics: dict[str, float]
+
+
+class Output(TypedDict):
+    name: str
+    url: str
+    content_type: str
+    size_bytes: int
+    text: str | None
+
+
+class Job(TypedDict):
+    """A job as ``GET /v1/jobs/{id}`` answers (timestamps are ISO 8601, UTC)."""
+
+    id: str
+    type: str
+    kind: str
+    params: Json
+    status: str
+    progress: Progress
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempt: int
+    failures: int
+    checkpoint_step: int | None
+    worker: str | None
+    error: dict[str, str] | None
+    outputs: list[Output]
+    model_id: str | None
+    metrics: dict[str, float]
+    cancel_requested: bool
+
+
+class Model(TypedDict):
+    id: str
+    kind: str
+    config: Json
+    dataset: str
+    steps: int
+    metrics: dict[str, float]
+    sample_grid_url: str | None
+    source_job_id: str
+    created_at: str
+
+
+class Dataset(TypedDict):
+    name: str
+    title: str
+    modality: str
+    count: int
+    size_bytes: int
+    builtin: bool
+    image_size: int | None
+    channels: int | None
+
+
+class ApiError(Exception):
+    """A problem+json answer from the API (after any retries)."""
+
+    def __init__(self, status: int, problem: Json) -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
+
+
+def epoch_seconds(stamp: str) -> float:
+    """A job timestamp from the API (ISO 8601, UTC) as seconds since the epoch."""
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def retry_after_seconds(value: str | None, attempt: int, cap: float) -> float:
+    """The wait a ``Retry-After`` header asks for (delta seconds or an HTTP date); without
+    one, 0.5 s doubling per attempt. Never negative, never above ``cap``."""
+    wait = 0.5 * 2**attempt
+    if value:
+        try:
+            wait = float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            wait = when.timestamp() - time.time()
+    return min(max(wait, 0.0), cap)
+
+
+class Client:
+    """A typed client for one API key. ``max_retries`` bounds the retries of one call."""
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        max_retry_wait: float = 60.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self.http = session or requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {api_key}"
+
+    # --- jobs -------------------------------------------------------------------------------
+    def submit(
+        self,
+        job_type: str,
+        kind: str,
+        params: Json,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> Job:
+        """Create a job; ``options`` are other body fields (``start_before``, …)."""
+        body = {"type": job_type, "kind": kind, "params": params, **options}
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        return cast(Job, self.request("POST", "/v1/jobs", json=body, headers=headers))
+
+    def get(self, job_id: str) -> Job:
+        return cast(Job, self.request("GET", f"/v1/jobs/{job_id}"))
+
+    def list(self, **filters: Any) -> Json:
+        """One page of the caller's jobs, newest first: ``{"data": [...], "next_cursor"}``."""
+        query = {k: v for k, v in filters.items() if v is not None and v != ""}
+        return self.request("GET", "/v1/jobs", params=query)
+
+    def cancel(self, job_id: str) -> Job:
+        return cast(Job, self.request("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    def logs(self, job_id: str) -> list[str]:
+        lines: list[str] = self.request("GET", f"/v1/jobs/{job_id}/logs")["lines"]
+        return lines
+
+    def wait(
+        self,
+        job_id: str,
+        on_update: Callable[[Job], None] | None = None,
+        poll_seconds: float = 0.5,
+        timeout: float | None = None,
+    ) -> Job:
+        """Poll until the job is finished; ``on_update`` sees every poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if on_update:
+                on_update(job)
+            if job["status"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+            time.sleep(poll_seconds)
+
+    # --- models and datasets ----------------------------------------------------------------
+    def models(self) -> list[Model]:
+        return cast(list[Model], self.request("GET", "/v1/models")["data"])
+
+    def model(self, model_id: str) -> Model:
+        return cast(Model, self.request("GET", f"/v1/models/{model_id}"))
+
+    def datasets(self) -> list[Dataset]:
+        return cast(list[Dataset], self.request("GET", "/v1/datasets")["data"])
+
+    def dataset(self, name: str) -> Dataset:
+        return cast(Dataset, self.request("GET", f"/v1/datasets/{name}"))
+
+    def kinds(self) -> list[Json]:
+        """The model kinds, each with the JSON Schemas of its train and generate params."""
+        kinds: list[Json] = self.request("GET", "/v1/kinds")["data"]
+        return kinds
+
+    def delete_dataset(self, name: str) -> None:
+        self.request("DELETE", f"/v1/datasets/{name}")
+
+    def upload_dataset(
+        self,
+        path: str | Path,
+        *,
+        title: str = "",
+        image_size: int = 28,
+        channels: int = 1,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Dataset:
+        """Stream a dataset file to the API; ``on_progress(sent, total)`` as it goes. A
+        retried upload reopens the file and starts again."""
+        from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
+
+        source = Path(path)
+
+        def body(handle: BinaryIO) -> Json:
+            encoder = MultipartEncoder(
+                fields={
+                    "title": title,
+                    "image_size": str(image_size),
+                    "channels": str(channels),
+                    "file": (source.name, handle, "application/octet-stream"),
+                }
+            )
+            monitor = MultipartEncoderMonitor(
+                encoder, (lambda m: on_progress(m.bytes_read, m.len)) if on_progress else None
+            )
+            return {"data": monitor, "headers": {"Content-Type": monitor.content_type}}
+
+        found = self.request("POST", "/v1/datasets", body=body, opener=lambda: source.open("rb"))
+        return cast(Dataset, found)
+
+    # --- outputs ----------------------------------------------------------------------------
+    def fetch(self, url: str) -> bytes:
+        """An output's bytes; API-routed URLs need our key, presigned ones must not get it."""
+        own = url.startswith(self.api_url)
+        getter = self.http.get if own else requests.get
+        response = self._send(lambda: getter(url, timeout=self.timeout))
+        response.raise_for_status()
+        return response.content
+
+    def download(self, job: Job | Json, directory: str | Path) -> list[Path]:
+        """Save every output of a job under ``directory``; returns the paths written."""
+        target = Path(directory)
+        saved = []
+        for output in job.get("outputs", []):
+            path = target / output["name"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.fetch(output["url"]))
+            saved.append(path)
+        return saved
+
+    # --- transport --------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Callable[[BinaryIO], Json] | None = None,
+        opener: Callable[[], AbstractContextManager[BinaryIO]] | None = None,
+        **kwargs: Any,
+    ) -> Json:
+        """One API call, retried on 429/503; problem+json answers raise ``ApiError``.
+
+        ``opener`` and ``body`` rebuild a streamed body for each try."""
+
+        def attempt() -> requests.Response:
+            with (opener or _no_file)() as handle:
+                extra = body(handle) if body else {}
+                return self.http.request(
+                    method, self.api_url + path, timeout=self.timeout, **kwargs, **extra
+                )
+
+        response = self._send(attempt)
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _problem(response))
+        if response.status_code == 204 or not response.content:
+            return {}
+        answer: Json = response.json()
+        return answer
+
+    def _send(self, attempt: Callable[[], requests.Response]) -> requests.Response:
+        for retry in range(self.max_retries + 1):
+            response = attempt()
+            if response.status_code not in RETRYABLE_STATUSES or retry == self.max_retries:
+                return response
+            header = response.headers.get("Retry-After")
+            time.sleep(retry_after_seconds(header, retry, self.max_retry_wait))
+        raise AssertionError("unreachable")
+
+
+def _no_file() -> AbstractContextManager[BinaryIO]:
+    return cast(AbstractContextManager[BinaryIO], nullcontext(None))
+
+
+def _problem(response: requests.Response) -> Json:
+    try:
+        problem = response.json()
+    except ValueError:
+        return {"detail": response.text}
+    return problem if isinstance(problem, dict) else {"detail": response.text}
