@@ -158,7 +158,7 @@ class Client:
     def get(self, job_id: str) -> Job:
         return cast(Job, self.request("GET", f"/v1/jobs/{job_id}"))
 
-    def list(self, **filters: Any) -> Json:
+    def jobs(self, **filters: Any) -> Json:
         """One page of the caller's jobs, newest first: ``{"data": [...], "next_cursor"}``."""
         query = {k: v for k, v in filters.items() if v is not None and v != ""}
         return self.request("GET", "/v1/jobs", params=query)

@@ -266,7 +266,7 @@ def list_cmd(
     """The caller's jobs, newest first."""
     client = _client()
     page = call(
-        lambda: client.list(status=status_filter, type=type_filter, kind=kind, limit=limit)
+        lambda: client.jobs(status=status_filter, type=type_filter, kind=kind, limit=limit)
     )
     for job in page["data"]:
         fraction = job["progress"]["fraction"]

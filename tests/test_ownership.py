@@ -33,7 +33,7 @@ def test_owners_cannot_see_each_other(local_stack: RunningStack) -> None:
     expect_status(404, bob.model, model_id)
     problem = expect_status(422, bob.submit, "generate", "dcgan", {"model_id": model_id, "n": 1})
     assert problem["type"] == "urn:atelier:problem:unknown-model"
-    assert job["id"] not in [j["id"] for j in bob.list()["data"]]
+    assert job["id"] not in [j["id"] for j in bob.jobs()["data"]]
     assert model_id not in [m["id"] for m in bob.models()]
     stolen = requests.get(sample_url, headers={"Authorization": f"Bearer {bob_key}"}, timeout=10)
     assert stolen.status_code == 404
@@ -46,5 +46,5 @@ def test_owners_cannot_see_each_other(local_stack: RunningStack) -> None:
     # Alice herself sees all of it.
     assert alice.get(job["id"])["id"] == job["id"]
     assert alice.model(model_id)["id"] == model_id
-    assert job["id"] in [j["id"] for j in alice.list()["data"]]
+    assert job["id"] in [j["id"] for j in alice.jobs()["data"]]
     assert alice.fetch(sample_url)[:8] == b"\x89PNG\r\n\x1a\n"

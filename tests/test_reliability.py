@@ -297,5 +297,5 @@ def test_idempotent_submit(rel: ReliabilityStack) -> None:
     other = requests.post(url, json={**body, "params": {"steps": 6}}, headers=headers, timeout=10)
     assert other.status_code == 422
     assert other.json()["type"] == "urn:atelier:problem:idempotency-key-reused"
-    listed = rel.client.list(limit=100)["data"]
+    listed = rel.client.jobs(limit=100)["data"]
     assert sum(1 for j in listed if j["params"].get("steps") in (5, 6)) == 1

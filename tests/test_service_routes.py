@@ -55,7 +55,7 @@ def test_datasets_and_kinds(local_stack: RunningStack) -> None:
 
 def test_metrics_exposition(local_stack: RunningStack) -> None:
     client = local_stack.client("gina")
-    client.list()
+    client.jobs()
     with pytest.raises(ApiError):
         client.submit("generate", "dcgan", {"model_id": "model_none"})
     client.wait(client.submit("train", "dcgan", TINY_ONE_STEP)["id"], timeout=120)
@@ -80,13 +80,13 @@ def test_list_filters_and_cursor(local_stack: RunningStack) -> None:
     ids = [client.submit("train", "dcgan", TINY_ONE_STEP)["id"] for _ in range(3)]
     for job_id in ids:
         client.wait(job_id, timeout=120)
-    first = client.list(limit=2)
+    first = client.jobs(limit=2)
     assert [j["id"] for j in first["data"]] == ids[::-1][:2]
-    second = client.list(limit=2, cursor=first["next_cursor"])
+    second = client.jobs(limit=2, cursor=first["next_cursor"])
     assert [j["id"] for j in second["data"]] == [ids[0]] and second["next_cursor"] is None
-    assert client.list(status="failed")["data"] == []
-    assert len(client.list(status="succeeded", type="train", kind="dcgan")["data"]) == 3
-    assert client.list(type="generate")["data"] == []
+    assert client.jobs(status="failed")["data"] == []
+    assert len(client.jobs(status="succeeded", type="train", kind="dcgan")["data"]) == 3
+    assert client.jobs(type="generate")["data"] == []
 
 
 def test_api_and_celery_parent_never_import_tensorflow() -> None:
