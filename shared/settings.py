@@ -79,6 +79,9 @@ class Settings:
     """``on`` trains in float16 with loss scaling on GPUs (ignored on CPU, where it is slower)."""
     exit_after_job: int = 0
     """1: a worker stops after its first job (``atelier worker --once``)."""
+    kind_plugins: str = ""
+    """Comma list of ``module:ATTRIBUTE`` naming extra model kinds (``KindSpec`` objects) to
+    add to the table, read by the API and the workers alike; empty: the built-in kinds."""
     gpus: str = "auto"
     """``auto`` (ask ``nvidia-smi``), ``none``, or a comma list of GPU indices."""
 
