@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import Flask
 
 from atelier.api.metrics import install_metrics
+from atelier.api.paging import bound_page_limits
 from atelier.api.problems import guard_json_body, register_problem_handlers
 from atelier.api.services import EXTENSION_NAME, Services
 from atelier.api.spec import spec
+from atelier.shared.kinds import load_kind_plugins
 from atelier.shared.logs import JOB_ID, OWNER, configure_logging
 from atelier.shared.settings import Settings
 
@@ -21,6 +23,7 @@ def _forget_log_context(_error: BaseException | None) -> None:
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings)
+    load_kind_plugins(settings.kind_plugins)
     app = Flask("atelier")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Werkzeug's own bound for bodies without a Content-Length (chunked uploads).
@@ -41,5 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_metrics(app, settings, svc.redis)
     register_problem_handlers(app)
     spec.register(app)
-    app.add_url_rule("/v1/openapi.json", "openapi", lambda: spec.spec)
+    app.add_url_rule(
+        "/v1/openapi.json", "openapi", lambda: bound_page_limits(spec.spec, settings.list_page_max)
+    )
     return app

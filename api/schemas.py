@@ -27,6 +27,10 @@ def _kind_params_schemas() -> list[dict[str, Any]]:
     return schemas
 
 
+# The upper bound is ATELIER_LIST_PAGE_MAX, checked by the views (``api.paging``).
+PAGE_LIMIT = Field(20, ge=1, description="Items per page; at most ATELIER_LIST_PAGE_MAX.")
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,7 +71,7 @@ class JobListQuery(BaseModel):
     type: JobType | None = None
     kind: str | None = None
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
-    limit: int = Field(20, ge=1, le=100)
+    limit: int = PAGE_LIMIT
 
 
 class ProgressOut(BaseModel):
@@ -129,7 +133,7 @@ class JobList(BaseModel):
 
 class PageQuery(BaseModel):
     cursor: str | None = None
-    limit: int = Field(20, ge=1, le=100)
+    limit: int = PAGE_LIMIT
 
 
 class ModelOut(BaseModel):

@@ -72,7 +72,7 @@ def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
 
     settings = _settings()
     if once:
-        settings = settings.replace(exit_after_job=1)
+        settings = settings.replace(exit_after_job=True)
     roles = {"train": settings.train_queue, "generate": settings.generate_queue}
     names = ",".join(roles.get(q.strip(), q.strip()) for q in queues.split(","))
     tag = name or queues.replace(",", "-")

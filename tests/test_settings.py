@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import redis
+import yaml
 
+from atelier.api.app import create_app
+from atelier.shared.auth import ApiKeyStore
 from atelier.shared.settings import Settings
 
 
@@ -34,3 +39,138 @@ def test_to_env_round_trips() -> None:
 def test_bad_storage_value_is_rejected_with_the_choices() -> None:
     with pytest.raises(ValueError, match="local"):
         Settings.from_env({"ATELIER_STORAGE": "ftp"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        *[("1", True), ("true", True), ("Yes", True), ("ON", True), (" on ", True)],
+        *[("0", False), ("false", False), ("no", False), ("Off", False)],
+    ],
+)
+def test_booleans_accept_the_usual_words(raw: str, expected: bool) -> None:
+    settings = Settings.from_env({"ATELIER_MIXED_PRECISION": raw, "ATELIER_EXIT_AFTER_JOB": raw})
+    assert settings.mixed_precision is expected
+    assert settings.exit_after_job is expected
+
+
+def test_a_bad_boolean_names_the_variable_and_the_words() -> None:
+    with pytest.raises(ValueError, match=r"ATELIER_MIXED_PRECISION must be a boolean.*on/off.*'2'"):
+        Settings.from_env({"ATELIER_MIXED_PRECISION": "2"})
+
+
+def test_a_bad_number_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="ATELIER_MODEL_CACHE_SIZE must be an integer, not 'four'"):
+        Settings.from_env({"ATELIER_MODEL_CACHE_SIZE": "four"})
+    with pytest.raises(ValueError, match="ATELIER_LEASE_SECONDS must be a number"):
+        Settings.from_env({"ATELIER_LEASE_SECONDS": "soon"})
+
+
+def test_choices_are_checked_and_matched_without_regard_to_case() -> None:
+    settings = Settings.from_env({"ATELIER_LOG_LEVEL": "debug", "ATELIER_LOG_FORMAT": "TEXT"})
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+    with pytest.raises(ValueError, match="ATELIER_LOG_FORMAT must be one of json, text, not 'xml'"):
+        Settings.from_env({"ATELIER_LOG_FORMAT": "xml"})
+    with pytest.raises(ValueError, match="ATELIER_LOG_LEVEL must be one of DEBUG, INFO"):
+        Settings.from_env({"ATELIER_LOG_LEVEL": "loud"})
+
+
+def test_values_set_in_code_obey_the_same_rules() -> None:
+    with pytest.raises(ValueError, match="ATELIER_STORAGE must be one of local, s3"):
+        Settings(storage="ftp")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ATELIER_GPUS must be auto, none or a comma list"):
+        Settings.from_env({"ATELIER_GPUS": "all"})
+    assert Settings.from_env({"ATELIER_GPUS": "0, 2"}).gpus == "0, 2"
+
+
+def test_every_field_has_a_parser_and_round_trips_through_the_environment() -> None:
+    """A new field of a type the loader cannot read fails here, not in production."""
+    changed = Settings(
+        mixed_precision=True,
+        exit_after_job=True,
+        log_level="WARNING",
+        log_format="text",
+        gpus="none",
+        lease_seconds=3.5,
+        data_dir=Path("/data"),
+    )
+    assert Settings.from_env(changed.to_env()) == changed
+    assert changed.to_env()["ATELIER_EXIT_AFTER_JOB"] == "true"
+
+
+def test_every_setting_is_read_by_the_code() -> None:
+    """A documented setting that nothing reads lies to the operator."""
+    root = Path(__file__).resolve().parent.parent
+    sources = [
+        path.read_text()
+        for folder in ("api", "workers", "shared", "cli")
+        for path in (root / folder).rglob("*.py")
+    ]
+    code = "\n".join(sources)
+    unread = [f.name for f in fields(Settings) if f".{f.name}" not in code]
+    assert unread == []
+
+
+def test_list_page_max_bounds_every_list_call_and_the_openapi_document(
+    redis_client: redis.Redis,
+) -> None:
+    url = redis_client.connection_pool.connection_kwargs
+    settings = Settings(
+        redis_url=f"redis://{url['host']}:{url['port']}/{url['db']}",
+        list_page_max=5,
+        log_format="text",
+    )
+    key = ApiKeyStore(redis_client).create("alice", "test")
+    http = create_app(settings).test_client()
+    auth = {"Authorization": f"Bearer {key}"}
+    for path in ("/v1/jobs", "/v1/models"):
+        assert http.get(f"{path}?limit=5", headers=auth).status_code == 200
+        refused = http.get(f"{path}?limit=6", headers=auth)
+        assert refused.status_code == 422
+        assert refused.mimetype == "application/problem+json"
+        problem = refused.get_json()
+        assert problem["errors"] == [
+            {
+                "field": "limit",
+                "message": "Input should be less than or equal to 5 (allowed: 1 <= limit <= 5)",
+            }
+        ]
+    document = http.get("/v1/openapi.json").get_json()
+    bounds = [
+        parameter["schema"]["maximum"]
+        for path in ("/v1/jobs", "/v1/models")
+        for parameter in document["paths"][path]["get"]["parameters"]
+        if parameter["name"] == "limit"
+    ]
+    assert bounds == [5, 5]
+
+
+def _deploy_environments(root: Path) -> dict[str, dict[str, str]]:
+    """The ATELIER_* values that .env.example, docker-compose and the manifests set."""
+    example = (root / ".env.example").read_text().splitlines()
+    found = {".env.example": dict(line.split("=", 1) for line in example if "=" in line)}
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        found[f"compose {name}"] = service.get("environment") or {}
+    for path in sorted((root / "deploy" / "k8s").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and document.get("kind") == "ConfigMap":
+                found[path.name] = document["data"]
+    return {
+        where: {k: str(v) for k, v in env.items() if k.startswith("ATELIER_")}
+        for where, env in found.items()
+    }
+
+
+def test_the_deploy_files_values_load() -> None:
+    for where, env in _deploy_environments(Path(__file__).resolve().parent.parent).items():
+        try:
+            Settings.from_env(env)
+        except ValueError as exc:
+            pytest.fail(f"{where}: {exc}")
+
+
+def test_old_switch_values_still_load() -> None:
+    """Deployments written when switches were `on`/`off` and `0`/`1` keep working."""
+    old = Settings.from_env({"ATELIER_MIXED_PRECISION": "on", "ATELIER_EXIT_AFTER_JOB": "0"})
+    assert old.mixed_precision is True and old.exit_after_job is False

@@ -31,7 +31,7 @@ def visible_gpus(setting: str) -> list[str]:
     return [line.strip() for line in listing.splitlines() if line.strip()]
 
 
-def configure_tensorflow(mixed_precision: str = "off") -> bool:
+def configure_tensorflow(mixed_precision: bool = False) -> bool:
     """Grow GPU memory on demand instead of grabbing it all at start (tensorflow #17048);
     switch on float16 compute when asked and a GPU is there. Returns whether it did."""
     import keras
@@ -43,7 +43,7 @@ def configure_tensorflow(mixed_precision: str = "off") -> bool:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process: nothing to change
             log.debug("memory growth already fixed for %s", gpu)
-    mixed = mixed_precision == "on" and bool(gpus)
+    mixed = mixed_precision and bool(gpus)
     if mixed:
         keras.mixed_precision.set_global_policy("mixed_float16")
     log.info("TensorFlow %s, GPUs: %s, mixed precision: %s", tf.__version__, gpus, mixed)

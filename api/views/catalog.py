@@ -5,6 +5,7 @@ from __future__ import annotations
 from spectree import Response
 
 from atelier.api.auth import current_owner
+from atelier.api.paging import checked_limit
 from atelier.api.present import present_model
 from atelier.api.schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, Problem
 from atelier.api.services import services
@@ -20,9 +21,9 @@ PROBLEMS = {f"HTTP_{code}": Problem for code in (401, 404, 422)}
 @spec.validate(query=PageQuery, resp=Response(HTTP_200=ModelList, **PROBLEMS), tags=["models"])
 def list_models(query: PageQuery) -> ModelList:
     """The caller's trained models, newest first."""
-    models, cursor = services().models.list_for_owner(
-        current_owner(), limit=query.limit, cursor=query.cursor
-    )
+    svc = services()
+    limit = checked_limit(query.limit, svc.settings.list_page_max)
+    models, cursor = svc.models.list_for_owner(current_owner(), limit=limit, cursor=query.cursor)
     return ModelList(data=[present_model(m) for m in models], next_cursor=cursor)
 
 

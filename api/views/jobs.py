@@ -11,6 +11,7 @@ from spectree import Response
 
 from atelier.api.auth import current_owner
 from atelier.api.metrics import JOBS_SUBMITTED
+from atelier.api.paging import checked_limit
 from atelier.api.present import present_job
 from atelier.api.schemas import (
     JobCreate,
@@ -131,8 +132,10 @@ def list_jobs(query: JobListQuery) -> JobList:
             and (query.kind is None or job.kind == query.kind)
         )
 
-    jobs, cursor = services().jobs.list_for_owner(
-        current_owner(), limit=query.limit, cursor=query.cursor, where=matches
+    svc = services()
+    limit = checked_limit(query.limit, svc.settings.list_page_max)
+    jobs, cursor = svc.jobs.list_for_owner(
+        current_owner(), limit=limit, cursor=query.cursor, where=matches
     )
     return JobList(data=[present_job(j) for j in jobs], next_cursor=cursor)
 
@@ -142,7 +145,10 @@ def list_jobs(query: JobListQuery) -> JobList:
 def cancel_job(job_id: str) -> tuple[JobOut, int]:
     """Cancel: a queued job never starts; a running one stops at its next step (409 if done)."""
     owned_job(job_id)
-    return present_job(services().jobs.request_cancel(job_id)), 202
+    canceled = services().jobs.request_cancel(job_id)
+    if canceled is None:
+        raise NotFound(f"No job {job_id!r}.")
+    return present_job(canceled), 202
 
 
 @v1.get("/jobs/<job_id>/logs")
