@@ -13,7 +13,7 @@ from typing import Any
 import click
 import redis
 
-from atelier.cli.processes import api_argv, child_env, worker_argv
+from atelier.cli.processes import ChildExited, api_argv, child_env, worker_argv
 from atelier.cli.terminal import call, finish, wait_with_bar
 from atelier.client import ApiError, Client, Json
 from atelier.shared.settings import Settings
@@ -160,6 +160,8 @@ def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> 
             time.sleep(1)
     except KeyboardInterrupt:
         click.echo("\nstopping…")
+    except ChildExited as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
         stack.stop()
         click.echo("stopped.")
@@ -265,9 +267,7 @@ def list_cmd(
 ) -> None:
     """The caller's jobs, newest first."""
     client = _client()
-    page = call(
-        lambda: client.jobs(status=status_filter, type=type_filter, kind=kind, limit=limit)
-    )
+    page = call(lambda: client.jobs(status=status_filter, type=type_filter, kind=kind, limit=limit))
     for job in page["data"]:
         fraction = job["progress"]["fraction"]
         click.echo(

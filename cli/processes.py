@@ -42,16 +42,30 @@ def find_redis_server(settings: Settings) -> str:
     )
 
 
+# What a probe of a server that is still starting raises: refused connections and timeouts
+# (requests' errors are OSErrors), or Redis loading its data. Anything else is a real error.
+NOT_UP_YET = (OSError, redis.RedisError)
+
+
+class ChildExited(RuntimeError):
+    """A child process ended while it should be running; the message holds its log's tail."""
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` until it is true; errors other than "not up yet" (such as
+    ``ChildExited``) end the wait at once."""
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             if check():
                 return
-        except Exception:
-            pass
+        except NOT_UP_YET as exc:
+            last = exc
         time.sleep(0.1)
-    raise TimeoutError(f"{what} did not come up within {timeout:.0f}s")
+    raise TimeoutError(
+        f"{what} did not come up within {timeout:.0f}s" + (f" (last error: {last})" if last else "")
+    )
 
 
 class ManagedProcess:
@@ -72,6 +86,28 @@ class ManagedProcess:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def raise_if_exited(self, when: str = "") -> None:
+        """``ChildExited`` with the exit code, the log's path and its last lines, once the
+        child has ended."""
+        code = self.process.poll()
+        if code is None:
+            return
+        tail = "\n".join("    " + line for line in self.log_tail())
+        raise ChildExited(
+            f"{self.name} exited with code {code}{when}; see {self.log}\n"
+            f"  last lines of {self.log.name}:\n{tail}"
+        )
+
+    def log_tail(self, lines: int = 15) -> list[str]:
+        """The last lines the child wrote (its stdout and stderr go to ``log``)."""
+        try:
+            with self.log.open("rb") as handle:
+                handle.seek(max(handle.seek(0, os.SEEK_END) - 16384, 0))
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
 
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
         if self.alive():
@@ -112,7 +148,12 @@ def start_redis(
     ]
     process = ManagedProcess("redis", argv, dict(os.environ), log)
     url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: bool(redis.Redis.from_url(url).ping()), 20, "redis-server")
+
+    def answers() -> bool:
+        process.raise_if_exited(" at start")
+        return bool(redis.Redis.from_url(url).ping())
+
+    wait_until(answers, 20, "redis-server")
     return process, url
 
 

@@ -103,9 +103,9 @@ class EmbeddedStack:
         return process
 
     def _ready(self) -> bool:
+        """The API answers ready; a child that exited meanwhile ends the wait at once."""
         for process in self.processes:
-            if not process.alive():
-                raise RuntimeError(f"{process.name} exited; see {process.log}")
+            process.raise_if_exited(" at start")
         assert self.settings is not None
         return requests.get(f"{self.settings.api_url}/readyz", timeout=2).ok
 
@@ -123,9 +123,9 @@ class EmbeddedStack:
         return key
 
     def check_alive(self) -> None:
+        """``ChildExited`` (with its log's tail) if any child has ended."""
         for process in self.processes:
-            if not process.alive():
-                raise RuntimeError(f"{process.name} exited unexpectedly; see {process.log}")
+            process.raise_if_exited(" unexpectedly")
 
     def stop(self) -> None:
         """API first (no new jobs), then workers, then Redis (which flushes its AOF)."""
