@@ -19,12 +19,17 @@
         ├── JobCanceled           the job saw its cancel flag and stopped cooperatively → canceled
         ├── JobPreempted          its worker is shutting down; checkpointed → queued (no failure)
         ├── LeaseLost             the reaper gave the job to another worker → write nothing
+        ├── StartDeadlineMissed   its start_before passed while it waited → expired (the reaper)
         ├── TransientJobError     may succeed later → queued with backoff, counts an attempt
-        │   └── StorageUnavailable  the object store kept failing past the retry window
+        │   ├── StorageUnavailable  the object store kept failing past the retry window
+        │   └── WorkerLost        its worker stopped renewing the lease (killed, OOM, cut off)
         └── PermanentJobError     bad data or params: fail at once, never retry → failed
             └── DeadlineExceeded  ran longer than its max_run_seconds
 
-Retry decisions are expressed by exception type, never by string matching.
+Retry decisions are expressed by exception type, never by string matching; the attempt
+count, the cap and the backoff are one policy (``JobStore.attempt_failed``), whether the
+runner saw the failure or the reaper found the lease expired. A job record's
+``error.type`` is the class name.
 """
 
 from __future__ import annotations
@@ -131,6 +136,15 @@ class TransientJobError(JobError):
 
 class StorageUnavailable(TransientJobError):
     """The object store kept failing for longer than the upload retry window."""
+
+
+class WorkerLost(TransientJobError):
+    """The job's worker stopped renewing its lease: killed, out of memory, or cut off.
+    Raised by no one: the reaper records it when it takes the job back."""
+
+
+class StartDeadlineMissed(JobError):
+    """The job's ``start_before`` passed while it waited in the queue; it never ran."""
 
 
 class PermanentJobError(JobError):

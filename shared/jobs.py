@@ -4,27 +4,31 @@
 
     queued ──claim──▶ running ──▶ succeeded
       │  ▲               ├──────▶ failed       (permanent error, or attempts used up)
-      │  └──requeue──────┤                     (lease expired, worker draining, transient error)
+      │  └──requeue──────┤                     (worker draining: no attempt counted)
+      │  └─attempt_failed┤                     (transient error or lost worker, with backoff)
       │                  └─cancel▶ canceled    (cooperative: the job sees its flag)
       ├──cancel──▶ canceled
       └──start_before passed──▶ expired        (never run late)
 
 Every transition is a WATCH/MULTI on the job's hash: two workers racing to claim the
 same job cannot both win, and a cancel racing a claim is seen by whichever loses. A
-running job holds a lease in the ``running`` index; the reaper (``reap``) requeues or
-fails jobs whose lease ran out. Job records never expire.
+running job holds a lease in the ``running`` index; the reaper requeues or fails jobs whose
+lease ran out through the same ``attempt_failed`` as a runner that saw a transient error,
+so one ``RetryPolicy`` decides both. Job records never expire.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
 
-from atelier.shared.errors import Conflict
+from atelier.shared.errors import Conflict, StartDeadlineMissed
+from atelier.shared.job_indexes import JobIndexes
 from atelier.shared.job_records import (
     TERMINAL_STATUSES,
     CheckpointRef,
@@ -40,6 +44,7 @@ from atelier.shared.job_records import (
     record_json,
 )
 from atelier.shared.redis_keys import KEYS, RedisKeys
+from atelier.shared.settings import Settings
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -51,6 +56,7 @@ __all__ = [
     "JobType",
     "OutputRef",
     "Progress",
+    "RetryPolicy",
     "new_id",
 ]
 
@@ -63,18 +69,37 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 Also = Callable[[Pipeline, Job], None]
+Target = JobStatus | Callable[[Job], JobStatus | None] | None
 
 
-class JobStore:
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a job may fail (transient error or lost worker) and how long it waits."""
+
+    max_attempts: int = 3
+    backoff_seconds: float = 2.0
+    """Delay before the first retry; doubles with each failure."""
+    max_delay_seconds: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.max_attempts, settings.retry_backoff_seconds)
+
+    def gives_up(self, failures: int) -> bool:
+        return failures >= self.max_attempts
+
+    def delay(self, failures: int) -> float:
+        return min(self.backoff_seconds * 2.0 ** max(failures - 1, 0), self.max_delay_seconds)
+
+
+class JobStore(JobIndexes):
     """The only writer of job records."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys = KEYS) -> None:
-        self._redis = client
-        self._keys = keys
-
-    @property
-    def redis(self) -> redis.Redis:
-        return self._redis
+    def __init__(
+        self, client: redis.Redis, keys: RedisKeys = KEYS, retry: RetryPolicy | None = None
+    ) -> None:
+        super().__init__(client, keys)
+        self.retry = retry or RetryPolicy()
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
@@ -167,8 +192,7 @@ class JobStore:
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self._keys.job(job.id))
         pipe.zrem(self._keys.owner_jobs(job.owner), job.id)
-        pipe.zrem(self._keys.start_deadlines, job.id)
-        pipe.zrem(self._keys.queued(job.type.value), job.id)
+        self.leave_indexes(pipe, job)
         pipe.execute()
 
     def set_progress(self, job_id: str, progress: Progress) -> None:
@@ -176,21 +200,6 @@ class JobStore:
 
     def set_checkpoint(self, job_id: str, checkpoint: CheckpointRef) -> None:
         self._redis.hset(self._keys.job(job_id), "checkpoint", checkpoint.model_dump_json())
-
-    def renew_lease(self, job_id: str, lease_seconds: float) -> bool:
-        """Push the lease out; False once the job is no longer ours to run."""
-        renewed = self._redis.zadd(
-            self._keys.running, {job_id: time.time() + lease_seconds}, xx=True, ch=True
-        )
-        return bool(renewed)
-
-    def expired_leases(self, now: float | None = None) -> list[str]:
-        ids = self._redis.zrangebyscore(self._keys.running, "-inf", now or time.time())
-        return [i.decode() for i in cast(list[bytes], ids)]
-
-    def missed_start_deadlines(self, now: float | None = None) -> list[str]:
-        ids = self._redis.zrangebyscore(self._keys.start_deadlines, "-inf", now or time.time())
-        return [i.decode() for i in cast(list[bytes], ids)]
 
     # --- transitions ------------------------------------------------------------------------
     def claim(self, job_id: str, worker: str, lease_seconds: float) -> Job | None:
@@ -202,118 +211,108 @@ class JobStore:
             job.worker = worker
 
         def hold_lease(pipe: Pipeline, job: Job) -> None:
+            self.leave_indexes(pipe, job)
             pipe.zadd(self._keys.running, {job.id: time.time() + lease_seconds})
-            pipe.zrem(self._keys.start_deadlines, job.id)
-            pipe.zrem(self._keys.queued(job.type.value), job.id)
 
         return self._transition(job_id, JobStatus.RUNNING, start, also=hold_lease, quiet=True)
 
-    def requeue(
-        self,
-        job_id: str,
-        *,
-        error: JobErrorInfo | None,
-        failure: bool,
-        expected_worker: str | None,
-        delay_seconds: float = 0.0,
-    ) -> Job | None:
-        """running → queued, when ``expected_worker`` still holds it (a late reaper or a
-        stale worker must not requeue a job that another worker has since claimed).
+    def requeue(self, job_id: str, *, expected_worker: str | None) -> Job | None:
+        """running → queued with no attempt counted: its worker is shutting down."""
 
-        The job's message is not sent here: the job joins the ``requeued`` index in the
-        same MULTI, and ``due_requeues`` hands it to whoever sends messages.
-        """
-
-        def back_to_queue(job: Job) -> None:
-            job.failures += int(failure)
-            job.error = error
+        def back(job: Job) -> None:
+            job.error = None
             job.worker = None
-
-        def schedule(pipe: Pipeline, job: Job) -> None:
-            self._release(pipe, job)
-            due = time.time() + delay_seconds
-            pipe.zadd(self._keys.requeued, {job.id: due})
-            pipe.zadd(self._keys.queued(job.type.value), {job.id: due})
 
         return self._transition(
             job_id,
             JobStatus.QUEUED,
-            back_to_queue,
-            also=schedule,
+            back,
+            also=lambda pipe, job: self._schedule_message(pipe, job, 0.0),
             only_if=lambda job: job.worker == expected_worker,
             quiet=True,
         )
 
-    def due_requeues(self, now: float | None = None) -> list[str]:
-        ids = self._redis.zrangebyscore(self._keys.requeued, "-inf", now or time.time())
-        return [i.decode() for i in cast(list[bytes], ids)]
+    def attempt_failed(
+        self, job_id: str, error: JobErrorInfo, *, expected_worker: str | None
+    ) -> Job | None:
+        """A run ended by a transient error or a lost worker: queued again after the
+        policy's backoff, or failed once its attempts are used up. One decision, made in
+        one transition, whether the runner or the reaper saw the failure.
 
-    def forget_requeue(self, job_id: str) -> None:
-        """Called after the job's new message is sent."""
-        self._redis.zrem(self._keys.requeued, job_id)
+        ``expected_worker`` guards both: a late reaper or a stale worker must not touch a
+        job that another worker has since claimed."""
+        retry = self.retry
 
-    def forget_start_deadline(self, job_id: str) -> None:
-        self._redis.zrem(self._keys.start_deadlines, job_id)
+        def count(job: Job) -> None:
+            job.failures += 1
+            if retry.gives_up(job.failures):
+                job.finished_at = time.time()
+                job.error = JobErrorInfo(
+                    type=error.type,
+                    message=f"gave up after {job.failures} failed attempts: {error.message}",
+                )
+            else:
+                job.error = error
+                job.worker = None
 
-    def forget_lease(self, job_id: str) -> None:
-        self._redis.zrem(self._keys.running, job_id)
+        def indexes(pipe: Pipeline, job: Job) -> None:
+            if job.status is JobStatus.QUEUED:
+                self._schedule_message(pipe, job, retry.delay(job.failures))
+            else:
+                self.leave_indexes(pipe, job)
 
-    def overdue_queued(self, job_type: JobType, due_before: float, limit: int = 100) -> list[str]:
-        """Queued jobs of ``job_type`` whose message was due before ``due_before``."""
-        ids = self._redis.zrangebyscore(
-            self._keys.queued(job_type.value), "-inf", due_before, start=0, num=limit
+        return self._transition(
+            job_id,
+            lambda job: JobStatus.FAILED if retry.gives_up(job.failures + 1) else JobStatus.QUEUED,
+            count,
+            also=indexes,
+            only_if=lambda job: job.worker == expected_worker,
+            quiet=True,
         )
-        return [i.decode() for i in cast(list[bytes], ids)]
 
-    def message_resent(self, job: Job, at: float) -> None:
-        """Restart the wait of a queued job whose message was just sent again."""
-        self._redis.zadd(self._keys.queued(job.type.value), {job.id: at}, xx=True)
-
-    def forget_queued(self, job: Job) -> None:
-        self._redis.zrem(self._keys.queued(job.type.value), job.id)
+    def _schedule_message(self, pipe: Pipeline, job: Job, delay: float) -> None:
+        """Back in the queue: the job joins ``requeued`` in the same MULTI as its
+        transition, and the reaper sends its message when due, so a crash cannot lose it."""
+        self.leave_indexes(pipe, job)
+        due = time.time() + delay
+        pipe.zadd(self._keys.requeued, {job.id: due})
+        pipe.zadd(self._keys.queued(job.type.value), {job.id: due})
 
     def expire(self, job_id: str, message: str) -> Job | None:
         """queued → expired: its start deadline passed before any worker took it."""
 
         def expired(job: Job) -> None:
             job.finished_at = time.time()
-            job.error = JobErrorInfo(type="StartDeadlineMissed", message=message)
+            job.error = JobErrorInfo(type=StartDeadlineMissed.__name__, message=message)
 
-        def release(pipe: Pipeline, job: Job) -> None:
-            pipe.zrem(self._keys.start_deadlines, job.id)
-            pipe.zrem(self._keys.requeued, job.id)
-            pipe.zrem(self._keys.queued(job.type.value), job.id)
+        return self._transition(
+            job_id, JobStatus.EXPIRED, expired, also=self.leave_indexes, quiet=True
+        )
 
-        return self._transition(job_id, JobStatus.EXPIRED, expired, also=release, quiet=True)
+    def request_cancel(self, job_id: str) -> Job | None:
+        """Cancel a queued job at once; flag a running one to stop at its next step.
+        None if there is no such job; Conflict once it has finished."""
 
-    def request_cancel(self, job_id: str) -> Job:
-        """Cancel a queued job at once; flag a running one to stop at its next step."""
-        key = self._keys.job(job_id)
-        with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    job = decode(cast(dict[bytes, bytes], pipe.hgetall(key)))
-                    if job.status.is_terminal():
-                        raise Conflict(
-                            f"Job {job_id} already {job.status.value}; only queued or running "
-                            "jobs can be canceled.",
-                            status_now=job.status.value,
-                        )
-                    pipe.multi()
-                    if job.status is JobStatus.QUEUED:
-                        job.status = JobStatus.CANCELED
-                        job.finished_at = time.time()
-                        pipe.hset(key, "record", record_json(job))
-                        pipe.zrem(self._keys.start_deadlines, job_id)
-                        pipe.zrem(self._keys.requeued, job_id)
-                        pipe.zrem(self._keys.queued(job.type.value), job_id)
-                    pipe.hset(key, "cancel", "1")
-                    pipe.execute()
-                    job.cancel_requested = True
-                    return job
-                except redis.WatchError:
-                    continue
+        def target(job: Job) -> JobStatus | None:
+            if job.status.is_terminal():
+                raise Conflict(
+                    f"Job {job_id} already {job.status.value}; only queued or running "
+                    "jobs can be canceled.",
+                    status_now=job.status.value,
+                )
+            return JobStatus.CANCELED if job.status is JobStatus.QUEUED else None
+
+        def stamp(job: Job) -> None:
+            if job.status is JobStatus.QUEUED:
+                job.finished_at = time.time()
+            job.cancel_requested = True
+
+        def flag(pipe: Pipeline, job: Job) -> None:
+            if job.status is JobStatus.CANCELED:
+                self.leave_indexes(pipe, job)
+            pipe.hset(self._keys.job(job.id), "cancel", "1")
+
+        return self._transition(job_id, target, stamp, also=flag)
 
     def finish(
         self,
@@ -337,14 +336,8 @@ class JobStore:
         def still_ours(job: Job) -> bool:
             return expected_worker is None or job.worker == expected_worker
 
-        def release(pipe: Pipeline, job: Job) -> None:
-            self._release(pipe, job)
-            pipe.zrem(self._keys.start_deadlines, job.id)
-            pipe.zrem(self._keys.requeued, job.id)
-            pipe.zrem(self._keys.queued(job.type.value), job.id)
-
         return self._transition(
-            job_id, status, complete, also=release, only_if=still_ours, quiet=quiet
+            job_id, status, complete, also=self.leave_indexes, only_if=still_ours, quiet=quiet
         )
 
     def add_outputs(self, job_id: str, outputs: list[OutputRef]) -> None:
@@ -355,25 +348,23 @@ class JobStore:
 
         self._transition(job_id, None, append)
 
-    def _release(self, pipe: Pipeline, job: Job) -> None:
-        pipe.zrem(self._keys.running, job.id)
-
     # --- the one transition primitive -------------------------------------------------------
     def _transition(
         self,
         job_id: str,
-        to: JobStatus | None,
+        to: Target,
         mutate: Callable[[Job], None],
         *,
         also: Also | None = None,
         only_if: Callable[[Job], bool] = lambda job: True,
         quiet: bool = False,
     ) -> Job | None:
-        """Apply ``mutate`` and move to ``to`` atomically; ``to=None`` keeps the status.
+        """Apply ``mutate`` and move to ``to`` atomically; ``to=None`` keeps the status, and
+        a callable ``to`` chooses the status from the record as read.
 
-        ``also`` adds index updates to the same MULTI. An illegal transition, or one whose
-        ``only_if`` fails, returns None when ``quiet`` (a lost race is normal for claims and
-        requeues) and raises Conflict otherwise.
+        ``also`` adds index updates to the same MULTI (it sees the new status). An illegal
+        transition, or one whose ``only_if`` fails, returns None when ``quiet`` (a lost race
+        is normal for claims and requeues) and raises Conflict otherwise.
         """
         key = self._keys.job(job_id)
         with self._redis.pipeline(transaction=True) as pipe:
@@ -384,15 +375,16 @@ class JobStore:
                     if not raw:
                         return None
                     job = decode(raw)
-                    legal = to is None or to in ALLOWED_TRANSITIONS[job.status]
+                    target = to(job) if callable(to) else to
+                    legal = target is None or target in ALLOWED_TRANSITIONS[job.status]
                     if not legal or not only_if(job):
                         if quiet:
                             pipe.unwatch()
                             return None
-                        raise Conflict(f"Job {job_id} cannot go from {job.status} to {to}.")
+                        raise Conflict(f"Job {job_id} cannot go from {job.status} to {target}.")
                     mutate(job)
-                    if to is not None:
-                        job.status = to
+                    if target is not None:
+                        job.status = target
                     pipe.multi()
                     pipe.hset(key, "record", record_json(job))
                     if also is not None:

@@ -7,6 +7,7 @@ a Celery parent ever imports TensorFlow.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +20,19 @@ class StrictParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DcganTrainParams(StrictParams):
+class TrainParams(StrictParams):
+    """What every kind's training takes; the shared training loop reads these."""
+
+    dataset: str = Field(description="Dataset name; see GET /v1/datasets.")
+    steps: int = Field(1000, ge=1, le=1_000_000, description="Optimizer steps.")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    sample_every: int = Field(
+        250, ge=1, le=1_000_000, description="Steps between samples written as outputs."
+    )
+    checkpoint_every: int = Field(250, ge=1, le=1_000_000, description="Steps between checkpoints.")
+
+
+class DcganTrainParams(TrainParams):
     dataset: str = Field("digits", description="Dataset name; see GET /v1/datasets.")
     steps: int = Field(1500, ge=1, le=1_000_000, description="Optimizer steps.")
     batch_size: int = Field(64, ge=8, le=1024)
@@ -28,7 +41,6 @@ class DcganTrainParams(StrictParams):
     beta_1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta_1 for both networks.")
     latent_dim: int = Field(64, ge=2, le=512)
     base_filters: int = Field(32, ge=4, le=256, description="Width of the smallest conv layer.")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
     sample_every: int = Field(200, ge=1, le=1_000_000, description="Steps between sample grids.")
     checkpoint_every: int = Field(500, ge=1, le=1_000_000, description="Steps between checkpoints.")
 
@@ -51,7 +63,7 @@ class DcganGenerateParams(StrictParams):
     )
 
 
-class TextgenTrainParams(StrictParams):
+class TextgenTrainParams(TrainParams):
     dataset: str = Field("fables", description="A text dataset; see GET /v1/datasets.")
     steps: int = Field(800, ge=1, le=1_000_000, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, le=512)
@@ -63,11 +75,9 @@ class TextgenTrainParams(StrictParams):
     hidden_dim: int = Field(128, ge=8, le=2048, description="A multiple of num_heads.")
     learning_rate: float = Field(2e-3, gt=0, le=0.1)
     dropout: float = Field(0.0, ge=0, lt=1)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
     sample_every: int = Field(
         250, ge=1, le=1_000_000, description="Steps between validation and a text sample."
     )
-    checkpoint_every: int = Field(250, ge=1, le=1_000_000)
     sample_prompt: str = Field("The ", max_length=64)
 
     @model_validator(mode="after")
@@ -127,3 +137,15 @@ KINDS: dict[str, KindSpec] = {
         ),
     )
 }
+
+
+def load_kind_plugins(names: str) -> None:
+    """Add the kinds named by ``module:ATTRIBUTE`` (comma-separated ``KindSpec`` objects,
+    the ``kind_plugins`` setting) to the table. The API and every worker call this at start,
+    so both validate and dispatch the same kinds."""
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        module_name, _, attribute = name.partition(":")
+        spec = getattr(importlib.import_module(module_name), attribute or "KIND")
+        if not isinstance(spec, KindSpec):
+            raise TypeError(f"kind plugin {name!r} is a {type(spec).__name__}, not a KindSpec")
+        KINDS[spec.name] = spec

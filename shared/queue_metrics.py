@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import cast
 
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from atelier.shared.job_records import decode
-from atelier.shared.jobs import JobType
+from atelier.shared.jobs import JobStore, JobType
 from atelier.shared.queue import queue_length
-from atelier.shared.redis_keys import KEYS
 from atelier.shared.settings import Settings
 
 
@@ -25,6 +21,7 @@ class QueueDepthCollector(Collector):
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._redis = client
+        self._jobs = JobStore(client)
         self._queues = {
             JobType.TRAIN: settings.train_queue,
             JobType.GENERATE: settings.generate_queue,
@@ -36,7 +33,7 @@ class QueueDepthCollector(Collector):
             "Jobs per queue: waiting for a worker, or running.",
             labels=["queue", "state"],
         )
-        running = self._running_by_type()
+        running = self._jobs.running_by_type()
         for job_type, queue in self._queues.items():
             family.add_metric([queue, "waiting"], queue_length(self._redis, queue))
             family.add_metric([queue, "running"], running.get(job_type, 0))
@@ -46,17 +43,5 @@ class QueueDepthCollector(Collector):
             "Running jobs whose worker stopped renewing the lease and that no reaper has "
             "requeued yet (should be 0 within seconds).",
         )
-        expired.add_metric([], float(self._redis.zcount(KEYS.running, "-inf", time.time())))
+        expired.add_metric([], float(self._jobs.expired_lease_count()))
         yield expired
-
-    def _running_by_type(self) -> dict[JobType, int]:
-        ids = cast(list[bytes], self._redis.zrange(KEYS.running, 0, -1))
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(KEYS.job(job_id.decode()))
-        counts: dict[JobType, int] = {}
-        for raw in pipe.execute():
-            if raw:
-                job_type = decode(raw).type
-                counts[job_type] = counts.get(job_type, 0) + 1
-        return counts

@@ -11,11 +11,13 @@ import redis
 from atelier.shared.errors import Conflict
 from atelier.shared.jobs import (
     ALLOWED_TRANSITIONS,
+    JobErrorInfo,
     JobStatus,
     JobStore,
     JobType,
     OutputRef,
     Progress,
+    RetryPolicy,
 )
 
 
@@ -136,7 +138,9 @@ def test_api_key_cache_saves_the_round_trip_and_expires(redis_client: redis.Redi
     assert uncached.lookup(other) is None
 
 
-def test_queued_index_follows_the_state_machine(store: JobStore) -> None:
+def test_queued_index_follows_the_state_machine(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
     def overdue(job_type: JobType = JobType.TRAIN) -> list[str]:
         return store.overdue_queued(job_type, time.time() + 3600)
 
@@ -145,7 +149,9 @@ def test_queued_index_follows_the_state_machine(store: JobStore) -> None:
     assert overdue() == [first.id] and overdue(JobType.GENERATE) == [second.id]
     assert store.claim(first.id, "w1", 30) is not None
     assert overdue() == []
-    store.requeue(first.id, error=None, failure=False, expected_worker="w1", delay_seconds=60)
+    patient = JobStore(redis_client, retry=RetryPolicy(backoff_seconds=60))
+    lost = JobErrorInfo(type="WorkerLost", message="gone")
+    assert patient.attempt_failed(first.id, lost, expected_worker="w1") is not None
     assert store.overdue_queued(JobType.TRAIN, time.time()) == []  # due in a minute
     assert overdue() == [first.id]
     store.request_cancel(first.id)
@@ -177,3 +183,48 @@ def test_reaper_resends_a_lost_message_only_when_its_queue_is_empty(
     assert store.claim(lost.id, "w1", 30) is not None  # the resent message arrived
     assert sweep(waiting=0) == 0 and len(sent) == 1
     assert REAPER_ACTIONS.labels("resent")._value.get() == resent_before + 1
+
+
+def test_one_retry_policy_for_runner_and_reaper(redis_client: redis.Redis) -> None:
+    """attempt_failed counts the failure, requeues with the policy's doubling backoff, and
+    fails the job with the last error once max_attempts failures are reached."""
+    from atelier.shared.settings import Settings
+    from atelier.workers.reaper import reap_once
+
+    policy = RetryPolicy(max_attempts=3, backoff_seconds=10, max_delay_seconds=15)
+    store = JobStore(redis_client, retry=policy)
+    job = store.create("alice", JobType.TRAIN, "dcgan", {})
+    flaky = JobErrorInfo(type="StorageUnavailable", message="storage away")
+
+    assert store.claim(job.id, "w1", 30) is not None
+    assert store.attempt_failed(job.id, flaky, expected_worker="w2") is None  # not w2's
+    before = time.time()
+    first = store.attempt_failed(job.id, flaky, expected_worker="w1")
+    assert first is not None and first.status is JobStatus.QUEUED and first.failures == 1
+    assert first.error == flaky and first.worker is None
+    due = redis_client.zscore("atelier:requeued", job.id)
+    assert due is not None and before + 10 <= due <= time.time() + 10  # the first backoff
+
+    # The second attempt's worker dies: the reaper applies the same policy.
+    redis_client.zadd("atelier:requeued", {job.id: 0})
+    assert store.claim(job.id, "w2", -1) is not None  # a lease already run out
+    report = reap_once(store, Settings(), lambda _id, _type: None)
+    assert report.requeued == 1
+    second = store.get(job.id)
+    assert second is not None and second.failures == 2 and second.error is not None
+    assert second.error.type == "WorkerLost" and "w2" in second.error.message
+    due = redis_client.zscore("atelier:requeued", job.id)
+    assert due is not None and due >= time.time() + 14  # doubled, capped at 15 s
+
+    redis_client.zadd("atelier:requeued", {job.id: 0})
+    assert store.claim(job.id, "w3", 30) is not None
+    last = store.attempt_failed(job.id, flaky, expected_worker="w3")
+    assert last is not None and last.status is JobStatus.FAILED and last.failures == 3
+    assert last.error is not None and last.error.type == "StorageUnavailable"
+    assert last.error.message == "gave up after 3 failed attempts: storage away"
+    for index in ("running", "requeued", "queued:train", "start-deadlines"):
+        assert redis_client.zscore(f"atelier:{index}", job.id) is None
+
+
+def test_cancel_of_a_missing_job_is_none(store: JobStore) -> None:
+    assert store.request_cancel("job_missing") is None

@@ -15,12 +15,11 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
-from atelier.shared.jobs import JobStore, JobType
-from atelier.shared.kinds import KINDS
+from atelier.shared.jobs import JobStore, JobType, RetryPolicy
+from atelier.shared.kinds import KINDS, load_kind_plugins
 from atelier.shared.logs import configure_logging
 from atelier.shared.queue import enqueue, make_celery, queue_for, queue_length
 from atelier.shared.redis_client import connect
-from atelier.shared.redis_keys import KEYS
 from atelier.shared.settings import Settings
 from atelier.workers.metrics import preinitialise, serve
 from atelier.workers.reaper import ReaperThread
@@ -30,6 +29,7 @@ settings = Settings.from_env()
 configure_logging(settings)
 app = make_celery(settings)
 register_tasks(app, settings)
+load_kind_plugins(settings.kind_plugins)
 DRAIN_FLAG_SECONDS = 600
 
 
@@ -39,10 +39,11 @@ def _send(job_id: str, job_type: str) -> None:
 
 @worker_ready.connect
 def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
-    jobs = JobStore(connect(settings.redis_url))
+    client = connect(settings.redis_url)
+    jobs = JobStore(client, retry=RetryPolicy.from_settings(settings))
 
     def waiting(job_type: str) -> int:
-        return queue_length(jobs.redis, queue_for(settings, JobType(job_type)))
+        return queue_length(client, queue_for(settings, JobType(job_type)))
 
     ReaperThread(jobs, settings, _send, waiting).start()
     preinitialise(list(KINDS), [t.value for t in JobType])
@@ -52,7 +53,7 @@ def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
 @worker_shutting_down.connect
 def flag_draining(sender: Any = None, **_: Any) -> None:
     node = str(sender)
-    connect(settings.redis_url).set(KEYS.draining(node), "1", ex=DRAIN_FLAG_SECONDS)
+    JobStore(connect(settings.redis_url)).mark_draining(node, DRAIN_FLAG_SECONDS)
     logging.getLogger(__name__).info("%s draining: running jobs checkpoint and requeue", node)
 
 

@@ -11,7 +11,8 @@ from enum import Enum
 from atelier.shared.datasets import DatasetStore
 from atelier.shared.errors import DeadlineExceeded, JobCanceled, JobPreempted, LeaseLost
 from atelier.shared.job_logs import JobLogs, job_logger
-from atelier.shared.jobs import CheckpointRef, Job, JobStore, OutputRef, Progress
+from atelier.shared.jobs import CheckpointRef, Job, JobStore, JobType, OutputRef, Progress
+from atelier.shared.models import ModelStore
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, ObjectStore
 from atelier.workers.uploads import Uploader
@@ -65,18 +66,22 @@ class JobContext:
         jobs: JobStore,
         objects: ObjectStore,
         logs: JobLogs,
-        node: str | None = None,
-        datasets: DatasetStore | None = None,
+        node: str | None,
+        *,
+        datasets: DatasetStore,
         upload_pool: ThreadPoolExecutor | None = None,
     ) -> None:
         self.job = job
-        self.datasets = datasets or DatasetStore(jobs.redis)
+        self.datasets = datasets
         self.settings = settings
         self.objects = objects
         self.jobs = jobs
         self.node = node
-        self.model_id = job.model_id or ""
-        """Id the model of a training job will have (chosen before training starts)."""
+        self.model_id = ModelStore.new_id() if job.type is JobType.TRAIN else ""
+        """Id the model of a training job will have (chosen before training starts, so its
+        weights are stored under their final key)."""
+        self.outputs_added: list[OutputRef] = []
+        """Outputs this attempt appended to the running job (sample grids, texts)."""
         self.log = job_logger(logs, job.id)
         self.uploader = Uploader(
             objects,
@@ -122,6 +127,7 @@ class JobContext:
 
     def add_output(self, ref: OutputRef) -> None:
         self.jobs.add_outputs(self.job.id, [ref])
+        self.outputs_added.append(ref)
 
     def record_checkpoint(self, ref: OutputRef, step: int) -> None:
         """Point the job at a checkpoint once it is fully stored."""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from atelier.shared.errors import WorkerLost
 from atelier.shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType
 from atelier.shared.settings import Settings
 from atelier.workers.metrics import REAPER_ACTIONS
@@ -43,7 +44,7 @@ def reap_once(
     check)."""
     report = ReapReport()
     for job_id in jobs.expired_leases():
-        _recover(jobs, settings, job_id, report)
+        _recover(jobs, job_id, report)
     for job_id in jobs.missed_start_deadlines():
         job = jobs.get(job_id)
         if job is None or job.status is not JobStatus.QUEUED:
@@ -97,36 +98,26 @@ def _resend_lost(
             )
 
 
-def _recover(jobs: JobStore, settings: Settings, job_id: str, report: ReapReport) -> None:
+def _recover(jobs: JobStore, job_id: str, report: ReapReport) -> None:
+    """A lease ran out: the attempt failed by a lost worker (the store's retry policy says
+    whether the job is queued again or has used up its attempts)."""
     job = jobs.get(job_id)
     if job is None or job.status is not JobStatus.RUNNING:
         jobs.forget_lease(job_id)
         return
-    failures = job.failures + 1
-    what = (
+    lost = WorkerLost(
         f"worker {job.worker} stopped renewing its lease during attempt {job.attempt} "
         "(killed, out of memory, or cut off)"
     )
-    if failures >= settings.max_attempts:
-        error = JobErrorInfo(
-            type="WorkerLost",
-            message=f"gave up after {failures} failed attempts (max_attempts="
-            f"{settings.max_attempts}); last: {what}",
-        )
-        if jobs.finish(
-            job_id, JobStatus.FAILED, error=error, expected_worker=job.worker, quiet=True
-        ):
-            report.failed += 1
-            log.warning("%s failed: %s", job_id, error.message)
+    error = JobErrorInfo(type=type(lost).__name__, message=str(lost))
+    after = jobs.attempt_failed(job_id, error, expected_worker=job.worker)
+    if after is None:
         return
-    if jobs.requeue(
-        job_id,
-        error=JobErrorInfo(type="WorkerLost", message=what),
-        failure=True,
-        expected_worker=job.worker,
-    ):
+    if after.status is JobStatus.FAILED:
+        report.failed += 1
+    else:
         report.requeued += 1
-        log.warning("%s requeued: %s", job_id, what)
+    log.warning("%s %s: %s", job_id, after.status.value, (after.error or error).message)
 
 
 class ReaperThread(threading.Thread):

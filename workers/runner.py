@@ -14,6 +14,7 @@ from typing import Any
 import botocore.exceptions
 import redis
 
+from atelier.shared.datasets import DatasetStore
 from atelier.shared.errors import (
     JobCanceled,
     JobPreempted,
@@ -22,8 +23,8 @@ from atelier.shared.errors import (
     TransientJobError,
 )
 from atelier.shared.job_logs import JobLogs
-from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType
-from atelier.shared.kinds import KINDS
+from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
+from atelier.shared.kinds import KINDS, load_kind_plugins
 from atelier.shared.logs import JOB_ID, OWNER
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.redis_client import connect
@@ -43,7 +44,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.ConnectionError,
     botocore.exceptions.HTTPClientError,
 )
-MAX_RETRY_DELAY_SECONDS = 60.0
 
 
 class JobRunner:
@@ -52,8 +52,10 @@ class JobRunner:
     def __init__(self, settings: Settings, objects: ObjectStore | None = None) -> None:
         self.settings = settings
         client = connect(settings.redis_url)
-        self.jobs = JobStore(client)
+        load_kind_plugins(settings.kind_plugins)
+        self.jobs = JobStore(client, retry=RetryPolicy.from_settings(settings))
         self.models = ModelStore(client)
+        self.datasets = DatasetStore(client)
         self.logs = JobLogs(client, settings.job_log_lines)
         self.objects = objects or make_object_store(settings)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -96,6 +98,7 @@ class JobRunner:
             self.objects,
             self.logs,
             node,
+            datasets=self.datasets,
             upload_pool=self._upload_pool,
         )
         ctx.log.info("attempt %d of %s %s on %s", job.attempt, job.type, job.kind, self.worker_name)
@@ -124,36 +127,24 @@ class JobRunner:
             return self._finish(job, JobStatus.CANCELED)
         except JobPreempted as exc:
             ctx.log.info("requeued: %s", exc)
-            self.jobs.requeue(job.id, error=None, failure=False, expected_worker=self.worker_name)
+            self.jobs.requeue(job.id, expected_worker=self.worker_name)
             return JobStatus.QUEUED
         except LeaseLost as exc:
             ctx.log.warning("stopped, another worker owns the job now: %s", exc)
             return None
         except TRANSIENT_ERRORS as exc:
             ctx.log.warning("transient failure: %s: %s", type(exc).__name__, exc)
-            return self._retry_or_fail(job, exc)
+            after = self.jobs.attempt_failed(
+                job.id, _error_info(exc), expected_worker=self.worker_name
+            )
+            if after is not None and after.status.is_terminal():
+                self._finished = after
+            return after.status if after is not None else None
         except Exception as exc:
             ctx.log.exception("failed")
             kind = "permanent" if isinstance(exc, PermanentJobError) else "unexpected"
             log.info("%s: %s error %s", job.id, kind, type(exc).__name__)
             return self._finish(job, JobStatus.FAILED, error=_error_info(exc))
-
-    def _retry_or_fail(self, job: Job, exc: BaseException) -> JobStatus | None:
-        failures = job.failures + 1
-        if failures >= self.settings.max_attempts:
-            error = _error_info(exc, f"gave up after {failures} failed attempts: ")
-            return self._finish(job, JobStatus.FAILED, error=error)
-        delay = min(
-            self.settings.retry_backoff_seconds * 2 ** (failures - 1), MAX_RETRY_DELAY_SECONDS
-        )
-        self.jobs.requeue(
-            job.id,
-            error=_error_info(exc),
-            failure=True,
-            expected_worker=self.worker_name,
-            delay_seconds=delay,
-        )
-        return JobStatus.QUEUED
 
     def _finish(self, job: Job, status: JobStatus, **fields: Any) -> JobStatus | None:
         done = self.jobs.finish(
@@ -168,7 +159,6 @@ class JobRunner:
     def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus | None:
         plugin = self.kind(job.kind)
         if job.type is JobType.TRAIN:
-            ctx.model_id = ModelStore.new_id()
             result = plugin.train(job.params, ctx)
             model = self.models.save(
                 ModelRecord(

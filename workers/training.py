@@ -1,20 +1,156 @@
-"""The step-boundary hooks every kind's training shares: progress, samples, checkpoints,
-and cooperative stopping (cancel, drain, deadline, lost lease)."""
+"""The one training loop every kind shares.
+
+``run_training`` owns what is the same for every kind: the seed, resuming from the job's
+newest checkpoint, ``fit`` with the step hooks (progress, samples, checkpoints, cooperative
+stopping on cancel, drain, deadline or a lost lease), the final samples, the weights upload
+and the collection of the samples into the model record. A kind supplies a ``Trainer``:
+its data, its model, what a checkpoint and the weights hold, and what a sample shows.
+"""
 
 from __future__ import annotations
 
 import bisect
 import functools
 import threading
-from collections.abc import Callable
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import keras
 
 from atelier.shared.jobs import OutputRef
+from atelier.shared.kinds import TrainParams
 from atelier.shared.storage import ObjectLayout
+from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
 from atelier.workers.context import JobContext, StopReason
+from atelier.workers.kinds.base import TrainResult
 from atelier.workers.metrics import TRAINING_STEPS
+
+Groups = dict[str, Sequence[Any]]
+"""Named lists of variables, as a checkpoint stores them (``workers.checkpoints``)."""
+P = TypeVar("P", bound=TrainParams)
+
+
+@dataclass
+class Sample:
+    """What a kind shows of its model at a step: one object, plus measurements taken
+    with it (e.g. validation loss) that join the step's metrics."""
+
+    data: bytes
+    extension: str
+    content_type: str
+    text: str | None = None
+    """Shown inline in the job (small texts)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer(ABC, Generic[P]):
+    """A kind's part of a training run. ``build`` runs after the seed is set; the others
+    may be called at any step."""
+
+    def __init__(self, params: P, ctx: JobContext) -> None:
+        self.params = params
+        self.ctx = ctx
+
+    @abstractmethod
+    def build(self) -> keras.Model:
+        """Load the data, build and compile the model."""
+
+    @abstractmethod
+    def batches(self, start_step: int) -> Iterable[Any]:
+        """Endless training batches; a resumed run (``start_step`` > 0) sees a new order."""
+
+    @abstractmethod
+    def state(self) -> Groups:
+        """Everything a checkpoint holds: weights and optimizer state."""
+
+    @abstractmethod
+    def build_optimizers(self) -> None:
+        """Create the optimizers' variables, so a checkpoint can be restored into them."""
+
+    @abstractmethod
+    def weights(self) -> Groups:
+        """What generation needs: the model's weights file."""
+
+    @abstractmethod
+    def sample(self, step: int) -> Sample:
+        """What the model makes at ``step`` (a grid, a text), written as an output."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """The model's configuration, kept in its record to rebuild it for generation."""
+
+    def describe(self) -> str:
+        """Names the run in the job's log."""
+        return f"{self.config()} on {self.params.dataset}"
+
+
+def run_training(trainer: Trainer[Any], ctx: JobContext) -> TrainResult:
+    params = trainer.params
+    keras.utils.set_random_seed(params.seed)
+    model = trainer.build()
+    start_step = _resume(trainer, ctx)
+    hooks = StepHooks(
+        ctx,
+        total_steps=params.steps,
+        start_step=start_step,
+        sample_every=params.sample_every,
+        checkpoint_every=params.checkpoint_every,
+        checkpoint=lambda step: encode_checkpoint(trainer.state(), step),
+        samples=lambda step: _write_sample(trainer, hooks, step),
+    )
+    ctx.log.info("training %s, steps %d..%d", trainer.describe(), start_step + 1, params.steps)
+    if start_step < params.steps:
+        model.fit(
+            trainer.batches(start_step),
+            steps_per_epoch=params.steps - start_step,
+            epochs=1,
+            verbose=0,
+            callbacks=[hooks],
+        )
+    hooks.finish_or_stop()
+    if hooks.last_sample_step != params.steps:
+        hooks.write_samples(params.steps)
+    weights_key = ObjectLayout.model_weights(ctx.job.owner, ctx.model_id)
+    weights = encode_checkpoint(trainer.weights(), params.steps)
+    ctx.uploader.put("weights", weights_key, weights, "application/zip")
+    ctx.uploader.wait()  # also every sample's upload, so outputs_added is complete
+    # Samples of earlier attempts are in the claimed record; this attempt's were added.
+    samples = [o for o in [*ctx.job.outputs, *ctx.outputs_added] if o.name.startswith("samples/")]
+    return TrainResult(
+        config=trainer.config(),
+        weights_key=weights_key,
+        samples=sorted(samples, key=lambda ref: ref.name),
+        metrics=hooks.latest,
+        dataset=params.dataset,
+        steps=params.steps,
+    )
+
+
+def _resume(trainer: Trainer[Any], ctx: JobContext) -> int:
+    """Load the job's newest checkpoint, if it has one; returns the step to continue from."""
+    checkpoint = ctx.job.checkpoint
+    if checkpoint is None:
+        return 0
+    trainer.build_optimizers()
+    step = restore_checkpoint(trainer.state(), ctx.objects.get_bytes(checkpoint.key))
+    ctx.log.info("resuming from the checkpoint at step %d (attempt %d)", step, ctx.job.attempt)
+    return step
+
+
+def _write_sample(trainer: Trainer[Any], hooks: StepHooks, step: int) -> None:
+    sample = trainer.sample(step)
+    hooks.latest.update(sample.metrics)
+    ctx, job = trainer.ctx, trainer.ctx.job
+    text = sample.text
+    ctx.uploader.put_best_effort(
+        f"samples/step-{step:07d}.{sample.extension}",
+        ObjectLayout.sample(job.owner, job.id, step, sample.extension),
+        sample.data,
+        sample.content_type,
+        on_stored=lambda ref: ctx.add_output(ref.model_copy(update={"text": text})),
+    )
 
 
 class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]

@@ -1,71 +1,82 @@
-"""DCGAN specifics of a training run: what a checkpoint holds, what a sample grid shows."""
+"""The DCGAN's part of a training run (``workers.training`` runs the loop): image batches,
+what a checkpoint holds, what a sample grid shows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from atelier.shared.images import encode_png, grid, to_uint8
 from atelier.shared.kinds import DcganTrainParams
-from atelier.shared.storage import ObjectLayout
-from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
-from atelier.workers.context import JobContext
-from atelier.workers.kinds.dcgan_model import DCGAN, generate_images
-from atelier.workers.training import StepHooks
+from atelier.workers.datasets import load_images
+from atelier.workers.kinds.dcgan_model import DCGAN, DcganConfig, generate_images
+from atelier.workers.training import Groups, Sample, Trainer
 
 SAMPLE_GRID_SIZE = 64  # an 8x8 grid, from noise fixed for the whole run
 
 
-def _groups(gan: DCGAN) -> dict[str, Sequence[Any]]:
-    """G and D (with batch-norm statistics) and both optimizers' state."""
-    return {
-        "g": gan.generator.weights,
-        "d": gan.discriminator.weights,
-        "g_opt": gan.g_optimizer.variables,
-        "d_opt": gan.d_optimizer.variables,
-    }
+class DcganTrainer(Trainer[DcganTrainParams]):
+    gan: DCGAN
+    images: np.ndarray
 
+    def build(self) -> keras.Model:
+        p, ctx = self.params, self.ctx
+        self.images = load_images(p.dataset, ctx.job.owner, ctx.datasets, ctx.objects)
+        config = DcganConfig(
+            image_size=self.images.shape[1],
+            channels=self.images.shape[3],
+            latent_dim=p.latent_dim,
+            base_filters=p.base_filters,
+        )
+        self.gan = DCGAN(config)
+        self.gan.compile(
+            d_optimizer=keras.optimizers.Adam(p.discriminator_lr, beta_1=p.beta_1),
+            g_optimizer=keras.optimizers.Adam(p.generator_lr, beta_1=p.beta_1),
+        )
+        self._noise = (
+            np.random.default_rng(p.seed + 1)
+            .standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
+            .astype(np.float32)
+        )
+        return self.gan
 
-def resume(gan: DCGAN, ctx: JobContext) -> int:
-    """Load the job's newest checkpoint, if it has one; returns the step to continue from."""
-    checkpoint = ctx.job.checkpoint
-    if checkpoint is None:
-        return 0
-    gan.g_optimizer.build(gan.generator.trainable_variables)
-    gan.d_optimizer.build(gan.discriminator.trainable_variables)
-    step = restore_checkpoint(_groups(gan), ctx.objects.get_bytes(checkpoint.key))
-    ctx.log.info("resuming from the checkpoint at step %d (attempt %d)", step, ctx.job.attempt)
-    return step
-
-
-def training_hooks(
-    gan: DCGAN, params: DcganTrainParams, ctx: JobContext, start_step: int
-) -> StepHooks:
-    noise = (
-        np.random.default_rng(params.seed + 1)
-        .standard_normal((SAMPLE_GRID_SIZE, gan.config.latent_dim))
-        .astype(np.float32)
-    )
-
-    def samples(step: int) -> None:
-        pixels = to_uint8(generate_images(gan.generator, noise))
-        job = ctx.job
-        ctx.uploader.put_best_effort(
-            f"samples/step-{step:07d}.png",
-            ObjectLayout.sample(job.owner, job.id, step),
-            encode_png(grid(pixels)),
-            "image/png",
-            on_stored=ctx.add_output,
+    def batches(self, start_step: int) -> tf.data.Dataset:
+        p = self.params
+        return (
+            tf.data.Dataset.from_tensor_slices(self.images)
+            # A resumed run sees a different data order, not a replay of the first.
+            .shuffle(len(self.images), seed=p.seed + start_step, reshuffle_each_iteration=True)
+            .repeat()
+            .batch(p.batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
         )
 
-    return StepHooks(
-        ctx,
-        total_steps=params.steps,
-        start_step=start_step,
-        sample_every=params.sample_every,
-        checkpoint_every=params.checkpoint_every,
-        checkpoint=lambda step: encode_checkpoint(_groups(gan), step),
-        samples=samples,
-    )
+    def state(self) -> Groups:
+        """G and D (with batch-norm statistics) and both optimizers' state."""
+        gan = self.gan
+        return {
+            "g": gan.generator.weights,
+            "d": gan.discriminator.weights,
+            "g_opt": gan.g_optimizer.variables,
+            "d_opt": gan.d_optimizer.variables,
+        }
+
+    def build_optimizers(self) -> None:
+        self.gan.g_optimizer.build(self.gan.generator.trainable_variables)
+        self.gan.d_optimizer.build(self.gan.discriminator.trainable_variables)
+
+    def weights(self) -> Groups:
+        return {"g": self.gan.generator.weights}
+
+    def sample(self, step: int) -> Sample:
+        pixels = to_uint8(generate_images(self.gan.generator, self._noise))
+        return Sample(encode_png(grid(pixels)), "png", "image/png")
+
+    def config(self) -> dict[str, Any]:
+        return self.gan.config.to_dict()
+
+    def describe(self) -> str:
+        return f"{self.gan.config} on {self.params.dataset} ({len(self.images)} images)"
