@@ -22,6 +22,7 @@ from atelier.shared.auth import ApiKeyStore
 from atelier.shared.settings import Settings
 
 IN_CI = os.environ.get("CI") == "true"
+TOY_KIND = "tests.toy_kind:KIND"
 
 # Redis databases: each stack gets its own, unit tests share the last one (flushed per test).
 STACK_DBS = {"local": 1, "s3": 2}
@@ -93,6 +94,8 @@ def _start_stack(
         {},
         data_dir=directory,
         log_level="INFO",
+        # The test-only third kind (tests/toy_kind.py), loaded by the API and the workers.
+        kind_plugins=TOY_KIND,
         # Fast cooperative cancel and progress for tests; defaults are the same order.
         progress_interval_seconds=0.2,
         cancel_check_interval_seconds=0.2,

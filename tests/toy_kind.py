@@ -30,5 +30,5 @@ KIND = KindSpec(
     train_params=ToyTrainParams,
     generate_params=ToyGenerateParams,
     implementation="tests.toy_kind_plugin:ToyKind",
-    modality="text",
+    modality="image",
 )
