@@ -37,6 +37,7 @@ class Progress(TypedDict):
     fraction: float
     eta_seconds: float | None
     metrics: dict[str, float]
+    updated_at: str | None
 
 
 class Output(TypedDict):
@@ -110,7 +111,7 @@ def epoch_seconds(stamp: str) -> float:
 def retry_after_seconds(value: str | None, attempt: int, cap: float) -> float:
     """The wait a ``Retry-After`` header asks for (delta seconds or an HTTP date); without
     one, 0.5 s doubling per attempt. Never negative, never above ``cap``."""
-    wait = 0.5 * 2**attempt
+    wait = 0.5 * 2.0**attempt
     if value:
         try:
             wait = float(value)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from atelier.cli.processes import free_port
 from atelier.cli.stack import EmbeddedStack
-from atelier.client import Client
+from atelier.client import Client, Job, Json, epoch_seconds
+from atelier.shared.models import ModelRecord, ModelStore
+from atelier.shared.redis_client import connect
 from atelier.shared.settings import Settings
+from atelier.shared.storage import make_object_store
+
+TINY_DCGAN = {"steps": 20, "batch_size": 16, "base_filters": 32, "latent_dim": 64}
+"""A dcgan that trains in seconds: the benchmarks that generate need a model, not a good one."""
 
 
 @dataclass
@@ -52,3 +59,38 @@ def stack(
             yield running, Client(settings.api_url, running.api_key, timeout=120)
         finally:
             running.stop()
+
+
+def timed(action: Callable[[], object]) -> float:
+    """Seconds ``action`` takes."""
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def succeeded(job: Job) -> Job:
+    """``job``, which must have succeeded."""
+    assert job["status"] == "succeeded", job["error"]
+    return job
+
+
+def train_dcgan(client: Client, params: Json | None = None) -> str:
+    """Train a dcgan (tiny by default) and wait: the new model's id."""
+    job = client.submit("train", "dcgan", params or TINY_DCGAN)
+    model_id = succeeded(client.wait(job["id"], timeout=600))["model_id"]
+    assert model_id is not None
+    return model_id
+
+
+def model_weights(settings: Settings, model_id: str) -> tuple[ModelRecord, bytes]:
+    """A stored model's record and its weights file."""
+    record = ModelStore(connect(settings.redis_url)).get(model_id)
+    assert record is not None, model_id
+    return record, make_object_store(settings).get_bytes(record.weights_key)
+
+
+def seconds_between(began: str | None, ended: str | None) -> float:
+    """Seconds from one of a job's timestamps (ISO 8601, from the server) to another;
+    both must be set."""
+    assert began is not None and ended is not None, (began, ended)
+    return epoch_seconds(ended) - epoch_seconds(began)

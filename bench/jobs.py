@@ -6,11 +6,23 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
+import redis
 import requests
 
-from atelier.client import Client, epoch_seconds
-from bench.common import Result, median, percentile, stack
+from atelier.client import Client, Job, epoch_seconds
+from atelier.shared.models import ModelRecord, ModelStore
+from bench.common import (
+    Result,
+    median,
+    percentile,
+    seconds_between,
+    stack,
+    succeeded,
+    timed,
+    train_dcgan,
+)
 
 BATCH, FILTERS, LATENT = 64, 32, 64
 TRAIN = {"dataset": "digits", "batch_size": BATCH, "base_filters": FILTERS, "latent_dim": LATENT}
@@ -52,14 +64,12 @@ def _job_steps_per_second(client: Client, steps: int) -> float:
     )
     seen: list[tuple[float, int]] = []
 
-    def record(current: dict[str, object]) -> None:
+    def record(current: Job) -> None:
         progress = current["progress"]
-        assert isinstance(progress, dict)
         if progress["updated_at"] and progress["step"]:
-            seen.append((epoch_seconds(str(progress["updated_at"])), int(progress["step"])))
+            seen.append((epoch_seconds(progress["updated_at"]), progress["step"]))
 
-    done = client.wait(job["id"], on_update=record, poll_seconds=0.2, timeout=1800)
-    assert done["status"] == "succeeded", done["error"]
+    succeeded(client.wait(job["id"], on_update=record, poll_seconds=0.2, timeout=1800))
     # Steady state: from a fifth of the way in to the end (TF start-up excluded, as in
     # the baseline).
     window = [(t, s) for t, s in seen if s >= steps // 5]
@@ -78,84 +88,23 @@ def scale(size: str) -> list[Result]:
     """List and submit latency with many queued jobs against an (almost) empty system, and
     Redis memory per queued job. No workers run, so every job stays queued."""
     count = 2000 if size == "quick" else 10_000
-    body: dict[str, object] = {"type": "generate", "kind": "dcgan"}
     with stack(()) as (running, client):
         assert running.settings is not None
-        import redis as redis_lib
-
-        r = redis_lib.Redis.from_url(running.settings.redis_url)
-        session = client.http
-        url = running.settings.api_url
-        # A model to name, so submits are valid: the scale is in jobs, not models.
-        from atelier.shared.models import ModelRecord, ModelStore
-
-        model = ModelStore(r).save(
-            ModelRecord(
-                id="model_bench",
-                owner="local",
-                kind="dcgan",
-                config={},
-                weights_key="w",
-                source_job_id="job_x",
-                dataset="digits",
-                steps=1,
-                created_at=time.time(),
-            )
-        )
-        body["params"] = {"model_id": model.id, "n": 1}
-
-        def submit_latencies(n: int) -> list[float]:
-            out = []
-            for _ in range(n):
-                started = time.perf_counter()
-                response = session.post(f"{url}/v1/jobs", json=body, timeout=30)
-                out.append(time.perf_counter() - started)
-                assert response.status_code == 202, response.text
-            return out
-
-        def list_latencies(n: int) -> list[float]:
-            out = []
-            for _ in range(n):
-                started = time.perf_counter()
-                response = session.get(f"{url}/v1/jobs", params={"limit": 20}, timeout=30)
-                out.append(time.perf_counter() - started)
-                assert response.status_code == 200 and len(response.json()["data"]) == 20
-            return out
-
-        empty_submit = submit_latencies(50)
-        empty_list = list_latencies(100)
+        r = redis.Redis.from_url(running.settings.redis_url)
+        api = _QueuedJobs(client.http, running.settings.api_url, _bench_model(r))
+        empty_submit = api.submit_latencies(50)
+        empty_list = api.list_latencies(100)
         memory_before = int(r.info("memory")["used_memory"])
         jobs_before = int(r.zcard("atelier:owner:local:jobs"))
-        _fill(session, url, body, count)
+        api.fill(count)
         per_job = (int(r.info("memory")["used_memory"]) - memory_before) / (
             int(r.zcard("atelier:owner:local:jobs")) - jobs_before
         )
-        full_list = list_latencies(100)
-        full_submit = submit_latencies(50)
-    list_ratio = median(full_list) / median(empty_list)
-    submit_ratio = median(full_submit) / median(empty_submit)
+        full_list = api.list_latencies(100)
+        full_submit = api.submit_latencies(50)
     return [
-        Result(
-            f"list page p50 with {count} queued jobs",
-            median(full_list) * 1000,
-            median(empty_list) * 1000,
-            "70 jobs",
-            "ms",
-            list_ratio,
-            "<= 1.2",
-            list_ratio <= 1.2,
-            f"p95 {percentile(full_list, 0.95) * 1000:.1f} ms",
-        ),
-        Result(
-            f"submit p50 with {count} queued jobs",
-            median(full_submit) * 1000,
-            median(empty_submit) * 1000,
-            "20 jobs",
-            "ms",
-            submit_ratio,
-            "<= 1.2",
-            submit_ratio <= 1.2,
-        ),
+        _scale_result(f"list page p50 with {count} queued jobs", full_list, empty_list, "70 jobs"),
+        _scale_result(f"submit p50 with {count} queued jobs", full_submit, empty_submit, "20 jobs"),
         Result(
             "Redis memory per queued job",
             per_job,
@@ -169,22 +118,74 @@ def scale(size: str) -> list[Result]:
     ]
 
 
-def _fill(session: requests.Session, url: str, body: dict[str, object], count: int) -> None:
-    for _ in range(count):
-        response = session.post(f"{url}/v1/jobs", json=body, timeout=30)
+def _bench_model(r: redis.Redis) -> str:
+    """A model record to name, so submits are valid: the scale is in jobs, not models."""
+    record = ModelRecord(
+        id="model_bench",
+        owner="local",
+        kind="dcgan",
+        config={},
+        weights_key="w",
+        source_job_id="job_x",
+        dataset="digits",
+        steps=1,
+        created_at=time.time(),
+    )
+    return ModelStore(r).save(record).id
+
+
+@dataclass
+class _QueuedJobs:
+    """Raw HTTP submits and list pages against a stack with no workers."""
+
+    session: requests.Session
+    url: str
+    model_id: str
+
+    @property
+    def body(self) -> dict[str, object]:
+        return {"type": "generate", "kind": "dcgan", "params": {"model_id": self.model_id, "n": 1}}
+
+    def submit(self) -> None:
+        response = self.session.post(f"{self.url}/v1/jobs", json=self.body, timeout=30)
         assert response.status_code == 202, response.text
+
+    def list_page(self) -> None:
+        response = self.session.get(f"{self.url}/v1/jobs", params={"limit": 20}, timeout=30)
+        assert response.status_code == 200 and len(response.json()["data"]) == 20
+
+    def submit_latencies(self, n: int) -> list[float]:
+        return [timed(self.submit) for _ in range(n)]
+
+    def list_latencies(self, n: int) -> list[float]:
+        return [timed(self.list_page) for _ in range(n)]
+
+    def fill(self, count: int) -> None:
+        for _ in range(count):
+            self.submit()
+
+
+def _scale_result(name: str, full: list[float], empty: list[float], baseline: str) -> Result:
+    ratio = median(full) / median(empty)
+    return Result(
+        name,
+        median(full) * 1000,
+        median(empty) * 1000,
+        baseline,
+        "ms",
+        ratio,
+        "<= 1.2",
+        ratio <= 1.2,
+        f"p95 {percentile(full, 0.95) * 1000:.1f} ms",
+    )
 
 
 def warm_vs_cold(size: str) -> list[Result]:
     """A generate job on a model the worker has loaded, against the first on that model
     (server-side submit → finish; the worker has TensorFlow loaded for both)."""
     repeats = 3 if size == "quick" else 7
-    tiny = {"steps": 20, "batch_size": 16, "base_filters": 32, "latent_dim": 64}
     with stack() as (_, client):
-        models = [
-            client.wait(client.submit("train", "dcgan", tiny)["id"], timeout=600)["model_id"]
-            for _ in range(repeats + 1)
-        ]
+        models = [train_dcgan(client) for _ in range(repeats + 1)]
 
         def latency(model_id: str) -> float:
             job = client.wait(
@@ -192,8 +193,7 @@ def warm_vs_cold(size: str) -> list[Result]:
                 poll_seconds=0.02,
                 timeout=120,
             )
-            assert job["status"] == "succeeded"
-            return epoch_seconds(job["finished_at"]) - epoch_seconds(job["created_at"])
+            return seconds_between(succeeded(job)["created_at"], job["finished_at"])
 
         latency(models[0])  # TensorFlow start-up, so "cold" means a cold model only
         cold = [latency(m) for m in models[1:]]

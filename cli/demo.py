@@ -11,17 +11,17 @@ import numpy as np
 from PIL import Image
 
 from atelier.cli.terminal import wait_with_bar
-from atelier.client import Client, Json
+from atelier.client import Client, Job, Json
 
 
-def run_demo(client: Client, out_dir: Path, steps: int | None) -> Json:
+def run_demo(client: Client, out_dir: Path, steps: int | None) -> Job:
     params: Json = {"dataset": "digits"}
     if steps:
         params["steps"] = steps
     train = client.submit("train", "dcgan", params)
     click.echo(f"training job {train['id']} (dcgan on digits)")
     train = wait_with_bar(client, train["id"])
-    if train["status"] != "succeeded":
+    if train["status"] != "succeeded" or train["model_id"] is None:
         raise click.ClickException(f"training ended {train['status']}: {train['error']}")
     model = client.model(train["model_id"])
     click.echo(
