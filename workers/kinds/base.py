@@ -46,10 +46,11 @@ def timing_metrics(
 class ModelKind(ABC):
     """A plug-in: ``setup`` once per process, then ``train`` and ``generate`` per job.
 
-    ``train`` calls ``ctx.report`` after each step and ``ctx.stop_reason()`` at step
-    boundaries; when it returns a reason, the kind saves what it must (a checkpoint when
-    the worker is draining) and calls ``ctx.raise_for_stop()``. A re-run of a job finds
-    its last stored checkpoint in ``ctx.job.checkpoint``.
+    A kind that trains a Keras model implements ``train`` as
+    ``run_training(MyTrainer(params, ctx), ctx)`` (``workers.training``): the shared loop
+    handles progress, samples, checkpoints, resuming and cooperative stopping. ``generate``
+    loads a trained model's weights (cached per process) and writes outputs through
+    ``ctx.uploader``.
     """
 
     name: ClassVar[str]
