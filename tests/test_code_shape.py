@@ -63,3 +63,14 @@ def test_the_allow_list_names_only_real_violators() -> None:
         ):
             stale.append(entry)
     assert stale == []
+
+
+def test_ci_lints_then_runs_the_whole_suite() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.index("./dev lint") < ci.index("./dev test")
+    assert "-m" not in ci.split("./dev test", 1)[1].splitlines()[0], "CI runs every test"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for rule in ("C90", "PLR0911", "PLR0912", "PLR0915", "TID"):
+        assert f'"{rule}"' in pyproject
+    lint = (ROOT / "dev").read_text().split("lint)", 1)[1].split(";;", 1)[0]
+    assert "ruff" in lint and "mypy" in lint and "strict = true" in pyproject
