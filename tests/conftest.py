@@ -1,11 +1,19 @@
 """Test fixtures against the real things: one redis-server and one S3 server (moto's, over
 HTTP) per session, and stacks of gunicorn + Celery worker processes built the way
-``atelier up`` builds them."""
+``atelier up`` builds them.
+
+Two tiers. The fast tier (``-m "not slow"``) runs the Flask app in this process against
+the real redis-server (``inprocess_api``), with no worker and no TensorFlow: jobs it
+submits stay queued. Every test that starts a stack, a worker or a CLI against a stack,
+or imports TensorFlow is ``slow``: tests using a stack fixture are marked here, the
+TensorFlow modules mark themselves, and a fast test that imports TensorFlow fails.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,20 +22,53 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from flask import Flask
 
+from atelier.api.app import create_app
 from atelier.cli.processes import free_port, start_redis
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import Client
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.settings import Settings
+from tests.flask_transport import session_for
 
 IN_CI = os.environ.get("CI") == "true"
 TOY_KIND = "tests.toy_kind:KIND"
 
-# Redis databases: each stack gets its own, unit tests share the last one (flushed per test).
+# Redis databases: each stack gets its own, the in-process API its own (flushed per test),
+# unit tests share the last one (flushed per test).
 STACK_DBS = {"local": 1, "s3": 2}
+INPROCESS_DB = 3
 UNIT_DB = 9
 UPLOAD_LIMITS = {"bytes": 4 << 20, "files": 200, "uncompressed": 32 << 20, "pixels": 2000 * 2000}
+# Fixtures that start gunicorn and Celery workers: a test using one is slow.
+STACK_FIXTURES = frozenset({"local_stack", "s3_stack", "stack", "rel"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a stack ``slow`` before ``-m`` selects (tryfirst)."""
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    yield from _fast_tests_stay_off_tensorflow(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    yield from _fast_tests_stay_off_tensorflow(item)
+
+
+def _fast_tests_stay_off_tensorflow(item: pytest.Item) -> Iterator[None]:
+    """The fast tier's promise, checked: a test not marked slow must not load TensorFlow."""
+    loaded_before = "tensorflow" in sys.modules
+    yield
+    if not loaded_before and "tensorflow" in sys.modules and not item.get_closest_marker("slow"):
+        pytest.fail(f"{item.nodeid} imported TensorFlow: mark it slow", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +86,68 @@ def redis_client(redis_base_url: str) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.flushdb()
+
+
+@dataclass
+class InProcessApi:
+    """``create_app(settings)`` in this process, on its own Redis database and a local store
+    in a temporary directory; no gunicorn, no worker. Its sessions and clients reach the
+    app through ``tests.flask_transport``, so tests use the public client and plain
+    ``requests`` calls as they would against a stack."""
+
+    app: Flask
+    settings: Settings
+    redis: redis.Redis
+    http: requests.Session
+    """A session without a key."""
+
+    def client(self, owner: str = "alice") -> Client:
+        return Client(self.settings.api_url, self.raw_key(owner), session=self.session())
+
+    def session(self) -> requests.Session:
+        return session_for(self.app, self.settings.api_url)
+
+    def url(self, path: str) -> str:
+        return self.settings.api_url + path
+
+    def raw_key(self, owner: str = "alice") -> str:
+        return ApiKeyStore(self.redis).create(owner, name="raw")
+
+
+def inprocess_settings(redis_base_url: str, directory: Path, **extra: str) -> Settings:
+    return Settings.from_env(
+        {},
+        redis_url=f"{redis_base_url}/{INPROCESS_DB}",
+        data_dir=directory,
+        local_storage_dir=directory / "objects",
+        api_url="http://atelier.test",
+        log_level="WARNING",
+        max_upload_bytes=UPLOAD_LIMITS["bytes"],
+        max_upload_files=UPLOAD_LIMITS["files"],
+        max_uncompressed_bytes=UPLOAD_LIMITS["uncompressed"],
+        max_image_pixels=UPLOAD_LIMITS["pixels"],
+        **extra,
+    )
+
+
+@pytest.fixture()
+def inprocess_api(redis_base_url: str, tmp_path: Path) -> Iterator[InProcessApi]:
+    """A fresh app on an empty database for each test (the app's Celery producer declares
+    its queues once, so the database is emptied before the app exists, never under it)."""
+    yield from inprocess_api_for(inprocess_settings(redis_base_url, tmp_path))
+
+
+def inprocess_api_for(settings: Settings) -> Iterator[InProcessApi]:
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushdb()
+    app = create_app(settings)
+    http = session_for(app, settings.api_url)
+    try:
+        yield InProcessApi(app, settings, client, http)
+    finally:
+        http.close()
+        client.flushdb()
+        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -166,6 +269,19 @@ TINY_TRAIN = {
     "batch_size": 16,
     "latent_dim": 8,
     "base_filters": 4,
+    "sample_every": 10,
+    "checkpoint_every": 10,
+}
+
+
+# A textgen model small enough to train in seconds on CPU.
+TINY_TEXT = {
+    "steps": 20,
+    "batch_size": 8,
+    "sequence_length": 64,
+    "num_layers": 1,
+    "num_heads": 2,
+    "hidden_dim": 32,
     "sample_every": 10,
     "checkpoint_every": 10,
 }

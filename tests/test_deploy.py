@@ -197,6 +197,7 @@ def test_keda_objects_scale_the_right_queues_and_never_kill_training() -> None:
     assert not any(k == "Deployment" and "train" in n for k, n in docs)
 
 
+@pytest.mark.slow  # a real worker process trains a model with TensorFlow
 def test_once_worker_exits_after_one_job(tmp_path: Path, redis_base_url: str) -> None:
     """`atelier worker --once`, as the training ScaledJob runs it: one job, then exit 0."""
     from atelier.cli.processes import ManagedProcess, child_env

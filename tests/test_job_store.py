@@ -69,6 +69,7 @@ def test_only_one_of_many_concurrent_claims_wins(store: JobStore) -> None:
 def test_cancel_queued_job_is_immediate_and_blocks_claim(store: JobStore) -> None:
     job = store.create("alice", JobType.TRAIN, "dcgan", {})
     canceled = store.request_cancel(job.id)
+    assert canceled is not None
     assert canceled.status is JobStatus.CANCELED and canceled.finished_at is not None
     assert store.claim(job.id, "w", 30) is None
 
@@ -78,6 +79,7 @@ def test_cancel_running_job_sets_flag_and_keeps_running(store: JobStore) -> None
     store.claim(job.id, "w", 30)
     assert not store.cancel_requested(job.id)
     flagged = store.request_cancel(job.id)
+    assert flagged is not None
     assert flagged.status is JobStatus.RUNNING and flagged.cancel_requested
     assert store.cancel_requested(job.id)
     store.finish(job.id, JobStatus.CANCELED)
@@ -162,11 +164,15 @@ def test_queued_index_follows_the_state_machine(
 def test_reaper_resends_a_lost_message_only_when_its_queue_is_empty(
     store: JobStore, redis_client: redis.Redis
 ) -> None:
+    from prometheus_client import REGISTRY
+
     from atelier.shared.settings import Settings
-    from atelier.workers.metrics import REAPER_ACTIONS
     from atelier.workers.reaper import reap_once
 
-    resent_before = REAPER_ACTIONS.labels("resent")._value.get()
+    def resent_total() -> float:
+        return REGISTRY.get_sample_value("atelier_reaper_actions_total", {"action": "resent"}) or 0
+
+    resent_before = resent_total()
     settings = Settings(lost_message_seconds=0.2)
     lost = store.create("alice", JobType.GENERATE, "dcgan", {})  # no message was ever sent
     sent: list[tuple[str, str]] = []
@@ -182,7 +188,7 @@ def test_reaper_resends_a_lost_message_only_when_its_queue_is_empty(
     time.sleep(0.3)
     assert store.claim(lost.id, "w1", 30) is not None  # the resent message arrived
     assert sweep(waiting=0) == 0 and len(sent) == 1
-    assert REAPER_ACTIONS.labels("resent")._value.get() == resent_before + 1
+    assert resent_total() == resent_before + 1
 
 
 def test_one_retry_policy_for_runner_and_reaper(redis_client: redis.Redis) -> None:

@@ -101,11 +101,11 @@ def test_transient_errors_stop_at_max_attempts(runner: JobRunner) -> None:
     assert done.error.message == "gave up after 3 failed attempts: outage 2"
 
 
-def test_permanent_errors_fail_at_once(runner: JobRunner) -> None:
+def test_permanent_errors_fail_at_once(runner: JobRunner, redis_client: redis.Redis) -> None:
     FlakyKind.failures[:] = [PermanentJobError("the dataset is empty")]
     job = runner.jobs.create("alice", JobType.TRAIN, "flaky", {})
     assert run_until_settled(runner, job.id) == [JobStatus.FAILED]
     done = runner.jobs.get(job.id)
     assert done is not None and done.attempt == 1 and done.error is not None
     assert (done.error.type, done.error.message) == ("PermanentJobError", "the dataset is empty")
-    assert JobStore(runner.jobs._redis).expired_leases() == []  # nothing left holding a lease
+    assert JobStore(redis_client).expired_leases() == []  # nothing left holding a lease

@@ -15,6 +15,7 @@ from atelier.shared.settings import Settings
 from tests.conftest import UNIT_DB
 
 
+@pytest.mark.slow  # starts gunicorn and a Celery worker (which fail, as they should)
 def test_a_child_that_exits_at_start_is_reported_at_once(
     redis_base_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:

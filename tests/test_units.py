@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -19,8 +21,12 @@ def test_loaded_models_evicts_least_recently_used() -> None:
     cache: LoadedModels[str] = LoadedModels(2)
     loads: list[str] = []
 
-    def loader(name: str):  # type: ignore[no-untyped-def]
-        return lambda: loads.append(name) or name.upper()
+    def loader(name: str) -> Callable[[], str]:
+        def load() -> str:
+            loads.append(name)
+            return name.upper()
+
+        return load
 
     assert cache.get_or_load("a", loader("a")) == ("A", False)
     assert cache.get_or_load("b", loader("b")) == ("B", False)
