@@ -8,6 +8,9 @@ COPY api api
 COPY workers workers
 COPY shared shared
 COPY cli cli
+# The import root: the client and the links that make the folders above atelier.*.
+COPY atelier atelier
+COPY src src
 RUN pip install ".[api]" && useradd --create-home atelier
 COPY deploy/boot.sh /boot.sh
 USER atelier
