@@ -9,6 +9,7 @@ checkerboard artefacts kernel 5 / stride 2 leaves on 28 px images.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -127,6 +128,22 @@ class DCGAN(keras.Model):  # type: ignore[misc]
 
         # This step's losses, not a running mean: progress shows where training is now.
         return {"d_loss": d_loss, "g_loss": g_loss}
+
+
+def training_state(gan: DCGAN) -> dict[str, Sequence[Any]]:
+    """What a checkpoint holds: G and D (with batch-norm statistics) and both optimizers'
+    state. ``build_optimizer_state`` first, when restoring into a fresh model."""
+    return {
+        "g": gan.generator.weights,
+        "d": gan.discriminator.weights,
+        "g_opt": gan.g_optimizer.variables,
+        "d_opt": gan.d_optimizer.variables,
+    }
+
+
+def build_optimizer_state(gan: DCGAN) -> None:
+    gan.g_optimizer.build(gan.generator.trainable_variables)
+    gan.d_optimizer.build(gan.discriminator.trainable_variables)
 
 
 class CompiledGenerator:

@@ -12,7 +12,13 @@ import tensorflow as tf
 from atelier.shared.images import encode_png, grid, to_uint8
 from atelier.shared.kinds import DcganTrainParams
 from atelier.workers.datasets import load_images
-from atelier.workers.kinds.dcgan_model import DCGAN, DcganConfig, generate_images
+from atelier.workers.kinds.dcgan_model import (
+    DCGAN,
+    DcganConfig,
+    build_optimizer_state,
+    generate_images,
+    training_state,
+)
 from atelier.workers.training import Groups, Sample, Trainer
 
 SAMPLE_GRID_SIZE = 64  # an 8x8 grid, from noise fixed for the whole run
@@ -55,18 +61,10 @@ class DcganTrainer(Trainer[DcganTrainParams]):
         )
 
     def state(self) -> Groups:
-        """G and D (with batch-norm statistics) and both optimizers' state."""
-        gan = self.gan
-        return {
-            "g": gan.generator.weights,
-            "d": gan.discriminator.weights,
-            "g_opt": gan.g_optimizer.variables,
-            "d_opt": gan.d_optimizer.variables,
-        }
+        return training_state(self.gan)
 
     def build_optimizers(self) -> None:
-        self.gan.g_optimizer.build(self.gan.generator.trainable_variables)
-        self.gan.d_optimizer.build(self.gan.discriminator.trainable_variables)
+        build_optimizer_state(self.gan)
 
     def weights(self) -> Groups:
         return {"g": self.gan.generator.weights}
