@@ -13,6 +13,8 @@ import pytest
 import requests
 from PIL import Image
 
+from atelier.shared.auth import ApiKeyStore, hash_key
+from atelier.shared.redis_keys import KEYS
 from tests.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.slow
@@ -31,6 +33,18 @@ def run(
     )
 
 
+def assert_only_the_hash_is_stored(stack: RunningStack, key: str, owner: str) -> None:
+    """The key's record sits under its SHA-256; the key itself is in no Redis key or value."""
+    record = stack.redis.get(KEYS.api_key(hash_key(key)))
+    assert record is not None and json.loads(record)["owner"] == owner
+    assert ApiKeyStore(stack.redis).lookup(key) is not None
+    raw = key.encode()
+    for name in stack.redis.scan_iter(count=1000):
+        assert raw not in name, name
+        dumped = stack.redis.dump(name)
+        assert dumped is None or raw not in dumped, name
+
+
 def test_cli_job_life(local_stack: RunningStack, tmp_path: Path) -> None:
     env = {
         "ATELIER_API_URL": local_stack.settings.api_url,
@@ -40,7 +54,7 @@ def test_cli_job_life(local_stack: RunningStack, tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     env["ATELIER_API_KEY"] = key = created.stdout.strip()
     assert key.startswith("atk_")
-    assert local_stack.redis.get(f"atelier:apikey:{key}") is None  # only the hash is stored
+    assert_only_the_hash_is_stored(local_stack, key, owner="ivan")
 
     trained = run(
         [

@@ -1,78 +1,139 @@
 """train → model → generate → download, over HTTP, through gunicorn and real Celery
-workers, with each storage backend."""
+workers, with each storage backend. One training job and one generation per backend are
+shared by the tests of this module (module-scoped fixtures); each test checks one thing."""
 
 from __future__ import annotations
 
 import io
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 
+from atelier.client import Client, Job, Model, Output
 from tests.conftest import TINY_TRAIN, RunningStack
 
 pytestmark = pytest.mark.slow
 
 
-def test_train_then_generate_then_download(stack: RunningStack) -> None:
+@dataclass
+class Trained:
+    stack: RunningStack
+    client: Client
+    submitted: Job
+    updates: list[Job]
+    """Every state ``wait`` saw while polling."""
+    job: Job
+    model: Model
+
+
+@dataclass
+class Generated:
+    first: Job
+    again: Job
+    """The same request again: same seed, and the model already loaded."""
+
+
+@pytest.fixture(scope="module")
+def trained(stack: RunningStack) -> Trained:
     client = stack.client("alice")
     submitted = client.submit("train", "dcgan", {**TINY_TRAIN, "dataset": "digits"})
-    assert submitted["status"] == "queued"
-    assert submitted["params"]["generator_lr"] > 0  # defaults are filled in and recorded
+    updates: list[Job] = []
+    job = client.wait(submitted["id"], on_update=updates.append, poll_seconds=0.1, timeout=300)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["model_id"] is not None
+    return Trained(stack, client, submitted, updates, job, client.model(job["model_id"]))
 
-    seen_running = []
-    train = client.wait(
-        submitted["id"], on_update=seen_running.append, poll_seconds=0.1, timeout=300
+
+@pytest.fixture(scope="module")
+def generated(trained: Trained) -> Generated:
+    client, params = trained.client, {"model_id": trained.model["id"], "n": 5, "seed": 3}
+    first = client.wait(
+        client.submit("generate", "dcgan", params)["id"], poll_seconds=0.1, timeout=120
     )
-    assert train["status"] == "succeeded", train["error"]
+    assert first["status"] == "succeeded", first["error"]
+    again = client.wait(
+        client.submit("generate", "dcgan", params)["id"], poll_seconds=0.1, timeout=120
+    )
+    assert again["status"] == "succeeded", again["error"]
+    return Generated(first, again)
+
+
+def output(job: Job, name: str) -> Output:
+    return next(o for o in job["outputs"] if o["name"] == name)
+
+
+def test_submit_answers_queued_with_the_defaults_filled_in(trained: Trained) -> None:
+    assert trained.submitted["status"] == "queued"
+    assert trained.submitted["params"]["generator_lr"] > 0  # defaults are filled in and recorded
+
+
+def test_training_runs_once_and_reports_progress_to_the_end(trained: Trained) -> None:
+    train = trained.job
+    assert "running" in {update["status"] for update in trained.updates}
     assert train["attempt"] == 1
     assert train["started_at"] and train["finished_at"]
     assert train["progress"]["step"] == TINY_TRAIN["steps"] == train["progress"]["total"]
     assert train["progress"]["fraction"] == 1.0
     assert {"d_loss", "g_loss"} <= set(train["progress"]["metrics"])
-    logs = "\n".join(client.logs(train["id"]))
+
+
+def test_training_logs_its_attempt_and_losses(trained: Trained) -> None:
+    logs = "\n".join(trained.client.logs(trained.job["id"]))
     assert "attempt 1 of train dcgan" in logs and "step 20/30 d_loss=" in logs
-    sample_names = sorted(o["name"] for o in train["outputs"])
+
+
+def test_training_outputs_a_sample_grid_per_sample_step(trained: Trained) -> None:
+    sample_names = sorted(o["name"] for o in trained.job["outputs"])
     assert sample_names == [f"samples/step-{s:07d}.png" for s in (10, 20, 30)]
 
-    # Checkpoints were written to the object store (steps 10 and 20; 30 is the model).
-    model = client.model(train["model_id"])
-    assert model["source_job_id"] == train["id"]
+
+def test_the_model_records_its_source_config_metrics_and_grid(trained: Trained) -> None:
+    model = trained.model
+    assert model["source_job_id"] == trained.job["id"]
     assert model["config"]["image_size"] == 28 and model["config"]["channels"] == 1
     assert set(model["metrics"]) == {"d_loss", "g_loss"}
-    grid = Image.open(io.BytesIO(client.fetch(model["sample_grid_url"])))
+    assert model["sample_grid_url"] is not None
+    grid = Image.open(io.BytesIO(trained.client.fetch(model["sample_grid_url"])))
     assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 8x8 tiles of 28 px with 2 px gutters
 
-    generate = client.submit("generate", "dcgan", {"model_id": model["id"], "n": 5, "seed": 3})
-    generate = client.wait(generate["id"], poll_seconds=0.1, timeout=120)
-    assert generate["status"] == "succeeded", generate["error"]
-    names = sorted(o["name"] for o in generate["outputs"])
+
+def test_generate_writes_pngs_of_the_dataset_size(trained: Trained, generated: Generated) -> None:
+    names = sorted(o["name"] for o in generated.first["outputs"])
     assert names == ["0000.png", "0001.png", "0002.png", "0003.png", "0004.png", "grid.png"]
-    first = next(o for o in generate["outputs"] if o["name"] == "0000.png")
-    image = Image.open(io.BytesIO(client.fetch(first["url"])))
+    first = output(generated.first, "0000.png")
+    image = Image.open(io.BytesIO(trained.client.fetch(first["url"])))
     assert image.format == "PNG" and image.size == (28, 28) and image.mode == "L"
-    if stack.name == "s3":
+
+
+def test_output_urls_suit_the_storage(trained: Trained, generated: Generated) -> None:
+    first = output(generated.first, "0000.png")
+    if trained.stack.name == "s3":
         assert "X-Amz-Signature" in first["url"]  # a presigned URL, fetched without our key
     else:
         assert "/v1/files/" in first["url"]
         assert requests.get(first["url"], timeout=10).status_code == 401
 
-    # Same seed, same images; and the worker kept the model loaded.
-    again = client.wait(
-        client.submit("generate", "dcgan", {"model_id": model["id"], "n": 5, "seed": 3})["id"],
-        poll_seconds=0.1,
-        timeout=120,
-    )
-    assert generate["metrics"]["model_cache_hit"] == 0.0
-    assert again["metrics"]["model_cache_hit"] == 1.0
-    same = next(o for o in again["outputs"] if o["name"] == "0000.png")
-    assert client.fetch(same["url"]) == client.fetch(first["url"])
 
-    # Past 64 images, one archive; or one array. The same seed gives the same pixels in
-    # every format.
-    bulk = {"model_id": model["id"], "n": 65, "seed": 3}
+def test_same_seed_same_images_and_the_model_stays_loaded(
+    trained: Trained, generated: Generated
+) -> None:
+    assert generated.first["metrics"]["model_cache_hit"] == 0.0
+    assert generated.again["metrics"]["model_cache_hit"] == 1.0
+    same = output(generated.again, "0000.png")
+    first = output(generated.first, "0000.png")
+    assert trained.client.fetch(same["url"]) == trained.client.fetch(first["url"])
+
+
+def test_past_64_images_one_archive_or_one_array_of_the_same_pixels(
+    trained: Trained, generated: Generated
+) -> None:
+    """The same seed gives the same pixels in every format."""
+    client = trained.client
+    bulk = {"model_id": trained.model["id"], "n": 65, "seed": 3}
     archived = client.wait(client.submit("generate", "dcgan", bulk)["id"], timeout=120)
     array = client.wait(
         client.submit("generate", "dcgan", {**bulk, "format": "npy"})["id"], timeout=120
@@ -86,6 +147,7 @@ def test_train_then_generate_then_download(stack: RunningStack) -> None:
     assert names[0] == "0000.png" and names[-1] == "0064.png"
     assert pixels.shape == (65, 28, 28, 1) and pixels.dtype == np.uint8
     assert np.array_equal(zipped, pixels[..., 0])
+    image = Image.open(io.BytesIO(client.fetch(output(generated.first, "0000.png")["url"])))
     assert np.array_equal(np.asarray(image), pixels[0, ..., 0])
 
 
@@ -96,6 +158,7 @@ def test_checkpoints_are_in_storage_and_only_the_newest_are_kept(stack: RunningS
     params = {**TINY_TRAIN, "steps": 30, "checkpoint_every": 5}
     job = client.wait(client.submit("train", "dcgan", params)["id"], timeout=300)
     assert job["status"] == "succeeded"
+    assert job["model_id"] is not None
     objects = make_object_store(stack.settings)
     kept = [
         step

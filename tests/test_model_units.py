@@ -1,5 +1,6 @@
 """Model code on tiny configs, in-process: shapes per size, checkpoint round trip, and the
-mixed-precision path (exercised on CPU; on GPU hosts the worker switches it on)."""
+mixed-precision path (exercised on CPU too; only on GPU hosts does the worker switch it
+on). Every test leaves keras' global dtype policy as it found it."""
 
 from __future__ import annotations
 
@@ -62,10 +63,18 @@ def test_checkpoint_round_trip_restores_weights_and_optimizer_state() -> None:
 
 
 @pytest.fixture()
-def mixed_precision() -> Iterator[None]:
+def restore_policy() -> Iterator[None]:
+    """Whatever a test does to keras' global dtype policy is undone after it."""
+    before = keras.mixed_precision.global_policy().name
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+@pytest.fixture()
+def mixed_precision(restore_policy: None) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16")
-    yield
-    keras.mixed_precision.set_global_policy("float32")
 
 
 def test_mixed_precision_trains_with_loss_scaling(mixed_precision: None) -> None:
@@ -78,6 +87,13 @@ def test_mixed_precision_trains_with_loss_scaling(mixed_precision: None) -> None
     assert out.dtype == "float32"  # the last layer stays float32 for tanh's range
 
 
-def test_mixed_precision_is_not_switched_on_without_a_gpu() -> None:
-    assert configure_tensorflow("on") is False
+def test_mixed_precision_is_switched_on_only_with_a_gpu(restore_policy: None) -> None:
+    import tensorflow as tf
+
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    keras.mixed_precision.set_global_policy("float32")
+    assert configure_tensorflow(False) is False
     assert keras.mixed_precision.global_policy().name == "float32"
+    assert configure_tensorflow(True) is has_gpu
+    expected = "mixed_float16" if has_gpu else "float32"
+    assert keras.mixed_precision.global_policy().name == expected

@@ -22,7 +22,7 @@ from moto.server import ThreadedMotoServer
 
 from atelier.cli.processes import ManagedProcess, free_port, start_redis
 from atelier.cli.stack import EmbeddedStack
-from atelier.client import ApiError, Client, Json, epoch_seconds
+from atelier.client import ApiError, Client, Job, epoch_seconds
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.jobs import JobType
 from atelier.shared.queue import enqueue, make_celery, queue_length
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.slow
 LEASE_SECONDS = 3.0
 LOST_MESSAGE_SECONDS = 1.0
 MAX_ATTEMPTS = 3
+TRAIN_WORKERS = 2
 LONG = {**TINY_TRAIN, "steps": 1_000_000, "sample_every": 1_000_000, "checkpoint_every": 1_000_000}
 
 
@@ -48,6 +49,9 @@ class ReliabilityStack:
     s3: ThreadedMotoServer
     s3_port: int
     client: Client
+    s3_up: bool = True
+    stopped_workers: frozenset[int] = frozenset()
+    """Pids of workers a test sent SIGTERM (they may take a moment to exit)."""
 
     def restart_redis(self, down_seconds: float = 1.0) -> None:
         self.redis_process.stop()  # SIGTERM: Redis flushes its append-only file and exits
@@ -58,16 +62,45 @@ class ReliabilityStack:
 
     def stop_s3(self) -> None:
         self.s3.stop()
+        self.s3_up = False
 
     def start_s3(self) -> None:
         # moto keeps its buckets in this process, so a new server sees the same objects.
         self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
         self.s3.start()
+        self.s3_up = True
+
+    def stop_worker(self, pid: int) -> None:
+        """SIGTERM a worker, as Kubernetes and docker stop do."""
+        self.stopped_workers |= {pid}
+        os.kill(pid, signal.SIGTERM)
+
+    def settle(self) -> None:
+        """The state every test starts from, whatever ran before it: S3 up, no unfinished
+        job of ours, and two training workers that were not told to stop."""
+        if not self.s3_up:
+            self.start_s3()
+        for status in ("queued", "running"):
+            for job in self.client.jobs(status=status, limit=100)["data"]:
+                try:
+                    self.client.cancel(job["id"])
+                except ApiError as finished:  # it ended between the listing and the cancel
+                    assert finished.status == 409, finished.problem
+                self.client.wait(job["id"], timeout=60)
+        trainers = [
+            p
+            for p in self.stack.processes
+            if p.name.startswith("worker-train")
+            and p.alive()
+            and p.process.pid not in self.stopped_workers
+        ]
+        for _ in range(TRAIN_WORKERS - len(trainers)):
+            self.stack.add_worker("train")
 
     def stack_redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.settings.redis_url)
 
-    def job(self, job_id: str) -> Json:
+    def job(self, job_id: str) -> Job:
         return self.client.get(job_id)
 
     def logs(self, job_id: str) -> list[str]:
@@ -120,7 +153,15 @@ def rel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilityStack]:
         env.s3.stop()
 
 
-def job_pid(job: Json) -> int:
+@pytest.fixture(autouse=True)
+def settled(rel: ReliabilityStack) -> ReliabilityStack:
+    """Each test can run alone or after any other: it gets a settled stack."""
+    rel.settle()
+    return rel
+
+
+def job_pid(job: Job) -> int:
+    assert job["worker"] is not None
     return int(job["worker"].rsplit(":", 1)[1])
 
 
@@ -128,10 +169,10 @@ def parent_pid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def wait_running(rel: ReliabilityStack, job_id: str, attempt: int, min_step: int = 1) -> Json:
+def wait_running(rel: ReliabilityStack, job_id: str, attempt: int, min_step: int = 1) -> Job:
     def running() -> bool:
         job = rel.job(job_id)
-        return (
+        return bool(
             job["status"] == "running"
             and job["attempt"] == attempt
             and job["progress"]["step"] >= min_step
@@ -180,6 +221,7 @@ def test_a_lost_message_is_sent_again(rel: ReliabilityStack) -> None:
     done = rel.client.wait(job.id, timeout=120)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempt"] == 1 and done["failures"] == 0
+    assert done["started_at"] is not None
     waited = epoch_seconds(done["started_at"]) - epoch_seconds(done["created_at"])
     assert LOST_MESSAGE_SECONDS <= waited < LOST_MESSAGE_SECONDS + 10, waited
 
@@ -211,7 +253,7 @@ def test_job_that_kills_its_worker_every_time_fails(rel: ReliabilityStack) -> No
         running = wait_running(rel, job["id"], attempt)
         os.kill(job_pid(running), signal.SIGKILL)
     done = rel.client.wait(job["id"], timeout=60)
-    assert done["status"] == "failed"
+    assert done["status"] == "failed" and done["error"] is not None
     assert done["error"]["type"] == "WorkerLost"
     assert f"gave up after {MAX_ATTEMPTS} failed attempts" in done["error"]["message"]
     assert done["attempt"] == MAX_ATTEMPTS
@@ -222,18 +264,17 @@ def test_sigterm_checkpoints_and_requeues_at_once(rel: ReliabilityStack) -> None
     running = wait_running(rel, job["id"], 1, min_step=20)
     celery_parent = parent_pid(job_pid(running))
     stopped_at = time.monotonic()
-    os.kill(celery_parent, signal.SIGTERM)  # what Kubernetes and docker stop send
+    rel.stop_worker(celery_parent)
     wait_for(lambda: rel.job(job["id"])["attempt"] == 2, 60, "the job to move")
     moved = time.monotonic() - stopped_at
     again = rel.job(job["id"])
-    assert again["failures"] == 0 and again["checkpoint_step"] >= 20
+    assert again["failures"] == 0 and (again["checkpoint_step"] or 0) >= 20
     assert again["worker"] != running["worker"]
     assert moved < LEASE_SECONDS + 5, moved  # requeued at once, not found by the reaper
     wait_for(lambda: resumed_from(rel.logs(job["id"])) != [], 60, "resume")
     assert resumed_from(rel.logs(job["id"]))[0] >= 20
     rel.client.cancel(job["id"])
     assert rel.client.wait(job["id"], timeout=30)["status"] == "canceled"
-    rel.stack.add_worker("train")  # replace the worker that shut down
     print(f"SIGTERM: job moved to another worker after {moved:.1f}s")
 
 
@@ -255,6 +296,7 @@ def test_object_store_outage_is_survived(rel: ReliabilityStack) -> None:
     done = rel.client.wait(job["id"], timeout=300)
     assert done["status"] == "succeeded", done["error"]
     store = make_object_store(rel.settings)
+    assert done["model_id"] is not None
     assert store.exists(ObjectLayout.model_weights("rel", done["model_id"]))
     logs = rel.logs(job["id"])
     seen = [line for line in logs if ("failed" in line and "retrying" in line) or "dropped" in line]
@@ -269,14 +311,15 @@ def test_start_deadline_and_max_run_time(rel: ReliabilityStack) -> None:
     late = rel.client.submit("train", "dcgan", TINY_TRAIN, start_before=start_before)
     expired = rel.client.wait(late["id"], timeout=30)
     assert expired["status"] == "expired" and expired["started_at"] is None
-    assert expired["error"]["type"] == "StartDeadlineMissed"
+    assert expired["error"] is not None and expired["error"]["type"] == "StartDeadlineMissed"
     for job_id in busy:
         rel.client.cancel(job_id)
         rel.client.wait(job_id, timeout=30)
 
     capped = rel.client.submit("train", "dcgan", LONG, max_run_seconds=3)
     done = rel.client.wait(capped["id"], timeout=60)
-    assert done["status"] == "failed" and done["error"]["type"] == "DeadlineExceeded"
+    assert done["status"] == "failed" and done["error"] is not None
+    assert done["error"]["type"] == "DeadlineExceeded"
     assert done["attempt"] == 1  # a deadline is not retried
 
     with pytest.raises(ApiError) as past:

@@ -3,10 +3,14 @@ sampler and shape bucket (a retrace per call is what made generation slow)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from atelier.workers.kinds.textgen import TextgenConfig, build_language_model
+from atelier.workers.kinds import textgen_decoding
 from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
+from atelier.workers.kinds.textgen_model import TextgenConfig, build_language_model
+
+pytestmark = pytest.mark.slow  # TensorFlow
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +30,23 @@ def test_same_seed_same_text_and_other_seeds_differ(decoder: Decoder) -> None:
     assert decoder.sample("ab", 20, 3, spec, seed=2) != first
 
 
-def test_lengths_are_exact_whatever_the_bucket(decoder: Decoder) -> None:
+def bytes_as_latin1(tokens: np.ndarray) -> str:
+    """One character per byte: a lossless view of what the decoder generated."""
+    return bytes(np.asarray(tokens, dtype=np.uint8)).decode("latin-1")
+
+
+def test_lengths_are_exact_whatever_the_bucket(
+    decoder: Decoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of the ``n`` continuations is exactly ``max_new`` bytes, whether the prompt and
+    continuation fill their 32-token bucket, spill into the next, or reach the context."""
+    # Greedy bytes of an untrained model may not be valid UTF-8, and UTF-8 decoding with
+    # replacement merges bad bytes: count the bytes through a lossless decoding instead.
+    monkeypatch.setattr(textgen_decoding, "decode", bytes_as_latin1)
     greedy = SamplerSpec(temperature=0)
-    # Greedy bytes of an untrained model may not be valid UTF-8; count what came back
-    # through a lossless round trip instead of characters.
-    for new in (1, 5, 31, 40):
-        texts = decoder.sample("x", new, 1, greedy)
-        assert len(texts) == 1 and 0 < len(texts[0]) <= new
+    for prompt, new, n in (("x", 1, 1), ("x", 5, 3), ("x", 31, 1), ("x", 40, 2), ("ab", 62, 1)):
+        texts = decoder.sample(prompt, new, n, greedy)
+        assert [len(text) for text in texts] == [new] * n, (prompt, new, n)
 
 
 def test_prompts_in_one_bucket_share_a_compiled_function(decoder: Decoder) -> None:
