@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -69,19 +70,37 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 class ManagedProcess:
-    """A child in its own session, so Ctrl-C reaches us and we stop children in order."""
+    """A child in its own session (so Ctrl-C reaches us, and we stop children in order) and
+    so in its own process group: signals go to the group, reaching what the child started
+    too (gunicorn's workers, Celery's job processes), even after the child itself died."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        log: Path,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
         self.name = name
+        self.argv = list(argv)
+        self.env = env
         self.log = log
+        self._pass_fds = tuple(pass_fds)
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = log.open("ab")
-        self.process = subprocess.Popen(
-            list(argv),
-            env=env,
+        self.started_at = time.monotonic()
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.started_at = time.monotonic()
+        return subprocess.Popen(
+            self.argv,
+            env=self.env,
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=self._pass_fds,
         )
 
     def alive(self) -> bool:
@@ -93,11 +112,11 @@ class ManagedProcess:
         code = self.process.poll()
         if code is None:
             return
+        raise ChildExited(f"{self.name} {describe_exit(code)}{when}; {self.log_report()}")
+
+    def log_report(self) -> str:
         tail = "\n".join("    " + line for line in self.log_tail())
-        raise ChildExited(
-            f"{self.name} exited with code {code}{when}; see {self.log}\n"
-            f"  last lines of {self.log.name}:\n{tail}"
-        )
+        return f"see {self.log}\n  last lines of {self.log.name}:\n{tail}"
 
     def log_tail(self, lines: int = 15) -> list[str]:
         """The last lines the child wrote (its stdout and stderr go to ``log``)."""
@@ -109,20 +128,70 @@ class ManagedProcess:
             return []
         return text.splitlines()[-lines:]
 
-    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
-        if self.alive():
+    def signal_group(self, sig: int) -> None:
+        """``sig`` to the child's whole process group; a group already gone is no error."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the child has exited (within ``timeout`` seconds)."""
+        try:
+            self.process.wait(max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def restart(self) -> None:
+        """The same command again (same port, same files), once nothing of the old group is
+        left: a gunicorn worker orphaned by its master would still hold the port, and a
+        Celery job process orphaned by its parent would still be training."""
+        self.signal_group(signal.SIGKILL)
+        self.wait(KILL_WAIT_SECONDS)
+        if self._log_handle.closed:
+            self._log_handle = self.log.open("ab")
+        self.process = self._spawn()
+
+    def close_log(self) -> None:
         self._log_handle.close()
+
+    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
+        stop_together([self], timeout, sig)
         return self.process.returncode
 
 
+# A process SIGKILLed is gone at once unless it is stuck in the kernel (a dead NFS mount, a
+# GPU driver call); waiting longer cannot help then, and teardown must end.
+KILL_WAIT_SECONDS = 5.0
+
+
+def stop_together(
+    processes: Sequence[ManagedProcess], grace: float, sig: int = signal.SIGTERM
+) -> None:
+    """``sig`` to every group at once; after ``grace`` seconds (or as soon as all have
+    exited) SIGKILL whatever is left of each group, the child or anything it started, so
+    nothing outlives the stop whatever the children do with ``sig``."""
+    for process in processes:
+        if process.alive():
+            process.signal_group(sig)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.wait(deadline - time.monotonic())
+    for process in processes:
+        process.signal_group(signal.SIGKILL)
+        process.wait(KILL_WAIT_SECONDS)
+        process.close_log()
+
+
+def describe_exit(code: int) -> str:
+    """"exited with code 3", or "was killed by SIGKILL" for a negative code."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
 def start_redis(
-    settings: Settings, directory: Path, port: int, log: Path
+    settings: Settings, directory: Path, port: int, log: Path, pass_fds: Sequence[int] = ()
 ) -> tuple[ManagedProcess, str]:
     """redis-server with an append-only file (accepted jobs survive a restart) and
     ``noeviction`` (evicting broker keys would silently drop jobs)."""
@@ -146,7 +215,7 @@ def start_redis(
         "--protected-mode",
         "yes",
     ]
-    process = ManagedProcess("redis", argv, dict(os.environ), log)
+    process = ManagedProcess("redis", argv, dict(os.environ), log, pass_fds)
     url = f"redis://127.0.0.1:{port}/0"
 
     def answers() -> bool:

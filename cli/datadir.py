@@ -1,0 +1,93 @@
+"""One ``atelier up`` per data directory, enforced by the operating system.
+
+The stack holds an exclusive ``flock`` on ``<data dir>/atelier-up.lock`` for its whole
+life, and its children inherit the descriptor. The kernel drops the lock when the last
+holder exits, however it exits, so a lock file left by a killed stack never blocks a new
+start, while a Redis or worker orphaned by a ``kill -9`` of ``atelier up`` still guards
+the append-only file and checkpoints it is writing. The file's text (who holds it) is
+only for the message; the lock is the ``flock``, never a pid guess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import IO, Any
+
+LOCK_NAME = "atelier-up.lock"
+
+
+class DataDirInUse(RuntimeError):
+    """Another ``atelier up`` (or what it started) holds the data directory."""
+
+
+class DataDirLock:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_NAME
+        self._handle: IO[str] | None = None
+
+    @property
+    def fileno(self) -> int:
+        """The locked descriptor, for children to inherit (``pass_fds``)."""
+        assert self._handle is not None, "not acquired"
+        return self._handle.fileno()
+
+    def acquire(self, api_url: str) -> None:
+        """Take the lock at once, or raise ``DataDirInUse`` naming the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")  # not "w": truncating before locking would erase the holder
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _parse(handle.read())
+            handle.close()
+            raise DataDirInUse(self._in_use(holder)) from None
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        handle.write(json.dumps({"pid": os.getpid(), "started": started, "api_url": api_url}))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def _in_use(self, holder: dict[str, Any]) -> str:
+        pid = holder.get("pid", "?")
+        message = (
+            f"{self.path.parent} is in use by another `atelier up` (pid {pid}, started "
+            f"{holder.get('started', '?')}, API at {holder.get('api_url', '?')})."
+        )
+        if isinstance(pid, int) and not _alive(pid):
+            message += (
+                f" That process is gone, but processes it started still hold the lock; "
+                f"`fuser -v {self.path}` lists them."
+            )
+        return message + " Stop it first, or set ATELIER_DATA_DIR to another directory."
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
