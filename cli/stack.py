@@ -4,25 +4,40 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 import requests
 
+from atelier.cli.datadir import DataDirLock
 from atelier.cli.processes import (
     ATELIER_COMMAND,
     ManagedProcess,
     child_env,
     free_port,
     start_redis,
+    stop_together,
     wait_until,
 )
+from atelier.cli.supervisor import RestartPolicy, Supervisor
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCAL_OWNER = "local"
+
+# How long each part of the stack gets to stop before SIGKILL. The API finishes its
+# requests in a few seconds. A worker drains: its running job checkpoints and goes back to
+# the queue, which takes an upload of a checkpoint; past that it is stuck (a hung upload, or
+# retrying a Redis that is gone). Redis only has to flush its append-only file.
+API_STOP_SECONDS = 10.0
+WORKER_STOP_SECONDS = 30.0
+REDIS_STOP_SECONDS = 10.0
+# Without Redis a worker cannot drain (the checkpoint pointer and the requeue are Redis
+# writes), so waiting for it is pointless: its job is recovered by its lease on next start.
+WORKER_STOP_SECONDS_WITHOUT_REDIS = 3.0
 
 
 @dataclass
@@ -39,21 +54,40 @@ class EmbeddedStack:
     worker_metrics_ports: dict[str, int] = field(default_factory=dict)
     worker_roles: tuple[str, ...] = ("train", "generate")
     """Workers to start (the scale benchmark starts none, so jobs stay queued)."""
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    say: Callable[[str], None] = log.warning
+    """Where supervision reports restarts (``atelier up`` prints them)."""
+    _lock: DataDirLock | None = field(default=None, init=False, repr=False)
+    _supervisor: Supervisor | None = field(default=None, init=False, repr=False)
 
     @property
     def data_dir(self) -> Path:
         return self.base.data_dir.resolve()
 
     def start(self) -> Settings:
+        """Take the data directory (``DataDirInUse`` at once if another stack has it), then
+        start Redis, the workers and the API; a failed start stops what it started."""
+        self._lock = DataDirLock(self.data_dir)
+        self._lock.acquire(f"http://127.0.0.1:{self.port}")
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Settings:
         data = self.data_dir
-        data.mkdir(parents=True, exist_ok=True)
         metrics_dir = data / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)  # per-run files, stale after a restart
         metrics_dir.mkdir()
         redis_url = self.external_redis_url
         if redis_url is None:
             redis_process, redis_url = start_redis(
-                self.base, data / "redis", free_port(), data / "logs" / "redis.log"
+                self.base,
+                data / "redis",
+                free_port(),
+                data / "logs" / "redis.log",
+                pass_fds=self._pass_fds(),
             )
             self.processes.append(redis_process)
         settings = self.base.replace(
@@ -69,7 +103,7 @@ class EmbeddedStack:
         for role in self.worker_roles:
             self.add_worker(role)
         self.processes.append(
-            ManagedProcess(
+            self._child(
                 "api",
                 [
                     *ATELIER_COMMAND,
@@ -80,7 +114,6 @@ class EmbeddedStack:
                     str(self.api_workers),
                 ],
                 child_env(settings),
-                data / "logs" / "api.log",
             )
         )
         wait_until(self._ready, 60, "the API")
@@ -93,14 +126,21 @@ class EmbeddedStack:
         name = f"worker-{role}" + (f"-{count + 1}" if count else "")
         port = free_port()
         self.worker_metrics_ports[name] = port
-        process = ManagedProcess(
+        process = self._child(
             name,
             [*ATELIER_COMMAND, "worker", "--queues", role, "--name", name],
             child_env(self.settings.replace(worker_metrics_port=port)),
-            self.data_dir / "logs" / f"{name}.log",
         )
         self.processes.append(process)
         return process
+
+    def _child(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        """A child logging to ``logs/<name>.log`` that holds the data directory's lock too."""
+        log_path = self.data_dir / "logs" / f"{name}.log"
+        return ManagedProcess(name, argv, env, log_path, pass_fds=self._pass_fds())
+
+    def _pass_fds(self) -> tuple[int, ...]:
+        return (self._lock.fileno,) if self._lock is not None else ()
 
     def _ready(self) -> bool:
         """The API answers ready; a child that exited meanwhile ends the wait at once."""
@@ -127,8 +167,30 @@ class EmbeddedStack:
         for process in self.processes:
             process.raise_if_exited(" unexpectedly")
 
+    def supervise(self) -> None:
+        """Restart crashed children (``supervisor.RestartPolicy``); call it every second
+        or so while the stack runs. ``GaveUp`` when one will not stay up."""
+        if self._supervisor is None:
+            self._supervisor = Supervisor(self.restart_policy, self.say)
+        self._supervisor.check(self.processes)
+
+    @property
+    def restarts(self) -> int:
+        return self._supervisor.restarts if self._supervisor is not None else 0
+
     def stop(self) -> None:
-        """API first (no new jobs), then workers, then Redis (which flushes its AOF)."""
-        for process in reversed(self.processes):
-            process.stop()
+        """API first (no new jobs), then the workers together (they drain), then Redis
+        (which flushes its AOF); each gets a bounded grace, then SIGKILL to its whole
+        process group. Safe to call again, and after a failed start."""
+        api = [p for p in self.processes if p.name == "api"]
+        own_redis = [p for p in self.processes if p.name == "redis"]
+        workers = [p for p in self.processes if p not in api and p not in own_redis]
+        stop_together(api, API_STOP_SECONDS)
+        redis_gone = bool(own_redis) and not own_redis[0].alive()
+        grace = WORKER_STOP_SECONDS_WITHOUT_REDIS if redis_gone else WORKER_STOP_SECONDS
+        stop_together(workers, grace)
+        stop_together(own_redis, REDIS_STOP_SECONDS)
         self.processes.clear()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
