@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 import redis
 
-from atelier.cli.processes import ChildExited, api_argv, child_env, worker_argv
+from atelier.cli.processes import api_argv, child_env, worker_argv
 from atelier.cli.terminal import call, finish, wait_with_bar
 from atelier.client import ApiError, Client, Json
 from atelier.shared.settings import Settings
@@ -135,41 +134,12 @@ def _supervise(commands: list[tuple[list[str], dict[str, str]]]) -> None:
 @click.option("--demo-steps", default=None, type=int, help="Training steps for the demo.")
 @click.option("--exit-after-demo", is_flag=True, help="Stop the stack when the demo is done.")
 def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> None:
-    """Start Redis, workers and the API under ATELIER_DATA_DIR; Ctrl-C stops them all."""
+    """Start Redis, workers and the API under ATELIER_DATA_DIR, restarting any that crash;
+    Ctrl-C stops them all."""
     from atelier.cli.stack import EmbeddedStack
+    from atelier.cli.up import run_up
 
-    stack = EmbeddedStack(_settings(), port=port)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        settings = stack.start()
-        click.echo(f"Atelier is up at {settings.api_url} (data in {stack.data_dir})")
-        click.echo(f"  export ATELIER_API_URL={settings.api_url}")
-        click.echo(f"  export ATELIER_API_KEY={stack.api_key}")
-        click.echo(f"  export ATELIER_REDIS_URL={settings.redis_url}  # for `atelier keys create`")
-        click.echo(f"  docs: {settings.api_url}/v1/docs/redoc/   logs: {stack.data_dir}/logs/")
-        if demo:
-            from atelier.cli.demo import run_demo
-
-            client = Client(settings.api_url, stack.api_key, timeout=60)
-            run_demo(client, stack.data_dir / "demo", demo_steps)
-            if exit_after_demo:
-                return
-        click.echo("Press Ctrl-C to stop.")
-        while True:
-            stack.check_alive()
-            time.sleep(1)
-    except KeyboardInterrupt:
-        click.echo("\nstopping…")
-    except ChildExited as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        stack.stop()
-        click.echo("stopped.")
-
-
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM stops the stack the same way Ctrl-C does."""
-    raise KeyboardInterrupt
+    run_up(EmbeddedStack(_settings(), port=port), demo, demo_steps, exit_after_demo)
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""``atelier up`` in the foreground: start the stack, supervise it until a signal, then a
+teardown that nothing interrupts.
+
+The first SIGINT, SIGTERM or SIGHUP ends the loop; any signal after that, while the
+stack stops, is noted and ignored, so the teardown always runs to its end (every child
+gets a bounded grace, then SIGKILL to its whole process group). A teardown cut short by
+a second Ctrl-C is how a worker used to outlive the stack.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import FrameType
+
+import click
+
+from atelier.cli.datadir import DataDirInUse
+from atelier.cli.processes import ChildExited
+from atelier.cli.stack import EmbeddedStack
+from atelier.client import Client
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SUPERVISE_EVERY_SECONDS = 0.5
+
+
+class StopRequest:
+    """The signal handler: the first signal interrupts, later ones are only noted."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stopping:
+            click.echo(f"{signal.Signals(signum).name}: already stopping, please wait", err=True)
+            return
+        self.stopping = True
+        raise KeyboardInterrupt
+
+
+def say(line: str) -> None:
+    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+
+
+def run_up(
+    stack: EmbeddedStack, demo: bool, demo_steps: int | None, exit_after_demo: bool
+) -> None:
+    request = StopRequest()
+    request.install()
+    stack.say = say
+    try:
+        _serve(stack, demo, demo_steps, exit_after_demo)
+    except KeyboardInterrupt:
+        click.echo("\nstopping…")
+    except (ChildExited, DataDirInUse) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        request.stopping = True  # from here on a signal cannot cut the teardown short
+        started, running = time.monotonic(), bool(stack.processes)
+        stack.stop()
+        if running:
+            click.echo(f"stopped ({time.monotonic() - started:.1f}s).")
+
+
+def _serve(
+    stack: EmbeddedStack, demo: bool, demo_steps: int | None, exit_after_demo: bool
+) -> None:
+    settings = stack.start()
+    click.echo(f"Atelier is up at {settings.api_url} (data in {stack.data_dir})")
+    click.echo(f"  export ATELIER_API_URL={settings.api_url}")
+    click.echo(f"  export ATELIER_API_KEY={stack.api_key}")
+    click.echo(f"  export ATELIER_REDIS_URL={settings.redis_url}  # for `atelier keys create`")
+    click.echo(f"  docs: {settings.api_url}/v1/docs/redoc/   logs: {stack.data_dir}/logs/")
+    if demo:
+        from atelier.cli.demo import run_demo
+
+        client = Client(settings.api_url, stack.api_key, timeout=60)
+        run_demo(client, stack.data_dir / "demo", demo_steps)
+        if exit_after_demo:
+            return
+    click.echo("Press Ctrl-C to stop.")
+    while True:
+        stack.supervise()
+        time.sleep(SUPERVISE_EVERY_SECONDS)
