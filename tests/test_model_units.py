@@ -12,7 +12,13 @@ import pytest
 
 from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
 from atelier.workers.gpu import configure_tensorflow
-from atelier.workers.kinds.dcgan_model import DCGAN, DcganConfig, build_generator
+from atelier.workers.kinds.dcgan_model import (
+    DCGAN,
+    DcganConfig,
+    build_generator,
+    build_optimizer_state,
+    training_state,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,25 +41,10 @@ def test_checkpoint_round_trip_restores_weights_and_optimizer_state() -> None:
     images = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
     first = _tiny_gan()
     first.fit(images, batch_size=8, epochs=1, verbose=0)
-    groups = {
-        "g": first.generator.weights,
-        "d": first.discriminator.weights,
-        "g_opt": first.g_optimizer.variables,
-        "d_opt": first.d_optimizer.variables,
-    }
-    data = encode_checkpoint(groups, 4)
+    data = encode_checkpoint(training_state(first), 4)
     second = _tiny_gan()
-    second.g_optimizer.build(second.generator.trainable_variables)
-    second.d_optimizer.build(second.discriminator.trainable_variables)
-    step = restore_checkpoint(
-        {
-            "g": second.generator.weights,
-            "d": second.discriminator.weights,
-            "g_opt": second.g_optimizer.variables,
-            "d_opt": second.d_optimizer.variables,
-        },
-        data,
-    )
+    build_optimizer_state(second)
+    step = restore_checkpoint(training_state(second), data)
     assert step == 4
     z = np.ones((1, DcganConfig.tiny().latent_dim), np.float32)
     np.testing.assert_allclose(
