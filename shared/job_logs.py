@@ -1,4 +1,9 @@
-"""A job's own log lines, kept in Redis beside its record (newest ``limit`` lines)."""
+"""A job's own log lines, kept in Redis beside its record (newest ``limit`` lines).
+
+Each line names its attempt, and a line of an attempt that no longer holds the job is
+dropped: the append checks the job hash's ``fence`` field in the same script (see
+``shared.job_indexes``), so a paused worker that wakes cannot write into a newer run's log.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,13 @@ import redis
 from atelier.shared.redis_keys import KEYS, RedisKeys
 
 MAX_LINE_CHARS = 2000
+# KEYS[1] job hash, KEYS[2] log list; ARGV attempt, line, lines kept.
+_FENCED_APPEND = """
+if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+return 1
+"""
 
 
 class JobLogs:
@@ -17,13 +29,14 @@ class JobLogs:
         self._redis = client
         self._limit = limit
         self._keys = keys
+        self._fenced_append = client.register_script(_FENCED_APPEND)
 
-    def append(self, job_id: str, line: str) -> None:
-        key = self._keys.job_logs(job_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.rpush(key, line[:MAX_LINE_CHARS])
-        pipe.ltrim(key, -self._limit, -1)
-        pipe.execute()
+    def append(self, job_id: str, attempt: int, line: str) -> bool:
+        """False (nothing written) once ``attempt`` no longer holds the job."""
+        keys = [self._keys.job(job_id), self._keys.job_logs(job_id)]
+        return bool(
+            self._fenced_append(keys=keys, args=[attempt, line[:MAX_LINE_CHARS], self._limit])
+        )
 
     def read(self, job_id: str) -> list[str]:
         raw = cast(list[bytes], self._redis.lrange(self._keys.job_logs(job_id), 0, -1))
@@ -36,15 +49,20 @@ class JobLogHandler(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(level=logging.INFO)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [attempt %(atelier_attempt)s] %(message)s")
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         logs = getattr(record, "atelier_job_logs", None)
         job_id = getattr(record, "atelier_job_id", None)
+        attempt = getattr(record, "atelier_attempt", None)
         if not isinstance(logs, JobLogs) or not isinstance(job_id, str):
             return
+        if not isinstance(attempt, int):
+            return
         try:
-            logs.append(job_id, self.format(record))
+            logs.append(job_id, attempt, self.format(record))
         except Exception:
             self.handleError(record)
 
@@ -58,6 +76,7 @@ _JOB_LOGGER.addHandler(JobLogHandler())
 JobLogger = logging.LoggerAdapter[logging.Logger]
 
 
-def job_logger(logs: JobLogs, job_id: str) -> JobLogger:
-    """A logger whose records also land in the job's own log."""
-    return logging.LoggerAdapter(_JOB_LOGGER, {"atelier_job_logs": logs, "atelier_job_id": job_id})
+def job_logger(logs: JobLogs, job_id: str, attempt: int) -> JobLogger:
+    """A logger whose records also land in the job's own log, while ``attempt`` holds it."""
+    extra = {"atelier_job_logs": logs, "atelier_job_id": job_id, "atelier_attempt": attempt}
+    return logging.LoggerAdapter(_JOB_LOGGER, extra)

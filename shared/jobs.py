@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis
 from redis.client import Pipeline
@@ -44,7 +43,7 @@ from atelier.shared.job_records import (
     record_json,
 )
 from atelier.shared.redis_keys import KEYS, RedisKeys
-from atelier.shared.settings import Settings
+from atelier.shared.retry import RetryPolicy
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -57,6 +56,7 @@ __all__ = [
     "OutputRef",
     "Progress",
     "RetryPolicy",
+    "StopFlags",
     "new_id",
 ]
 
@@ -72,24 +72,11 @@ Also = Callable[[Pipeline, Job], None]
 Target = JobStatus | Callable[[Job], JobStatus | None] | None
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often a job may fail (transient error or lost worker) and how long it waits."""
-
-    max_attempts: int = 3
-    backoff_seconds: float = 2.0
-    """Delay before the first retry; doubles with each failure."""
-    max_delay_seconds: float = 60.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
-        return cls(settings.max_attempts, settings.retry_backoff_seconds)
-
-    def gives_up(self, failures: int) -> bool:
-        return failures >= self.max_attempts
-
-    def delay(self, failures: int) -> float:
-        return min(self.backoff_seconds * 2.0 ** max(failures - 1, 0), self.max_delay_seconds)
+class StopFlags(NamedTuple):
+    canceled: bool
+    draining: bool
+    fenced: bool
+    """A newer attempt holds the job (or none does): this one must stop writing."""
 
 
 class JobStore(JobIndexes):
@@ -145,16 +132,17 @@ class JobStore(JobIndexes):
             upper = f"({ids[-1]}"
         return found, upper[1:]
 
-    def stop_requested(self, job_id: str, node: str | None) -> tuple[bool, bool]:
-        """(cancel asked for, the job's worker node is draining) in one round trip."""
+    def stop_requested(self, job_id: str, attempt: int, generation: str | None) -> StopFlags:
+        """Whether a running attempt should stop, in one round trip: a cancel was asked
+        for, its worker generation is draining, or a newer attempt holds the job."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hget(self._keys.job(job_id), "cancel")
-        pipe.exists(self._keys.draining(node or "-"))
-        cancel, draining = pipe.execute()
-        return cancel == b"1", bool(draining)
+        pipe.hmget(self._keys.job(job_id), ["cancel", "fence"])
+        pipe.exists(self._keys.draining(generation or "-"))
+        (cancel, fence), draining = pipe.execute()
+        return StopFlags(cancel == b"1", bool(draining), fence != str(attempt).encode())
 
     def cancel_requested(self, job_id: str) -> bool:
-        return self.stop_requested(job_id, None)[0]
+        return self._redis.hget(self._keys.job(job_id), "cancel") == b"1"
 
     # --- writes outside the state machine ---------------------------------------------------
     def create(
@@ -195,11 +183,12 @@ class JobStore(JobIndexes):
         self.leave_indexes(pipe, job)
         pipe.execute()
 
-    def set_progress(self, job_id: str, progress: Progress) -> None:
-        self._redis.hset(self._keys.job(job_id), "progress", progress.model_dump_json())
+    def set_progress(self, job_id: str, attempt: int, progress: Progress) -> bool:
+        """False (nothing written) once ``attempt`` is not the job's current one."""
+        return self.fenced_set(job_id, attempt, "progress", progress.model_dump_json())
 
-    def set_checkpoint(self, job_id: str, checkpoint: CheckpointRef) -> None:
-        self._redis.hset(self._keys.job(job_id), "checkpoint", checkpoint.model_dump_json())
+    def set_checkpoint(self, job_id: str, attempt: int, checkpoint: CheckpointRef) -> bool:
+        return self.fenced_set(job_id, attempt, "checkpoint", checkpoint.model_dump_json())
 
     # --- transitions ------------------------------------------------------------------------
     def claim(self, job_id: str, worker: str, lease_seconds: float) -> Job | None:
@@ -213,10 +202,11 @@ class JobStore(JobIndexes):
         def hold_lease(pipe: Pipeline, job: Job) -> None:
             self.leave_indexes(pipe, job)
             pipe.zadd(self._keys.running, {job.id: time.time() + lease_seconds})
+            pipe.hset(self._keys.job(job.id), "fence", job.attempt)
 
         return self._transition(job_id, JobStatus.RUNNING, start, also=hold_lease, quiet=True)
 
-    def requeue(self, job_id: str, *, expected_worker: str | None) -> Job | None:
+    def requeue(self, job_id: str, *, attempt: int) -> Job | None:
         """running → queued with no attempt counted: its worker is shutting down."""
 
         def back(job: Job) -> None:
@@ -228,19 +218,17 @@ class JobStore(JobIndexes):
             JobStatus.QUEUED,
             back,
             also=lambda pipe, job: self._schedule_message(pipe, job, 0.0),
-            only_if=lambda job: job.worker == expected_worker,
+            only_if=lambda job: job.attempt == attempt,
             quiet=True,
         )
 
-    def attempt_failed(
-        self, job_id: str, error: JobErrorInfo, *, expected_worker: str | None
-    ) -> Job | None:
+    def attempt_failed(self, job_id: str, error: JobErrorInfo, *, attempt: int) -> Job | None:
         """A run ended by a transient error or a lost worker: queued again after the
         policy's backoff, or failed once its attempts are used up. One decision, made in
         one transition, whether the runner or the reaper saw the failure.
 
-        ``expected_worker`` guards both: a late reaper or a stale worker must not touch a
-        job that another worker has since claimed."""
+        ``attempt`` guards both: a late reaper or a stale worker must not touch a job that
+        another attempt has since claimed."""
         retry = self.retry
 
         def count(job: Job) -> None:
@@ -266,7 +254,7 @@ class JobStore(JobIndexes):
             lambda job: JobStatus.FAILED if retry.gives_up(job.failures + 1) else JobStatus.QUEUED,
             count,
             also=indexes,
-            only_if=lambda job: job.worker == expected_worker,
+            only_if=lambda job: job.attempt == attempt and job.status is JobStatus.RUNNING,
             quiet=True,
         )
 
@@ -323,9 +311,12 @@ class JobStore(JobIndexes):
         error: JobErrorInfo | None = None,
         model_id: str | None = None,
         metrics: dict[str, float] | None = None,
-        expected_worker: str | None = None,
-        quiet: bool = False,
+        attempt: int | None = None,
+        also: Also | None = None,
     ) -> Job | None:
+        """To a terminal status. With ``attempt`` (a worker finishing its run): only while
+        that attempt holds the job, else None. Without: Conflict if not allowed. ``also``
+        adds writes that must happen with it or not at all (the model record)."""
         def complete(job: Job) -> None:
             job.finished_at = time.time()
             job.outputs = outputs or job.outputs
@@ -334,19 +325,28 @@ class JobStore(JobIndexes):
             job.metrics = {**job.metrics, **(metrics or {})}
 
         def still_ours(job: Job) -> bool:
-            return expected_worker is None or job.worker == expected_worker
+            return attempt is None or job.attempt == attempt
+
+        def release(pipe: Pipeline, job: Job) -> None:
+            self.leave_indexes(pipe, job)
+            if also is not None:
+                also(pipe, job)
 
         return self._transition(
-            job_id, status, complete, also=self.leave_indexes, only_if=still_ours, quiet=quiet
+            job_id, status, complete, also=release, only_if=still_ours, quiet=attempt is not None
         )
 
-    def add_outputs(self, job_id: str, outputs: list[OutputRef]) -> None:
-        """Append outputs (e.g. sample grids) to a running job without changing its status."""
+    def add_outputs(self, job_id: str, attempt: int, outputs: list[OutputRef]) -> bool:
+        """Append outputs (e.g. sample grids) to a running attempt's job, keeping its status;
+        False once the attempt no longer holds it."""
 
         def append(job: Job) -> None:
             job.outputs = [*job.outputs, *outputs]
 
-        self._transition(job_id, None, append)
+        def ours(job: Job) -> bool:
+            return job.attempt == attempt and job.status is JobStatus.RUNNING
+
+        return self._transition(job_id, None, append, only_if=ours, quiet=True) is not None
 
     # --- the one transition primitive -------------------------------------------------------
     def _transition(

@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, Field
+from redis.client import Pipeline
 
 from atelier.shared.jobs import OutputRef, new_id
 from atelier.shared.redis_keys import KEYS, RedisKeys
@@ -37,10 +38,15 @@ class ModelStore:
 
     def save(self, model: ModelRecord) -> ModelRecord:
         pipe = self._redis.pipeline(transaction=True)
-        pipe.set(self._keys.model(model.id), model.model_dump_json())
-        pipe.zadd(self._keys.owner_models(model.owner), {model.id: 0})
+        self.save_in(pipe, model)
         pipe.execute()
         return model
+
+    def save_in(self, pipe: Pipeline, model: ModelRecord) -> None:
+        """Queue the record's writes in ``pipe``: a training job's model is stored in the
+        same MULTI as the job's success, so a fenced-off attempt leaves no model behind."""
+        pipe.set(self._keys.model(model.id), model.model_dump_json())
+        pipe.zadd(self._keys.owner_models(model.owner), {model.id: 0})
 
     def get(self, model_id: str) -> ModelRecord | None:
         raw = self._redis.get(self._keys.model(model_id))

@@ -4,7 +4,9 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
 
     {p}:job:{job_id}                hash   record (JSON, owned by shared.jobs), progress (JSON),
                                            checkpoint (JSON: newest stored checkpoint),
-                                           cancel ("1" once a cancel was asked for)
+                                           cancel ("1" once a cancel was asked for),
+                                           fence (the attempt allowed to write: see
+                                           shared.job_indexes)
     {p}:job:{job_id}:logs           list   the job's own log lines, newest last, capped
     {p}:running                     zset   running job ids scored by lease expiry (epoch s);
                                            a score in the past means the worker is gone
@@ -16,7 +18,8 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
                                            (sent at create, or a requeue's send time); the
                                            reaper re-sends ones whose message was lost
     {p}:idempotency:{owner}:{key}   string {job_id, fingerprint} of an Idempotency-Key (24 h)
-    {p}:draining:{worker node}      string set while a Celery node shuts down (short TTL)
+    {p}:draining:{generation}       string set while a worker process generation shuts down
+                                           (short TTL; a restarted worker has a new one)
     {p}:owner:{owner}:jobs          zset   job ids of one owner, all scored 0: ids sort by
                                            creation time, so ZREVRANGEBYLEX pages newest first
     {p}:model:{model_id}            string model record (JSON)
@@ -67,8 +70,8 @@ class RedisKeys:
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.prefix}:idempotency:{owner}:{key}"
 
-    def draining(self, node: str) -> str:
-        return f"{self.prefix}:draining:{node}"
+    def draining(self, generation: str) -> str:
+        return f"{self.prefix}:draining:{generation}"
 
     def model(self, model_id: str) -> str:
         return f"{self.prefix}:model:{model_id}"

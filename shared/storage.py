@@ -1,11 +1,12 @@
 """Object storage: one interface, two backends, one key layout.
 
 Key layout (every key starts with its owner, which is how the local download route
-checks ownership)::
+checks ownership; what an attempt of a job writes is under that attempt's own prefix, so a
+stale attempt can never overwrite the current one's objects)::
 
-    owners/{owner}/jobs/{job_id}/samples/step-{step:07d}.png   training samples (.txt for text)
-    owners/{owner}/jobs/{job_id}/checkpoints/step-{step:07d}.npz
-    owners/{owner}/jobs/{job_id}/outputs/{name}                 generation outputs
+    owners/{owner}/jobs/{job_id}/a{attempt}/samples/step-{step:07d}.png   samples (.txt for text)
+    owners/{owner}/jobs/{job_id}/a{attempt}/checkpoints/step-{step:07d}.npz
+    owners/{owner}/jobs/{job_id}/a{attempt}/outputs/{name}      generation outputs
     owners/{owner}/models/{model_id}/weights.npz                a trained model's weights
     owners/{owner}/datasets/{dataset_id}/images.npz             an uploaded image dataset
     owners/{owner}/datasets/{dataset_id}/corpus.txt             an uploaded text corpus
@@ -41,16 +42,22 @@ class ObjectLayout:
         return f"owners/{owner}/jobs/{job_id}/"
 
     @classmethod
-    def sample(cls, owner: str, job_id: str, step: int, extension: str = "png") -> str:
-        return f"{cls.job_prefix(owner, job_id)}samples/step-{step:07d}.{extension}"
+    def attempt_prefix(cls, owner: str, job_id: str, attempt: int) -> str:
+        return f"{cls.job_prefix(owner, job_id)}a{attempt}/"
 
     @classmethod
-    def checkpoint(cls, owner: str, job_id: str, step: int) -> str:
-        return f"{cls.job_prefix(owner, job_id)}checkpoints/step-{step:07d}.npz"
+    def sample(
+        cls, owner: str, job_id: str, attempt: int, step: int, extension: str = "png"
+    ) -> str:
+        return f"{cls.attempt_prefix(owner, job_id, attempt)}samples/step-{step:07d}.{extension}"
 
     @classmethod
-    def output(cls, owner: str, job_id: str, name: str) -> str:
-        return f"{cls.job_prefix(owner, job_id)}outputs/{name}"
+    def checkpoint(cls, owner: str, job_id: str, attempt: int, step: int) -> str:
+        return f"{cls.attempt_prefix(owner, job_id, attempt)}checkpoints/step-{step:07d}.npz"
+
+    @classmethod
+    def output(cls, owner: str, job_id: str, attempt: int, name: str) -> str:
+        return f"{cls.attempt_prefix(owner, job_id, attempt)}outputs/{name}"
 
     @staticmethod
     def dataset_object(owner: str, dataset_id: str, name: str) -> str:
@@ -73,6 +80,10 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; a missing one is not an error."""
+        ...
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key that starts with ``prefix`` (a folder-like prefix ending in /)."""
         ...
 
     def presigned_url(self, key: str) -> str | None:
@@ -120,6 +131,16 @@ class LocalObjectStore:
 
     def delete(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        folder = self.path_for(prefix)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.startswith(".part-")
+        )
 
     def presigned_url(self, key: str) -> str | None:
         return None
@@ -187,6 +208,12 @@ class S3ObjectStore:
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=key)  # S3 ignores missing keys
+
+    def list_keys(self, prefix: str) -> list[str]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def presigned_url(self, key: str) -> str | None:
         url: str = self._client.generate_presigned_url(

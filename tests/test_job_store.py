@@ -11,6 +11,7 @@ import redis
 from atelier.shared.errors import Conflict
 from atelier.shared.jobs import (
     ALLOWED_TRANSITIONS,
+    CheckpointRef,
     JobErrorInfo,
     JobStatus,
     JobStore,
@@ -90,7 +91,7 @@ def test_cancel_running_job_sets_flag_and_keeps_running(store: JobStore) -> None
 def test_finish_keeps_progress_and_outputs(store: JobStore) -> None:
     job = store.create("alice", JobType.GENERATE, "dcgan", {})
     store.claim(job.id, "w", 30)
-    store.set_progress(job.id, Progress(step=5, total=10, fraction=0.5))
+    store.set_progress(job.id, 1, Progress(step=5, total=10, fraction=0.5))
     ref = OutputRef(name="grid.png", key="owners/alice/x", content_type="image/png", size_bytes=9)
     store.finish(job.id, JobStatus.SUCCEEDED, outputs=[ref], metrics={"predict_time": 0.1})
     done = store.get(job.id)
@@ -153,7 +154,7 @@ def test_queued_index_follows_the_state_machine(
     assert overdue() == []
     patient = JobStore(redis_client, retry=RetryPolicy(backoff_seconds=60))
     lost = JobErrorInfo(type="WorkerLost", message="gone")
-    assert patient.attempt_failed(first.id, lost, expected_worker="w1") is not None
+    assert patient.attempt_failed(first.id, lost, attempt=1) is not None
     assert store.overdue_queued(JobType.TRAIN, time.time()) == []  # due in a minute
     assert overdue() == [first.id]
     store.request_cancel(first.id)
@@ -203,9 +204,9 @@ def test_one_retry_policy_for_runner_and_reaper(redis_client: redis.Redis) -> No
     flaky = JobErrorInfo(type="StorageUnavailable", message="storage away")
 
     assert store.claim(job.id, "w1", 30) is not None
-    assert store.attempt_failed(job.id, flaky, expected_worker="w2") is None  # not w2's
+    assert store.attempt_failed(job.id, flaky, attempt=2) is None  # attempt 1 holds it
     before = time.time()
-    first = store.attempt_failed(job.id, flaky, expected_worker="w1")
+    first = store.attempt_failed(job.id, flaky, attempt=1)
     assert first is not None and first.status is JobStatus.QUEUED and first.failures == 1
     assert first.error == flaky and first.worker is None
     due = redis_client.zscore("atelier:requeued", job.id)
@@ -224,7 +225,7 @@ def test_one_retry_policy_for_runner_and_reaper(redis_client: redis.Redis) -> No
 
     redis_client.zadd("atelier:requeued", {job.id: 0})
     assert store.claim(job.id, "w3", 30) is not None
-    last = store.attempt_failed(job.id, flaky, expected_worker="w3")
+    last = store.attempt_failed(job.id, flaky, attempt=3)
     assert last is not None and last.status is JobStatus.FAILED and last.failures == 3
     assert last.error is not None and last.error.type == "StorageUnavailable"
     assert last.error.message == "gave up after 3 failed attempts: storage away"
@@ -234,3 +235,41 @@ def test_one_retry_policy_for_runner_and_reaper(redis_client: redis.Redis) -> No
 
 def test_cancel_of_a_missing_job_is_none(store: JobStore) -> None:
     assert store.request_cancel("job_missing") is None
+
+
+def test_a_stale_attempt_can_write_nothing(store: JobStore, redis_client: redis.Redis) -> None:
+    """Fencing: once attempt 2 holds the job, every write of attempt 1 is refused and
+    leaves the record as attempt 2 made it."""
+    from atelier.shared.job_logs import JobLogs
+
+    job = store.create("alice", JobType.TRAIN, "dcgan", {})
+    assert store.claim(job.id, "w1", 30) is not None
+    assert store.renew_lease(job.id, 1, 30)
+    lost = JobErrorInfo(type="WorkerLost", message="paused")
+    assert store.attempt_failed(job.id, lost, attempt=1) is not None  # the reaper
+    assert not store.renew_lease(job.id, 1, 30)  # requeued: attempt 1 holds nothing
+    redis_client.zadd("atelier:requeued", {job.id: 0})
+    assert store.claim(job.id, "w2", 30) is not None
+    assert store.fence(job.id) == 2
+    logs = JobLogs(redis_client, 100)
+    assert logs.append(job.id, 2, "attempt 2 runs")
+
+    stale = Progress(step=900, total=1000, fraction=0.9)
+    assert not store.renew_lease(job.id, 1, 30)
+    assert not store.set_progress(job.id, 1, stale)
+    assert not store.set_checkpoint(job.id, 1, CheckpointRef(step=800, key="a1/ck"))
+    ref = OutputRef(name="samples/x.png", key="a1/x.png", content_type="image/png", size_bytes=1)
+    assert not store.add_outputs(job.id, 1, [ref])
+    assert not logs.append(job.id, 1, "attempt 1 woke up")
+    assert store.finish(job.id, JobStatus.SUCCEEDED, attempt=1) is None
+    assert store.requeue(job.id, attempt=1) is None
+    assert store.attempt_failed(job.id, lost, attempt=1) is None
+    flags = store.stop_requested(job.id, 1, None)
+    assert flags.fenced and not flags.canceled and not flags.draining
+
+    assert store.set_progress(job.id, 2, Progress(step=10, total=1000, fraction=0.01))
+    done = store.finish(job.id, JobStatus.SUCCEEDED, attempt=2)
+    assert done is not None and done.attempt == 2 and done.outputs == []
+    assert done.checkpoint is None and done.progress.step == 10
+    assert logs.read(job.id) == ["attempt 2 runs"]
+    assert not store.stop_requested(job.id, 2, None).fenced

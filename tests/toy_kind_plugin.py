@@ -9,7 +9,6 @@ import numpy as np
 import tensorflow as tf
 
 from atelier.shared.models import ModelRecord
-from atelier.shared.storage import ObjectLayout
 from atelier.workers.checkpoints import restore_checkpoint
 from atelier.workers.datasets import load_images
 from atelier.workers.kinds.base import GenerateResult, JobContext, ModelKind, TrainResult
@@ -65,6 +64,6 @@ class ToyKind(ModelKind):
         net = build_model()
         restore_checkpoint({"w": net.weights}, ctx.objects.get_bytes(model.weights_key))
         text = f"{float(net(np.ones((1, 1)))[0, 0]):.6f}\n" * p.n
-        key = ObjectLayout.output(ctx.job.owner, ctx.job.id, "mean.txt")
+        key = ctx.output_key("mean.txt")
         ctx.uploader.put("mean.txt", key, text.encode(), "text/plain")
         return GenerateResult(outputs=ctx.uploader.wait())

@@ -3,9 +3,13 @@ builds that command). Importing this module must stay cheap and TensorFlow-free.
 
 Hooks, not lines in the runner:
 - ``worker_ready`` (parent): start the reaper thread.
-- ``worker_shutting_down`` (parent): flag this node as draining, so its running job
-  checkpoints and goes back to the queue at once instead of being waited on or killed.
-- ``worker_process_init`` (job process): SIGTERM drains the running job.
+- ``worker_shutting_down`` (parent): flag this process generation as draining, so its
+  running job checkpoints and goes back to the queue at once instead of being waited on or
+  killed. The flag names the generation, not the node: a worker restarted under the same
+  name starts clean.
+
+A job process's SIGTERM handler (drain the running job) is installed with its runner, at
+its first task (``workers.tasks.drain_on_sigterm`` says why not here).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 
 from atelier.shared.jobs import JobStore, JobType, RetryPolicy
 from atelier.shared.kinds import KINDS, load_kind_plugins
@@ -23,7 +27,7 @@ from atelier.shared.redis_client import connect
 from atelier.shared.settings import Settings
 from atelier.workers.metrics import preinitialise, serve
 from atelier.workers.reaper import ReaperThread
-from atelier.workers.tasks import drain_on_sigterm, register_tasks
+from atelier.workers.tasks import GENERATION, register_tasks
 
 settings = Settings.from_env()
 configure_logging(settings)
@@ -52,11 +56,8 @@ def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
 
 @worker_shutting_down.connect
 def flag_draining(sender: Any = None, **_: Any) -> None:
-    node = str(sender)
-    JobStore(connect(settings.redis_url)).mark_draining(node, DRAIN_FLAG_SECONDS)
-    logging.getLogger(__name__).info("%s draining: running jobs checkpoint and requeue", node)
+    JobStore(connect(settings.redis_url)).mark_draining(GENERATION, DRAIN_FLAG_SECONDS)
+    logging.getLogger(__name__).info(
+        "%s (generation %s) draining: running jobs checkpoint and requeue", sender, GENERATION
+    )
 
-
-@worker_process_init.connect
-def init_job_process(**_: Any) -> None:
-    drain_on_sigterm()

@@ -1,8 +1,13 @@
-"""A running job's link to the system: progress, stop signals, lease, storage, log."""
+"""A running attempt's link to the system: progress, stop signals, lease, storage, log.
+
+Everything the attempt writes names it: Redis writes carry its fencing token (the attempt
+number) and are refused once a newer attempt holds the job; objects go under the attempt's
+own key prefix (``ObjectLayout.attempt_prefix``). A refused write stops the attempt at its
+next step, and ``discard_stale_objects`` removes what it stored that the record does not
+reference."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +20,7 @@ from atelier.shared.jobs import CheckpointRef, Job, JobStore, JobType, OutputRef
 from atelier.shared.models import ModelStore
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, ObjectStore
+from atelier.workers.lease import LeaseKeeper
 from atelier.workers.uploads import Uploader
 
 # Set by the SIGTERM handler of a job process: the process is about to stop.
@@ -28,36 +34,6 @@ class StopReason(Enum):
     LEASE_LOST = "lease lost"
 
 
-class LeaseKeeper:
-    """Renews the job's lease from a thread, so a long step never looks like a dead worker;
-    notices when the reaper has taken the job away."""
-
-    def __init__(self, jobs: JobStore, job_id: str, lease_seconds: float) -> None:
-        self._jobs = jobs
-        self._job_id = job_id
-        self._lease = lease_seconds
-        self._stop = threading.Event()
-        self.lost = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._lease / 3):
-            try:
-                if not self._jobs.renew_lease(self._job_id, self._lease):
-                    self.lost.set()
-                    return
-            except Exception:
-                logging.getLogger(__name__).warning("lease renewal failed", exc_info=True)
-
-
 class JobContext:
     def __init__(
         self,
@@ -66,7 +42,7 @@ class JobContext:
         jobs: JobStore,
         objects: ObjectStore,
         logs: JobLogs,
-        node: str | None,
+        generation: str | None,
         *,
         datasets: DatasetStore,
         upload_pool: ThreadPoolExecutor | None = None,
@@ -76,13 +52,14 @@ class JobContext:
         self.settings = settings
         self.objects = objects
         self.jobs = jobs
-        self.node = node
+        self.generation = generation
+        """The worker process generation, whose draining flag tells the job to step aside."""
         self.model_id = ModelStore.new_id() if job.type is JobType.TRAIN else ""
         """Id the model of a training job will have (chosen before training starts, so its
         weights are stored under their final key)."""
         self.outputs_added: list[OutputRef] = []
         """Outputs this attempt appended to the running job (sample grids, texts)."""
-        self.log = job_logger(logs, job.id)
+        self.log = job_logger(logs, job.id, job.attempt)
         self.uploader = Uploader(
             objects,
             settings.upload_threads,
@@ -90,7 +67,7 @@ class JobContext:
             self.log,
             upload_pool,
         )
-        self.lease = LeaseKeeper(jobs, job.id, settings.lease_seconds)
+        self.lease = LeaseKeeper(jobs, job.id, job.attempt, settings.lease_seconds)
         self._started = time.monotonic()
         self._first_step: int | None = None
         self._last_report = 0.0
@@ -121,25 +98,71 @@ class JobContext:
             updated_at=time.time(),
         )
         try:
-            self.jobs.set_progress(self.job.id, progress)
+            self._fenced(self.jobs.set_progress(self.job.id, self.job.attempt, progress))
         except Exception:
             self.log.warning("progress write failed", exc_info=True)
 
     def add_output(self, ref: OutputRef) -> None:
-        self.jobs.add_outputs(self.job.id, [ref])
-        self.outputs_added.append(ref)
+        if self._fenced(self.jobs.add_outputs(self.job.id, self.job.attempt, [ref])):
+            self.outputs_added.append(ref)
 
-    def record_checkpoint(self, ref: OutputRef, step: int) -> None:
-        """Point the job at a checkpoint once it is fully stored."""
-        self.jobs.set_checkpoint(self.job.id, CheckpointRef(step=step, key=ref.key))
-        self.log.info("checkpoint at step %d stored", step)
+    def record_checkpoint(self, ref: OutputRef, step: int) -> bool:
+        """Point the job at a checkpoint once it is fully stored; False if fenced off."""
+        pointed = self.jobs.set_checkpoint(
+            self.job.id, self.job.attempt, CheckpointRef(step=step, key=ref.key)
+        )
+        if self._fenced(pointed):
+            self.log.info("checkpoint at step %d stored", step)
+        return pointed
 
-    def delete_checkpoint(self, step: int) -> None:
-        """Best effort: a checkpoint left behind costs storage, not correctness."""
+    def _fenced(self, accepted: bool) -> bool:
+        """A refused write means a newer attempt holds the job: stop at the next step."""
+        if not accepted:
+            self.lease.lost.set()
+        return accepted
+
+    # --- object keys of this attempt --------------------------------------------------------
+    def output_key(self, name: str) -> str:
+        return ObjectLayout.output(self.job.owner, self.job.id, self.job.attempt, name)
+
+    def sample_key(self, step: int, extension: str) -> str:
+        return ObjectLayout.sample(self.job.owner, self.job.id, self.job.attempt, step, extension)
+
+    def checkpoint_key(self, step: int) -> str:
+        return ObjectLayout.checkpoint(self.job.owner, self.job.id, self.job.attempt, step)
+
+    def delete_object(self, key: str) -> None:
+        """Best effort: an object left behind costs storage, not correctness."""
         try:
-            self.objects.delete(ObjectLayout.checkpoint(self.job.owner, self.job.id, step))
+            self.objects.delete(key)
         except Exception as exc:
-            self.log.warning("could not delete the checkpoint at step %d: %s", step, exc)
+            self.log.warning("could not delete %s: %s", key, exc)
+
+    def discard_stale_objects(self, current: Job | None, *, weights_key: str | None) -> int:
+        """Delete what this attempt stored that ``current`` (the job's record now) does not
+        reference, and the weights of a model that was never recorded. Runs when the
+        attempt was fenced off, after its uploads finished."""
+        stale = self._unreferenced(current, self.job.attempt)
+        if weights_key is not None:
+            stale.append(weights_key)
+        for key in stale:
+            self.delete_object(key)
+        return len(stale)
+
+    def discard_earlier_attempts(self, finished: Job) -> int:
+        """Once the job is finished: delete what its earlier attempts stored that the
+        record does not reference (a checkpoint superseded, a stale attempt's leftovers)."""
+        stale = [key for n in range(1, finished.attempt) for key in self._unreferenced(finished, n)]
+        for key in stale:
+            self.delete_object(key)
+        return len(stale)
+
+    def _unreferenced(self, current: Job | None, attempt: int) -> list[str]:
+        referenced = {o.key for o in current.outputs} if current else set()
+        if current is not None and current.checkpoint is not None:
+            referenced.add(current.checkpoint.key)
+        prefix = ObjectLayout.attempt_prefix(self.job.owner, self.job.id, attempt)
+        return [key for key in self.objects.list_keys(prefix) if key not in referenced]
 
     # --- stopping ---------------------------------------------------------------------------
     def stop_reason(self) -> StopReason | None:
@@ -148,7 +171,7 @@ class JobContext:
             return self._stop
         if PROCESS_DRAINING.is_set():
             self._stop = StopReason.DRAINING
-        elif self.lease.lost.is_set():
+        elif self.lease.lost.is_set():  # renewal or a write refused: fenced off
             self._stop = StopReason.LEASE_LOST
         elif self._past_deadline():
             self._stop = StopReason.DEADLINE
@@ -161,13 +184,16 @@ class JobContext:
 
     def _ask_redis(self) -> StopReason | None:
         try:
-            canceled, draining = self.jobs.stop_requested(self.job.id, self.node)
+            flags = self.jobs.stop_requested(self.job.id, self.job.attempt, self.generation)
         except Exception:
             self.log.warning("stop check failed", exc_info=True)
             return None
-        if canceled:
+        if flags.fenced:
+            self.lease.lost.set()
+            return StopReason.LEASE_LOST
+        if flags.canceled:
             return StopReason.CANCELED
-        return StopReason.DRAINING if draining else None
+        return StopReason.DRAINING if flags.draining else None
 
     def _past_deadline(self) -> bool:
         limit = self.job.max_run_seconds

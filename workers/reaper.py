@@ -110,7 +110,7 @@ def _recover(jobs: JobStore, job_id: str, report: ReapReport) -> None:
         "(killed, out of memory, or cut off)"
     )
     error = JobErrorInfo(type=type(lost).__name__, message=str(lost))
-    after = jobs.attempt_failed(job_id, error, expected_worker=job.worker)
+    after = jobs.attempt_failed(job_id, error, attempt=job.attempt)
     if after is None:
         return
     if after.status is JobStatus.FAILED:

@@ -29,7 +29,7 @@ from atelier.shared.logs import JOB_ID, OWNER
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.redis_client import connect
 from atelier.shared.settings import Settings
-from atelier.shared.storage import ObjectStore, make_object_store
+from atelier.shared.storage import ObjectLayout, ObjectStore, make_object_store
 from atelier.workers.context import JobContext
 from atelier.workers.kinds.base import ModelKind
 from atelier.workers.metrics import MetricsObserver
@@ -78,11 +78,12 @@ class JobRunner:
             self._kinds[name] = plugin
         return self._kinds[name]
 
-    def run(self, job_id: str, node: str | None = None) -> JobStatus | None:
-        """Run the job if it is still queued; returns where it ended, or None if skipped.
+    def run(self, job_id: str, generation: str | None = None) -> JobStatus | None:
+        """Run the job if it is still queued; returns where it ended, or None if skipped
+        or fenced off (a newer attempt holds the job).
 
-        ``node`` is the Celery node name, whose draining flag tells the job to checkpoint
-        and step aside.
+        ``generation`` names this worker process generation, whose draining flag tells the
+        job to checkpoint and step aside.
         """
         job = self.jobs.claim(job_id, self.worker_name, self.settings.lease_seconds)
         if job is None:
@@ -97,7 +98,7 @@ class JobRunner:
             self.jobs,
             self.objects,
             self.logs,
-            node,
+            generation,
             datasets=self.datasets,
             upload_pool=self._upload_pool,
         )
@@ -112,6 +113,7 @@ class JobRunner:
         finally:
             self.busy = False
             ctx.close()
+            self._tidy(job, ctx, outcome)
             metrics: dict[str, float] = self._finished.metrics if self._finished else {}
             self.observer.finished(job, outcome, started, metrics)
             JOB_ID.set(None)
@@ -127,16 +129,14 @@ class JobRunner:
             return self._finish(job, JobStatus.CANCELED)
         except JobPreempted as exc:
             ctx.log.info("requeued: %s", exc)
-            self.jobs.requeue(job.id, expected_worker=self.worker_name)
-            return JobStatus.QUEUED
+            requeued = self.jobs.requeue(job.id, attempt=job.attempt)
+            return JobStatus.QUEUED if requeued is not None else None
         except LeaseLost as exc:
             ctx.log.warning("stopped, another worker owns the job now: %s", exc)
             return None
         except TRANSIENT_ERRORS as exc:
             ctx.log.warning("transient failure: %s: %s", type(exc).__name__, exc)
-            after = self.jobs.attempt_failed(
-                job.id, _error_info(exc), expected_worker=self.worker_name
-            )
+            after = self.jobs.attempt_failed(job.id, _error_info(exc), attempt=job.attempt)
             if after is not None and after.status.is_terminal():
                 self._finished = after
             return after.status if after is not None else None
@@ -147,9 +147,7 @@ class JobRunner:
             return self._finish(job, JobStatus.FAILED, error=_error_info(exc))
 
     def _finish(self, job: Job, status: JobStatus, **fields: Any) -> JobStatus | None:
-        done = self.jobs.finish(
-            job.id, status, expected_worker=self.worker_name, quiet=True, **fields
-        )
+        done = self.jobs.finish(job.id, status, attempt=job.attempt, **fields)
         if done is None:
             log.warning("%s: not ours any more; %s not recorded", job.id, status)
             return None
@@ -160,22 +158,27 @@ class JobRunner:
         plugin = self.kind(job.kind)
         if job.type is JobType.TRAIN:
             result = plugin.train(job.params, ctx)
-            model = self.models.save(
-                ModelRecord(
-                    id=ctx.model_id,
-                    owner=job.owner,
-                    kind=job.kind,
-                    config=result.config,
-                    weights_key=result.weights_key,
-                    samples=result.samples,
-                    metrics=result.metrics,
-                    source_job_id=job.id,
-                    dataset=result.dataset,
-                    steps=result.steps,
-                    created_at=time.time(),
-                )
+            model = ModelRecord(
+                id=ctx.model_id,
+                owner=job.owner,
+                kind=job.kind,
+                config=result.config,
+                weights_key=result.weights_key,
+                samples=result.samples,
+                metrics=result.metrics,
+                source_job_id=job.id,
+                dataset=result.dataset,
+                steps=result.steps,
+                created_at=time.time(),
             )
-            return self._finish(job, JobStatus.SUCCEEDED, model_id=model.id, metrics=result.metrics)
+            # The model is recorded in the same MULTI as the success, or not at all.
+            return self._finish(
+                job,
+                JobStatus.SUCCEEDED,
+                model_id=model.id,
+                metrics=result.metrics,
+                also=lambda pipe, _job: self.models.save_in(pipe, model),
+            )
         source = self.models.get_for_owner(job.params["model_id"], job.owner)
         if source is None:
             raise PermanentJobError(f"model {job.params['model_id']} no longer exists")
@@ -183,6 +186,31 @@ class JobRunner:
         return self._finish(
             job, JobStatus.SUCCEEDED, outputs=generated.outputs, metrics=generated.metrics
         )
+
+    def _tidy(self, job: Job, ctx: JobContext, outcome: JobStatus | None) -> None:
+        """Storage an attempt leaves behind: a fenced-off attempt removes what it stored
+        that the record does not reference (its model's weights included); a finished job
+        removes what its earlier attempts stored that the record does not reference."""
+        try:
+            current = self.jobs.get(job.id)
+            if outcome is None and _moved_on(current, job.attempt):
+                weights = ObjectLayout.model_weights(job.owner, ctx.model_id)
+                dropped = ctx.discard_stale_objects(
+                    current, weights_key=weights if job.type is JobType.TRAIN else None
+                )
+                log.warning(
+                    "%s: attempt %d fenced off, %d objects discarded", job.id, job.attempt, dropped
+                )
+            elif current is not None and outcome is not None and outcome.is_terminal():
+                ctx.discard_earlier_attempts(current)
+        except Exception:
+            log.warning("%s: could not tidy storage", job.id, exc_info=True)
+
+
+def _moved_on(current: Job | None, attempt: int) -> bool:
+    """The job no longer runs as ``attempt``: requeued by the reaper, or a newer attempt
+    claimed it. (An attempt whose process is dying holds it until its lease runs out.)"""
+    return current is None or current.attempt != attempt or current.status is not JobStatus.RUNNING
 
 
 def _error_info(exc: BaseException, prefix: str = "") -> JobErrorInfo:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
-from typing import Any
+import socket
+from types import FrameType
 
 from celery import Celery, Task
 
@@ -15,6 +17,11 @@ from atelier.workers.runner import JobRunner
 
 _runner: JobRunner | None = None
 
+GENERATION = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+"""This worker process generation: made when the Celery parent imports this module, so
+its pool children (forked from it) share it and a restarted worker, even one with the same
+node name, never does. Its draining flag is keyed by it."""
+
 
 def runner(settings: Settings) -> JobRunner:
     """The process's runner, built on first use: after the fork, in the child that runs
@@ -22,16 +29,26 @@ def runner(settings: Settings) -> JobRunner:
     global _runner
     if _runner is None:
         _runner = JobRunner(settings)
+        drain_on_sigterm()
     return _runner
 
 
 def drain_on_sigterm() -> None:
     """In a job process: SIGTERM during a job means checkpoint, requeue, then exit;
-    SIGTERM while idle means exit now, as it did before."""
+    SIGTERM while idle goes to the handler it replaced (billiard's clean exit).
 
-    def handler(signum: int, frame: Any) -> None:
+    Installed with the runner, at the first task, not in ``worker_process_init``: billiard
+    resets a child's signal handlers *after* its initializer runs
+    (``billiard.pool.Worker.after_fork``), so a handler set there never fired and a stopped
+    worker's job lost every step since its last checkpoint."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
         if _runner is not None and _runner.busy:
             PROCESS_DRAINING.set()
+            return
+        if callable(previous):
+            previous(signum, frame)
             return
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -42,7 +59,7 @@ def drain_on_sigterm() -> None:
 def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
     def run_job(task: Task, job_id: str) -> None:  # type: ignore[type-arg]
-        outcome = runner(settings).run(job_id, node=task.request.hostname)
+        outcome = runner(settings).run(job_id, generation=GENERATION)
         if settings.exit_after_job and outcome is not None:
             # One job per worker (a Kubernetes Job): ask the Celery parent for a warm
             # shutdown; it takes no new message, so nothing is left half-received.

@@ -142,11 +142,11 @@ def _resume(trainer: Trainer[Any], ctx: JobContext) -> int:
 def _write_sample(trainer: Trainer[Any], hooks: StepHooks, step: int) -> None:
     sample = trainer.sample(step)
     hooks.latest.update(sample.metrics)
-    ctx, job = trainer.ctx, trainer.ctx.job
+    ctx = trainer.ctx
     text = sample.text
     ctx.uploader.put_best_effort(
         f"samples/step-{step:07d}.{sample.extension}",
-        ObjectLayout.sample(job.owner, job.id, step, sample.extension),
+        ctx.sample_key(step, sample.extension),
         sample.data,
         sample.content_type,
         on_stored=lambda ref: ctx.add_output(ref.model_copy(update={"text": text})),
@@ -182,9 +182,11 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
         self.last_sample_step = 0
         self.stopped_at: int | None = None
         self._newest_checkpoint = start_step
-        # Steps with a stored checkpoint from this run (and the one it resumed from),
-        # oldest first; all but the newest `checkpoints_kept` are deleted.
-        self._stored_checkpoints = [start_step] if start_step > 0 else []
+        # (step, key) of the stored checkpoints of this run and the one it resumed from
+        # (which an earlier attempt wrote under its own prefix), oldest first; all but the
+        # newest `checkpoints_kept` are deleted.
+        resumed = ctx.job.checkpoint
+        self._stored_checkpoints = [(resumed.step, resumed.key)] if resumed else []
         self._lock = threading.Lock()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -198,10 +200,9 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
             metrics = " ".join(f"{k}={v:.4f}" for k, v in self.latest.items())
             self.ctx.log.info("step %d/%d %s", step, self.total_steps, metrics)
         if step % self.checkpoint_every == 0 and step < self.total_steps:
-            job = self.ctx.job
             self.ctx.uploader.put_best_effort(
                 f"checkpoint-{step}",
-                ObjectLayout.checkpoint(job.owner, job.id, step),
+                self.ctx.checkpoint_key(step),
                 self._checkpoint(step),
                 "application/zip",
                 on_stored=functools.partial(self._point_at, step=step),
@@ -219,8 +220,7 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
 
     def checkpoint_now(self, step: int) -> None:
         """Store a checkpoint and wait for it: the job is about to move to another worker."""
-        job = self.ctx.job
-        key = ObjectLayout.checkpoint(job.owner, job.id, step)
+        key = self.ctx.checkpoint_key(step)
         self.ctx.uploader.put(f"checkpoint-{step}", key, self._checkpoint(step), "application/zip")
         self.ctx.uploader.wait()
         self._point_at(
@@ -232,17 +232,19 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
 
     def _point_at(self, ref: OutputRef, step: int) -> None:
         # Uploads finish out of order; never move the pointer back to an older one. The
-        # pointer is moved before anything is deleted, and the newest is always kept.
+        # pointer is moved before anything is deleted, and the newest is always kept. A
+        # fenced-off attempt deletes nothing here: the record may point at the old ones.
         with self._lock:
-            bisect.insort(self._stored_checkpoints, step)
             if step > self._newest_checkpoint:
+                if not self.ctx.record_checkpoint(ref, step):
+                    return
                 self._newest_checkpoint = step
-                self.ctx.record_checkpoint(ref, step)
+            bisect.insort(self._stored_checkpoints, (step, ref.key))
             keep = max(self.ctx.settings.checkpoints_kept, 1)
             stale = self._stored_checkpoints[:-keep]
             del self._stored_checkpoints[:-keep]
-        for old in stale:
-            self.ctx.delete_checkpoint(old)
+        for _step, key in stale:
+            self.ctx.delete_object(key)
 
     def finish_or_stop(self) -> None:
         """After ``fit``: wait for uploads; raise if the run was stopped early."""

@@ -13,7 +13,6 @@ from atelier.shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_p
 from atelier.shared.jobs import OutputRef
 from atelier.shared.kinds import SINGLE_IMAGE_OUTPUTS_MAX, DcganGenerateParams, DcganTrainParams
 from atelier.shared.models import ModelRecord
-from atelier.shared.storage import ObjectLayout
 from atelier.workers.cache import LoadedModels
 from atelier.workers.checkpoints import restore_checkpoint
 from atelier.workers.gpu import configure_tensorflow
@@ -78,10 +77,9 @@ class DcganKind(ModelKind):
     ) -> list[OutputRef]:
         """grid.png (a preview of the first 64), then the images: one PNG object each,
         one images.zip of PNGs, or one images.npy array (see DcganGenerateParams)."""
-        job = ctx.job
 
         def put(name: str, data: bytes, content_type: str) -> None:
-            ctx.uploader.put(name, ObjectLayout.output(job.owner, job.id, name), data, content_type)
+            ctx.uploader.put(name, ctx.output_key(name), data, content_type)
 
         put("grid.png", encode_pngs(grid(pixels[:PREVIEW_IMAGES])[np.newaxis])[0], "image/png")
         if image_format == "npy":

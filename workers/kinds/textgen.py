@@ -13,7 +13,6 @@ from atelier.shared.errors import PermanentJobError
 from atelier.shared.jobs import OutputRef
 from atelier.shared.kinds import TextgenGenerateParams, TextgenTrainParams
 from atelier.shared.models import ModelRecord
-from atelier.shared.storage import ObjectLayout
 from atelier.workers.cache import LoadedModels
 from atelier.workers.checkpoints import restore_checkpoint
 from atelier.workers.corpus import fables
@@ -166,12 +165,11 @@ class TextgenKind(ModelKind):
 
     @staticmethod
     def _store_texts(texts: list[str], ctx: JobContext) -> list[OutputRef]:
-        job = ctx.job
         for index, text in enumerate(texts):
             name = f"sample-{index}.txt"
             ctx.uploader.put(
                 name,
-                ObjectLayout.output(job.owner, job.id, name),
+                ctx.output_key(name),
                 text.encode(),
                 "text/plain; charset=utf-8",
             )
