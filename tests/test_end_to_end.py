@@ -163,7 +163,7 @@ def test_checkpoints_are_in_storage_and_only_the_newest_are_kept(stack: RunningS
     kept = [
         step
         for step in (5, 10, 15, 20, 25)
-        if objects.exists(ObjectLayout.checkpoint("carol", job["id"], step))
+        if objects.exists(ObjectLayout.checkpoint("carol", job["id"], job["attempt"], step))
     ]
     assert stack.settings.checkpoints_kept == 2 and kept == [20, 25]
     assert job["checkpoint_step"] == 25
