@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -112,10 +113,15 @@ def _own_metrics(settings: Settings, name: str, port: int) -> Settings:
 
 
 def _supervise(commands: list[tuple[list[str], dict[str, str]]]) -> None:
-    """Run one worker per GPU; a signal to us goes to all; exit when all have exited."""
+    """Run one worker per GPU; a signal to us goes to all; exit when all have exited.
+
+    Each worker runs in its own session, so a terminal's Ctrl-C reaches it once, through
+    us: reaching it twice (from the terminal and forwarded) is Celery's cold shutdown,
+    which kills the running job instead of draining it. Whatever a worker leaves behind
+    (a job process of a worker that was SIGKILLed) is killed when it exits."""
     import subprocess
 
-    children = [subprocess.Popen(argv, env=env) for argv, env in commands]
+    children = [subprocess.Popen(argv, env=env, start_new_session=True) for argv, env in commands]
 
     def forward(signum: int, _frame: Any) -> None:
         for child in children:
@@ -125,6 +131,9 @@ def _supervise(commands: list[tuple[list[str], dict[str, str]]]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
     codes = [child.wait() for child in children]
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
     sys.exit(max(codes))
 
 

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from atelier.cli.datadir import DataDirInUse, DataDirLock
-from atelier.cli.processes import ManagedProcess, free_port
+from atelier.cli.processes import ManagedProcess, free_port, start_redis
 from atelier.cli.stack import API_STOP_SECONDS, WORKER_STOP_SECONDS_WITHOUT_REDIS, EmbeddedStack
 from atelier.cli.supervisor import GaveUp, RestartPolicy, Supervisor
 from atelier.client import Client
@@ -347,3 +347,42 @@ def test_a_worker_stopping_while_redis_is_down_exits_within_the_bound(tmp_path: 
     print(f"stopped in {took:.1f}s with Redis gone")
     assert took < API_STOP_SECONDS + WORKER_STOP_SECONDS_WITHOUT_REDIS + 5
     assert session_members(sessions) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_reaches_each_gpu_worker_once(tmp_path: Path) -> None:
+    """``atelier worker`` with GPUs runs one Celery worker per GPU and forwards signals;
+    a terminal's Ctrl-C (SIGINT to the foreground group) must reach each worker once:
+    twice is Celery's cold shutdown, which kills the running job instead of draining it."""
+    redis_process, url = start_redis(
+        Settings(), tmp_path / "redis", free_port(), tmp_path / "redis.log"
+    )
+    env = {
+        **os.environ,
+        "ATELIER_REDIS_URL": url,
+        "ATELIER_GPUS": "0,1",  # two workers (on CPU here: the GPU ids are only passed on)
+        "ATELIER_WORKER_METRICS_PORT": "0",
+        "ATELIER_LOG_FORMAT": "text",
+        "ATELIER_METRICS_DIR": str(tmp_path / "metrics"),
+    }
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "atelier.cli.main", "worker", "--queues", "generate"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: log.read_text().count("ready.") == 2, 60, "both workers ready")
+        os.killpg(worker.pid, signal.SIGINT)
+        worker.wait(60)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        redis_process.stop()
+    text = log.read_text()
+    assert text.count("Warm shutdown") == 2
+    # Celery answers each SIGINT with a "Hitting Ctrl+C again …" line: one per worker.
+    assert text.count("Hitting Ctrl+C again") == 2
