@@ -139,7 +139,7 @@ def test_up_runs_the_demo_then_restarts_with_its_history(tmp_path: Path) -> None
         again.send_signal(signal.SIGINT)
         output, _ = again.communicate(timeout=60)
     assert again.returncode == 0, output
-    assert "stopped." in output
+    assert "\nstopped (" in output  # "stopped (1.4s)."
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
 
