@@ -81,7 +81,10 @@ class ManagedProcess:
         env: dict[str, str],
         log: Path,
         pass_fds: Sequence[int] = (),
+        registry: list[ManagedProcess] | None = None,
     ) -> None:
+        """``registry``: a list this process joins the moment it is started, so whoever
+        stops that list stops it too, even if a signal interrupts its caller right after."""
         self.name = name
         self.argv = list(argv)
         self.env = env
@@ -91,6 +94,8 @@ class ManagedProcess:
         self._log_handle = log.open("ab")
         self.started_at = time.monotonic()
         self.process = self._spawn()
+        if registry is not None:
+            registry.append(self)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started_at = time.monotonic()
@@ -191,10 +196,16 @@ def describe_exit(code: int) -> str:
 
 
 def start_redis(
-    settings: Settings, directory: Path, port: int, log: Path, pass_fds: Sequence[int] = ()
+    settings: Settings,
+    directory: Path,
+    port: int,
+    log: Path,
+    pass_fds: Sequence[int] = (),
+    registry: list[ManagedProcess] | None = None,
 ) -> tuple[ManagedProcess, str]:
     """redis-server with an append-only file (accepted jobs survive a restart) and
-    ``noeviction`` (evicting broker keys would silently drop jobs)."""
+    ``noeviction`` (evicting broker keys would silently drop jobs). It joins ``registry``
+    before the wait for it to answer, so an interrupted start can still stop it."""
     directory.mkdir(parents=True, exist_ok=True)
     argv = [
         find_redis_server(settings),
@@ -215,7 +226,7 @@ def start_redis(
         "--protected-mode",
         "yes",
     ]
-    process = ManagedProcess("redis", argv, dict(os.environ), log, pass_fds)
+    process = ManagedProcess("redis", argv, dict(os.environ), log, pass_fds, registry)
     url = f"redis://127.0.0.1:{port}/0"
 
     def answers() -> bool:

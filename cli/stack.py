@@ -82,14 +82,14 @@ class EmbeddedStack:
         metrics_dir.mkdir()
         redis_url = self.external_redis_url
         if redis_url is None:
-            redis_process, redis_url = start_redis(
+            _, redis_url = start_redis(
                 self.base,
                 data / "redis",
                 free_port(),
                 data / "logs" / "redis.log",
                 pass_fds=self._pass_fds(),
+                registry=self.processes,
             )
-            self.processes.append(redis_process)
         settings = self.base.replace(
             redis_url=redis_url,
             broker_url="",
@@ -102,20 +102,8 @@ class EmbeddedStack:
         # The same commands an operator runs: `atelier worker` per queue, `atelier api`.
         for role in self.worker_roles:
             self.add_worker(role)
-        self.processes.append(
-            self._child(
-                "api",
-                [
-                    *ATELIER_COMMAND,
-                    "api",
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    str(self.api_workers),
-                ],
-                child_env(settings),
-            )
-        )
+        api = [*ATELIER_COMMAND, "api", "--bind", f"127.0.0.1:{self.port}"]
+        self._child("api", [*api, "--workers", str(self.api_workers)], child_env(settings))
         wait_until(self._ready, 60, "the API")
         return settings
 
@@ -131,13 +119,13 @@ class EmbeddedStack:
             [*ATELIER_COMMAND, "worker", "--queues", role, "--name", name],
             child_env(self.settings.replace(worker_metrics_port=port)),
         )
-        self.processes.append(process)
         return process
 
     def _child(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
-        """A child logging to ``logs/<name>.log`` that holds the data directory's lock too."""
+        """A child of the stack (in ``processes`` from the moment it starts), logging to
+        ``logs/<name>.log`` and holding the data directory's lock too."""
         log_path = self.data_dir / "logs" / f"{name}.log"
-        return ManagedProcess(name, argv, env, log_path, pass_fds=self._pass_fds())
+        return ManagedProcess(name, argv, env, log_path, self._pass_fds(), self.processes)
 
     def _pass_fds(self) -> tuple[int, ...]:
         return (self._lock.fileno,) if self._lock is not None else ()

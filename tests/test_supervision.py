@@ -112,6 +112,19 @@ def test_a_crashed_child_is_restarted_with_backoff_and_given_up_on(tmp_path: Pat
     assert "starting" in message  # the log's tail says why
 
 
+def test_stop_kills_a_child_that_ignores_sigterm_and_all_it_started(tmp_path: Path) -> None:
+    # An ignored signal stays ignored across exec: the two sleeps ignore SIGTERM too.
+    stubborn = ManagedProcess(
+        "stubborn", ["sh", "-c", "trap '' TERM; sleep 60 & sleep 60"], {}, tmp_path / "s.log"
+    )
+    wait_for(lambda: len(session_members({stubborn.process.pid})) == 3, 5, "sh and two sleeps")
+    started = time.monotonic()
+    stubborn.stop(timeout=0.5)
+    assert time.monotonic() - started < 2
+    assert session_members({stubborn.process.pid}) == []
+    stubborn.stop(timeout=0.5)  # again: nothing to do, no error
+
+
 def test_backoff_doubles_up_to_its_cap() -> None:
     policy = RestartPolicy()
     assert [policy.backoff(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
