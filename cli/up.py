@@ -9,8 +9,12 @@ a second Ctrl-C is how a worker used to outlive the stack.
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 import click
@@ -79,10 +83,40 @@ def _serve(
         from atelier.cli.demo import run_demo
 
         client = Client(settings.api_url, stack.api_key, timeout=60)
-        run_demo(client, stack.data_dir / "demo", demo_steps)
+        with supervised_in_background(stack):
+            run_demo(client, stack.data_dir / "demo", demo_steps)
         if exit_after_demo:
             return
     click.echo("Press Ctrl-C to stop.")
     while True:
         stack.supervise()
         time.sleep(SUPERVISE_EVERY_SECONDS)
+
+
+@contextlib.contextmanager
+def supervised_in_background(stack: EmbeddedStack) -> Iterator[None]:
+    """Supervise from a thread while the main thread is busy (the demo). A stack that gives
+    up interrupts the main thread as a signal would, and its reason is raised there."""
+    done = threading.Event()
+    failed: list[ChildExited] = []
+
+    def watch() -> None:
+        while not done.wait(SUPERVISE_EVERY_SECONDS):
+            try:
+                stack.supervise()
+            except ChildExited as exc:
+                failed.append(exc)
+                _thread.interrupt_main()
+                return
+
+    thread = threading.Thread(target=watch, name="atelier-supervisor", daemon=True)
+    thread.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if failed:
+            raise failed[0] from None
+        raise
+    finally:
+        done.set()
+        thread.join()
