@@ -68,9 +68,10 @@ class DataDirLock:
             f"{holder.get('started', '?')}, API at {holder.get('api_url', '?')})."
         )
         if isinstance(pid, int) and not _alive(pid):
+            holders = ", ".join(f"{p} ({name})" for p, name in _holders(self.path)) or "?"
             message += (
-                f" That process is gone, but processes it started still hold the lock; "
-                f"`fuser -v {self.path}` lists them."
+                f" That process is gone, but processes it started still hold the lock: "
+                f"{holders}."
             )
         return message + " Stop it first, or set ATELIER_DATA_DIR to another directory."
 
@@ -91,3 +92,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _holders(path: Path) -> list[tuple[int, str]]:
+    """(pid, program) of the processes with ``path`` open, as far as /proc shows."""
+    found = []
+    target = str(path.resolve())
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                found.append((int(fd_dir.parent.name), _program(fd_dir.parent)))
+    return sorted(found)
+
+
+def _program(proc: Path) -> str:
+    """``redis-server``, or for ``python -m celery …`` the module: ``celery``."""
+    argv = (proc / "cmdline").read_text().split("\0")
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1]
+    return (proc / "comm").read_text().strip()

@@ -72,6 +72,37 @@ def test_a_lock_file_left_by_a_killed_stack_does_not_block(tmp_path: Path) -> No
     lock.release()
 
 
+def test_what_a_killed_stack_started_still_holds_the_lock(tmp_path: Path) -> None:
+    """A Redis or worker orphaned by a kill -9 of ``atelier up`` inherited the lock: a new
+    stack must not start beside it on the same append-only file."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, time; from pathlib import Path;"
+            "from atelier.cli.datadir import DataDirLock;"
+            f"lock = DataDirLock(Path({str(tmp_path)!r})); lock.acquire('x');"
+            "child = subprocess.Popen(['sleep', '60'], pass_fds=(lock.fileno,));"
+            "print(child.pid, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    orphan = int(holder.stdout.readline())
+    holder.kill()
+    holder.wait()
+    try:
+        with pytest.raises(DataDirInUse, match=rf"gone, .* hold the lock: {orphan} \(sleep\)"):
+            DataDirLock(tmp_path).acquire("y")
+    finally:
+        os.kill(orphan, signal.SIGKILL)
+    wait_for(lambda: session_members({os.getsid(0)}).count(orphan) == 0, 5, "the orphan gone")
+    lock = DataDirLock(tmp_path)
+    lock.acquire("y")
+    lock.release()
+
+
 def test_a_second_stack_on_a_data_directory_in_use_refuses_at_once(tmp_path: Path) -> None:
     held = DataDirLock(tmp_path / "data")
     held.acquire("http://127.0.0.1:1")
