@@ -77,7 +77,8 @@ class Settings:
     checkpoints_kept: int = 2
     """Newest checkpoints a training job keeps in storage; older ones are deleted."""
     upload_retry_seconds: float = 120.0
-    """How long an upload that must succeed (weights, outputs) keeps retrying storage."""
+    """How long a job keeps retrying the object store through an outage: uploads that must
+    succeed (weights, outputs) and reads (weights, datasets, checkpoints)."""
     job_log_lines: int = 1000
     """Log lines kept per job (the newest)."""
     worker_metrics_port: int = 9808

@@ -302,6 +302,18 @@ def test_object_store_outage_is_survived(rel: ReliabilityStack) -> None:
     seen = [line for line in logs if ("failed" in line and "retrying" in line) or "dropped" in line]
     assert seen, "the outage was seen and ridden out"
 
+    # A generation job that starts during an outage waits for its model's weights (the
+    # soak found every such job failing after its few quick retries).
+    rel.stop_s3()
+    try:
+        generate = rel.client.submit("generate", "dcgan", {"model_id": done["model_id"], "n": 2})
+        time.sleep(15)  # longer than botocore's own retries ride out
+    finally:
+        rel.start_s3()
+    generated = rel.client.wait(generate["id"], timeout=120)
+    assert generated["status"] == "succeeded", generated["error"]
+    assert generated["attempt"] == 1 and generated["failures"] == 0
+
 
 def test_start_deadline_and_max_run_time(rel: ReliabilityStack) -> None:
     busy = [rel.client.submit("train", "dcgan", LONG)["id"] for _ in range(2)]

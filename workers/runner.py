@@ -33,6 +33,7 @@ from atelier.shared.storage import ObjectLayout, ObjectStore, make_object_store
 from atelier.workers.context import JobContext
 from atelier.workers.kinds.base import ModelKind
 from atelier.workers.metrics import MetricsObserver
+from atelier.workers.uploads import PatientReads, patiently
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,13 @@ class JobRunner:
         self.models = ModelStore(client)
         self.datasets = DatasetStore(client)
         self.logs = JobLogs(client, settings.job_log_lines)
-        self.objects = objects or make_object_store(settings)
+        # Patient from the start: a store that cannot be reached when the first job arrives
+        # would make the task raise before the claim, and its message would be gone.
+        budget = settings.upload_retry_seconds
+        self.objects = PatientReads(
+            objects or patiently(lambda: make_object_store(settings), "opening storage", budget),
+            budget,
+        )
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.busy = False
         self.observer = MetricsObserver()

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from atelier.shared.errors import NotFound, StorageUnavailable
 from atelier.shared.job_logs import JobLogger
@@ -96,19 +96,66 @@ class Uploader:
     def _upload(
         self, name: str, key: str, data: bytes, content_type: str, budget: float
     ) -> OutputRef:
-        deadline = time.monotonic() + budget
-        delay = 0.5
-        while True:
-            try:
-                size = self._objects.put_bytes(key, data, content_type)
-                return OutputRef(name=name, key=key, content_type=content_type, size_bytes=size)
-            except NotFound:
-                raise
-            except Exception as exc:
-                if time.monotonic() + delay > deadline:
-                    raise StorageUnavailable(
-                        f"could not store {name} for {budget:.0f}s: {exc}"
-                    ) from exc
-                self._log.warning("storing %s failed (%s); retrying in %.1fs", name, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
+        size = patiently(
+            lambda: self._objects.put_bytes(key, data, content_type),
+            f"storing {name}",
+            budget,
+            self._log,
+        )
+        return OutputRef(name=name, key=key, content_type=content_type, size_bytes=size)
+
+
+T = TypeVar("T")
+
+
+def patiently(
+    call: Callable[[], T], what: str, budget: float, logger: logging.Logger | JobLogger = log
+) -> T:
+    """``call()``, tried again with backoff (0.5 s doubling, at most 8 s) while the object
+    store fails, for up to ``budget`` seconds; then StorageUnavailable (transient: the job
+    is retried later). A missing object (NotFound) is no outage and is raised at once."""
+    deadline = time.monotonic() + budget
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except NotFound:
+            raise
+        except Exception as exc:
+            if time.monotonic() + delay > deadline:
+                raise StorageUnavailable(f"{what} failed for {budget:.0f}s: {exc}") from exc
+            logger.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+
+class PatientReads:
+    """The object store as a job sees it: reads (weights, datasets, checkpoints) ride out
+    an outage as uploads do, within the same window, instead of failing the attempt at once
+    (a 30 s outage failed every generation job that started in it: found by the soak)."""
+
+    def __init__(self, objects: ObjectStore, budget: float) -> None:
+        self._objects = objects
+        self._budget = budget
+
+    def get_bytes(self, key: str) -> bytes:
+        return patiently(lambda: self._objects.get_bytes(key), f"reading {key}", self._budget)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return patiently(lambda: self._objects.list_keys(prefix), f"listing {prefix}", self._budget)
+
+    # Writes go through the Uploader's own retries; deletes are best effort.
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
+        return self._objects.put_bytes(key, data, content_type)
+
+    def exists(self, key: str) -> bool:
+        return self._objects.exists(key)
+
+    def delete(self, key: str) -> None:
+        self._objects.delete(key)
+
+    def presigned_url(self, key: str) -> str | None:
+        return self._objects.presigned_url(key)
+
+    def check(self) -> None:
+        self._objects.check()
