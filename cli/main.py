@@ -101,14 +101,17 @@ def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
 
 
 def _own_metrics(settings: Settings, name: str, port: int) -> Settings:
-    """A fresh multiprocess-metrics directory for one server process tree."""
-    import shutil
+    """The multiprocess-metrics directory of one server process tree. Counters and
+    histograms of its earlier processes stay, so a restarted worker's or API's totals go on
+    instead of resetting (the soak compares them with its own ledger); live gauges of
+    processes that are gone would read as still running, so those files go."""
     import tempfile
 
     base = Path(settings.metrics_dir or Path(tempfile.gettempdir()) / "atelier-metrics")
     directory = base / name
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("gauge_live*.db"):
+        stale.unlink(missing_ok=True)
     return settings.replace(metrics_dir=str(directory), worker_metrics_port=port)
 
 
