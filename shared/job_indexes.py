@@ -38,6 +38,7 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 return 1
 """
 
+
 class JobIndexes:
     def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
         self._redis = client
@@ -69,6 +70,12 @@ class JobIndexes:
         expiry = time.time() + lease_seconds
         keys = [self._keys.job(job_id), self._keys.running]
         return bool(self._renew(keys=keys, args=[attempt, expiry, job_id]))
+
+    def leased(self) -> list[str]:
+        """Every job holding a lease (running, or a worker presumed dead)."""
+        return [
+            i.decode() for i in cast(list[bytes], self._redis.zrange(self._keys.running, 0, -1))
+        ]
 
     def expired_leases(self, now: float | None = None) -> list[str]:
         return self._ids_due(self._keys.running, now)

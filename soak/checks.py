@@ -1,0 +1,146 @@
+"""The invariants a soak checks once its jobs have drained, from its own ledger and from
+what a client, the store and the object store show."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import Counter
+
+import requests
+
+from atelier.client import Client
+from atelier.shared.job_logs import JobLogs
+from atelier.shared.jobs import JobStore
+from atelier.shared.models import ModelStore
+from atelier.shared.storage import ObjectLayout, make_object_store
+from soak.cluster import Cluster
+from soak.ledger import Entry, Ledger
+
+ATTEMPT = re.compile(r"\[attempt (\d+)\]")
+
+
+def check_all(cluster: Cluster, ledger: Ledger) -> None:
+    """Every check adds what it finds to ``ledger.violations``."""
+    for entry in ledger.entries.values():
+        if entry.final is None:
+            ledger.violation(f"{entry.job_id} ({entry.job_type}) still unfinished after the drain")
+    check_attempts_never_overlap(cluster, ledger)
+    check_no_stale_objects(cluster, ledger)
+    check_models(cluster, ledger)
+    check_metrics(cluster, ledger)
+
+
+def check_attempts_never_overlap(cluster: Cluster, ledger: Ledger) -> None:
+    """In each job's log, lines of attempt N never follow a line of a later attempt: once an
+    attempt has started, no earlier one wrote again (fencing)."""
+    store = JobStore(cluster.redis())
+    logs = JobLogs(cluster.redis(), cluster.settings.job_log_lines)
+    for entry in ledger.entries.values():
+        attempts = [
+            int(m.group(1)) for line in logs.read(entry.job_id) if (m := ATTEMPT.search(line))
+        ]
+        if attempts != sorted(attempts):
+            ledger.violation(
+                f"{entry.job_id}: an earlier attempt wrote after a later one {attempts}"
+            )
+        job = store.get(entry.job_id)
+        if job is not None and attempts and max(attempts) > job.attempt:
+            ledger.violation(f"{entry.job_id}: log names attempt {max(attempts)} > {job.attempt}")
+
+
+def check_no_stale_objects(cluster: Cluster, ledger: Ledger) -> None:
+    """What a finished job's attempts stored is referenced by its record, except the older
+    kept checkpoints of its last attempt."""
+    store = JobStore(cluster.redis())
+    objects = make_object_store(cluster.settings)
+    for entry in ledger.entries.values():
+        job = store.get(entry.job_id)
+        if job is None or not job.status.is_terminal():
+            continue
+        referenced = {o.key for o in job.outputs}
+        if job.checkpoint is not None:
+            referenced.add(job.checkpoint.key)
+        prefix = ObjectLayout.job_prefix(job.owner, job.id)
+        for key in objects.list_keys(prefix):
+            attempt = int(key[len(prefix) + 1 :].split("/", 1)[0])
+            own_checkpoint = attempt == job.attempt and "/checkpoints/" in key
+            if key not in referenced and not own_checkpoint:
+                ledger.violation(f"{job.id}: {key} left by attempt {attempt} of {job.attempt}")
+
+
+def check_models(cluster: Cluster, ledger: Ledger) -> None:
+    """Each succeeded training job has one model, named by its record, that generates; and
+    no weights are stored for a model nobody recorded."""
+    models = ModelStore(cluster.redis())
+    objects = make_object_store(cluster.settings)
+    trained = [
+        e for e in ledger.entries.values() if e.job_type == "train" and e.final == "succeeded"
+    ]
+    recorded = set()
+    for entry in trained:
+        model = models.get(entry.model_id or "")
+        if model is None or model.source_job_id != entry.job_id:
+            ledger.violation(f"{entry.job_id} succeeded without its model {entry.model_id}")
+            continue
+        recorded.add(model.weights_key)
+    for owner in {e.owner for e in ledger.entries.values()}:
+        for key in objects.list_keys(f"owners/{owner}/models/"):
+            if key not in recorded:
+                ledger.violation(f"weights {key} belong to no recorded model")
+    _generate_from_each(cluster, ledger, trained)
+
+
+def _generate_from_each(cluster: Cluster, ledger: Ledger, trained: list[Entry]) -> None:
+    generated = {
+        e.body.get("model_id")
+        for e in ledger.entries.values()
+        if e.job_type == "generate" and e.final == "succeeded"
+    }
+    clients = {
+        o: Client(cluster.settings.api_url, cluster.api_key(o)) for o in {e.owner for e in trained}
+    }
+    waiting = []
+    for entry in trained:
+        if entry.model_id in generated:
+            continue
+        body = {"model_id": entry.model_id, "n": 2}
+        job = clients[entry.owner].submit("generate", "dcgan", body)
+        ledger.accepted(
+            Entry(job["id"], entry.owner, "generate", "dcgan", uuid.uuid4().hex, body, time.time())
+        )
+        waiting.append((entry, job["id"]))
+    for entry, job_id in waiting:
+        done = clients[entry.owner].wait(job_id, timeout=300)
+        ledger.observe(ledger.entries[job_id], dict(done))
+        if done["status"] != "succeeded":
+            ledger.violation(f"model {entry.model_id} did not generate: {done['error']}")
+
+
+def check_metrics(cluster: Cluster, ledger: Ledger) -> None:
+    """Prometheus agrees with the ledger: jobs the API accepted, and attempts the workers
+    ended as succeeded (one per succeeded job)."""
+    text = requests.get(cluster.settings.api_url + "/metrics", timeout=10).text
+    submitted = _sum(text, "atelier_jobs_submitted_total")
+    if submitted != len(ledger.entries):
+        ledger.violation(
+            f"atelier_jobs_submitted_total {submitted:g} != {len(ledger.entries)} accepted"
+        )
+    succeeded = 0.0
+    for url in cluster.worker_metrics_urls():
+        worker_text = requests.get(url, timeout=10).text
+        succeeded += _sum(worker_text, "atelier_jobs_finished_total", 'status="succeeded"')
+    in_ledger = Counter(e.final for e in ledger.entries.values())["succeeded"]
+    if succeeded != in_ledger:
+        ledger.violation(
+            f"atelier_jobs_finished_total{{status=succeeded}} {succeeded:g} != {in_ledger}"
+        )
+
+
+def _sum(exposition: str, name: str, label: str = "") -> float:
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name + "{") and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -1,0 +1,110 @@
+"""The soak driver's own record of what it asked for and what it saw. The invariants are
+checked against this ledger, never against Atelier's counters alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
+
+
+@dataclass
+class Entry:
+    """One accepted job (a 202 from POST /v1/jobs)."""
+
+    job_id: str
+    owner: str
+    job_type: str
+    kind: str
+    key: str
+    """Its Idempotency-Key: re-sending the same body with it must name the same job."""
+    body: dict[str, Any]
+    accepted_at: float
+    cancel_requested: bool = False
+    final: str | None = None
+    final_at: float | None = None
+    model_id: str | None = None
+    error: str | None = None
+    """``type: message`` of a failed job."""
+    last_step: int = 0
+    last_checkpoint: int = 0
+    last_attempt: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.final is not None
+
+
+@dataclass
+class Fault:
+    kind: str
+    target: str
+    started: float
+    ended: float = 0.0
+    recovered: float | None = None
+    """When the system was seen making progress again after the fault ended."""
+
+
+@dataclass
+class Ledger:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    replays: int = 0
+    cancels: int = 0
+    progress_events: list[float] = field(default_factory=list)
+    """Times at which a job was seen advancing or finishing (recovery is measured by it)."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def accepted(self, entry: Entry) -> None:
+        with self.lock:
+            self.entries[entry.job_id] = entry
+
+    def violation(self, message: str) -> None:
+        with self.lock:
+            self.violations.append(message)
+
+    def active(self) -> list[Entry]:
+        with self.lock:
+            return [e for e in self.entries.values() if not e.finished]
+
+    def succeeded_models(self, owner: str) -> list[str]:
+        with self.lock:
+            return [
+                e.model_id
+                for e in self.entries.values()
+                if e.owner == owner and e.final == "succeeded" and e.model_id
+            ]
+
+    def observe(self, entry: Entry, job: dict[str, Any]) -> None:
+        """One poll of a job: terminal once and for ever; training steps never go back
+        further than the checkpoint seen before."""
+        now = time.time()
+        status = job["status"]
+        if entry.final is not None:
+            if status != entry.final:
+                self.violation(f"{entry.job_id} was {entry.final}, then {status}")
+            return
+        step, checkpoint = job["progress"]["step"], job["checkpoint_step"] or 0
+        if step < entry.last_step and step < entry.last_checkpoint:
+            self.violation(
+                f"{entry.job_id} went back from step {entry.last_step} to {step}, past its "
+                f"checkpoint at {entry.last_checkpoint} (attempt {job['attempt']})"
+            )
+        if step > entry.last_step or status in TERMINAL:
+            with self.lock:
+                self.progress_events.append(now)
+        entry.last_step, entry.last_checkpoint = step, max(checkpoint, entry.last_checkpoint)
+        entry.last_attempt = job["attempt"]
+        if status in TERMINAL:
+            entry.final, entry.final_at, entry.model_id = status, now, job["model_id"]
+            if job.get("error"):
+                entry.error = f"{job['error']['type']}: {job['error']['message']}"
+
+    def outcomes(self) -> Counter[tuple[str, str]]:
+        with self.lock:
+            return Counter((e.job_type, e.final or "unfinished") for e in self.entries.values())

@@ -1,0 +1,56 @@
+"""The chaos soak: a short seeded run in the suite (the README has a full one), and the
+ledger's checks shown to catch what they look for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from soak.__main__ import parse, soak
+from soak.ledger import Entry, Ledger
+
+
+def poll(
+    step: int, checkpoint: int | None, status: str = "running", attempt: int = 1
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "progress": {"step": step},
+        "checkpoint_step": checkpoint,
+        "attempt": attempt,
+        "model_id": None,
+    }
+
+
+def test_the_ledger_sees_a_step_going_back_past_its_checkpoint() -> None:
+    ledger = Ledger()
+    entry = Entry("job_1", "ana", "train", "dcgan", "k", {}, 0.0)
+    for step, checkpoint in ((50, 25), (80, 75), (76, 75), (90, 75)):
+        ledger.observe(entry, poll(step, checkpoint))  # back to 76: resumed from 75, fine
+    assert ledger.violations == []
+    ledger.observe(entry, poll(10, 75, attempt=2))
+    assert ledger.violations and "went back from step 90 to 10" in ledger.violations[0]
+
+
+def test_the_ledger_sees_a_terminal_state_change() -> None:
+    ledger = Ledger()
+    entry = Entry("job_2", "ana", "generate", "dcgan", "k", {}, 0.0)
+    ledger.observe(entry, poll(0, None, "succeeded"))
+    ledger.observe(entry, poll(0, None, "succeeded"))
+    assert ledger.violations == []
+    ledger.observe(entry, poll(0, None, "failed"))
+    assert ledger.violations == ["job_2 was succeeded, then failed"]
+
+
+@pytest.mark.slow
+def test_a_short_soak_holds_every_invariant() -> None:
+    args = parse(
+        ["--minutes", "1.5", "--seed", "11", "--fault-every", "5", "9", "--drain-seconds", "90"]
+    )
+    ledger, report = soak(args)
+    print(report)
+    assert ledger.violations == [], report
+    assert len(ledger.faults) >= 5 and len(ledger.entries) >= 15, report
+    assert all(e.final in ("succeeded", "failed", "canceled") for e in ledger.entries.values())
+    assert any(e.final == "succeeded" and e.job_type == "generate" for e in ledger.entries.values())
