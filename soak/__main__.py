@@ -40,7 +40,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--fault-every",
         type=float,
         nargs=2,
-        default=(8.0, 20.0),
+        default=(5.0, 12.0),
         metavar=("MIN", "MAX"),
         help="seconds between faults, drawn uniformly",
     )
