@@ -93,6 +93,15 @@ class Settings:
     gpus: str = "auto"
     """``auto`` (ask ``nvidia-smi``), ``none``, or a comma list of GPU indices."""
 
+    # --- sharing (shared.limits) ---------------------------------------------------------------
+    max_running_jobs: int = 4
+    """Jobs of one owner that run at once, per job type; more wait their turn (not fail)."""
+    owner_share: float = 1.0
+    """An owner's weight in fair scheduling across owners (round-robin at equal shares)."""
+    owner_limits: str = ""
+    """JSON object of per-owner overrides of the limits, e.g.
+    ``{"studio": {"max_running_jobs": 8, "share": 2}}`` (``shared.limits``)."""
+
     # --- API --------------------------------------------------------------------------------
     max_request_bytes: int = 1 << 20
     """Largest JSON body the API accepts."""

@@ -1,0 +1,57 @@
+"""What one owner may use of a shared Atelier: the defaults are settings, and
+``ATELIER_OWNER_LIMITS`` (a JSON object) overrides them per owner, e.g.::
+
+    {"studio": {"max_running_jobs": 8, "share": 2}, "intern": {"max_running_jobs": 1}}
+
+The scheduler (``shared.scheduling``) reads ``max_running_jobs`` and ``share``; the API's
+rate limits and quotas read the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from atelier.shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class OwnerLimits:
+    max_running_jobs: int
+    """Jobs of this owner that run at once (per job type); more wait their turn, never fail."""
+    share: float
+    """Weight in fair scheduling: an owner with share 2 starts two jobs for each one of an
+    owner with share 1 while both have jobs waiting."""
+
+
+def limits_for(settings: Settings, owner: str) -> OwnerLimits:
+    return _resolve(settings, owner)
+
+
+@cache
+def _resolve(settings: Settings, owner: str) -> OwnerLimits:
+    defaults = OwnerLimits(max_running_jobs=settings.max_running_jobs, share=settings.owner_share)
+    override: dict[str, Any] = _overrides(settings.owner_limits).get(owner, {})
+    return dataclasses.replace(defaults, **override)
+
+
+@cache
+def _overrides(raw: str) -> dict[str, dict[str, Any]]:
+    """Parsed and checked once: unknown owners' fields are errors at start, not surprises."""
+    if not raw.strip():
+        return {}
+    parsed = json.loads(raw)
+    known = {f.name for f in dataclasses.fields(OwnerLimits)}
+    if not isinstance(parsed, dict):
+        raise ValueError("ATELIER_OWNER_LIMITS must be a JSON object of owner -> limits")
+    for owner, fields in parsed.items():
+        unknown = set(fields) - known if isinstance(fields, dict) else {"<not an object>"}
+        if unknown:
+            raise ValueError(
+                f"ATELIER_OWNER_LIMITS[{owner!r}] has unknown limits {sorted(unknown)}; "
+                f"known: {sorted(known)}"
+            )
+    return parsed
