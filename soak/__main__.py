@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -50,6 +51,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM unwinds like Ctrl-C, so the cluster (and any namespace) is always torn down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ledger, text = soak(parse(argv))
     print(text)
     return 1 if ledger.violations else 0
