@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_NAME] = svc
 
     # Importing the view modules attaches their routes to the blueprints.
-    from atelier.api.views import catalog, datasets, files, jobs, v1  # noqa: F401
+    from atelier.api.views import catalog, datasets, files, jobs, samples, v1  # noqa: F401
     from atelier.api.views.health import health
 
     app.before_request(guard_json_body)

@@ -6,16 +6,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from atelier.api.admission import check_fits, check_periods, estimate, facts_for
 from atelier.api.schemas import JobCreate
 from atelier.api.services import Services
 from atelier.api.spec import validation_problem
+from atelier.shared.datasets import DatasetInfo
 from atelier.shared.errors import UnknownDataset, UnknownKind, UnknownModel
 from atelier.shared.jobs import JobType
 from atelier.shared.kinds import KINDS
+from atelier.shared.models import ModelRecord
 
 
 def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, Any]:
-    """The kind's params with defaults filled in, or a 422 naming what is wrong."""
+    """The kind's params with defaults filled in, or a 422 naming what is wrong (including
+    a job too large to admit: ``api.admission``)."""
     spec = KINDS.get(body.kind)
     if spec is None:
         raise UnknownKind(
@@ -29,13 +33,17 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, An
         raise validation_problem(exc, prefix="params.", model=schema) from exc
     values = params.model_dump()
     if body.type is JobType.TRAIN:
-        _check_dataset(values["dataset"], spec.modality, owner, svc)
+        check_periods(values)
+        dataset = _check_dataset(values["dataset"], spec.modality, owner, svc)
+        facts = facts_for(svc.settings, dataset=dataset)
     else:
-        _check_model(values["model_id"], body.kind, owner, svc)
+        model = _check_model(values["model_id"], body.kind, owner, svc)
+        facts = facts_for(svc.settings, model=model)
+    check_fits(estimate(spec, body.type, params, facts), svc.settings)
     return values
 
 
-def _check_dataset(name: str, modality: str, owner: str, svc: Services) -> None:
+def _check_dataset(name: str, modality: str, owner: str, svc: Services) -> DatasetInfo:
     dataset = svc.datasets.get_for_owner(name, owner)
     if dataset is None:
         names = [d.name for d in svc.datasets.list_for_owner(owner) if d.modality == modality]
@@ -49,9 +57,10 @@ def _check_dataset(name: str, modality: str, owner: str, svc: Services) -> None:
             f"Dataset {name!r} holds {dataset.modality}; this kind trains on {modality}.",
             errors=[{"field": "params.dataset", "message": f"needs a {modality} dataset"}],
         )
+    return dataset
 
 
-def _check_model(model_id: str, kind: str, owner: str, svc: Services) -> None:
+def _check_model(model_id: str, kind: str, owner: str, svc: Services) -> ModelRecord:
     model = svc.models.get_for_owner(model_id, owner)
     if model is None:
         raise UnknownModel(
@@ -63,3 +72,4 @@ def _check_model(model_id: str, kind: str, owner: str, svc: Services) -> None:
             f"Model {model_id!r} is a {model.kind!r} model; submit kind {model.kind!r}.",
             errors=[{"field": "params.model_id", "message": f"model kind is {model.kind}"}],
         )
+    return model

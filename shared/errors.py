@@ -13,6 +13,7 @@
     │   │   ├── UnknownKind       422 ``kind`` is not in the plug-in table
     │   │   ├── UnknownDataset    422 ``params.dataset`` names no dataset
     │   │   ├── UnknownModel      422 ``params.model_id`` names no model of this owner
+    │   │   ├── TooLarge          422 the job's estimated memory or output does not fit
     │   │   └── IdempotencyKeyReused 422 same Idempotency-Key, different body
     │   └── ServiceUnavailable    503 Redis or storage is unreachable
     └── JobError                  raised inside a running job; the runner maps it to a status
@@ -104,6 +105,10 @@ class UnknownDataset(ValidationFailed):
 
 class UnknownModel(ValidationFailed):
     slug, title = "unknown-model", "Unknown model"
+
+
+class TooLarge(ValidationFailed):
+    slug, title = "too-large", "Job too large for a worker"
 
 
 class IdempotencyKeyReused(ValidationFailed):

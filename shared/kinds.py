@@ -8,10 +8,24 @@ a Celery parent ever imports TensorFlow.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from atelier.shared.estimates import (
+    FLOAT_BYTES,
+    ConvNetShape,
+    Estimate,
+    JobFacts,
+    gpt2_size,
+    gpt2_training_activations,
+    inference_memory,
+    kept_checkpoint_bytes,
+    samples_written,
+    training_memory,
+)
 
 
 class StrictParams(BaseModel):
@@ -45,6 +59,30 @@ class DcganTrainParams(TrainParams):
     checkpoint_every: int = Field(500, ge=1, le=1_000_000, description="Steps between checkpoints.")
 
 
+def estimate_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> Estimate:
+    """G and D with Adam; activations of G once and of D on the real and the fake batch;
+    the dataset as float32, twice (the array and tf.data's copy)."""
+    shape = ConvNetShape(facts.image_size, facts.channels, params.latent_dim, params.base_filters)
+    generator = shape.generator()
+    size = generator + shape.discriminator()
+    pixels = facts.image_size**2 * facts.channels
+    per_image = shape.generator_activations() + 2 * shape.discriminator_activations()
+    activations = params.batch_size * per_image + 2 * facts.dataset_count * pixels
+    samples = samples_written(params.steps, params.sample_every)
+    grid_bytes = 64 * pixels + 1024  # an 8x8 PNG grid, never larger than its raw pixels
+    checkpoint = size.checkpoint_bytes()
+    kept = kept_checkpoint_bytes(
+        checkpoint, params.steps, params.checkpoint_every, facts.checkpoints_kept
+    )
+    return Estimate(
+        parameters=size.total,
+        memory_bytes=training_memory(size, activations),
+        checkpoint_bytes=checkpoint,
+        output_bytes=kept + samples * grid_bytes + generator.checkpoint_bytes(False),
+        samples=samples,
+    )
+
+
 # Up to this many images are stored one object each; more go into one archive (a job
 # record listing 1,000 URLs, and 1,000 storage writes, help no one).
 SINGLE_IMAGE_OUTPUTS_MAX = 64
@@ -60,6 +98,27 @@ class DcganGenerateParams(StrictParams):
             f"png: one PNG per image up to {SINGLE_IMAGE_OUTPUTS_MAX}, else images.zip of "
             "PNGs; npy: images.npy, one (n, h, w, c) uint8 array. Always grid.png too."
         ),
+    )
+
+
+def estimate_dcgan_generate(params: DcganGenerateParams, facts: JobFacts) -> Estimate:
+    """G in inference, 500 images a pass; the images as floats and as encoded files."""
+    config = facts.model_config or {}
+    shape = ConvNetShape(
+        config.get("image_size", 28),
+        config.get("channels", 1),
+        config.get("latent_dim", 64),
+        config.get("base_filters", 32),
+    )
+    generator = shape.generator()
+    pixels = shape.image_size**2 * shape.channels
+    activations = min(params.n, 500) * shape.generator_activations() + 2 * params.n * pixels
+    return Estimate(
+        parameters=generator.total,
+        memory_bytes=inference_memory(generator, activations),
+        checkpoint_bytes=0,
+        output_bytes=(params.n + 64) * pixels + 1024,
+        samples=0,
     )
 
 
@@ -89,6 +148,31 @@ class TextgenTrainParams(TrainParams):
         return self
 
 
+def estimate_textgen_train(params: TextgenTrainParams, facts: JobFacts) -> Estimate:
+    """GPT-2 blocks with AdamW at the batch and sequence size; the corpus held once."""
+    size = gpt2_size(params.sequence_length, params.num_layers, params.hidden_dim)
+    activations = gpt2_training_activations(
+        params.batch_size,
+        params.sequence_length,
+        params.num_layers,
+        params.num_heads,
+        params.hidden_dim,
+    )
+    samples = samples_written(params.steps, params.sample_every)
+    checkpoint = size.checkpoint_bytes()
+    kept = kept_checkpoint_bytes(
+        checkpoint, params.steps, params.checkpoint_every, facts.checkpoints_kept
+    )
+    text_bytes = 4 * params.sequence_length  # a sample fits the context; UTF-8 at most 4x
+    return Estimate(
+        parameters=size.total,
+        memory_bytes=training_memory(size, activations + facts.dataset_count),
+        checkpoint_bytes=checkpoint,
+        output_bytes=kept + samples * text_bytes + size.checkpoint_bytes(False),
+        samples=samples,
+    )
+
+
 class TextgenGenerateParams(StrictParams):
     model_id: str = Field(description="A model produced by a textgen training job.")
     prompt: str = Field("", max_length=2000, description="Text to continue.")
@@ -105,6 +189,26 @@ class TextgenGenerateParams(StrictParams):
     )
 
 
+def estimate_textgen_generate(params: TextgenGenerateParams, facts: JobFacts) -> Estimate:
+    """The weights; per sample a key/value cache and the full context's activations."""
+    config = facts.model_config or {}
+    length, layers = config.get("sequence_length", 192), config.get("num_layers", 2)
+    hidden = config.get("hidden_dim", 128)
+    size = gpt2_size(length, layers, hidden)
+    per_sample = 2 * layers * length * hidden + length * (4 * hidden + 256)
+    return Estimate(
+        parameters=size.total,
+        memory_bytes=inference_memory(size, params.n * per_sample),
+        checkpoint_bytes=0,
+        output_bytes=params.n * params.max_new_tokens * FLOAT_BYTES,
+        samples=0,
+    )
+
+
+Estimator = Callable[[Any, JobFacts], Estimate]
+"""``(validated params, facts) -> Estimate``: a job's cost before it runs (``api.admission``)."""
+
+
 @dataclass(frozen=True)
 class KindSpec:
     name: str
@@ -114,6 +218,9 @@ class KindSpec:
     implementation: str
     """``module:Class`` of the worker-side plug-in."""
     modality: str
+    estimate_train: Estimator | None = None
+    """Peak memory and output volume of a training job; None: not estimated (admitted)."""
+    estimate_generate: Estimator | None = None
 
 
 KINDS: dict[str, KindSpec] = {
@@ -126,6 +233,8 @@ KINDS: dict[str, KindSpec] = {
             generate_params=DcganGenerateParams,
             implementation="atelier.workers.kinds.dcgan:DcganKind",
             modality="image",
+            estimate_train=estimate_dcgan_train,
+            estimate_generate=estimate_dcgan_generate,
         ),
         KindSpec(
             name="textgen",
@@ -134,6 +243,8 @@ KINDS: dict[str, KindSpec] = {
             generate_params=TextgenGenerateParams,
             implementation="atelier.workers.kinds.textgen:TextgenKind",
             modality="text",
+            estimate_train=estimate_textgen_train,
+            estimate_generate=estimate_textgen_generate,
         ),
     )
 }

@@ -102,6 +102,25 @@ class Settings:
     """JSON object of per-owner overrides of the limits, e.g.
     ``{"studio": {"max_running_jobs": 8, "share": 2}}`` (``shared.limits``)."""
 
+    # --- admission (api.admission, shared.estimates) -------------------------------------------
+    worker_memory_bytes: int = 12 << 30
+    """Memory one job process may use; a job whose estimated peak is larger is refused at
+    submit (422 ``too-large``). 12 GiB: half of a 24 GiB machine that also runs a generation
+    worker, Redis and the API. 0: no check."""
+    max_job_output_bytes: int = 16 << 30
+    """Largest estimated output volume of one job (kept checkpoints, samples, weights,
+    outputs); a larger one is refused at submit (422 ``too-large``). 0: no check."""
+    max_listed_samples: int = 100
+    """Samples a job record (and a model record) lists; the rest stay in storage and are
+    listed by ``GET /v1/jobs/{id}/samples``."""
+    upload_queue_bytes: int = 256 << 20
+    """Bytes of background uploads one job may have pending; training waits for the queue
+    to drain below it (one object larger than it is sent alone)."""
+    train_max_run_seconds: float = 3 * 86400.0
+    """``max_run_seconds`` of a training job submitted without one (per attempt)."""
+    generate_max_run_seconds: float = 600.0
+    """``max_run_seconds`` of a generation job submitted without one (per attempt)."""
+
     # --- API --------------------------------------------------------------------------------
     max_request_bytes: int = 1 << 20
     """Largest JSON body the API accepts."""

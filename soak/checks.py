@@ -52,7 +52,8 @@ def check_attempts_never_overlap(cluster: Cluster, ledger: Ledger) -> None:
 
 def check_no_stale_objects(cluster: Cluster, ledger: Ledger) -> None:
     """What a finished job's attempts stored is referenced by its record, except the older
-    kept checkpoints of its last attempt."""
+    kept checkpoints of its last attempt and samples (those past ``max_listed_samples``
+    are in storage only, listed by ``GET /v1/jobs/{id}/samples``)."""
     store = JobStore(cluster.redis())
     objects = make_object_store(cluster.settings)
     for entry in ledger.entries.values():
@@ -66,7 +67,7 @@ def check_no_stale_objects(cluster: Cluster, ledger: Ledger) -> None:
         for key in objects.list_keys(prefix):
             attempt = int(key[len(prefix) + 1 :].split("/", 1)[0])
             own_checkpoint = attempt == job.attempt and "/checkpoints/" in key
-            if key not in referenced and not own_checkpoint:
+            if key not in referenced and not own_checkpoint and "/samples/" not in key:
                 ledger.violation(f"{job.id}: {key} left by attempt {attempt} of {job.attempt}")
 
 

@@ -87,7 +87,8 @@ def test_delete_is_refused_while_a_job_reads_the_dataset(
     corpus = tmp_path / "c.txt"
     corpus.write_text("some words to read. " * 100)
     name = client.upload_dataset(corpus)["name"]
-    job = client.submit("train", "textgen", {**TINY_TEXT, "dataset": name, "steps": 100_000})
+    endless = {"steps": 100_000, "sample_every": 100_000, "checkpoint_every": 100_000}
+    job = client.submit("train", "textgen", {**TINY_TEXT, "dataset": name, **endless})
     with pytest.raises(ApiError) as busy:
         client.delete_dataset(name)
     assert busy.value.status == 409 and job["id"] in busy.value.problem["detail"]

@@ -23,6 +23,14 @@ from atelier.shared.storage import ObjectLayout, ObjectStore
 from atelier.workers.lease import LeaseKeeper
 from atelier.workers.uploads import Uploader
 
+SAMPLES_FOLDER = "/samples/"
+
+
+def is_sample(ref: OutputRef) -> bool:
+    """Samples a training job writes as it learns (``samples/step-…``)."""
+    return ref.name.startswith("samples/")
+
+
 # Set by the SIGTERM handler of a job process: the process is about to stop.
 PROCESS_DRAINING = threading.Event()
 
@@ -59,6 +67,9 @@ class JobContext:
         weights are stored under their final key)."""
         self.outputs_added: list[OutputRef] = []
         """Outputs this attempt appended to the running job (sample grids, texts)."""
+        self.unlisted_samples: list[OutputRef] = []
+        """Samples stored past ``max_listed_samples``: in storage, not in the record."""
+        self._listed_samples = sum(1 for o in job.outputs if is_sample(o))
         self.log = job_logger(logs, job.id, job.attempt)
         self.uploader = Uploader(
             objects,
@@ -66,6 +77,7 @@ class JobContext:
             settings.upload_retry_seconds,
             self.log,
             upload_pool,
+            queue_bytes=settings.upload_queue_bytes,
         )
         self.lease = LeaseKeeper(jobs, job.id, job.attempt, settings.lease_seconds)
         self._started = time.monotonic()
@@ -103,6 +115,14 @@ class JobContext:
             self.log.warning("progress write failed", exc_info=True)
 
     def add_output(self, ref: OutputRef) -> None:
+        """List a stored output in the job's record. Samples past ``max_listed_samples``
+        are not (the record stays small; each append rewrites it): they stay in storage,
+        listed by ``GET /v1/jobs/{id}/samples``."""
+        if is_sample(ref):
+            if self._listed_samples >= self.settings.max_listed_samples:
+                self.unlisted_samples.append(ref)
+                return
+            self._listed_samples += 1
         if self._fenced(self.jobs.add_outputs(self.job.id, self.job.attempt, [ref])):
             self.outputs_added.append(ref)
 
@@ -151,8 +171,14 @@ class JobContext:
 
     def discard_earlier_attempts(self, finished: Job) -> int:
         """Once the job is finished: delete what its earlier attempts stored that the
-        record does not reference (a checkpoint superseded, a stale attempt's leftovers)."""
-        stale = [key for n in range(1, finished.attempt) for key in self._unreferenced(finished, n)]
+        record does not reference (a checkpoint superseded, a stale attempt's leftovers).
+        Their samples stay: those past the record's cap are listed from storage."""
+        stale = [
+            key
+            for n in range(1, finished.attempt)
+            for key in self._unreferenced(finished, n)
+            if SAMPLES_FOLDER not in key
+        ]
         for key in stale:
             self.delete_object(key)
         return len(stale)

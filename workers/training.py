@@ -23,13 +23,14 @@ from atelier.shared.jobs import OutputRef
 from atelier.shared.kinds import TrainParams
 from atelier.shared.storage import ObjectLayout
 from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
-from atelier.workers.context import JobContext, StopReason
+from atelier.workers.context import JobContext, StopReason, is_sample
 from atelier.workers.kinds.base import TrainResult
 from atelier.workers.metrics import TRAINING_STEPS
 
 Groups = dict[str, Sequence[Any]]
 """Named lists of variables, as a checkpoint stores them (``workers.checkpoints``)."""
 P = TypeVar("P", bound=TrainParams)
+T = TypeVar("T")
 
 
 @dataclass
@@ -117,15 +118,27 @@ def run_training(trainer: Trainer[Any], ctx: JobContext) -> TrainResult:
     ctx.uploader.put("weights", weights_key, weights, "application/zip")
     ctx.uploader.wait()  # also every sample's upload, so outputs_added is complete
     # Samples of earlier attempts are in the claimed record; this attempt's were added.
-    samples = [o for o in [*ctx.job.outputs, *ctx.outputs_added] if o.name.startswith("samples/")]
+    listed = [o for o in [*ctx.job.outputs, *ctx.outputs_added] if is_sample(o)]
+    samples = sorted([*listed, *ctx.unlisted_samples], key=lambda ref: ref.name)
     return TrainResult(
         config=trainer.config(),
         weights_key=weights_key,
-        samples=sorted(samples, key=lambda ref: ref.name),
+        samples=spread(samples, ctx.settings.max_listed_samples),
         metrics=hooks.latest,
         dataset=params.dataset,
         steps=params.steps,
     )
+
+
+def spread(items: list[T], most: int) -> list[T]:
+    """At most ``most`` of ``items``, evenly spaced, the first and the last always kept:
+    a model's samples show its whole training, ending with what it makes now."""
+    if len(items) <= most:
+        return items
+    if most <= 1:
+        return items[-most:] if most else []
+    last = len(items) - 1
+    return [items[round(i * last / (most - 1))] for i in range(most)]
 
 
 def _resume(trainer: Trainer[Any], ctx: JobContext) -> int:

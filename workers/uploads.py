@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +15,8 @@ from atelier.shared.jobs import OutputRef
 from atelier.shared.storage import ObjectStore
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Best-effort objects (samples, checkpoints) give up after this long: the next one will
 # replace them, and training must not wait on an outage.
@@ -28,6 +31,11 @@ class Uploader:
     the runner retries later. Best-effort uploads log and drop the object instead.
     botocore already retries each request a few times; this loop covers outages longer
     than its ~10 s budget, which is why it is hand-written rather than a library's.
+
+    The queue is bounded: ``put`` blocks while ``queue_bytes`` of uploads are pending, so a
+    job that makes checkpoints faster than storage takes them (``checkpoint_every=1``, an
+    outage) slows down instead of growing memory until it is killed. One object larger
+    than the bound goes alone, once the queue is empty.
     """
 
     def __init__(
@@ -37,6 +45,7 @@ class Uploader:
         retry_seconds: float,
         logger: logging.Logger | JobLogger = log,
         pool: ThreadPoolExecutor | None = None,
+        queue_bytes: int = 256 << 20,
     ) -> None:
         """``pool``: the worker process's shared upload threads. Starting a pool per job
         cost ~8% of a minimal generate job's CPU (py-spy), so the runner lends one."""
@@ -47,10 +56,50 @@ class Uploader:
         self._pool = pool or ThreadPoolExecutor(max_workers=threads, thread_name_prefix="upload")
         self._required: list[Future[OutputRef]] = []
         self._best_effort: list[Future[OutputRef | None]] = []
+        self._queue_bytes = queue_bytes
+        self._pending_bytes = 0
+        self._drained = threading.Condition()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes handed to ``put`` whose upload has not finished."""
+        with self._drained:
+            return self._pending_bytes
+
+    def _admit(self, size: int) -> None:
+        """Wait until ``size`` more bytes fit the queue (or the queue is empty)."""
+        with self._drained:
+            while self._pending_bytes and self._pending_bytes + size > self._queue_bytes:
+                self._drained.wait()
+            self._pending_bytes += size
+
+    def _release(self, size: int) -> None:
+        with self._drained:
+            self._pending_bytes -= size
+            self._drained.notify_all()
+
+    def _submit(self, size: int, call: Callable[[], T]) -> Future[T]:
+        """``call`` on the pool once ``size`` fits; its bytes leave the queue before its
+        future completes, so ``wait`` returning means the queue is empty."""
+
+        def run() -> T:
+            try:
+                return call()
+            finally:
+                self._release(size)
+
+        self._admit(size)
+        try:
+            return self._pool.submit(run)
+        except BaseException:
+            self._release(size)
+            raise
 
     def put(self, name: str, key: str, data: bytes, content_type: str) -> Future[OutputRef]:
         """An upload that must succeed; ``wait`` raises if it did not."""
-        future = self._pool.submit(self._upload, name, key, data, content_type, self._retry_seconds)
+        future = self._submit(
+            len(data), lambda: self._upload(name, key, data, content_type, self._retry_seconds)
+        )
         self._required.append(future)
         return future
 
@@ -72,7 +121,7 @@ class Uploader:
                 on_stored(ref)
             return ref
 
-        future = self._pool.submit(attempt)
+        future = self._submit(len(data), attempt)
         self._best_effort.append(future)
         return future
 
@@ -103,9 +152,6 @@ class Uploader:
             self._log,
         )
         return OutputRef(name=name, key=key, content_type=content_type, size_bytes=size)
-
-
-T = TypeVar("T")
 
 
 def patiently(

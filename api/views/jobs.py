@@ -9,6 +9,7 @@ from typing import Any
 from flask import url_for
 from spectree import Response
 
+from atelier.api.admission import default_max_run_seconds
 from atelier.api.auth import current_owner
 from atelier.api.metrics import JOBS_SUBMITTED
 from atelier.api.paging import checked_limit
@@ -88,7 +89,7 @@ def _create_and_enqueue(
         params,
         job_id=job_id,
         start_before=body.start_before.timestamp() if body.start_before else None,
-        max_run_seconds=body.max_run_seconds,
+        max_run_seconds=body.max_run_seconds or default_max_run_seconds(svc.settings, body.type),
     )
     if "dataset" in params:
         svc.datasets.add_user(params["dataset"], job.id)
