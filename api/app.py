@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from atelier.api.limits_doc import document_limits
 from atelier.api.metrics import install_metrics
 from atelier.api.paging import bound_page_limits
 from atelier.api.problems import guard_json_body, register_problem_handlers
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_NAME] = svc
 
     # Importing the view modules attaches their routes to the blueprints.
-    from atelier.api.views import catalog, datasets, files, jobs, samples, v1  # noqa: F401
+    from atelier.api.views import catalog, datasets, files, jobs, samples, usage, v1  # noqa: F401
     from atelier.api.views.health import health
 
     app.before_request(guard_json_body)
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_problem_handlers(app)
     spec.register(app)
     app.add_url_rule(
-        "/v1/openapi.json", "openapi", lambda: bound_page_limits(spec.spec, settings.list_page_max)
+        "/v1/openapi.json",
+        "openapi",
+        lambda: document_limits(bound_page_limits(spec.spec, settings.list_page_max)),
     )
     return app

@@ -212,6 +212,32 @@ class KindList(BaseModel):
     data: list[KindOut]
 
 
+class QuotaOut(BaseModel):
+    name: str = Field(description="`queued_jobs`, `stored_bytes` or `datasets`.")
+    usage: int
+    limit: int = Field(description="The owner's quota; 0: none.")
+    unit: str = Field(description="`jobs`, `bytes` or `datasets`.")
+
+
+class RateBudgetOut(BaseModel):
+    name: str = Field(
+        description="`submits` (POST /v1/jobs), `uploads` (POST /v1/datasets) "
+        "or `reads` (every other authenticated request)."
+    )
+    per_minute: int = Field(description="Average requests a minute; 0: unlimited.")
+    burst: int = Field(description="Requests allowed at once.")
+    remaining: int = Field(description="Requests that could be made now.")
+    reset_seconds: int = Field(description="Seconds until one more request is available.")
+
+
+class UsageOut(BaseModel):
+    owner: str
+    quotas: list[QuotaOut]
+    rate_limits: list[RateBudgetOut]
+    max_running_jobs: int = Field(description="Jobs of each type that run at once; more wait.")
+    share: float = Field(description="Weight in fair scheduling across owners.")
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details; ``type`` is stable, ``detail`` says what to fix."""
 

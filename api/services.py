@@ -15,6 +15,8 @@ from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import JobStore
 from atelier.shared.models import ModelStore
 from atelier.shared.queue import make_celery
+from atelier.shared.quotas import Quotas
+from atelier.shared.rate_limits import RateLimiter
 from atelier.shared.redis_client import connect
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectStore, make_object_store
@@ -34,6 +36,8 @@ class Services:
     idempotency: IdempotencyStore
     datasets: DatasetStore
     logs: JobLogs
+    rate_limiter: RateLimiter
+    quotas: Quotas
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -44,11 +48,13 @@ class Services:
             jobs=JobStore(client),
             models=ModelStore(client),
             api_keys=ApiKeyStore(client, cache_seconds=settings.auth_cache_seconds),
-            objects=make_object_store(settings),
+            objects=make_object_store(settings, meter_with=client),
             celery=make_celery(settings),
             idempotency=IdempotencyStore(client),
             datasets=DatasetStore(client),
             logs=JobLogs(client, settings.job_log_lines),
+            rate_limiter=RateLimiter(client),
+            quotas=Quotas(client),
         )
 
 

@@ -8,9 +8,9 @@
     client.download(job, "out/")
 
 Answers 429 (rate limited) and 503 (a backing service is away) are retried after the
-server's ``Retry-After`` (or an exponential backoff when it gives none), up to
-``max_retries`` times. Every submit carries an ``Idempotency-Key``, so a retried submit can
-never create a second job.
+server's ``Retry-After`` (else the ``t`` of a spent budget in its ``RateLimit`` header, else
+an exponential backoff), up to ``max_retries`` times. Every submit carries an
+``Idempotency-Key``, so a retried submit can never create a second job.
 """
 
 from __future__ import annotations
@@ -121,6 +121,16 @@ def retry_after_seconds(value: str | None, attempt: int, cap: float) -> float:
     return min(max(wait, 0.0), cap)
 
 
+def spent_budget_wait(value: str | None) -> str | None:
+    """From a ``RateLimit`` header (draft-ietf-httpapi-ratelimit-headers-11, e.g.
+    ``"submits";r=0;t=2``), the seconds ``t`` of a budget with nothing left (``r=0``)."""
+    for item in (value or "").split(","):
+        params = dict(part.strip().partition("=")[::2] for part in item.split(";")[1:])
+        if params.get("r") == "0" and params.get("t", "").isdigit():
+            return params["t"]
+    return None
+
+
 class Client:
     """A typed client for one API key. ``max_retries`` bounds the retries of one call."""
 
@@ -202,6 +212,10 @@ class Client:
 
     def dataset(self, name: str) -> Dataset:
         return cast(Dataset, self.request("GET", f"/v1/datasets/{name}"))
+
+    def usage(self) -> Json:
+        """Each quota (use and limit) and rate budget (what is left) of this key's owner."""
+        return self.request("GET", "/v1/usage")
 
     def kinds(self) -> list[Json]:
         """The model kinds, each with the JSON Schemas of its train and generate params."""
@@ -297,7 +311,9 @@ class Client:
             response = attempt()
             if response.status_code not in RETRYABLE_STATUSES or retry == self.max_retries:
                 return response
-            header = response.headers.get("Retry-After")
+            header = response.headers.get("Retry-After") or spent_budget_wait(
+                response.headers.get("RateLimit")
+            )
             time.sleep(retry_after_seconds(header, retry, self.max_retry_wait))
         raise AssertionError("unreachable")
 

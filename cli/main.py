@@ -15,6 +15,7 @@ import redis
 
 from atelier.cli.processes import api_argv, child_env, worker_argv
 from atelier.cli.terminal import call, finish, wait_with_bar
+from atelier.cli.usage import usage_table
 from atelier.client import ApiError, Client, Json
 from atelier.shared.settings import Settings
 
@@ -331,6 +332,14 @@ def logs(job_id: str) -> None:
     client = _client()
     for line in call(lambda: client.logs(job_id)):
         click.echo(line)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The API's answer as JSON.")
+def usage(as_json: bool) -> None:
+    """Your quotas (use and limit), rate budgets (what is left) and share of the workers."""
+    answer = call(_client().usage)
+    click.echo(json.dumps(answer, indent=2) if as_json else usage_table(answer))
 
 
 @main.command()

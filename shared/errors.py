@@ -6,6 +6,7 @@
     ├── ProblemError              an HTTP problem (RFC 9457); ``slug`` is its stable ``type``
     │   ├── MalformedRequest      400 body is not JSON, or not an object
     │   ├── Unauthorized          401 missing or unknown API key
+    │   ├── QuotaExceeded         403 a hard quota is used up; names it, its usage and limit
     │   ├── NotFound              404 no such job/model/file *for this owner*
     │   ├── Conflict              409 the request does not fit the resource's state
     │   ├── PayloadTooLarge       413 body over ``max_request_bytes``
@@ -15,6 +16,7 @@
     │   │   ├── UnknownModel      422 ``params.model_id`` names no model of this owner
     │   │   ├── TooLarge          422 the job's estimated memory or output does not fit
     │   │   └── IdempotencyKeyReused 422 same Idempotency-Key, different body
+    │   ├── RateLimited           429 a rate budget is spent; ``Retry-After`` says when to retry
     │   └── ServiceUnavailable    503 Redis or storage is unreachable
     └── JobError                  raised inside a running job; the runner maps it to a status
         ├── JobCanceled           the job saw its cancel flag and stopped cooperatively → canceled
@@ -79,6 +81,12 @@ class Unauthorized(ProblemError):
     status, slug, title = 401, "unauthorized", "Missing or invalid API key"
 
 
+class QuotaExceeded(ProblemError):
+    """Raised with ``quota``, ``usage`` and ``limit`` extensions: nothing was stored."""
+
+    status, slug, title = 403, "quota-exceeded", "Quota exceeded"
+
+
 class NotFound(ProblemError):
     status, slug, title = 404, "not-found", "Not found"
 
@@ -113,6 +121,12 @@ class TooLarge(ValidationFailed):
 
 class IdempotencyKeyReused(ValidationFailed):
     slug, title = "idempotency-key-reused", "Idempotency-Key reused with a different body"
+
+
+class RateLimited(ProblemError):
+    """Raised with ``retry_after`` (whole seconds); the API adds the headers."""
+
+    status, slug, title = 429, "rate-limited", "Too many requests"
 
 
 class ServiceUnavailable(ProblemError):

@@ -1,10 +1,12 @@
 """What one owner may use of a shared Atelier: the defaults are settings, and
 ``ATELIER_OWNER_LIMITS`` (a JSON object) overrides them per owner, e.g.::
 
-    {"studio": {"max_running_jobs": 8, "share": 2}, "intern": {"max_running_jobs": 1}}
+    {"studio": {"max_running_jobs": 8, "share": 2, "submits_per_minute": 600},
+     "intern": {"max_running_jobs": 1, "max_stored_bytes": 1073741824}}
 
 The scheduler (``shared.scheduling``) reads ``max_running_jobs`` and ``share``; the API's
-rate limits and quotas read the others.
+rate limits (``api.rate_limits``) and quotas (``shared.quotas``) read the others. For every
+rate and quota, 0 means none.
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ class OwnerLimits:
     share: float
     """Weight in fair scheduling: an owner with share 2 starts two jobs for each one of an
     owner with share 1 while both have jobs waiting."""
+    submits_per_minute: int = 0
+    """``POST /v1/jobs`` per minute on average (0: unlimited)."""
+    submits_burst: int = 1
+    """Submits allowed at once, before the per-minute rate paces them."""
+    uploads_per_minute: int = 0
+    """``POST /v1/datasets`` per minute on average (0: unlimited)."""
+    uploads_burst: int = 1
+    reads_per_minute: int = 0
+    """Every other authenticated request per minute on average (0: unlimited)."""
+    reads_burst: int = 1
+    max_queued_jobs: int = 0
+    """Jobs waiting to start; a submit beyond it is refused (0: no quota)."""
+    max_stored_bytes: int = 0
+    """Bytes in object storage; uploads past it and submits once it is reached are refused."""
+    max_datasets: int = 0
+    """Uploaded datasets (0: no quota)."""
 
 
 def limits_for(settings: Settings, owner: str) -> OwnerLimits:
@@ -33,7 +51,19 @@ def limits_for(settings: Settings, owner: str) -> OwnerLimits:
 
 @cache
 def _resolve(settings: Settings, owner: str) -> OwnerLimits:
-    defaults = OwnerLimits(max_running_jobs=settings.max_running_jobs, share=settings.owner_share)
+    defaults = OwnerLimits(
+        max_running_jobs=settings.max_running_jobs,
+        share=settings.owner_share,
+        submits_per_minute=settings.submits_per_minute,
+        submits_burst=settings.submits_burst,
+        uploads_per_minute=settings.uploads_per_minute,
+        uploads_burst=settings.uploads_burst,
+        reads_per_minute=settings.reads_per_minute,
+        reads_burst=settings.reads_burst,
+        max_queued_jobs=settings.max_queued_jobs,
+        max_stored_bytes=settings.max_stored_bytes,
+        max_datasets=settings.max_datasets,
+    )
     override: dict[str, Any] = _overrides(settings.owner_limits).get(owner, {})
     return dataclasses.replace(defaults, **override)
 

@@ -29,6 +29,18 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:owner:{owner}:datasets      zset   dataset ids of one owner, scored 0 like jobs
     {p}:apikey:{sha256(key)}        string API key record (JSON: owner, name, created_at);
                                            the key itself is never stored
+    {p}:ratelimit:{owner}:{budget}  string GCRA theoretical arrival time (ms since the epoch)
+                                           of one rate budget (submits, uploads, reads);
+                                           expires once the budget is full again
+    {p}:owner:{owner}:objects       hash   object key -> size in bytes of every object stored
+                                           under ``owners/{owner}/`` (shared.quotas)
+    {p}:owner:{owner}:stored-bytes  string the sum of that hash, kept in the same Lua step
+    {p}:owner:{owner}:admitting     zset   job ids a submit admitted under the queued-jobs
+                                           quota but has not created yet, scored by when
+                                           (ms); stale after 30 s (a crashed API process)
+    {p}:owner:{owner}:uploading     zset   dataset ids an upload admitted, not saved yet (same)
+    {p}:owner:{owner}:scratch       zset   a quota script's temporary intersection, deleted
+                                           by the same script
 
 Celery's broker lists are named by the queue settings (``atelier-train``,
 ``atelier-generate``) and are Celery's, not ours; we only read their lengths.
@@ -90,6 +102,24 @@ class RedisKeys:
 
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:apikey:{key_hash}"
+
+    def rate_limit(self, owner: str, budget: str) -> str:
+        return f"{self.prefix}:ratelimit:{owner}:{budget}"
+
+    def owner_objects(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:objects"
+
+    def owner_stored_bytes(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:stored-bytes"
+
+    def owner_admitting(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:admitting"
+
+    def owner_uploading(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:uploading"
+
+    def owner_scratch(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:scratch"
 
 
 KEYS = RedisKeys()

@@ -101,6 +101,29 @@ class Settings:
     owner_limits: str = ""
     """JSON object of per-owner overrides of the limits, e.g.
     ``{"studio": {"max_running_jobs": 8, "share": 2}}`` (``shared.limits``)."""
+    submits_per_minute: int = 120
+    """Job submissions (``POST /v1/jobs``) one owner may make per minute, on average; 0 turns
+    the limit off. Over it: 429 with ``Retry-After`` (``api.rate_limits``)."""
+    submits_burst: int = 60
+    """Submissions one owner may make at once before the per-minute rate applies."""
+    uploads_per_minute: int = 12
+    """Dataset uploads (``POST /v1/datasets``) one owner may make per minute; 0: no limit."""
+    uploads_burst: int = 6
+    """Uploads one owner may make at once before the per-minute rate applies."""
+    reads_per_minute: int = 1200
+    """Every other authenticated request (reads, cancels, deletes) per owner per minute;
+    0: no limit."""
+    reads_burst: int = 300
+    """Other requests one owner may make at once before the per-minute rate applies."""
+    max_queued_jobs: int = 1000
+    """Jobs one owner may have waiting to start; a submit over it is refused (403
+    ``quota-exceeded``). 0: no quota."""
+    max_stored_bytes: int = 50 << 30
+    """Bytes one owner may keep in object storage (uploads, samples, checkpoints, outputs,
+    model weights). Uploads that would pass it, and submits once it is reached, are
+    refused (403). 0: no quota."""
+    max_datasets: int = 100
+    """Datasets one owner may have uploaded; 0: no quota."""
 
     # --- admission (api.admission, shared.estimates) -------------------------------------------
     worker_memory_bytes: int = 12 << 30

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 import boto3
+import redis
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
@@ -36,6 +37,12 @@ class ObjectLayout:
     @staticmethod
     def owner_prefix(owner: str) -> str:
         return f"owners/{owner}/"
+
+    @staticmethod
+    def owner_of(key: str) -> str | None:
+        """The owner an object key belongs to; None for a key outside ``owners/``."""
+        top, owner, *rest = [*key.split("/", 2), "", ""]
+        return owner if top == "owners" and owner and rest[0] else None
 
     @staticmethod
     def job_prefix(owner: str, job_id: str) -> str:
@@ -228,9 +235,19 @@ class S3ObjectStore:
             raise ServiceUnavailable(f"S3 bucket {self.bucket!r} unreachable: {exc}") from exc
 
 
-def make_object_store(settings: Settings) -> ObjectStore:
+def make_object_store(settings: Settings, meter_with: redis.Redis | None = None) -> ObjectStore:
+    """The configured store; given a Redis client, one that counts each owner's stored
+    bytes as it writes and deletes (``shared.storage_usage``, for the stored-bytes quota)."""
+    store: ObjectStore
     if settings.storage == "s3":
-        store = S3ObjectStore(settings)
-        store.ensure_bucket()
+        s3 = S3ObjectStore(settings)
+        s3.ensure_bucket()
+        store = s3
+    else:
+        store = LocalObjectStore(settings.local_storage_dir)
+    if meter_with is None:
         return store
-    return LocalObjectStore(settings.local_storage_dir)
+    # Imported here: storage_usage builds on this module.
+    from atelier.shared.storage_usage import MeteredObjectStore, StorageMeter
+
+    return MeteredObjectStore(store, StorageMeter(meter_with))

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -41,6 +42,19 @@ STACK_DBS = {"local": 1, "s3": 2}
 INPROCESS_DB = 3
 UNIT_DB = 9
 UPLOAD_LIMITS = {"bytes": 4 << 20, "files": 200, "uncompressed": 32 << 20, "pixels": 2000 * 2000}
+# Rate limits and quotas far above anything a test does: only the tests of the limits
+# themselves (tests/test_limits.py, which set their own) ever meet one.
+ROOMY_LIMITS: dict[str, Any] = {
+    "submits_per_minute": 600_000,
+    "submits_burst": 100_000,
+    "uploads_per_minute": 600_000,
+    "uploads_burst": 100_000,
+    "reads_per_minute": 600_000,
+    "reads_burst": 100_000,
+    "max_queued_jobs": 0,
+    "max_stored_bytes": 0,
+    "max_datasets": 0,
+}
 # Fixtures that start gunicorn and Celery workers: a test using one is slow.
 STACK_FIXTURES = frozenset({"local_stack", "s3_stack", "stack", "rel"})
 
@@ -114,7 +128,7 @@ class InProcessApi:
         return ApiKeyStore(self.redis).create(owner, name="raw")
 
 
-def inprocess_settings(redis_base_url: str, directory: Path, **extra: str) -> Settings:
+def inprocess_settings(redis_base_url: str, directory: Path, **extra: Any) -> Settings:
     return Settings.from_env(
         {},
         redis_url=f"{redis_base_url}/{INPROCESS_DB}",
@@ -126,7 +140,7 @@ def inprocess_settings(redis_base_url: str, directory: Path, **extra: str) -> Se
         max_upload_files=UPLOAD_LIMITS["files"],
         max_uncompressed_bytes=UPLOAD_LIMITS["uncompressed"],
         max_image_pixels=UPLOAD_LIMITS["pixels"],
-        **extra,
+        **{**ROOMY_LIMITS, **extra},
     )
 
 
@@ -207,7 +221,7 @@ def _start_stack(
         max_upload_files=UPLOAD_LIMITS["files"],
         max_uncompressed_bytes=UPLOAD_LIMITS["uncompressed"],
         max_image_pixels=UPLOAD_LIMITS["pixels"],
-        **extra,
+        **{**ROOMY_LIMITS, **extra},
     )
     stack = EmbeddedStack(
         base,

@@ -62,7 +62,14 @@ class JobRunner:
         # would make the task raise before the claim, and its message would be gone.
         budget = settings.upload_retry_seconds
         self.objects = PatientReads(
-            objects or patiently(lambda: make_object_store(settings), "opening storage", budget),
+            objects
+            or patiently(
+                # Metered: every object a job stores or deletes counts to its owner's
+                # stored-bytes quota (shared.storage_usage).
+                lambda: make_object_store(settings, meter_with=client),
+                "opening storage",
+                budget,
+            ),
             budget,
         )
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
 
 import numpy as np
@@ -20,10 +21,12 @@ from atelier.shared.datasets import DatasetInfo
 from atelier.shared.errors import Conflict, NotFound, PayloadTooLarge
 from atelier.shared.images import encode_png, grid
 from atelier.shared.jobs import new_id
+from atelier.shared.limits import limits_for
 from atelier.shared.storage import ObjectLayout
 
 PROBLEMS = {f"HTTP_{code}": Problem for code in (400, 401, 404, 409, 413, 422)}
 PREVIEW_IMAGES = 64
+log = logging.getLogger(__name__)
 
 
 def present_dataset(dataset: DatasetInfo) -> DatasetOut:
@@ -79,44 +82,81 @@ def upload_dataset(form: DatasetForm) -> tuple[DatasetOut, int]:
 def _store(
     svc: Services, owner: str, form: DatasetForm, filename: str, normalised: Normalised
 ) -> DatasetInfo:
-    """Objects first, record last: a failure part-way leaves no dataset behind."""
+    """Objects first, record last: a failure part-way leaves no dataset, no object and no
+    bytes counted behind. The quotas (datasets, stored bytes) are checked and the space
+    reserved before anything is stored (403 ``quota-exceeded``)."""
     dataset_id = new_id("ds")
-    preview_key = None
-    if normalised.images is not None:
-        data_key = ObjectLayout.dataset_object(owner, dataset_id, "images.npz")
-        size = svc.objects.put_bytes(data_key, _npz(normalised.images), "application/zip")
-        preview_key = ObjectLayout.dataset_object(owner, dataset_id, "preview.png")
-        svc.objects.put_bytes(preview_key, _preview(normalised.images), "image/png")
-    else:
-        data_key = ObjectLayout.dataset_object(owner, dataset_id, "corpus.txt")
-        size = svc.objects.put_bytes(
-            data_key, (normalised.text or "").encode(), "text/plain; charset=utf-8"
-        )
+    objects = _encoded(owner, dataset_id, normalised)
+    sizes = {key: len(data) for key, (data, _) in objects.items()}
+    with svc.quotas.admitting_dataset(owner, dataset_id, sizes, limits_for(svc.settings, owner)):
+        try:
+            for key, (data, content_type) in objects.items():
+                svc.objects.put_bytes(key, data, content_type)
+            record = _record(owner, dataset_id, form, filename, normalised, objects)
+            return svc.datasets.save(record)
+        except Exception:
+            _delete_objects(svc, list(objects))
+            raise
+
+
+def _encoded(owner: str, dataset_id: str, normalised: Normalised) -> dict[str, tuple[bytes, str]]:
+    """Object key -> (bytes, content type): the data first, then any preview."""
+    if normalised.images is None:
+        key = ObjectLayout.dataset_object(owner, dataset_id, "corpus.txt")
+        return {key: ((normalised.text or "").encode(), "text/plain; charset=utf-8")}
+    return {
+        ObjectLayout.dataset_object(owner, dataset_id, "images.npz"): (
+            _npz(normalised.images),
+            "application/zip",
+        ),
+        ObjectLayout.dataset_object(owner, dataset_id, "preview.png"): (
+            _preview(normalised.images),
+            "image/png",
+        ),
+    }
+
+
+def _record(
+    owner: str,
+    dataset_id: str,
+    form: DatasetForm,
+    filename: str,
+    normalised: Normalised,
+    objects: dict[str, tuple[bytes, str]],
+) -> DatasetInfo:
+    data_key, *preview = objects
     images = normalised.images
-    return svc.datasets.save(
-        DatasetInfo(
-            name=dataset_id,
-            title=form.title or filename,
-            owner=owner,
-            builtin=False,
-            description=f"Uploaded as {filename}",
-            modality="image" if images is not None else "text",
-            image_size=int(images.shape[1]) if images is not None else None,
-            channels=int(images.shape[3]) if images is not None else None,
-            count=normalised.count,
-            size_bytes=size,
-            data_key=data_key,
-            preview_key=preview_key,
-            excerpt=excerpt(normalised.text) if normalised.text is not None else None,
-            created_at=time.time(),
-        )
+    return DatasetInfo(
+        name=dataset_id,
+        title=form.title or filename,
+        owner=owner,
+        builtin=False,
+        description=f"Uploaded as {filename}",
+        modality="image" if images is not None else "text",
+        image_size=int(images.shape[1]) if images is not None else None,
+        channels=int(images.shape[3]) if images is not None else None,
+        count=normalised.count,
+        size_bytes=len(objects[data_key][0]),
+        data_key=data_key,
+        preview_key=preview[0] if preview else None,
+        excerpt=excerpt(normalised.text) if normalised.text is not None else None,
+        created_at=time.time(),
     )
+
+
+def _delete_objects(svc: Services, keys: list[str]) -> None:
+    """Best effort: what is left behind stays counted, and is logged."""
+    for key in keys:
+        try:
+            svc.objects.delete(key)
+        except Exception:
+            log.warning("could not delete %s", key, exc_info=True)
 
 
 @v1.delete("/datasets/<name>")
 @spec.validate(resp=Response(HTTP_204=None, **PROBLEMS), tags=["datasets"])
 def delete_dataset(name: str) -> tuple[str, int]:
-    """Delete an upload; 409 while a queued or running job still reads it."""
+    """Delete an upload and its objects; 409 while a queued or running job still reads it."""
     svc = services()
     dataset = owned_dataset(name)
     if dataset.builtin:
@@ -133,6 +173,7 @@ def delete_dataset(name: str) -> tuple[str, int]:
             jobs=busy,
         )
     svc.datasets.delete(dataset)
+    _delete_objects(svc, [key for key in (dataset.data_key, dataset.preview_key) if key])
     return "", 204
 
 

@@ -12,12 +12,13 @@ from atelier.api.services import services
 from atelier.api.views import v1
 from atelier.shared.errors import NotFound
 from atelier.shared.storage import LocalObjectStore, ObjectLayout
+from atelier.shared.storage_usage import unmetered
 
 
 @v1.get("/files/<path:key>")
 def download_file(key: str) -> Response:
     """An object the caller owns (local storage; S3 deployments hand out presigned URLs)."""
-    store = services().objects
+    store = unmetered(services().objects)
     parts = PurePosixPath(key).parts
     # "owners/me/../you/…" starts with my prefix but is not mine: refuse any dot segment.
     if not key.startswith(ObjectLayout.owner_prefix(current_owner())) or any(

@@ -30,6 +30,7 @@ from atelier.api.views import v1
 from atelier.shared.errors import NotFound, ServiceUnavailable
 from atelier.shared.idempotency import fingerprint
 from atelier.shared.jobs import Job, new_id
+from atelier.shared.limits import limits_for
 from atelier.shared.logs import JOB_ID
 from atelier.shared.queue import enqueue
 
@@ -82,6 +83,8 @@ def _create_and_enqueue(
     svc: Services, owner: str, body: JobCreate, params: dict[str, Any], job_id: str
 ) -> Job:
     JOB_ID.set(job_id)
+    # 403 quota-exceeded (nothing created), or a place held among the queued jobs.
+    svc.quotas.admit_job(owner, job_id, limits_for(svc.settings, owner))
     job = svc.jobs.create(
         owner,
         body.type,
@@ -91,6 +94,7 @@ def _create_and_enqueue(
         start_before=body.start_before.timestamp() if body.start_before else None,
         max_run_seconds=body.max_run_seconds or default_max_run_seconds(svc.settings, body.type),
     )
+    svc.quotas.job_created(owner, job.id)
     if "dataset" in params:
         svc.datasets.add_user(params["dataset"], job.id)
     try:

@@ -1,0 +1,71 @@
+"""Rate limits as a pair of hooks on the ``/v1`` blueprint: before a view, spend one request
+of the caller's budget (``shared.rate_limits``) or answer 429; after it, say what is left.
+
+Headers follow draft-ietf-httpapi-ratelimit-headers-11 (May 2026), whose fields are HTTP
+structured fields (RFC 9651): a policy item names the budget, ``q`` is its quota and ``w``
+its window in seconds; a service-limit item gives ``r``, what remains, and ``t``, the
+seconds until more is available::
+
+    RateLimit-Policy: "submits";q=60;w=30
+    RateLimit: "submits";r=59;t=1
+
+A GCRA budget of ``burst`` requests refilled at ``per_minute`` is advertised as ``q=burst``
+over the time one burst takes to refill (60/min with a burst of 30: ``q=30;w=30``). A 429 adds
+``Retry-After`` (whole seconds, never before ``t`` runs out, as the draft asks).
+
+Only authenticated ``/v1`` routes are limited (the hooks run after ``require_api_key``);
+probes, metrics and the API documents are on other blueprints and never are.
+"""
+
+from __future__ import annotations
+
+from flask import Response, g, request
+
+from atelier.api.auth import current_owner
+from atelier.api.services import services
+from atelier.shared.errors import RateLimited
+from atelier.shared.limits import limits_for
+from atelier.shared.rate_limits import Budget, Decision
+
+# (method, endpoint) -> budget; every other authenticated request spends "reads".
+BUDGET_OF_ROUTE = {("POST", "v1.create_job"): "submits", ("POST", "v1.upload_dataset"): "uploads"}
+
+
+def budget_name() -> str:
+    return BUDGET_OF_ROUTE.get((request.method, request.endpoint or ""), "reads")
+
+
+def spend_rate_budget() -> None:
+    """Before-request hook: one request of the caller's budget, or 429 ``rate-limited``."""
+    svc = services()
+    budget = Budget.of(limits_for(svc.settings, current_owner()), budget_name())
+    if not budget.limited:
+        return
+    decision = svc.rate_limiter.spend(current_owner(), budget)
+    g.rate_decision = decision
+    if not decision.allowed:
+        raise RateLimited(
+            f"Over the {budget.name} rate limit ({budget.per_minute} a minute, bursts of "
+            f"{budget.burst}); retry in {decision.retry_after} s.",
+            policy=budget.name,
+            retry_after=decision.retry_after,
+        )
+
+
+def add_rate_limit_headers(response: Response) -> Response:
+    """After-request hook: the budget's headers on every answer it limited, 429 or not."""
+    decision: Decision | None = g.get("rate_decision")
+    if decision is not None:
+        response.headers.update(rate_limit_headers(decision))
+    return response
+
+
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    budget = decision.budget
+    headers = {
+        "RateLimit-Policy": f'"{budget.name}";q={budget.burst};w={budget.window_seconds}',
+        "RateLimit": f'"{budget.name}";r={decision.remaining};t={decision.reset_seconds}',
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(decision.retry_after)
+    return headers

@@ -1,0 +1,190 @@
+"""Per-owner quotas: queued jobs, stored bytes and datasets, counted in Redis.
+
+Every check that can refuse is one Lua script that counts *and* reserves, so two API
+processes racing for the last unit cannot both win:
+
+- **queued jobs** are the owner's jobs in the ``queued:{type}`` indexes (an intersection
+  with the owner's job index, so the count always agrees with the job records), plus the
+  submits admitted but not created yet (``admitting``, stale after ``GRACE_MS``);
+- **stored bytes** are the sizes of the owner's objects, one hash entry per object key
+  (``objects``) and their sum (``stored-bytes``). ``storage_usage.MeteredObjectStore``
+  updates them on every put and delete, the API and the workers alike; an entry per key
+  makes a repeated put or delete count once. Uploads reserve their bytes before storing;
+  a submit is refused once the quota is reached (a job's output size is not known ahead);
+- **datasets** are the owner's saved datasets plus the uploads admitted, not saved yet.
+
+Keys: ``shared.redis_keys``. Limits: ``shared.limits`` (0: no quota).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from atelier.shared.errors import QuotaExceeded
+from atelier.shared.job_records import JobType
+from atelier.shared.limits import OwnerLimits
+from atelier.shared.redis_keys import KEYS, RedisKeys
+from atelier.shared.storage_usage import StorageMeter
+
+GRACE_MS = 30_000
+"""An admission not turned into a job or dataset this long (its API process died) lapses."""
+
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+# From KEYS[b]: admitting, owner jobs, scratch, queued:{type}...; ARGV[1] grace. Admitted
+# submits count until their job is queued (then it counts itself: never twice).
+_COUNT_QUEUED = """
+local function queued(b)
+  redis.call('ZREMRANGEBYSCORE', KEYS[b], '-inf', now - tonumber(ARGV[1]))
+  local n = 0
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[b], 0, -1)) do
+    local waiting = false
+    for i = b + 3, #KEYS do waiting = waiting or redis.call('ZSCORE', KEYS[i], id) end
+    if not waiting then n = n + 1 end
+  end
+  for i = b + 3, #KEYS do
+    n = n + redis.call('ZINTERSTORE', KEYS[b + 2], 2, KEYS[b + 1], KEYS[i])
+  end
+  redis.call('DEL', KEYS[b + 2])
+  return n
+end
+"""
+# KEYS stored-bytes, then those of _COUNT_QUEUED; ARGV grace, job id, max queued, max bytes.
+_ADMIT_JOB = (
+    _NOW
+    + _COUNT_QUEUED
+    + """
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+local max_queued, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+if max_bytes > 0 and stored >= max_bytes then return {'stored_bytes', stored, max_bytes} end
+if max_queued > 0 then
+  local n = queued(2)
+  if n >= max_queued then return {'queued_jobs', n, max_queued} end
+  redis.call('ZADD', KEYS[2], now, ARGV[2])
+end
+return {'', 0, 0}
+"""
+)
+_READ_QUEUED = _NOW + _COUNT_QUEUED + "return queued(1)"
+# KEYS uploading, owner datasets, objects, stored-bytes; ARGV grace, dataset id, max
+# datasets, max bytes, then object key and size pairs.
+_ADMIT_DATASET = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+local count = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+local max_datasets, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+if max_datasets > 0 and count >= max_datasets then return {'datasets', count, max_datasets} end
+local stored, delta = tonumber(redis.call('GET', KEYS[4]) or '0'), 0
+for i = 5, #ARGV, 2 do
+  delta = delta + tonumber(ARGV[i + 1]) - tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+end
+if max_bytes > 0 and stored + delta > max_bytes then return {'stored_bytes', stored, max_bytes} end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('INCRBY', KEYS[4], delta)
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+return {'', 0, 0}
+"""
+)
+UNITS = {"queued_jobs": "jobs", "stored_bytes": "bytes", "datasets": "datasets"}
+ADVICE = {
+    "queued_jobs": "wait for some of your jobs to start, or cancel some",
+    "stored_bytes": "delete datasets you no longer need",
+    "datasets": "delete datasets you no longer need",
+}
+
+
+@dataclass(frozen=True)
+class QuotaUse:
+    name: str
+    """``queued_jobs``, ``stored_bytes`` or ``datasets``."""
+    usage: int
+    limit: int
+    """0: no quota."""
+
+
+class Quotas:
+    def __init__(self, client: redis.Redis, keys: RedisKeys = KEYS) -> None:
+        self._redis = client
+        self._keys = keys
+        self._admit_job = client.register_script(_ADMIT_JOB)
+        self._read_queued = client.register_script(_READ_QUEUED)
+        self._admit_dataset = client.register_script(_ADMIT_DATASET)
+        self._meter = StorageMeter(client, keys)
+
+    def admit_job(self, owner: str, job_id: str, limits: OwnerLimits) -> None:
+        """Raise QuotaExceeded, or hold a place among the owner's queued jobs until
+        ``job_created`` (or ``GRACE_MS``, should this process die first)."""
+        keys = [self._keys.owner_stored_bytes(owner), *self._queued_keys(owner)]
+        args: list[str | int] = [GRACE_MS, job_id, limits.max_queued_jobs, limits.max_stored_bytes]
+        _raise_if_refused(cast(list[bytes | int], self._admit_job(keys=keys, args=args)))
+
+    def job_created(self, owner: str, job_id: str) -> None:
+        """The job exists (and counts itself while queued), or will not: give the place back."""
+        self._redis.zrem(self._keys.owner_admitting(owner), job_id)
+
+    @contextmanager
+    def admitting_dataset(
+        self, owner: str, dataset_id: str, sizes: dict[str, int], limits: OwnerLimits
+    ) -> Iterator[None]:
+        """Raise QuotaExceeded, or count the dataset and its objects' ``sizes`` while the
+        body stores them; if the body fails, the objects no longer count."""
+        keys = [
+            self._keys.owner_uploading(owner),
+            self._keys.owner_datasets(owner),
+            self._keys.owner_objects(owner),
+            self._keys.owner_stored_bytes(owner),
+        ]
+        args: list[str | int] = [GRACE_MS, dataset_id, limits.max_datasets, limits.max_stored_bytes]
+        args += [part for key, size in sizes.items() for part in (key, size)]
+        _raise_if_refused(cast(list[bytes | int], self._admit_dataset(keys=keys, args=args)))
+        try:
+            yield
+        except BaseException:
+            self._meter.deleted(owner, list(sizes))
+            raise
+        finally:
+            self._redis.zrem(self._keys.owner_uploading(owner), dataset_id)
+
+    def usage(self, owner: str, limits: OwnerLimits) -> list[QuotaUse]:
+        """Each quota's use now."""
+        queued = cast(int, self._read_queued(keys=self._queued_keys(owner), args=[GRACE_MS]))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self._keys.owner_stored_bytes(owner))
+        pipe.zcard(self._keys.owner_datasets(owner))
+        stored, datasets = pipe.execute()
+        return [
+            QuotaUse("queued_jobs", queued, limits.max_queued_jobs),
+            QuotaUse("stored_bytes", int(stored or 0), limits.max_stored_bytes),
+            QuotaUse("datasets", int(datasets), limits.max_datasets),
+        ]
+
+    def _queued_keys(self, owner: str) -> list[str]:
+        return [
+            self._keys.owner_admitting(owner),
+            self._keys.owner_jobs(owner),
+            self._keys.owner_scratch(owner),
+            *(self._keys.queued(t.value) for t in JobType),
+        ]
+
+
+def _raise_if_refused(answer: list[bytes | int]) -> None:
+    name = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
+    if not name:
+        return
+    usage, limit = int(answer[1]), int(answer[2])
+    unit = UNITS[name]
+    raise QuotaExceeded(
+        f"Quota {name} exceeded: you use {usage} {unit} of {limit}; {ADVICE[name]}. "
+        "Nothing was stored or queued.",
+        quota=name,
+        usage=usage,
+        limit=limit,
+    )

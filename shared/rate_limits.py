@@ -1,0 +1,117 @@
+"""Per-owner request budgets kept in Redis, so every API process spends the same ones.
+
+Each budget is a GCRA (generic cell rate algorithm: a token bucket refilled continuously,
+as in Brandur Leach's and redis-cell's limiters). It keeps one number, the theoretical
+arrival time (TAT): when the bucket would be full again if nothing else came. A request at
+``now`` is allowed when ``TAT + interval - burst * interval <= now`` and then moves the TAT on
+by one ``interval`` (60 s / the per-minute rate). One Lua script reads Redis's own clock and
+decides, so concurrent requests on any number of processes cannot overspend, and API hosts
+need no synchronised clocks. A denied request spends nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from atelier.shared.limits import OwnerLimits
+from atelier.shared.redis_keys import KEYS, RedisKeys
+
+BUDGETS = ("submits", "uploads", "reads")
+"""``POST /v1/jobs``, ``POST /v1/datasets``, and every other authenticated request."""
+
+# KEYS[1] budget's TAT; ARGV interval (ms), burst. Returns allowed, TAT - now, retry (ms).
+_GCRA = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+local new_tat = tat + interval
+local allowed_at = new_tat - interval * tonumber(ARGV[2])
+if now < allowed_at then
+  return {0, tat - now, allowed_at - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return {1, new_tat - now, 0}
+"""
+# The same arithmetic without spending: what ``GET /v1/usage`` shows.
+_PEEK = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+return math.max(tonumber(redis.call('GET', KEYS[1]) or now), now) - now
+"""
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    per_minute: int
+    """Average requests per minute; 0: the budget is unlimited."""
+    burst: int
+    """Requests allowed at once: the bucket's size."""
+
+    @classmethod
+    def of(cls, limits: OwnerLimits, name: str) -> Budget:
+        per_minute: int = getattr(limits, f"{name}_per_minute")
+        burst: int = getattr(limits, f"{name}_burst")
+        return cls(name, per_minute, max(burst, 1))
+
+    @property
+    def limited(self) -> bool:
+        return self.per_minute > 0
+
+    @property
+    def interval_ms(self) -> int:
+        return math.ceil(60_000 / self.per_minute)
+
+    @property
+    def window_seconds(self) -> int:
+        """Time to refill a whole burst: ``burst`` requests per this window is the rate."""
+        return max(1, math.ceil(self.burst * self.interval_ms / 1000))
+
+
+@dataclass(frozen=True)
+class Decision:
+    budget: Budget
+    allowed: bool
+    remaining: int
+    """Requests that could be made right now."""
+    reset_seconds: int
+    """Seconds until one more request is available (0 with the bucket full)."""
+    retry_after: int
+    """Whole seconds to wait before this request would be allowed (0 when it was)."""
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, keys: RedisKeys = KEYS) -> None:
+        self._keys = keys
+        self._gcra = client.register_script(_GCRA)
+        self._peek = client.register_script(_PEEK)
+
+    def spend(self, owner: str, budget: Budget) -> Decision:
+        """Spend one request of ``budget`` if it has one; one round trip to Redis."""
+        key = self._keys.rate_limit(owner, budget.name)
+        allowed, debt, retry = cast(
+            list[int], self._gcra(keys=[key], args=[budget.interval_ms, budget.burst])
+        )
+        return _decision(budget, bool(allowed), debt, retry)
+
+    def peek(self, owner: str, budget: Budget) -> Decision:
+        """What the budget holds now, spending nothing."""
+        debt = cast(int, self._peek(keys=[self._keys.rate_limit(owner, budget.name)]))
+        return _decision(budget, True, debt, 0)
+
+
+def _decision(budget: Budget, allowed: bool, debt_ms: int, retry_ms: int) -> Decision:
+    """``debt_ms``: how far the TAT is ahead of now, i.e. the part of the bucket in use."""
+    free_ms = budget.burst * budget.interval_ms - debt_ms
+    remaining = max(0, min(budget.burst, free_ms // budget.interval_ms))
+    if not allowed:
+        wait = math.ceil(retry_ms / 1000)
+        return Decision(budget, False, 0, wait, max(wait, 1))
+    next_ms = (remaining + 1) * budget.interval_ms - free_ms
+    reset = 0 if remaining >= budget.burst else math.ceil(next_ms / 1000)
+    return Decision(budget, True, remaining, reset, 0)
