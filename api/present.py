@@ -74,6 +74,7 @@ def present_job(job: Job) -> JobOut:
         failures=job.failures,
         start_before=optional_timestamp(job.start_before),
         max_run_seconds=job.max_run_seconds,
+        priority=job.priority,
         checkpoint_step=job.checkpoint.step if job.checkpoint else None,
         attempt=job.attempt,
         worker=job.worker,

@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from atelier.shared.jobs import JobStatus, JobType
 from atelier.shared.kinds import KINDS
+from atelier.shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 
 
 def _kind_params_schemas() -> list[dict[str, Any]]:
@@ -46,6 +47,13 @@ class JobCreate(BaseModel):
     )
     max_run_seconds: float | None = Field(
         None, gt=0, le=30 * 86400, description="A run longer than this fails (per attempt)."
+    )
+    priority: int = Field(
+        PRIORITY_DEFAULT,
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="Among the caller's own waiting jobs, higher starts first; owners take "
+        "turns whatever their priorities (fair scheduling).",
     )
 
     @field_validator("start_before")
@@ -110,6 +118,7 @@ class JobOut(BaseModel):
     failures: int = Field(description="Attempts ended by a lost worker or transient error.")
     start_before: datetime | None
     max_run_seconds: float | None
+    priority: int
     checkpoint_step: int | None = Field(description="Step of the newest stored checkpoint.")
     worker: str | None
     error: ErrorOut | None

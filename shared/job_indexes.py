@@ -18,13 +18,15 @@ one round trip, atomic with the check.
 from __future__ import annotations
 
 import time
-from typing import cast
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, cast
 
 import redis
 from redis.client import Pipeline
 
-from atelier.shared.job_records import Job, JobType, decode
+from atelier.shared.job_records import CheckpointRef, Job, JobType, Progress, decode
 from atelier.shared.redis_keys import RedisKeys
+from atelier.shared.scheduling import FairQueue
 
 # KEYS[1] job hash, KEYS[2] running; ARGV attempt, new expiry, job id.
 _RENEW = """
@@ -39,11 +41,33 @@ return 1
 """
 
 
+class StopFlags(NamedTuple):
+    canceled: bool
+    draining: bool
+    fenced: bool
+    """A newer attempt holds the job (or none does): this one must stop writing."""
+
+
+# KEYS[1] an index; ARGV now, batch, hold. Up to ``batch`` ids due by ``now``, each re-scored
+# to now + hold: other reapers' sweeps pass over them while this one handles them, and if
+# it dies mid-way they come due again after ``hold``.
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local held = tonumber(ARGV[1]) + tonumber(ARGV[3])
+for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', held, id) end
+return due
+"""
+HOLD_SECONDS = 10.0
+"""How long a sweep's claim on what it handles lasts before another reaper may retry it."""
+
+
 class JobIndexes:
     def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
         self._redis = client
         self._keys = keys
+        self.fair = FairQueue(client, keys)
         self._renew = client.register_script(_RENEW)
+        self._claim_due = client.register_script(_CLAIM_DUE)
         self._fenced_hset = client.register_script(_FENCED_HSET)
 
     # --- fenced writes of a running attempt ---------------------------------------------------
@@ -62,6 +86,71 @@ class JobIndexes:
         pipe.zrem(self._keys.start_deadlines, job.id)
         pipe.zrem(self._keys.requeued, job.id)
         pipe.zrem(self._keys.queued(job.type.value), job.id)
+        self.fair.leave(pipe, job)
+
+    # --- reads ------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        raw = cast(dict[bytes, bytes], self._redis.hgetall(self._keys.job(job_id)))
+        return decode(raw) if raw else None
+
+    def get_many(self, job_ids: Iterable[str]) -> list[Job]:
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self._keys.job(job_id))
+        return [decode(raw) for raw in pipe.execute() if raw]
+
+    def list_for_owner(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        where: Callable[[Job], bool] = lambda job: True,
+        scan_budget: int = 5000,
+    ) -> tuple[list[Job], str | None]:
+        """Newest first. Returns a page and the cursor for the next one (None at the end).
+
+        Filters are applied while scanning the owner's index in id order; ``scan_budget``
+        bounds the work of one call, and the cursor resumes where the scan stopped.
+        """
+        index = self._keys.owner_jobs(owner)
+        upper = f"({cursor}" if cursor else "+"
+        found: list[Job] = []
+        scanned = 0
+        batch = max(limit * 2, 50)
+        while scanned < scan_budget:
+            page = cast(list[bytes], self._redis.zrevrangebylex(index, upper, "-", 0, batch))
+            ids = [i.decode() for i in page]
+            if not ids:
+                return found, None
+            for job in self.get_many(ids):
+                scanned += 1
+                if where(job):
+                    found.append(job)
+                    if len(found) == limit:
+                        return found, job.id
+            upper = f"({ids[-1]}"
+        return found, upper[1:]
+
+    # --- a running attempt: stop flags and fenced writes -------------------------------------
+    def stop_requested(self, job_id: str, attempt: int, generation: str | None) -> StopFlags:
+        """Whether a running attempt should stop, in one round trip: a cancel was asked
+        for, its worker generation is draining, or a newer attempt holds the job."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(self._keys.job(job_id), ["cancel", "fence"])
+        pipe.exists(self._keys.draining(generation or "-"))
+        (cancel, fence), draining = pipe.execute()
+        return StopFlags(cancel == b"1", bool(draining), fence != str(attempt).encode())
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self._redis.hget(self._keys.job(job_id), "cancel") == b"1"
+
+    def set_progress(self, job_id: str, attempt: int, progress: Progress) -> bool:
+        """False (nothing written) once ``attempt`` is not the job's current one."""
+        return self.fenced_set(job_id, attempt, "progress", progress.model_dump_json())
+
+    def set_checkpoint(self, job_id: str, attempt: int, checkpoint: CheckpointRef) -> bool:
+        return self.fenced_set(job_id, attempt, "checkpoint", checkpoint.model_dump_json())
 
     # --- leases -----------------------------------------------------------------------------
     def renew_lease(self, job_id: str, attempt: int, lease_seconds: float) -> bool:
@@ -134,6 +223,20 @@ class JobIndexes:
         requeue. Keyed by the generation (a token each worker start makes), never by a host
         or node name, so a worker restarted under the same name does not inherit it."""
         self._redis.set(self._keys.draining(generation), "1", ex=ttl_seconds)
+
+    # --- bounded sweeps: claim a batch of what is due ------------------------------------------
+    def claim_expired_leases(self, batch: int) -> list[str]:
+        return self._claim(self._keys.running, batch)
+
+    def claim_missed_start_deadlines(self, batch: int) -> list[str]:
+        return self._claim(self._keys.start_deadlines, batch)
+
+    def claim_due_requeues(self, batch: int) -> list[str]:
+        return self._claim(self._keys.requeued, batch)
+
+    def _claim(self, index: str, batch: int) -> list[str]:
+        due = self._claim_due(keys=[index], args=[time.time(), batch, HOLD_SECONDS])
+        return [i.decode() for i in cast(list[bytes], due)]
 
     def _ids_due(self, index: str, now: float | None) -> list[str]:
         ids = self._redis.zrangebyscore(index, "-inf", now or time.time())

@@ -88,6 +88,8 @@ class Job(BaseModel):
     """Run measurements, e.g. ``predict_time`` seconds and ``model_cache_hit`` (1 or 0)."""
     start_before: float | None = None
     max_run_seconds: float | None = None
+    priority: int = 5
+    """0-9; within one owner, higher runs first (``shared.scheduling``)."""
     # Held in their own hash fields so frequent writes never race a transition.
     progress: Progress = Field(default_factory=Progress)
     checkpoint: CheckpointRef | None = None
@@ -117,10 +119,10 @@ def encode(job: Job) -> dict[str, str]:
 
 
 def record_json(job: Job) -> str:
-    # Unset optional fields are left out (``decode`` restores them as None): with the
-    # broker message and the indexes, this keeps a queued job under 2 KB of Redis memory
-    # (bench `scale`).
-    return job.model_dump_json(include=set(RECORD_FIELDS), exclude_none=True)
+    # Fields at their defaults are left out (``decode`` restores them): with the broker
+    # message and the indexes, this keeps a queued job under 2 KB of Redis memory (bench
+    # `scale`).
+    return job.model_dump_json(include=set(RECORD_FIELDS), exclude_defaults=True)
 
 
 def decode(raw: dict[bytes, bytes]) -> Job:

@@ -20,14 +20,14 @@ so one ``RetryPolicy`` decides both. Job records never expire.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
 
 from atelier.shared.errors import Conflict, StartDeadlineMissed
-from atelier.shared.job_indexes import JobIndexes
+from atelier.shared.job_indexes import JobIndexes, StopFlags
 from atelier.shared.job_records import (
     TERMINAL_STATUSES,
     CheckpointRef,
@@ -42,6 +42,7 @@ from atelier.shared.job_records import (
     new_id,
     record_json,
 )
+from atelier.shared.limits import OwnerLimits
 from atelier.shared.redis_keys import KEYS, RedisKeys
 from atelier.shared.retry import RetryPolicy
 
@@ -72,11 +73,18 @@ Also = Callable[[Pipeline, Job], None]
 Target = JobStatus | Callable[[Job], JobStatus | None] | None
 
 
-class StopFlags(NamedTuple):
-    canceled: bool
-    draining: bool
-    fenced: bool
-    """A newer attempt holds the job (or none does): this one must stop writing."""
+CLAIM_TRIES = 50
+"""Lost races a claim retries (other workers claiming at the same moment) before giving up;
+a message that finds nothing is harmless, the reaper re-sends for jobs left waiting."""
+
+
+def _starter(worker: str) -> Callable[[Job], None]:
+    def start(job: Job) -> None:
+        job.started_at = time.time()
+        job.attempt += 1
+        job.worker = worker
+
+    return start
 
 
 class JobStore(JobIndexes):
@@ -88,61 +96,7 @@ class JobStore(JobIndexes):
         super().__init__(client, keys)
         self.retry = retry or RetryPolicy()
 
-    # --- reads ------------------------------------------------------------------------------
-    def get(self, job_id: str) -> Job | None:
-        raw = cast(dict[bytes, bytes], self._redis.hgetall(self._keys.job(job_id)))
-        return decode(raw) if raw else None
-
-    def get_many(self, job_ids: Iterable[str]) -> list[Job]:
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hgetall(self._keys.job(job_id))
-        return [decode(raw) for raw in pipe.execute() if raw]
-
-    def list_for_owner(
-        self,
-        owner: str,
-        *,
-        limit: int,
-        cursor: str | None = None,
-        where: Callable[[Job], bool] = lambda job: True,
-        scan_budget: int = 5000,
-    ) -> tuple[list[Job], str | None]:
-        """Newest first. Returns a page and the cursor for the next one (None at the end).
-
-        Filters are applied while scanning the owner's index in id order; ``scan_budget``
-        bounds the work of one call, and the cursor resumes where the scan stopped.
-        """
-        index = self._keys.owner_jobs(owner)
-        upper = f"({cursor}" if cursor else "+"
-        found: list[Job] = []
-        scanned = 0
-        batch = max(limit * 2, 50)
-        while scanned < scan_budget:
-            page = cast(list[bytes], self._redis.zrevrangebylex(index, upper, "-", 0, batch))
-            ids = [i.decode() for i in page]
-            if not ids:
-                return found, None
-            for job in self.get_many(ids):
-                scanned += 1
-                if where(job):
-                    found.append(job)
-                    if len(found) == limit:
-                        return found, job.id
-            upper = f"({ids[-1]}"
-        return found, upper[1:]
-
-    def stop_requested(self, job_id: str, attempt: int, generation: str | None) -> StopFlags:
-        """Whether a running attempt should stop, in one round trip: a cancel was asked
-        for, its worker generation is draining, or a newer attempt holds the job."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hmget(self._keys.job(job_id), ["cancel", "fence"])
-        pipe.exists(self._keys.draining(generation or "-"))
-        (cancel, fence), draining = pipe.execute()
-        return StopFlags(cancel == b"1", bool(draining), fence != str(attempt).encode())
-
-    def cancel_requested(self, job_id: str) -> bool:
-        return self._redis.hget(self._keys.job(job_id), "cancel") == b"1"
+    # Reads, stop flags and fenced progress writes are in JobIndexes (shared.job_indexes).
 
     # --- writes outside the state machine ---------------------------------------------------
     def create(
@@ -152,10 +106,11 @@ class JobStore(JobIndexes):
         kind: str,
         params: dict[str, Any],
         *,
-        start_before: float | None = None,
-        max_run_seconds: float | None = None,
         job_id: str | None = None,
+        **options: Any,
     ) -> Job:
+        """A queued job, claimable at once; ``options`` are other record fields
+        (``start_before``, ``max_run_seconds``, ``priority``)."""
         job = Job(
             id=job_id or new_id("job"),
             owner=owner,
@@ -163,13 +118,14 @@ class JobStore(JobIndexes):
             kind=kind,
             params=params,
             created_at=time.time(),
-            start_before=start_before,
-            max_run_seconds=max_run_seconds,
+            **options,
         )
+        start_before = job.start_before
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(self._keys.job(job.id), mapping=cast(Any, encode(job)))
         pipe.zadd(self._keys.owner_jobs(owner), {job.id: 0})
         pipe.zadd(self._keys.queued(job.type.value), {job.id: job.created_at})
+        self.fair.enter(pipe, job, job.created_at)
         if start_before is not None:
             pipe.zadd(self._keys.start_deadlines, {job.id: start_before})
         pipe.execute()
@@ -183,28 +139,64 @@ class JobStore(JobIndexes):
         self.leave_indexes(pipe, job)
         pipe.execute()
 
-    def set_progress(self, job_id: str, attempt: int, progress: Progress) -> bool:
-        """False (nothing written) once ``attempt`` is not the job's current one."""
-        return self.fenced_set(job_id, attempt, "progress", progress.model_dump_json())
-
-    def set_checkpoint(self, job_id: str, attempt: int, checkpoint: CheckpointRef) -> bool:
-        return self.fenced_set(job_id, attempt, "checkpoint", checkpoint.model_dump_json())
-
     # --- transitions ------------------------------------------------------------------------
     def claim(self, job_id: str, worker: str, lease_seconds: float) -> Job | None:
-        """queued → running for exactly one caller, with a lease; None if not queued."""
-
-        def start(job: Job) -> None:
-            job.started_at = time.time()
-            job.attempt += 1
-            job.worker = worker
+        """This queued job → running for exactly one caller, with a lease; None if it is not
+        queued. Workers take ``claim_next`` instead, which chooses the job fairly."""
 
         def hold_lease(pipe: Pipeline, job: Job) -> None:
-            self.leave_indexes(pipe, job)
-            pipe.zadd(self._keys.running, {job.id: time.time() + lease_seconds})
-            pipe.hset(self._keys.job(job.id), "fence", job.attempt)
+            self._hold_lease(pipe, job, lease_seconds)
+            pipe.sadd(self._keys.owner_running(job.type.value, job.owner), job.id)
 
-        return self._transition(job_id, JobStatus.RUNNING, start, also=hold_lease, quiet=True)
+        return self._transition(
+            job_id, JobStatus.RUNNING, _starter(worker), also=hold_lease, quiet=True
+        )
+
+    def claim_next(
+        self,
+        job_type: JobType,
+        worker: str,
+        lease_seconds: float,
+        limits: Callable[[str], OwnerLimits],
+    ) -> Job | None:
+        """The next job of ``job_type`` by the fair rule (``shared.scheduling``) → running,
+        in one WATCH/MULTI with the fair structures; None if none may start now."""
+        start = _starter(worker)
+        for _ in range(CLAIM_TRIES):
+            with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    pick = self.fair.pick(pipe, job_type, lambda o: limits(o).max_running_jobs)
+                    if pick is None:
+                        return None
+                    pipe.watch(self._keys.job(pick.job_id))  # type: ignore[no-untyped-call]
+                    raw = cast(dict[bytes, bytes], pipe.hgetall(self._keys.job(pick.job_id)))
+                    job = decode(raw) if raw else None
+                    if job is None or job.status is not JobStatus.QUEUED:
+                        pipe.unwatch()
+                        self.fair.remove_stale(job_type, pick.owner, pick.job_id)
+                        continue
+                    start(job)
+                    job.status = JobStatus.RUNNING
+                    pipe.multi()
+                    pipe.hset(self._keys.job(job.id), "record", record_json(job))
+                    self._hold_lease(pipe, job, lease_seconds)
+                    self.fair.started(pipe, job, pick, limits(job.owner).share)
+                    pipe.execute()
+                    return job
+                except redis.WatchError:
+                    continue
+        return None
+
+    def make_claimable(self, job: Job) -> None:
+        """A requeued job whose backoff is over joins its owner's fair queue."""
+        pipe = self._redis.pipeline(transaction=True)
+        self.fair.enter(pipe, job, time.time())
+        pipe.execute()
+
+    def _hold_lease(self, pipe: Pipeline, job: Job, lease_seconds: float) -> None:
+        self.leave_indexes(pipe, job)
+        pipe.zadd(self._keys.running, {job.id: time.time() + lease_seconds})
+        pipe.hset(self._keys.job(job.id), "fence", job.attempt)
 
     def requeue(self, job_id: str, *, attempt: int) -> Job | None:
         """running → queued with no attempt counted: its worker is shutting down."""

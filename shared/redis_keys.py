@@ -17,6 +17,13 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:queued:{job_type}           zset   queued job ids scored by when their message was due
                                            (sent at create, or a requeue's send time); the
                                            reaper re-sends ones whose message was lost
+    {p}:fair:{job_type}             zset   owners with claimable jobs, scored by their fair-
+                                           queuing tag (shared.scheduling says the rule)
+    {p}:fair:{job_type}:{owner}     zset   an owner's claimable jobs, ranked by priority, age
+    {p}:fair-tags:{job_type}        hash   owner -> last tag; "~now" -> last start's tag
+    {p}:owner-running:{type}:{owner} set   an owner's running jobs (its running-jobs limit)
+    {p}:owed-wakeups:{job_type}     string messages spent on owners at their running limit,
+                                           re-sent when a running slot frees
     {p}:idempotency:{owner}:{key}   string {job_id, fingerprint} of an Idempotency-Key (24 h)
     {p}:draining:{generation}       string set while a worker process generation shuts down
                                            (short TTL; a restarted worker has a new one)
@@ -78,6 +85,21 @@ class RedisKeys:
 
     def queued(self, job_type: str) -> str:
         return f"{self.prefix}:queued:{job_type}"
+
+    def fair(self, job_type: str) -> str:
+        return f"{self.prefix}:fair:{job_type}"
+
+    def fair_owner(self, job_type: str, owner: str) -> str:
+        return f"{self.prefix}:fair:{job_type}:{owner}"
+
+    def fair_tags(self, job_type: str) -> str:
+        return f"{self.prefix}:fair-tags:{job_type}"
+
+    def owner_running(self, job_type: str, owner: str) -> str:
+        return f"{self.prefix}:owner-running:{job_type}:{owner}"
+
+    def owed_wakeups(self, job_type: str) -> str:
+        return f"{self.prefix}:owed-wakeups:{job_type}"
 
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.prefix}:idempotency:{owner}:{key}"

@@ -31,6 +31,8 @@ class ReapReport:
     expired: int = 0
     sent: int = 0
     resent: int = 0
+    more: bool = False
+    """A batch came back full: more is due, and the next sweep should follow at once."""
 
 
 def reap_once(
@@ -41,28 +43,38 @@ def reap_once(
 ) -> ReapReport:
     """One sweep; ``send(job_id, job_type)`` puts a job's message on its queue, and
     ``waiting(job_type)`` counts the messages in that queue (None skips the lost-message
-    check)."""
+    check).
+
+    Each kind of work is taken in a batch of at most ``settings.reaper_batch`` ids that
+    this sweep claims (other nodes' reapers pass over them), leases first: a flood of due
+    deadlines neither makes a sweep long nor delays the recovery of a dead worker's job."""
     report = ReapReport()
-    for job_id in jobs.expired_leases():
-        _recover(jobs, job_id, report)
-    for job_id in jobs.missed_start_deadlines():
-        job = jobs.get(job_id)
-        if job is None or job.status is not JobStatus.QUEUED:
-            jobs.forget_start_deadline(job_id)
-        elif jobs.expire(job_id, "start_before passed while the job waited in the queue"):
+    batch = settings.reaper_batch
+    leases = jobs.claim_expired_leases(batch)
+    for job_id in leases:
+        _recover(jobs, job_id, report, send)
+    deadlines = jobs.claim_missed_start_deadlines(batch)
+    for job_id in deadlines:
+        # One guarded transition: it expires the job only if it is still queued.
+        if jobs.expire(job_id, "start_before passed while the job waited in the queue"):
             report.expired += 1
-    for job_id in jobs.due_requeues():
+        else:
+            jobs.forget_start_deadline(job_id)
+    requeues = jobs.claim_due_requeues(batch)
+    for job_id in requeues:
         job = jobs.get(job_id)
-        # Send before forgetting: a crash in between duplicates a message (harmless),
-        # the other order could lose it.
+        # Claimable, then sent, then forgotten: a crash in between duplicates a message
+        # (harmless), the other order could lose it.
         if job is not None and job.status is JobStatus.QUEUED:
+            jobs.make_claimable(job)
             send(job_id, job.type.value)
             report.sent += 1
         jobs.forget_requeue(job_id)
     if waiting is not None:
         _resend_lost(jobs, settings, send, waiting, report)
-    for action, count in vars(report).items():
-        if count:
+    report.more = batch in (len(leases), len(deadlines), len(requeues))
+    for action in ("requeued", "failed", "expired", "sent", "resent"):
+        if count := getattr(report, action):
             REAPER_ACTIONS.labels(action).inc(count)
     return report
 
@@ -98,7 +110,9 @@ def _resend_lost(
             )
 
 
-def _recover(jobs: JobStore, job_id: str, report: ReapReport) -> None:
+def _recover(
+    jobs: JobStore, job_id: str, report: ReapReport, send: Callable[[str, str], None]
+) -> None:
     """A lease ran out: the attempt failed by a lost worker (the store's retry policy says
     whether the job is queued again or has used up its attempts)."""
     job = jobs.get(job_id)
@@ -113,6 +127,8 @@ def _recover(jobs: JobStore, job_id: str, report: ReapReport) -> None:
     after = jobs.attempt_failed(job_id, error, attempt=job.attempt)
     if after is None:
         return
+    if jobs.fair.take_owed_wakeup(job.type):  # its running slot is free again
+        send(job_id, job.type.value)
     if after.status is JobStatus.FAILED:
         report.failed += 1
     else:
@@ -136,11 +152,16 @@ class ReaperThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        while not self._stop_event.wait(self._settings.reaper_interval_seconds):
+        pause = self._settings.reaper_interval_seconds
+        while not self._stop_event.wait(pause):
+            pause = self._settings.reaper_interval_seconds
             try:
-                reap_once(self._jobs, self._settings, self._send, self._waiting)
+                report = reap_once(self._jobs, self._settings, self._send, self._waiting)
             except Exception:
                 log.warning("reaper sweep failed", exc_info=True)
+                continue
+            if report.more:
+                pause = 0.0  # a backlog: the next batch at once
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +26,7 @@ from atelier.shared.errors import (
 from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
 from atelier.shared.kinds import KINDS, load_kind_plugins
+from atelier.shared.limits import limits_for
 from atelier.shared.logs import JOB_ID, OWNER
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.redis_client import connect
@@ -50,8 +52,16 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 class JobRunner:
     """One per worker process; holds the loaded kinds (and so their cached models)."""
 
-    def __init__(self, settings: Settings, objects: ObjectStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        objects: ObjectStore | None = None,
+        wake: Callable[[str, JobType], None] | None = None,
+    ) -> None:
+        """``wake(job_id, job_type)`` sends a wake-up message (the Celery task passes its
+        enqueue): used when a running slot frees while a wake-up is owed."""
         self.settings = settings
+        self._wake = wake
         client = connect(settings.redis_url)
         load_kind_plugins(settings.kind_plugins)
         self.jobs = JobStore(client, retry=RetryPolicy.from_settings(settings))
@@ -93,16 +103,15 @@ class JobRunner:
         return self._kinds[name]
 
     def run(self, job_id: str, generation: str | None = None) -> JobStatus | None:
-        """Run the job if it is still queued; returns where it ended, or None if skipped
-        or fenced off (a newer attempt holds the job).
+        """A message named ``job_id``: claim the next job of its type by the fair rule
+        (``shared.scheduling``; often that one) and run it. Returns where the run ended, or
+        None if nothing was claimed or the run was fenced off (a newer attempt holds it).
 
         ``generation`` names this worker process generation, whose draining flag tells the
         job to checkpoint and step aside.
         """
-        job = self.jobs.claim(job_id, self.worker_name, self.settings.lease_seconds)
+        job = self._claim(job_id)
         if job is None:
-            current = self.jobs.get(job_id)
-            log.info("skip %s: %s", job_id, current.status if current else "no such job")
             return None
         JOB_ID.set(job.id)
         OWNER.set(job.owner)
@@ -128,10 +137,35 @@ class JobRunner:
             self.busy = False
             ctx.close()
             self._tidy(job, ctx, outcome)
+            self._free_slot(job)
             metrics: dict[str, float] = self._finished.metrics if self._finished else {}
             self.observer.finished(job, outcome, started, metrics)
             JOB_ID.set(None)
             OWNER.set(None)
+
+    def _claim(self, hint_id: str) -> Job | None:
+        hint = self.jobs.get(hint_id)
+        if hint is None:
+            log.info("skip %s: no such job", hint_id)
+            return None
+        job = self.jobs.claim_next(
+            hint.type,
+            self.worker_name,
+            self.settings.lease_seconds,
+            lambda owner: limits_for(self.settings, owner),
+        )
+        if job is None:
+            self.jobs.fair.owe_wakeup(hint.type)
+            log.info("skip %s: %s, and no other job may start now", hint_id, hint.status)
+        return job
+
+    def _free_slot(self, job: Job) -> None:
+        """A running slot of ``job``'s owner freed: send the wake-up owed, if one is."""
+        try:
+            if self._wake is not None and self.jobs.fair.take_owed_wakeup(job.type):
+                self._wake(job.id, job.type)
+        except Exception:
+            log.warning("%s: could not send an owed wake-up", job.id, exc_info=True)
 
     def _attempt(self, job: Job, ctx: JobContext) -> JobStatus | None:
         """One attempt; every way it can end maps to a status (None: not ours any more)."""

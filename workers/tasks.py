@@ -10,7 +10,8 @@ from types import FrameType
 
 from celery import Celery, Task
 
-from atelier.shared.queue import RUN_JOB_TASK
+from atelier.shared.jobs import JobType
+from atelier.shared.queue import RUN_JOB_TASK, enqueue
 from atelier.shared.settings import Settings
 from atelier.workers.context import PROCESS_DRAINING
 from atelier.workers.runner import JobRunner
@@ -23,12 +24,16 @@ its pool children (forked from it) share it and a restarted worker, even one wit
 node name, never does. Its draining flag is keyed by it."""
 
 
-def runner(settings: Settings) -> JobRunner:
+def runner(settings: Settings, app: Celery) -> JobRunner:
     """The process's runner, built on first use: after the fork, in the child that runs
     jobs, so TensorFlow is never initialised in the Celery parent."""
     global _runner
     if _runner is None:
-        _runner = JobRunner(settings)
+
+        def wake(job_id: str, job_type: JobType) -> None:
+            enqueue(app, settings, job_id, job_type)
+
+        _runner = JobRunner(settings, wake=wake)
         drain_on_sigterm()
     return _runner
 
@@ -59,7 +64,7 @@ def drain_on_sigterm() -> None:
 def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
     def run_job(task: Task, job_id: str) -> None:  # type: ignore[type-arg]
-        outcome = runner(settings).run(job_id, generation=GENERATION)
+        outcome = runner(settings, app).run(job_id, generation=GENERATION)
         if settings.exit_after_job and outcome is not None:
             # One job per worker (a Kubernetes Job): ask the Celery parent for a warm
             # shutdown; it takes no new message, so nothing is left half-received.

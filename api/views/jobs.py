@@ -93,6 +93,7 @@ def _create_and_enqueue(
         job_id=job_id,
         start_before=body.start_before.timestamp() if body.start_before else None,
         max_run_seconds=body.max_run_seconds or default_max_run_seconds(svc.settings, body.type),
+        priority=body.priority,
     )
     svc.quotas.job_created(owner, job.id)
     if "dataset" in params:

@@ -1,0 +1,126 @@
+"""Fair scheduling across owners and priority within one (shared.scheduling), on a real
+Redis with no worker: claims are what a worker's message leads to."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from atelier.shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
+from atelier.shared.limits import OwnerLimits
+
+GEN = JobType.GENERATE
+
+
+Limits = Callable[[str], OwnerLimits]
+
+
+def limits(running: int = 100, **shares: float) -> Limits:
+    def of(owner: str) -> OwnerLimits:
+        return OwnerLimits(max_running_jobs=running, share=shares.get(owner, 1.0))
+
+    return of
+
+
+@pytest.fixture()
+def store(redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client, retry=RetryPolicy(backoff_seconds=60))
+
+
+def claim(store: JobStore, of: Limits | None = None) -> str | None:
+    job = store.claim_next(GEN, "w", 30, of or limits())
+    return job.owner if job else None
+
+
+def test_a_newcomer_starts_after_at_most_one_more_job_of_a_busy_owner(store: JobStore) -> None:
+    for _ in range(30):
+        store.create("ana", GEN, "dcgan", {})
+    assert [claim(store) for _ in range(5)] == ["ana"] * 5
+    store.create("ben", GEN, "dcgan", {})
+    order = [claim(store) for _ in range(3)]
+    assert order.index("ben") <= 1, order
+    assert order.count("ben") == 1
+
+
+def test_owners_take_turns_by_share(store: JobStore) -> None:
+    for owner in ("ana", "ben", "cleo"):
+        for _ in range(40):
+            store.create(owner, GEN, "dcgan", {})
+    taken = Counter(claim(store, limits(ana=2.0)) for _ in range(40))
+    assert taken == {"ana": 20, "ben": 10, "cleo": 10}
+
+
+def test_priority_then_age_within_an_owner(store: JobStore) -> None:
+    made = [store.create("ana", GEN, "dcgan", {}, priority=p) for p in (5, 9, 0, 9, 5)]
+    claimed = [store.claim_next(GEN, "w", 30, limits()) for _ in made]
+    assert [j.id for j in claimed if j] == [made[i].id for i in (1, 3, 0, 4, 2)]
+
+
+def test_jobs_past_an_owners_running_limit_wait_their_turn(store: JobStore) -> None:
+    two = limits(running=2)
+    ana = [store.create("ana", GEN, "dcgan", {}).id for _ in range(4)]
+    assert [claim(store, two) for _ in range(2)] == ["ana", "ana"]
+    assert claim(store, two) is None  # ana is at her limit: nothing may start
+    store.fair.owe_wakeup(GEN)
+    ben = store.create("ben", GEN, "dcgan", {})
+    assert claim(store, two) == "ben"  # others are not held up by ana's limit
+    running = [i for i in ana if (j := store.get(i)) and j.status is JobStatus.RUNNING]
+    store.finish(running[0], JobStatus.SUCCEEDED)
+    assert store.fair.take_owed_wakeup(GEN) and not store.fair.take_owed_wakeup(GEN)
+    assert claim(store, two) == "ana"
+    statuses = [job.status for job in store.get_many(ana)]
+    assert statuses.count(JobStatus.QUEUED) == 1 and ben.owner == "ben"
+
+
+def test_what_leaves_the_queue_leaves_the_fair_structures(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    canceled = store.create("ana", GEN, "dcgan", {})
+    expired = store.create("ana", GEN, "dcgan", {}, start_before=time.time() + 60)
+    retried = store.create("ben", GEN, "dcgan", {})
+    store.request_cancel(canceled.id)
+    store.expire(expired.id, "too late")
+    job = store.claim_next(GEN, "w", 30, limits())
+    assert job is not None and job.id == retried.id
+    lost = JobErrorInfo(type="WorkerLost", message="gone")
+    assert store.attempt_failed(job.id, lost, attempt=1) is not None  # backoff: 60 s
+    assert claim(store) is None  # not claimable while it waits out its backoff
+    again = store.get(job.id)
+    assert again is not None
+    store.make_claimable(again)  # the reaper, once it is due
+    assert claim(store) == "ben"
+    store.finish(job.id, JobStatus.SUCCEEDED)
+    assert [k for k in redis_client.scan_iter("atelier:fair*") if b"tags" not in k] == []
+    assert [k for k in redis_client.scan_iter("atelier:owner-running:*")] == []
+
+
+def test_sweeps_are_bounded_shared_and_put_leases_first(redis_client: redis.Redis) -> None:
+    """2,000 due start deadlines and one dead worker's lease: every sweep takes at most a
+    batch, the lease is recovered by the first, and two reapers never take the same ids."""
+    from atelier.shared.settings import Settings
+    from atelier.workers.reaper import reap_once
+
+    store = JobStore(redis_client)
+    settings = Settings(reaper_batch=200)
+    for _ in range(2000):
+        store.create("ana", GEN, "dcgan", {}, start_before=time.time() + 0.5)
+    dead = store.create("ben", GEN, "dcgan", {})
+    assert store.claim(dead.id, "w", -1) is not None  # its lease has already run out
+    time.sleep(0.6)
+
+    first = reap_once(store, settings, lambda *_: None)
+    assert first.requeued == 1 and first.expired == 200 and first.more
+    a = store.claim_missed_start_deadlines(200)
+    b = store.claim_missed_start_deadlines(200)
+    assert len(a) == len(b) == 200 and not set(a) & set(b)  # claimed: two nodes share
+    sweeps = 1
+    while (report := reap_once(store, settings, lambda *_: None)).more:
+        assert report.expired <= 200
+        sweeps += 1
+    # The 400 claimed above come due again after the hold; everything else is expired.
+    assert sweeps == 8
+    assert redis_client.zcard("atelier:start-deadlines") == 400
