@@ -21,7 +21,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench.common import Result
+from bench.fairness import fairness
 from bench.generation import bulk_generation, textgen_cache
+from bench.housekeeping import housekeeping
 from bench.jobs import scale, training_throughput, warm_vs_cold
 from bench.polling import status_polling
 from bench.roundtrip import round_trip
@@ -34,6 +36,8 @@ BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "polling": status_polling,
     "scale": scale,
     "warm-cold": warm_vs_cold,
+    "fairness": fairness,
+    "housekeeping": housekeeping,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -66,6 +66,9 @@ class Settings:
     """A running job's lease; a worker that misses renewing it this long is presumed dead."""
     reaper_interval_seconds: float = 2.0
     """How often each worker looks for expired leases and missed start deadlines."""
+    reaper_batch: int = 100
+    """Most items of each kind (expired leases, missed deadlines, due retries) one sweep
+    takes; a full batch is followed at once by the next sweep."""
     lost_message_seconds: float = 30.0
     """A job still queued this long after its message was due, while its queue holds no
     messages, lost that message (its worker died between taking it and starting the job,
