@@ -306,8 +306,10 @@ def test_killed_redis_and_worker_are_restarted_and_jobs_complete(tmp_path: Path)
             done = client.wait(long["id"], timeout=180)
         assert watch.errors == []
         assert done["status"] == "succeeded", done["error"]
-        print(f"attempts: across the Redis restart {survived['attempt']}, "
-              f"with its worker killed {done['attempt']}")
+        print(
+            f"attempts: across the Redis restart {survived['attempt']}, "
+            f"with its worker killed {done['attempt']}"
+        )
     finally:
         stack.stop()
 
@@ -396,6 +398,40 @@ def test_a_worker_stopping_while_redis_is_down_exits_within_the_bound(tmp_path: 
     print(f"stopped in {took:.1f}s with Redis gone")
     assert took < API_STOP_SECONDS + WORKER_STOP_SECONDS_WITHOUT_REDIS + 5
     assert session_members(sessions) == []
+
+
+@pytest.mark.slow
+def test_a_standalone_worker_told_to_stop_while_redis_is_down_exits_promptly(
+    tmp_path: Path,
+) -> None:
+    """`docker stop` of a worker container: SIGTERM to the worker's own process only, with
+    Redis gone. Its drain flag is tried once (no retries inside Celery's signal handler),
+    so it exits in seconds, not after ~30 s of reconnects."""
+    from atelier.cli.processes import ATELIER_COMMAND, child_env
+
+    redis_process, url = start_redis(
+        Settings(), tmp_path / "redis", free_port(), tmp_path / "r.log"
+    )
+    settings = Settings(redis_url=url, data_dir=tmp_path, local_storage_dir=tmp_path / "objects")
+    worker = ManagedProcess(
+        "worker",
+        [*ATELIER_COMMAND, "worker", "--queues", "generate", "--name", "lonely"],
+        child_env(settings.replace(worker_metrics_port=0)),
+        tmp_path / "worker.log",
+    )
+    try:
+        wait_for(lambda: "ready." in worker.log.read_text(), 60, "the worker ready")
+        redis_process.stop(sig=signal.SIGKILL)
+        time.sleep(1)
+        started = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)  # the parent only, as a container stop
+        assert worker.wait(20), "still running 20 s after SIGTERM"
+        took = time.monotonic() - started
+        print(f"standalone worker stopped in {took:.1f}s with Redis gone")
+        assert took < 10
+    finally:
+        worker.stop(5)
+        redis_process.stop()
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery.signals import worker_ready, worker_shutting_down
 
 from atelier.shared.jobs import JobStore, JobType, RetryPolicy
@@ -56,8 +57,16 @@ def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
 
 @worker_shutting_down.connect
 def flag_draining(sender: Any = None, **_: Any) -> None:
-    JobStore(connect(settings.redis_url)).mark_draining(GENERATION, DRAIN_FLAG_SECONDS)
-    logging.getLogger(__name__).info(
-        "%s (generation %s) draining: running jobs checkpoint and requeue", sender, GENERATION
-    )
+    """One quick try, no retries: Celery runs this inside its signal handler, before it
+    stops, so a Redis that is away would hold the shutdown for ``connect``'s ~30 s of
+    retries. An unreachable Redis cannot take the flag anyway; the job process drains on
+    its own SIGTERM, or its lease hands the job on."""
+    log = logging.getLogger(__name__)
+    quick = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        JobStore(quick).mark_draining(GENERATION, DRAIN_FLAG_SECONDS)
+    except redis.RedisError as exc:
+        log.warning("%s could not flag its drain (%s); stopping anyway", sender, exc)
+        return
+    log.info("%s (generation %s) draining: running jobs checkpoint and requeue", sender, GENERATION)
 
