@@ -52,12 +52,12 @@ def test_lengths_are_exact_whatever_the_bucket(
 def test_prompts_in_one_bucket_share_a_compiled_function(decoder: Decoder) -> None:
     spec = SamplerSpec(temperature=0.7, top_k=5)
     decoder.sample("a", 10, 2, spec)
-    function = decoder._function(spec)[1]
-    traced = function.experimental_get_tracing_count()
+    traced = decoder.traces(spec)
+    assert traced >= 1
     decoder.sample("abc", 12, 2, spec)  # 15 tokens: the same 32-token bucket, 2 rows
     decoder.sample("abcd", 3, 1, spec)  # 1 row pads to... 1: a new shape
     decoder.sample("abcd", 3, 1, spec, seed=9)
-    assert function.experimental_get_tracing_count() == traced + 1
+    assert decoder.traces(spec) == traced + 1
 
 
 def test_context_is_enforced(decoder: Decoder) -> None:

@@ -105,6 +105,14 @@ class Decoder:
         generated = np.asarray(out["token_ids"])[:n, len(start) : needed]
         return [decode(row) for row in generated]
 
+    def traces(self, spec: SamplerSpec) -> int:
+        """Input shapes the compiled function of ``spec`` was traced for (0 before its first
+        use): what shows that prompts of one length bucket share a compilation."""
+        if spec not in self._compiled:
+            return 0
+        count: int = self._compiled[spec][1].experimental_get_tracing_count()
+        return count
+
     def _function(self, spec: SamplerSpec) -> tuple[Any, Any]:
         if spec in self._compiled:
             self._compiled.move_to_end(spec)
