@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
 from atelier.api.app import create_app
@@ -222,3 +223,28 @@ def test_openapi_describes_the_limits(make_api: Any) -> None:
     assert "403" in submit_op and "403" in doc["paths"]["/v1/datasets"]["post"]["responses"]
     assert "429" in doc["paths"]["/v1/usage"]["get"]["responses"]
     assert "429" not in doc["paths"].get("/healthz", {}).get("get", {}).get("responses", {})
+
+
+def test_the_metered_store_counts_each_object_once(redis_client: Any, tmp_path: Path) -> None:
+    """What the workers store and delete counts like the API's uploads: a repeated put
+    counts the change in size, a repeated delete once, keys outside owners/ not at all,
+    and a Redis outage never fails the write itself."""
+    from atelier.shared.settings import Settings
+    from atelier.shared.storage import make_object_store
+
+    store = make_object_store(Settings(local_storage_dir=tmp_path), meter_with=redis_client)
+    stored = "atelier:owner:dana:stored-bytes"
+    store.put_bytes("owners/dana/jobs/job_1/a1/checkpoints/step-0000010.npz", b"x" * 100, "x")
+    store.put_bytes("owners/dana/jobs/job_1/a1/checkpoints/step-0000010.npz", b"x" * 40, "x")
+    store.put_bytes("owners/dana/models/m/weights.npz", b"w" * 60, "x")
+    store.put_bytes("elsewhere/file", b"z" * 500, "x")
+    assert int(redis_client.get(stored)) == 100
+    for _ in range(2):
+        store.delete("owners/dana/jobs/job_1/a1/checkpoints/step-0000010.npz")
+    assert int(redis_client.get(stored)) == 60
+    gone = make_object_store(
+        Settings(local_storage_dir=tmp_path),
+        meter_with=redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2),
+    )
+    assert gone.put_bytes("owners/dana/x", b"abc", "x") == 3
+    assert (tmp_path / "owners" / "dana" / "x").read_bytes() == b"abc"
