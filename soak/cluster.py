@@ -67,6 +67,10 @@ class Cluster:
             progress_interval_seconds=0.2,
             cancel_check_interval_seconds=0.2,
             log_level="INFO",
+            # The watcher polls every unfinished job twice a second: reads are not what a
+            # soak tests. Submits keep their production limits.
+            reads_per_minute=60_000,
+            reads_burst=10_000,
         )
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request lines
         # Faults kill children on purpose, often the same one: never give up on them here.
