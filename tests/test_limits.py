@@ -248,3 +248,41 @@ def test_the_metered_store_counts_each_object_once(redis_client: Any, tmp_path: 
     )
     assert gone.put_bytes("owners/dana/x", b"abc", "x") == 3
     assert (tmp_path / "owners" / "dana" / "x").read_bytes() == b"abc"
+
+
+@pytest.mark.slow  # starts gunicorn (no worker, no TensorFlow)
+def test_the_api_under_gunicorn_enforces_the_budget_over_http(
+    redis_base_url: str, tmp_path: Path
+) -> None:
+    """The real API under gunicorn (two worker processes, whichever answers) with a budget of
+    4 submits: the fifth is refused over HTTP with its headers, and the client waits it out
+    by itself."""
+    from atelier.cli.processes import free_port
+    from atelier.cli.stack import EmbeddedStack
+    from atelier.client import Client
+    from atelier.shared.auth import ApiKeyStore
+    from atelier.shared.settings import Settings
+
+    url = f"{redis_base_url}/6"
+    redis.Redis.from_url(url).flushdb()
+    base = Settings.from_env({}, data_dir=tmp_path / "data", submits_per_minute=30, submits_burst=4)
+    stack = EmbeddedStack(base, port=free_port(), external_redis_url=url, worker_roles=())
+    settings = stack.start()
+    try:
+        key = ApiKeyStore(redis.Redis.from_url(url)).create("carol")
+        headers = {"Authorization": f"Bearer {key}"}
+        answers = [
+            requests.post(settings.api_url + "/v1/jobs", json=TRAIN, headers=headers, timeout=10)
+            for _ in range(5)
+        ]
+        assert [a.status_code for a in answers] == [202, 202, 202, 202, 429]
+        refused = answers[-1]
+        assert refused.headers["Content-Type"] == "application/problem+json"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.headers["RateLimit-Policy"].startswith('"submits";q=4;')
+        assert '"submits";r=0;' in refused.headers["RateLimit"]
+        started = time.monotonic()
+        job = Client(settings.api_url, key).submit("train", "dcgan", {"steps": 10})
+        assert job["status"] == "queued" and time.monotonic() - started >= 1.0
+    finally:
+        stack.stop()
