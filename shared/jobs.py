@@ -42,9 +42,10 @@ from atelier.shared.job_records import (
     new_id,
     record_json,
 )
-from atelier.shared.limits import OwnerLimits
+from atelier.shared.limits import limits_for, running_limits
 from atelier.shared.redis_keys import KEYS, RedisKeys
 from atelier.shared.retry import RetryPolicy
+from atelier.shared.settings import Settings
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -157,7 +158,7 @@ class JobStore(JobIndexes):
         job_type: JobType,
         worker: str,
         lease_seconds: float,
-        limits: Callable[[str], OwnerLimits],
+        settings: Settings,
     ) -> Job | None:
         """The next job of ``job_type`` by the fair rule (``shared.scheduling``) → running,
         in one WATCH/MULTI with the fair structures; None if none may start now."""
@@ -165,7 +166,7 @@ class JobStore(JobIndexes):
         for _ in range(CLAIM_TRIES):
             with self._redis.pipeline(transaction=True) as pipe:
                 try:
-                    pick = self.fair.pick(pipe, job_type, lambda o: limits(o).max_running_jobs)
+                    pick = self.fair.pick(pipe, job_type, *running_limits(settings))
                     if pick is None:
                         return None
                     pipe.watch(self._keys.job(pick.job_id))  # type: ignore[no-untyped-call]
@@ -180,7 +181,7 @@ class JobStore(JobIndexes):
                     pipe.multi()
                     pipe.hset(self._keys.job(job.id), "record", record_json(job))
                     self._hold_lease(pipe, job, lease_seconds)
-                    self.fair.started(pipe, job, pick, limits(job.owner).share)
+                    self.fair.started(pipe, job, pick, limits_for(settings, job.owner).share)
                     pipe.execute()
                     return job
                 except redis.WatchError:

@@ -45,6 +45,17 @@ class OwnerLimits:
     """Uploaded datasets (0: no quota)."""
 
 
+def running_limits(settings: Settings) -> tuple[int, dict[str, int]]:
+    """The default running limit and the owners whose limit differs: what the scheduler's
+    claim script needs to pass over owners at their limit without a call per owner."""
+    overrides = {
+        owner: int(fields["max_running_jobs"])
+        for owner, fields in _overrides(settings.owner_limits).items()
+        if "max_running_jobs" in fields
+    }
+    return settings.max_running_jobs, overrides
+
+
 def limits_for(settings: Settings, owner: str) -> OwnerLimits:
     return _resolve(settings, owner)
 

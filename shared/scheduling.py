@@ -23,8 +23,7 @@ fair structures never disagree with the records.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import redis
 from redis.client import Pipeline
@@ -61,7 +60,26 @@ class Pick(NamedTuple):
     tag: float
     waiting: int
     """Claimable jobs the owner has, this one included."""
-
+# KEYS[1] fair set; ARGV key prefix, job type, owners to scan, default running limit, then
+# owner, limit pairs of the overrides. The lowest-tagged owner under its running limit:
+# {job id, owner, tag, waiting}, or nil. One round trip for what would be a few per owner.
+_PICK = """
+local limits = {}
+for i = 5, #ARGV, 2 do limits[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local owners = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+for i = 1, #owners, 2 do
+  local owner = owners[i]
+  local running = ARGV[1] .. ':owner-running:' .. ARGV[2] .. ':' .. owner
+  if redis.call('SCARD', running) < (limits[owner] or tonumber(ARGV[4])) then
+    local queue = ARGV[1] .. ':fair:' .. ARGV[2] .. ':' .. owner
+    local first = redis.call('ZRANGE', queue, 0, 0)
+    if first[1] then
+      return {first[1], owner, owners[i + 1], redis.call('ZCARD', queue)}
+    end
+  end
+end
+return nil
+"""
 # KEYS[1] owed wake-ups counter.
 _TAKE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
@@ -84,6 +102,7 @@ class FairQueue:
         self._enter = client.register_script(_ENTER)
         self._leave = client.register_script(_LEAVE)
         self._take = client.register_script(_TAKE)
+        self._pick = client.register_script(_PICK)
 
     def enter(self, pipe: Pipeline, job: Job, at: float) -> None:
         """Queue in ``pipe``: the job becomes claimable (and its owner joins, if new)."""
@@ -102,26 +121,20 @@ class FairQueue:
         self._leave(keys=keys, args=[owner, job.id], client=pipe)
 
     def pick(
-        self, pipe: Pipeline, job_type: JobType, running_limit: Callable[[str], int]
+        self, pipe: Pipeline, job_type: JobType, default_limit: int, limits: dict[str, int]
     ) -> Pick | None:
-        """The next job to claim, read on ``pipe`` in WATCH mode (the fair set watched
-        first, then what is read of each owner); None if no owner may start one now."""
+        """The next job to claim, with ``pipe`` in WATCH mode on the fair set first (any
+        start or an owner leaving changes it). ``limits`` are the owners' running limits
+        that differ from ``default_limit``. None if no owner may start a job now."""
         fair = self._keys.fair(job_type.value)
         pipe.watch(fair)  # type: ignore[no-untyped-call]
-        owners = cast(
-            list[tuple[bytes, float]], pipe.zrange(fair, 0, OWNERS_SCANNED - 1, withscores=True)
-        )
-        for raw_owner, tag in owners:
-            owner = raw_owner.decode()
-            running = self._keys.owner_running(job_type.value, owner)
-            queue = self._keys.fair_owner(job_type.value, owner)
-            pipe.watch(running, queue)  # type: ignore[no-untyped-call]
-            if int(pipe.scard(running)) >= running_limit(owner):
-                continue
-            first = cast(list[bytes], pipe.zrange(queue, 0, 0))
-            if first:
-                return Pick(first[0].decode(), owner, tag, int(pipe.zcard(queue)))
-        return None
+        pairs = [item for owner, limit in limits.items() for item in (owner, limit)]
+        args = [self._keys.prefix, job_type.value, OWNERS_SCANNED, default_limit, *pairs]
+        found = self._pick(keys=[fair], args=args, client=pipe)
+        if not found:
+            return None
+        job_id, owner, tag, waiting = found
+        return Pick(job_id.decode(), owner.decode(), float(tag), int(waiting))
 
     def started(self, pipe: Pipeline, job: Job, pick: Pick, share: float) -> None:
         """Queue in ``pipe`` (in MULTI): the picked job starts; its owner's tag moves on."""

@@ -3,27 +3,22 @@ Redis with no worker: claims are what a worker's message leads to."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 import redis
 
 from atelier.shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
-from atelier.shared.limits import OwnerLimits
+from atelier.shared.settings import Settings
 
 GEN = JobType.GENERATE
 
 
-Limits = Callable[[str], OwnerLimits]
-
-
-def limits(running: int = 100, **shares: float) -> Limits:
-    def of(owner: str) -> OwnerLimits:
-        return OwnerLimits(max_running_jobs=running, share=shares.get(owner, 1.0))
-
-    return of
+def limits(running: int = 100, **shares: float) -> Settings:
+    overrides = {owner: {"share": share} for owner, share in shares.items()}
+    return Settings(max_running_jobs=running, owner_limits=json.dumps(overrides))
 
 
 @pytest.fixture()
@@ -31,7 +26,7 @@ def store(redis_client: redis.Redis) -> JobStore:
     return JobStore(redis_client, retry=RetryPolicy(backoff_seconds=60))
 
 
-def claim(store: JobStore, of: Limits | None = None) -> str | None:
+def claim(store: JobStore, of: Settings | None = None) -> str | None:
     job = store.claim_next(GEN, "w", 30, of or limits())
     return job.owner if job else None
 
@@ -101,7 +96,6 @@ def test_what_leaves_the_queue_leaves_the_fair_structures(
 def test_sweeps_are_bounded_shared_and_put_leases_first(redis_client: redis.Redis) -> None:
     """2,000 due start deadlines and one dead worker's lease: every sweep takes at most a
     batch, the lease is recovered by the first, and two reapers never take the same ids."""
-    from atelier.shared.settings import Settings
     from atelier.workers.reaper import reap_once
 
     store = JobStore(redis_client)
@@ -124,3 +118,10 @@ def test_sweeps_are_bounded_shared_and_put_leases_first(redis_client: redis.Redi
     # The 400 claimed above come due again after the hold; everything else is expired.
     assert sweeps == 8
     assert redis_client.zcard("atelier:start-deadlines") == 400
+
+
+def test_a_per_owner_running_limit_overrides_the_default(store: JobStore) -> None:
+    settings = Settings(max_running_jobs=100, owner_limits='{"ana": {"max_running_jobs": 1}}')
+    for owner in ("ana", "ana", "ben", "ben"):
+        store.create(owner, GEN, "dcgan", {})
+    assert [claim(store, settings) for _ in range(4)] == ["ana", "ben", "ben", None]

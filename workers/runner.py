@@ -26,7 +26,6 @@ from atelier.shared.errors import (
 from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
 from atelier.shared.kinds import KINDS, load_kind_plugins
-from atelier.shared.limits import limits_for
 from atelier.shared.logs import JOB_ID, OWNER
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.redis_client import connect
@@ -102,15 +101,18 @@ class JobRunner:
             self._kinds[name] = plugin
         return self._kinds[name]
 
-    def run(self, job_id: str, generation: str | None = None) -> JobStatus | None:
+    def run(
+        self, job_id: str, generation: str | None = None, job_type: JobType | None = None
+    ) -> JobStatus | None:
         """A message named ``job_id``: claim the next job of its type by the fair rule
         (``shared.scheduling``; often that one) and run it. Returns where the run ended, or
         None if nothing was claimed or the run was fenced off (a newer attempt holds it).
 
         ``generation`` names this worker process generation, whose draining flag tells the
-        job to checkpoint and step aside.
+        job to checkpoint and step aside. ``job_type``, when the queue told it, saves reading
+        the named job.
         """
-        job = self._claim(job_id)
+        job = self._claim(job_id, job_type)
         if job is None:
             return None
         JOB_ID.set(job.id)
@@ -143,20 +145,19 @@ class JobRunner:
             JOB_ID.set(None)
             OWNER.set(None)
 
-    def _claim(self, hint_id: str) -> Job | None:
-        hint = self.jobs.get(hint_id)
-        if hint is None:
-            log.info("skip %s: no such job", hint_id)
-            return None
+    def _claim(self, hint_id: str, job_type: JobType | None) -> Job | None:
+        if job_type is None:
+            hint = self.jobs.get(hint_id)
+            if hint is None:
+                log.info("skip %s: no such job", hint_id)
+                return None
+            job_type = hint.type
         job = self.jobs.claim_next(
-            hint.type,
-            self.worker_name,
-            self.settings.lease_seconds,
-            lambda owner: limits_for(self.settings, owner),
+            job_type, self.worker_name, self.settings.lease_seconds, self.settings
         )
         if job is None:
-            self.jobs.fair.owe_wakeup(hint.type)
-            log.info("skip %s: %s, and no other job may start now", hint_id, hint.status)
+            self.jobs.fair.owe_wakeup(job_type)
+            log.info("message for %s: no %s job may start now", hint_id, job_type.value)
         return job
 
     def _free_slot(self, job: Job) -> None:

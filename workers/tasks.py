@@ -11,12 +11,13 @@ from types import FrameType
 from celery import Celery, Task
 
 from atelier.shared.jobs import JobType
-from atelier.shared.queue import RUN_JOB_TASK, enqueue
+from atelier.shared.queue import RUN_JOB_TASK, enqueue, queue_for
 from atelier.shared.settings import Settings
 from atelier.workers.context import PROCESS_DRAINING
 from atelier.workers.runner import JobRunner
 
 _runner: JobRunner | None = None
+QUEUE_TYPES: dict[str | None, JobType] = {}
 
 GENERATION = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 """This worker process generation: made when the Celery parent imports this module, so
@@ -62,9 +63,13 @@ def drain_on_sigterm() -> None:
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
+    # The queue a message came from names its job type: no read of the named job needed.
+    QUEUE_TYPES.update({queue_for(settings, t): t for t in JobType})
+
     @app.task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
     def run_job(task: Task, job_id: str) -> None:  # type: ignore[type-arg]
-        outcome = runner(settings, app).run(job_id, generation=GENERATION)
+        queue = (task.request.delivery_info or {}).get("routing_key")
+        outcome = runner(settings, app).run(job_id, GENERATION, QUEUE_TYPES.get(queue))
         if settings.exit_after_job and outcome is not None:
             # One job per worker (a Kubernetes Job): ask the Celery parent for a warm
             # shutdown; it takes no new message, so nothing is left half-received.
