@@ -92,6 +92,12 @@ class Dataset(TypedDict):
     builtin: bool
     image_size: int | None
     channels: int | None
+    description: str
+    preview_url: str | None
+    """A grid of the first images (uploads)."""
+    excerpt: str | None
+    """The first characters of a corpus."""
+    created_at: str | None
 
 
 class ApiError(Exception):

@@ -19,7 +19,7 @@ from PIL import Image
 
 from atelier.client import ApiError
 from tests.conftest import TINY_TEXT, UPLOAD_LIMITS, InProcessApi
-from tests.payloads import npz_of, png, zip_of
+from tests.payloads import IMAGE_UPLOADS, npz_of, png, upload_images, zip_of
 
 
 def upload(
@@ -34,37 +34,12 @@ def upload(
     )
 
 
-@pytest.mark.parametrize(
-    ("size", "channels", "mode", "fmt"),
-    [
-        (28, 1, "L", "zip"),
-        (32, 3, "RGB", "zip"),
-        (64, 1, "L", "npz"),
-    ],
-)
+@IMAGE_UPLOADS
 def test_image_uploads_are_resized_and_previewed(
     inprocess_api: InProcessApi, tmp_path: Path, size: int, channels: int, mode: str, fmt: str
 ) -> None:
     client = inprocess_api.client("uma")
-    source = tmp_path / f"upload-{size}.{fmt}"
-    if fmt == "zip":
-        source.write_bytes(zip_of({f"img/{i:03d}.png": png((40, 50), mode, i) for i in range(24)}))
-    else:
-        source.write_bytes(
-            npz_of(np.random.default_rng(0).integers(0, 255, (24, 48, 48), dtype=np.uint8))
-        )
-    dataset = client.upload_dataset(source, title="mine", image_size=size, channels=channels)
-    assert (dataset["modality"], dataset["count"], dataset["image_size"], dataset["channels"]) == (
-        "image",
-        24,
-        size,
-        channels,
-    )
-    # The client's Dataset type leaves out preview_url and excerpt: read the raw answer.
-    details = client.request("GET", f"/v1/datasets/{dataset['name']}")
-    preview = Image.open(io.BytesIO(client.fetch(details["preview_url"])))
-    assert preview.size == (5 * size, 5 * size)
-    assert client.dataset(dataset["name"])["title"] == "mine"
+    dataset = upload_images(client, tmp_path, size, channels, mode, fmt)
     assert dataset["name"] in [d["name"] for d in client.datasets()]
 
 
