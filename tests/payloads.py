@@ -68,3 +68,14 @@ def upload_images(
     assert preview.size == (5 * size, 5 * size)
     assert client.dataset(dataset["name"])["title"] == "mine"
     return dataset
+
+
+def upload_corpus(client: Client, directory: Path) -> Dataset:
+    """Upload a small repetitive corpus and check it was kept whole; the dataset."""
+    corpus = directory / "corpus.txt"
+    corpus.write_text("the cat sat on the mat.\nthe dog sat on the log.\n" * 200)
+    dataset = client.upload_dataset(corpus)
+    assert dataset["modality"] == "text" and dataset["count"] == len(corpus.read_text())
+    excerpt = client.dataset(dataset["name"])["excerpt"]
+    assert excerpt is not None and excerpt.startswith("the cat sat on the mat.")
+    return dataset

@@ -36,12 +36,7 @@ def test_images_train_a_dcgan_at_each_size(
 
 def test_text_upload_trains_a_textgen_model(local_stack: RunningStack, tmp_path: Path) -> None:
     client = local_stack.client("vera")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("the cat sat on the mat.\nthe dog sat on the log.\n" * 200)
-    dataset = client.upload_dataset(corpus)
-    assert dataset["modality"] == "text" and dataset["count"] == len(corpus.read_text())
-    details = client.request("GET", f"/v1/datasets/{dataset['name']}")
-    assert details["excerpt"].startswith("the cat sat on the mat.")
+    dataset = upload_corpus(client, tmp_path)
 
     train = client.wait(
         client.submit("train", "textgen", {**TINY_TEXT, "dataset": dataset["name"]})["id"],

@@ -19,7 +19,7 @@ from PIL import Image
 
 from atelier.client import ApiError
 from tests.conftest import TINY_TEXT, UPLOAD_LIMITS, InProcessApi
-from tests.payloads import IMAGE_UPLOADS, npz_of, png, upload_images, zip_of
+from tests.payloads import IMAGE_UPLOADS, npz_of, png, upload_corpus, upload_images, zip_of
 
 
 def upload(
@@ -45,12 +45,7 @@ def test_image_uploads_are_resized_and_previewed(
 
 def test_text_upload_keeps_the_corpus(inprocess_api: InProcessApi, tmp_path: Path) -> None:
     client = inprocess_api.client("vera")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("the cat sat on the mat.\nthe dog sat on the log.\n" * 200)
-    dataset = client.upload_dataset(corpus)
-    assert dataset["modality"] == "text" and dataset["count"] == len(corpus.read_text())
-    details = client.request("GET", f"/v1/datasets/{dataset['name']}")
-    assert details["excerpt"].startswith("the cat sat on the mat.")
+    dataset = upload_corpus(client, tmp_path)
     job = client.submit("train", "textgen", {**TINY_TEXT, "dataset": dataset["name"]})
     assert job["params"]["dataset"] == dataset["name"]
 
