@@ -11,7 +11,7 @@ from PIL import Image
 
 from atelier.client import Client
 from tests.conftest import TINY_TEXT, TINY_TRAIN, RunningStack
-from tests.payloads import IMAGE_UPLOADS, upload_images
+from tests.payloads import IMAGE_UPLOADS, upload_corpus, upload_images
 
 pytestmark = pytest.mark.slow
 
