@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from atelier.shared.errors import (
     PROBLEM_TYPE_PREFIX,
     MalformedRequest,
     PayloadTooLarge,
     ProblemError,
+    ValidationFailed,
 )
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -31,6 +34,10 @@ def problem_response(error: ProblemError) -> Response:
 def _http_exception(exc: HTTPException) -> Response:
     """Werkzeug's own errors (404 route, 405 method, 413 streamed body) in our shape."""
     if exc.code == 413:
+        if request.mimetype == "multipart/form-data":
+            return problem_response(
+                _upload_too_large(" (or a form field too long, or too many parts)")
+            )
         return problem_response(PayloadTooLarge("The request body is larger than allowed."))
     status = exc.code or 500
     slug = (exc.name or "error").lower().replace(" ", "-")
@@ -49,6 +56,12 @@ def _unexpected(exc: Exception) -> Response:
     return problem_response(ProblemError("The server failed; the error has been logged."))
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+JSON_MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects a JSON body may have. Job bodies need 3; a
+body nested thousands deep made Python's parser raise RecursionError (a 500)."""
+
+
 def _too_large_detail() -> str:
     from atelier.api.services import services
 
@@ -56,25 +69,33 @@ def _too_large_detail() -> str:
     return f"The request body is larger than the {limit}-byte limit; send a smaller body."
 
 
+def _upload_too_large(also: str = "") -> PayloadTooLarge:
+    from atelier.api.services import services
+
+    limit = services().settings.max_upload_bytes
+    return PayloadTooLarge(
+        f"The upload is larger than the {limit}-byte limit{also}.", limit_bytes=limit
+    )
+
+
 def guard_json_body() -> None:
-    """Reject oversized and non-JSON bodies before any view or validation runs."""
-    if request.method not in {"POST", "PUT", "PATCH"}:
+    """Cap every body by its real length, then parse and check JSON bodies, before any view
+    or validation runs.
+
+    ``request.max_content_length`` makes Werkzeug count the bytes actually read, so a
+    chunked body (no ``Content-Length``) is held to the limit too (413)."""
+    if request.method not in BODY_METHODS:
         return
     from atelier.api.services import services
 
     settings = services().settings
     if request.mimetype == "multipart/form-data":
         # Uploads have their own, larger cap; the form parser reads the body later.
-        if (request.content_length or 0) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(
-                f"The upload is larger than the {settings.max_upload_bytes}-byte limit.",
-                limit_bytes=settings.max_upload_bytes,
-            )
+        request.max_content_length = settings.max_upload_bytes + MULTIPART_OVERHEAD
+        if (request.content_length or 0) > request.max_content_length:
+            raise _upload_too_large()
         return
-    limit = settings.max_request_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(_too_large_detail(), limit_bytes=limit)
-    raw = request.get_data(cache=True)
+    raw = _read_body(settings.max_request_bytes)
     if not raw:
         return
     if request.mimetype != "application/json":
@@ -82,12 +103,86 @@ def guard_json_body() -> None:
             f"Send the body as JSON with 'Content-Type: application/json' "
             f"(got {request.mimetype or 'no content type'!r})."
         )
+    body = parse_json_object(raw)
+    check_json_strings(body, settings.max_json_string_chars)
+
+
+def _read_body(limit: int) -> bytes:
+    """The whole body, or 413 if it is longer than ``limit`` bytes however it was sent."""
+    # Werkzeug hands over the first max_content_length bytes of a body without a length
+    # and only objects to a read past them: ask for one byte more to see the excess.
+    request.max_content_length = limit + 1
     try:
-        body = json.loads(raw)
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:  # its Content-Length says so
+        raw = None
+    if raw is None or len(raw) > limit:
+        raise PayloadTooLarge(_too_large_detail(), limit_bytes=limit)
+    return raw
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Strict JSON (RFC 8259): UTF-8 only (``json.loads`` would guess UTF-16 or -32 from
+    bytes), no NaN/Infinity, no number that overflows a float, nesting bounded."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedRequest(f"The body is not UTF-8 (byte {exc.start} is invalid).") from exc
+    try:
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise MalformedRequest(_too_deep()) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedRequest(f"The body is not valid JSON: {exc}.") from exc
     if not isinstance(body, dict):
         raise MalformedRequest(f"The body must be a JSON object, not {type(body).__name__}.")
+    return body
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} does not fit a 64-bit float")
+    return value
+
+
+def _too_deep() -> str:
+    return f"The body nests arrays and objects more than {JSON_MAX_DEPTH} deep."
+
+
+def check_json_strings(body: dict[str, Any], max_chars: int) -> None:
+    """Walk the parsed body (without recursion): nesting within ``JSON_MAX_DEPTH``, every
+    key and string at most ``max_chars`` long and encodable as UTF-8 (a lone surrogate
+    such as ``"\\ud800"`` parses, but could never be stored)."""
+    pending: list[tuple[Any, str, int]] = [(body, "", 1)]
+    while pending:
+        value, path, depth = pending.pop()
+        if depth > JSON_MAX_DEPTH:
+            raise MalformedRequest(_too_deep())
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_string(key, path or "(body)", max_chars)
+                pending.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}.{index}", depth + 1) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_string(value, path, max_chars)
+
+
+def _check_string(value: str, field: str, max_chars: int) -> None:
+    if max_chars and len(value) > max_chars:
+        message = f"longer than {max_chars} characters ({len(value)})"
+    else:
+        try:
+            value.encode("utf-8")
+            return
+        except UnicodeEncodeError:
+            message = "holds a lone UTF-16 surrogate, which is not text"
+    raise ValidationFailed(f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
 def register_problem_handlers(app: Flask) -> None:

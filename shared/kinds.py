@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -182,10 +182,10 @@ class TextgenGenerateParams(StrictParams):
     top_p: float = Field(0.95, gt=0, le=1.0, description="1 turns nucleus sampling off.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same text.")
     n: int = Field(1, ge=1, le=16, description="Independent samples.")
-    stop: list[str] = Field(
+    stop: list[Annotated[str, Field(max_length=256)]] = Field(
         default_factory=list,
         max_length=8,
-        description="Each sample ends before the first of these.",
+        description="Each sample ends before the first of these (at most 8, each up to 256 chars).",
     )
 
 

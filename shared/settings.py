@@ -149,15 +149,24 @@ class Settings:
 
     # --- API --------------------------------------------------------------------------------
     max_request_bytes: int = 1 << 20
-    """Largest JSON body the API accepts."""
+    """Largest JSON body the API accepts, counted in the bytes actually received (a chunked
+    body without ``Content-Length`` is cut off at it too)."""
+    max_json_string_chars: int = 8192
+    """Longest string (key or value) anywhere in a JSON body; a longer one is refused (422)
+    before any view runs. Fields with their own smaller limits keep them. 0: no limit."""
     max_upload_bytes: int = 64 << 20
     """Largest dataset upload (the file as sent)."""
     max_upload_files: int = 20_000
-    """Most entries an image archive may hold."""
+    """Most entries an image archive may hold, and most images a ``.npz`` may hold."""
     max_uncompressed_bytes: int = 512 << 20
     """Largest total an archive may expand to (zip-bomb guard)."""
     max_image_pixels: int = 4096 * 4096
     """Largest image (width x height) that is decoded (decompression-bomb guard)."""
+    max_upload_pixels: int = 1 << 28
+    """Most pixels the images of one upload may hold in total, each counted at the larger of
+    its own size and the training size (``image_size``²), read from headers before any
+    is decoded. Checking runs at about 50-80 million pixels a second on one core, so the
+    default (268 M) bounds one upload's check to a few seconds. 0: no limit."""
     api_url: str = "http://127.0.0.1:8000"
     """Where the CLI and Python client find the API."""
     api_key: str = ""
