@@ -140,6 +140,21 @@ def test_hostile_json_bodies(inprocess_api: InProcessApi, case: str) -> None:
     assert_nothing_stored(inprocess_api, OWNER)
 
 
+def test_a_body_of_many_wrong_fields_gets_a_short_answer(inprocess_api: InProcessApi) -> None:
+    """80,000 unknown keys (1 MiB) were answered with 9.6 MB naming each: now the first 20."""
+    params = {f"k{i}": 1 for i in range(80_000)}
+    response = inprocess_api.http.post(
+        inprocess_api.url("/v1/jobs"),
+        json={**TRAIN, "params": params},
+        headers={"Authorization": f"Bearer {inprocess_api.raw_key(OWNER)}"},
+        timeout=30,
+    )
+    assert_problem(response, 422, "validation-failed")
+    assert len(response.content) < 10_000 and len(response.json()["errors"]) == 20
+    assert "and 79980 more errors" in response.json()["detail"]
+    assert_nothing_stored(inprocess_api, OWNER)
+
+
 def post_chunked(api: InProcessApi, path: str, body: bytes, headers: dict[str, str]) -> Any:
     """A body sent without Content-Length, as gunicorn hands on a chunked request."""
     return api.app.test_client().post(
