@@ -115,6 +115,10 @@ class DatasetStore:
         if name not in BUILTIN_DATASETS:
             self._redis.sadd(self._keys.dataset_users(name), job_id)
 
+    def remove_user(self, name: str, job_id: str) -> None:
+        """A deleted job no longer holds its dataset."""
+        self._redis.srem(self._keys.dataset_users(name), job_id)
+
     def users(self, name: str) -> list[str]:
         members = cast(set[bytes], self._redis.smembers(self._keys.dataset_users(name)))
         return [m.decode() for m in members]

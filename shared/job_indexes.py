@@ -234,8 +234,15 @@ class JobIndexes:
     def claim_due_requeues(self, batch: int) -> list[str]:
         return self._claim(self._keys.requeued, batch)
 
-    def _claim(self, index: str, batch: int) -> list[str]:
-        due = self._claim_due(keys=[index], args=[time.time(), batch, HOLD_SECONDS])
+    def claim_finished_before(self, before: float, batch: int) -> list[str]:
+        """Finished jobs older than ``before`` (the retention sweep)."""
+        return self._claim(self._keys.finished, batch, before)
+
+    def forget_finished(self, job_id: str) -> None:
+        self._redis.zrem(self._keys.finished, job_id)
+
+    def _claim(self, index: str, batch: int, now: float | None = None) -> list[str]:
+        due = self._claim_due(keys=[index], args=[now or time.time(), batch, HOLD_SECONDS])
         return [i.decode() for i in cast(list[bytes], due)]
 
     def _ids_due(self, index: str, now: float | None) -> list[str]:

@@ -133,10 +133,12 @@ class JobStore(JobIndexes):
         return job
 
     def delete(self, job: Job) -> None:
-        """Undo a create whose enqueue failed, so a rejected submit leaves nothing behind."""
+        """Remove a job's record, log and index entries: a create whose enqueue failed, or a
+        finished job deleted by its owner or by the retention sweep (``shared.lifecycle``)."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(self._keys.job(job.id))
+        pipe.delete(self._keys.job(job.id), self._keys.job_logs(job.id))
         pipe.zrem(self._keys.owner_jobs(job.owner), job.id)
+        pipe.zrem(self._keys.finished, job.id)
         self.leave_indexes(pipe, job)
         pipe.execute()
 
@@ -380,6 +382,8 @@ class JobStore(JobIndexes):
                         job.status = target
                     pipe.multi()
                     pipe.hset(key, "record", record_json(job))
+                    if job.status.is_terminal():
+                        pipe.zadd(self._keys.finished, {job.id: job.finished_at or time.time()})
                     if also is not None:
                         also(pipe, job)
                     pipe.execute()

@@ -48,6 +48,12 @@ class ModelStore:
         pipe.set(self._keys.model(model.id), model.model_dump_json())
         pipe.zadd(self._keys.owner_models(model.owner), {model.id: 0})
 
+    def delete(self, model: ModelRecord) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._keys.model(model.id))
+        pipe.zrem(self._keys.owner_models(model.owner), model.id)
+        pipe.execute()
+
     def get(self, model_id: str) -> ModelRecord | None:
         raw = self._redis.get(self._keys.model(model_id))
         return ModelRecord.model_validate_json(raw) if raw else None

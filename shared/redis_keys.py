@@ -22,6 +22,8 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:fair:{job_type}:{owner}     zset   an owner's claimable jobs, ranked by priority, age
     {p}:fair-tags:{job_type}        hash   owner -> last tag; "~now" -> last start's tag
     {p}:owner-running:{type}:{owner} set   an owner's running jobs (its running-jobs limit)
+    {p}:finished                    zset   finished job ids scored by when they finished (the
+                                           retention sweep deletes the old ones)
     {p}:owed-wakeups:{job_type}     string messages spent on owners at their running limit,
                                            re-sent when a running slot frees
     {p}:idempotency:{owner}:{key}   string {job_id, fingerprint} of an Idempotency-Key (24 h)
@@ -97,6 +99,10 @@ class RedisKeys:
 
     def owner_running(self, job_type: str, owner: str) -> str:
         return f"{self.prefix}:owner-running:{job_type}:{owner}"
+
+    @property
+    def finished(self) -> str:
+        return f"{self.prefix}:finished"
 
     def owed_wakeups(self, job_type: str) -> str:
         return f"{self.prefix}:owed-wakeups:{job_type}"

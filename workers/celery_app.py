@@ -15,6 +15,7 @@ its first task (``workers.tasks.drain_on_sigterm`` says why not here).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -22,10 +23,13 @@ from celery.signals import worker_ready, worker_shutting_down
 
 from atelier.shared.jobs import JobStore, JobType, RetryPolicy
 from atelier.shared.kinds import KINDS, load_kind_plugins
+from atelier.shared.lifecycle import sweep_retention
 from atelier.shared.logs import configure_logging
+from atelier.shared.models import ModelStore
 from atelier.shared.queue import enqueue, make_celery, queue_for, queue_length
 from atelier.shared.redis_client import connect
 from atelier.shared.settings import Settings
+from atelier.shared.storage import ObjectStore, make_object_store
 from atelier.workers.metrics import preinitialise, serve
 from atelier.workers.reaper import ReaperThread
 from atelier.workers.tasks import GENERATION, register_tasks
@@ -42,6 +46,22 @@ def _send(job_id: str, job_type: str) -> None:
     enqueue(app, settings, job_id, JobType(job_type))
 
 
+def _retention(client: redis.Redis, jobs: JobStore) -> Callable[[int], int] | None:
+    """The retention sweep, with an object store opened on its first use (the Celery
+    parent must start while storage is away); None when retention is off."""
+    if settings.retention_days <= 0:
+        return None
+    models = ModelStore(client)
+    stores: list[ObjectStore] = []
+
+    def sweep(batch: int) -> int:
+        if not stores:
+            stores.append(make_object_store(settings))
+        return sweep_retention(jobs, models, stores[0], settings.retention_days, batch)
+
+    return sweep
+
+
 @worker_ready.connect
 def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
     client = connect(settings.redis_url)
@@ -50,7 +70,7 @@ def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
     def waiting(job_type: str) -> int:
         return queue_length(client, queue_for(settings, JobType(job_type)))
 
-    ReaperThread(jobs, settings, _send, waiting).start()
+    ReaperThread(jobs, settings, _send, waiting, _retention(client, jobs)).start()
     preinitialise(list(KINDS), [t.value for t in JobType])
     serve(settings)
 

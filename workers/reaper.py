@@ -31,6 +31,8 @@ class ReapReport:
     expired: int = 0
     sent: int = 0
     resent: int = 0
+    purged: int = 0
+    """Finished jobs deleted by the retention sweep."""
     more: bool = False
     """A batch came back full: more is due, and the next sweep should follow at once."""
 
@@ -40,10 +42,12 @@ def reap_once(
     settings: Settings,
     send: Callable[[str, str], None],
     waiting: Callable[[str], int] | None = None,
+    retention: Callable[[int], int] | None = None,
 ) -> ReapReport:
     """One sweep; ``send(job_id, job_type)`` puts a job's message on its queue, and
     ``waiting(job_type)`` counts the messages in that queue (None skips the lost-message
-    check).
+    check), and ``retention(batch)`` deletes up to a batch of jobs past their retention
+    (``shared.lifecycle.sweep_retention``; None skips it).
 
     Each kind of work is taken in a batch of at most ``settings.reaper_batch`` ids that
     this sweep claims (other nodes' reapers pass over them), leases first: a flood of due
@@ -72,8 +76,10 @@ def reap_once(
         jobs.forget_requeue(job_id)
     if waiting is not None:
         _resend_lost(jobs, settings, send, waiting, report)
-    report.more = batch in (len(leases), len(deadlines), len(requeues))
-    for action in ("requeued", "failed", "expired", "sent", "resent"):
+    if retention is not None:
+        report.purged = retention(batch)
+    report.more = batch in (len(leases), len(deadlines), len(requeues), report.purged)
+    for action in ("requeued", "failed", "expired", "sent", "resent", "purged"):
         if count := getattr(report, action):
             REAPER_ACTIONS.labels(action).inc(count)
     return report
@@ -143,12 +149,14 @@ class ReaperThread(threading.Thread):
         settings: Settings,
         send: Callable[[str, str], None],
         waiting: Callable[[str], int] | None = None,
+        retention: Callable[[int], int] | None = None,
     ) -> None:
         super().__init__(name="atelier-reaper", daemon=True)
         self._jobs = jobs
         self._settings = settings
         self._send = send
         self._waiting = waiting
+        self._retention = retention
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -156,7 +164,9 @@ class ReaperThread(threading.Thread):
         while not self._stop_event.wait(pause):
             pause = self._settings.reaper_interval_seconds
             try:
-                report = reap_once(self._jobs, self._settings, self._send, self._waiting)
+                report = reap_once(
+                    self._jobs, self._settings, self._send, self._waiting, self._retention
+                )
             except Exception:
                 log.warning("reaper sweep failed", exc_info=True)
                 continue

@@ -5,7 +5,8 @@ from __future__ import annotations
 import mimetypes
 from pathlib import PurePosixPath
 
-from flask import Response, send_file
+from flask import redirect, send_file
+from werkzeug.wrappers import Response as BaseResponse
 
 from atelier.api.auth import current_owner
 from atelier.api.services import services
@@ -16,7 +17,7 @@ from atelier.shared.storage_usage import unmetered
 
 
 @v1.get("/files/<path:key>")
-def download_file(key: str) -> Response:
+def download_file(key: str) -> BaseResponse:
     """An object the caller owns (local storage; S3 deployments hand out presigned URLs)."""
     store = unmetered(services().objects)
     parts = PurePosixPath(key).parts
@@ -30,5 +31,8 @@ def download_file(key: str) -> Response:
         if not path.is_file():
             raise NotFound(f"No object {key!r}.")
         return send_file(path, mimetype=mimetypes.guess_type(key)[0], max_age=0)
-    data = store.get_bytes(key)
-    return Response(data, mimetype=mimetypes.guess_type(key)[0] or "application/octet-stream")
+    # Object storage: a short-lived presigned URL, never the object through API memory.
+    url = store.presigned_url(key)
+    if url is None or not store.exists(key):
+        raise NotFound(f"No object {key!r}.")
+    return redirect(url, code=302)
