@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
 
 from atelier.api.limits_doc import document_limits
 from atelier.api.metrics import install_metrics
@@ -19,6 +19,13 @@ def _forget_log_context(_error: BaseException | None) -> None:
     """gthread workers reuse threads: a request must not log under the last one's job."""
     JOB_ID.set(None)
     OWNER.set(None)
+
+
+def _security_headers(response: Response) -> Response:
+    """Every answer, errors included: browsers must not guess a download's type (a user's
+    uploaded text served as HTML would run as our origin)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.before_request(guard_json_body)
     app.teardown_request(_forget_log_context)
+    app.after_request(_security_headers)
     app.register_blueprint(v1)
     app.register_blueprint(health)
     install_metrics(app, settings, svc.redis)

@@ -14,11 +14,36 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import IO, Any
 
 LOCK_NAME = "atelier-up.lock"
+PRIVATE_MODE = 0o600
+
+
+def write_private(path: Path, text: str) -> None:
+    """``text`` in ``path``, readable by its owner only from the moment it exists (``open``
+    with the mode, never a ``chmod`` after the write); a file already there is narrowed to
+    0600 before it is written."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, PRIVATE_MODE)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, PRIVATE_MODE)
+        handle.write(text)
+
+
+def private_secret(path: Path) -> str:
+    """The secret kept in ``path`` (0600), made on first use: 64 hex digits, safe in a URL."""
+    if path.exists():
+        os.chmod(path, PRIVATE_MODE)
+        kept = path.read_text().strip()
+        if kept:
+            return kept
+    secret = secrets.token_hex(32)
+    write_private(path, secret + "\n")
+    return secret
 
 
 class DataDirInUse(RuntimeError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import redis
 
+from atelier.cli.datadir import write_private
 from atelier.shared.settings import Settings
 
 
@@ -202,13 +204,22 @@ def start_redis(
     log: Path,
     pass_fds: Sequence[int] = (),
     registry: list[ManagedProcess] | None = None,
+    password: str = "",
 ) -> tuple[ManagedProcess, str]:
     """redis-server with an append-only file (accepted jobs survive a restart) and
     ``noeviction`` (evicting broker keys would silently drop jobs). It joins ``registry``
-    before the wait for it to answer, so an interrupted start can still stop it."""
+    before the wait for it to answer, so an interrupted start can still stop it.
+
+    With a ``password``, the only account that can do anything is the ACL user
+    ``atelier`` (an unauthenticated client can run nothing); the password sits in a 0600
+    config file in ``directory``, never on a command line, and reaches clients in the URL."""
     directory.mkdir(parents=True, exist_ok=True)
-    argv = [
-        find_redis_server(settings),
+    argv = [find_redis_server(settings)]
+    url = f"redis://127.0.0.1:{port}/0"
+    if password:
+        argv.append(str(redis_acl_config(directory, password)))
+        url = f"redis://{REDIS_USER}:{password}@127.0.0.1:{port}/0"
+    argv += [
         "--port",
         str(port),
         "--bind",
@@ -227,7 +238,6 @@ def start_redis(
         "yes",
     ]
     process = ManagedProcess("redis", argv, dict(os.environ), log, pass_fds, registry)
-    url = f"redis://127.0.0.1:{port}/0"
 
     def answers() -> bool:
         process.raise_if_exited(" at start")
@@ -235,6 +245,26 @@ def start_redis(
 
     wait_until(answers, 20, "redis-server")
     return process, url
+
+
+REDIS_USER = "atelier"
+
+
+# Redis replays its append-only file as the `default` user, and drops every MULTI/EXEC that
+# user may not run (Redis 7.0, NOPERM in its log: accepted jobs lost on restart), so
+# `default` keeps every right, behind a random password made at each start and kept
+# nowhere: nobody can log in as it, and a client without `atelier`'s password can only AUTH.
+_REDIS_ACL = "user default on >{unknowable} ~* &* +@all\nuser {user} on >{password} ~* &* +@all\n"
+
+
+def redis_acl_config(directory: Path, password: str) -> Path:
+    """A redis.conf (0600) in which only ``atelier``, with ``password``, can do anything."""
+    path = directory / "redis-acl.conf"
+    unknowable = secrets.token_hex(32)
+    write_private(
+        path, _REDIS_ACL.format(unknowable=unknowable, user=REDIS_USER, password=password)
+    )
+    return path
 
 
 def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 import requests
 
-from atelier.cli.datadir import DataDirLock
+from atelier.cli.datadir import DataDirLock, private_secret, write_private
 from atelier.cli.processes import (
     ATELIER_COMMAND,
     ManagedProcess,
@@ -27,6 +27,10 @@ from atelier.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCAL_OWNER = "local"
+# In the data directory, each 0600: the first API key, and Redis's password (made on the
+# first `up`; Redis only serves the ACL user `atelier` with it).
+API_KEY_FILE = "api-key"
+REDIS_PASSWORD_FILE = "redis-password"
 
 # How long each part of the stack gets to stop before SIGKILL. The API finishes its
 # requests in a few seconds. A worker drains: its running job checkpoints and goes back to
@@ -89,6 +93,7 @@ class EmbeddedStack:
                 data / "logs" / "redis.log",
                 pass_fds=self._pass_fds(),
                 registry=self.processes,
+                password=private_secret(data / REDIS_PASSWORD_FILE),
             )
         settings = self.base.replace(
             redis_url=redis_url,
@@ -96,6 +101,7 @@ class EmbeddedStack:
             local_storage_dir=data / "objects",
             metrics_dir=str(metrics_dir),
             api_url=f"http://127.0.0.1:{self.port}",
+            worker_metrics_bind="127.0.0.1",
         )
         self.settings = settings
         self.api_key = self._api_key(settings)
@@ -139,15 +145,14 @@ class EmbeddedStack:
 
     def _api_key(self, settings: Settings) -> str:
         """The key made on the first ``up``, kept (0600) in the data directory."""
-        path = self.data_dir / "api-key"
+        path = self.data_dir / API_KEY_FILE
         keys = ApiKeyStore(redis.Redis.from_url(settings.redis_url))
         if path.exists():
             key = path.read_text().strip()
             if keys.lookup(key) is not None:
                 return key
         key = keys.create(self.owner, name="atelier up")
-        path.write_text(key + "\n")
-        path.chmod(0o600)
+        write_private(path, key + "\n")
         return key
 
     def check_alive(self) -> None:

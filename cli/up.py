@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import shlex
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from atelier.cli.datadir import DataDirInUse
 from atelier.cli.processes import ChildExited
-from atelier.cli.stack import EmbeddedStack
+from atelier.cli.stack import REDIS_PASSWORD_FILE, EmbeddedStack
 from atelier.client import Client
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -77,7 +79,7 @@ def _serve(
     click.echo(f"Atelier is up at {settings.api_url} (data in {stack.data_dir})")
     click.echo(f"  export ATELIER_API_URL={settings.api_url}")
     click.echo(f"  export ATELIER_API_KEY={stack.api_key}")
-    click.echo(f"  export ATELIER_REDIS_URL={settings.redis_url}  # for `atelier keys create`")
+    click.echo(f"  export ATELIER_REDIS_URL={redis_url_for_shell(settings.redis_url, stack)}")
     click.echo(f"  docs: {settings.api_url}/v1/docs/redoc/   logs: {stack.data_dir}/logs/")
     if demo:
         from atelier.cli.demo import run_demo
@@ -91,6 +93,17 @@ def _serve(
     while True:
         stack.supervise()
         time.sleep(SUPERVISE_EVERY_SECONDS)
+
+
+def redis_url_for_shell(url: str, stack: EmbeddedStack) -> str:
+    """The Redis URL for `atelier keys`, with the password read from its file by the shell
+    rather than printed (it would stay in terminal scrollback and CI logs)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    secret = f"$(cat {shlex.quote(str(stack.data_dir / REDIS_PASSWORD_FILE))})"
+    netloc = f"{parts.username}:{secret}@{parts.hostname}:{parts.port}"
+    return '"' + urlunsplit(parts._replace(netloc=netloc)) + '"'
 
 
 @contextlib.contextmanager

@@ -43,6 +43,20 @@ class JobLogs:
         return [line.decode(errors="replace") for line in raw]
 
 
+class JobLineFormatter(logging.Formatter):
+    """A job's log is read by its owner: an exception shows as its type only, and the
+    traceback (server paths, library internals) stays in the worker's own log. The record
+    is left as it came (``exc_text`` unset), so the worker's log still formats it whole."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info and record.exc_info[0] is not None:
+            line += f" ({record.exc_info[0].__name__})"
+        return line
+
+
 class JobLogHandler(logging.Handler):
     """Copies the records logged through a `job_logger` into that job's Redis list; never
     fails the job. Other records pass by."""
@@ -50,7 +64,7 @@ class JobLogHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.INFO)
         self.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [attempt %(atelier_attempt)s] %(message)s")
+            JobLineFormatter("%(asctime)s %(levelname)s [attempt %(atelier_attempt)s] %(message)s")
         )
 
     def emit(self, record: logging.LogRecord) -> None:

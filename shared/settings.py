@@ -86,6 +86,9 @@ class Settings:
     """Log lines kept per job (the newest)."""
     worker_metrics_port: int = 9808
     """Port of a worker's /metrics (the Celery parent serves it); 0 turns it off."""
+    worker_metrics_bind: str = "0.0.0.0"
+    """Address a worker's /metrics listens on: every interface in a container (Prometheus
+    scrapes it from another one); ``atelier up`` uses ``127.0.0.1``."""
     mixed_precision: bool = False
     """Train in float16 with loss scaling on GPUs (ignored on CPU, where it is slower)."""
     exit_after_job: bool = False

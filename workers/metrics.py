@@ -148,6 +148,6 @@ def serve(settings: Settings) -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     registry.register(QueueDepthCollector(connect(settings.redis_url), settings))
-    start_http_server(port, addr="0.0.0.0", registry=registry)
+    start_http_server(port, addr=settings.worker_metrics_bind, registry=registry)
     WORKER_UP.set(1)
-    log.info("worker metrics on :%d/metrics", port)
+    log.info("worker metrics on %s:%d/metrics", settings.worker_metrics_bind, port)

@@ -17,6 +17,7 @@ import redis
 
 from atelier.shared.datasets import DatasetStore
 from atelier.shared.errors import (
+    AtelierError,
     JobCanceled,
     JobPreempted,
     LeaseLost,
@@ -263,4 +264,10 @@ def _moved_on(current: Job | None, attempt: int) -> bool:
 
 
 def _error_info(exc: BaseException, prefix: str = "") -> JobErrorInfo:
-    return JobErrorInfo(type=type(exc).__name__, message=prefix + (str(exc) or repr(exc)))
+    """Our own errors' messages are written for users; any other's text can name server
+    paths, hosts or library internals, so it stays in the worker's log (with the traceback)."""
+    if isinstance(exc, AtelierError):
+        message = str(exc) or type(exc).__name__
+    else:
+        message = f"{type(exc).__name__}: an internal error (details in the worker's log)"
+    return JobErrorInfo(type=type(exc).__name__, message=prefix + message)

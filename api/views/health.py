@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify
 
 from atelier.api.services import services
 from atelier.shared.errors import ServiceUnavailable
 
 health = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 
 @health.get("/healthz")
@@ -23,6 +26,16 @@ def readyz() -> Response:
     try:
         svc.redis.ping()
     except Exception as exc:
-        raise ServiceUnavailable(f"Redis unreachable: {exc}") from exc
-    svc.objects.check()
+        raise _down("Redis", exc) from None
+    try:
+        svc.objects.check()
+    except Exception as exc:
+        raise _down("Object storage", exc) from None
     return jsonify(status="ready", redis="ok", storage=svc.settings.storage)
+
+
+def _down(dependency: str, exc: Exception) -> ServiceUnavailable:
+    """The answer names the dependency only: its error text (host names, paths, bucket)
+    is for the server log, which gets it with the traceback."""
+    log.warning("readyz: %s unreachable", dependency, exc_info=exc)
+    return ServiceUnavailable(f"{dependency} is unreachable.")
