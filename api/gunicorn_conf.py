@@ -10,6 +10,9 @@ worker_class = "gthread"
 threads = 4
 # Status polls are short; a long timeout would only hide a hung worker.
 timeout = 30
+# The longest request line gunicorn reads (its maximum); the app answers a 414 problem
+# above api.problems.MAX_URI_CHARS, so gunicorn's own plain-text 414 is only met beyond this.
+limit_request_line = 8190
 graceful_timeout = 10
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

@@ -19,8 +19,24 @@ from atelier.shared.errors import (
 )
 
 PROBLEM_MIMETYPE = "application/problem+json"
+MAX_URI_CHARS = 4096
+"""Longest path and query the app reads; longer is a 414 problem (``refuse_long_uri``)."""
 MULTIPART_OVERHEAD = 64 << 10  # boundaries and form fields around an uploaded file
 log = logging.getLogger(__name__)
+
+
+class UriTooLong(ProblemError):
+    status, slug, title = 414, "uri-too-long", "URI too long"
+
+
+def refuse_long_uri() -> None:
+    """Before any hook that reads a header: a path and query longer than ``MAX_URI_CHARS``
+    is a 414 in our shape (gunicorn's own, plain-text 414 only starts at 8190 bytes)."""
+    uri = request.environ.get("RAW_URI") or request.full_path
+    if len(uri) > MAX_URI_CHARS:
+        raise UriTooLong(
+            f"The path and query are {len(uri)} characters; at most {MAX_URI_CHARS} are read."
+        )
 
 
 def problem_response(error: ProblemError) -> Response:
@@ -48,7 +64,12 @@ def _http_exception(exc: HTTPException) -> Response:
         "detail": exc.description,
         "instance": request.path,
     }
-    return Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    # Werkzeug's own headers, such as the ``Allow`` a 405 must carry (RFC 9110).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _unexpected(exc: Exception) -> Response:
@@ -90,6 +111,9 @@ def guard_json_body() -> None:
 
     settings = services().settings
     if request.mimetype == "multipart/form-data":
+        if not request.mimetype_params.get("boundary"):
+            # Werkzeug's form parser raises ValueError (a 500) on this.
+            raise MalformedRequest("A multipart/form-data body needs a boundary parameter.")
         # Uploads have their own, larger cap; the form parser reads the body later.
         request.max_content_length = settings.max_upload_bytes + MULTIPART_OVERHEAD
         if (request.content_length or 0) > request.max_content_length:
@@ -186,6 +210,7 @@ def _check_string(value: str, field: str, max_chars: int) -> None:
 
 
 def register_problem_handlers(app: Flask) -> None:
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_long_uri)
     app.register_error_handler(ProblemError, problem_response)
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(Exception, _unexpected)

@@ -28,7 +28,8 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, An
         )
     schema = spec.train_params if body.type is JobType.TRAIN else spec.generate_params
     try:
-        params = schema.model_validate(body.params)
+        # Strict, as the document's JSON Schema is: true is not 1, "5" is not 5.
+        params = schema.model_validate(body.params, strict=True)
     except ValidationError as exc:
         raise validation_problem(exc, prefix="params.", model=schema) from exc
     values = params.model_dump()

@@ -212,7 +212,7 @@ ODD_REQUESTS: dict[str, tuple[str, str, dict[str, str], int, str]] = {
     "limit=NaN": ("GET", "/v1/jobs?limit=NaN", {}, 422, "validation-failed"),
     "limit=-1": ("GET", "/v1/jobs?limit=-1", {}, 422, "validation-failed"),
     "a 30-digit limit": ("GET", "/v1/jobs?limit=" + "9" * 30, {}, 422, "validation-failed"),
-    "a 10,000-character id": ("GET", "/v1/jobs/" + "j" * 10_000, {}, 404, "not-found"),
+    "a 10,000-character id": ("GET", "/v1/jobs/" + "j" * 10_000, {}, 414, "uri-too-long"),
     "a NUL in an id": ("GET", "/v1/jobs/job_%00", {}, 404, "not-found"),
     "a 10,000-character Idempotency-Key": (
         "POST",

@@ -27,7 +27,7 @@ from atelier.api.services import Services, services
 from atelier.api.spec import spec
 from atelier.api.submission import validated_params
 from atelier.api.views import v1
-from atelier.shared.errors import NotFound, ServiceUnavailable
+from atelier.shared.errors import Conflict, NotFound, ServiceUnavailable
 from atelier.shared.idempotency import fingerprint
 from atelier.shared.jobs import Job, new_id
 from atelier.shared.limits import limits_for
@@ -110,13 +110,18 @@ def _create_and_enqueue(
 
 
 def _await_created(job_id: str) -> Job:
-    """The job an identical earlier request created (it may be a few ms from existing)."""
+    """The job an identical earlier request created (it may be a few ms from existing).
+    Still missing after 2 s, it is gone: deleted since (``DELETE /v1/jobs/{id}``), or its
+    submit died before it could release the key. A 409, not a 503 a client would retry."""
     for _ in range(40):
         job = services().jobs.get(job_id)
         if job is not None:
             return job
         time.sleep(0.05)
-    raise ServiceUnavailable(f"Job {job_id} for this Idempotency-Key is still being created.")
+    raise Conflict(
+        f"Job {job_id}, created for this Idempotency-Key, no longer exists (deleted); "
+        "send the request with a new Idempotency-Key."
+    )
 
 
 @v1.get("/jobs/<job_id>")
