@@ -105,8 +105,9 @@ def test_compose_services_run_real_cli_commands() -> None:
         "prometheus",
         "grafana",
     } <= set(services)
-    redis_cmd = services["redis"]["command"]
-    assert "--appendonly" in redis_cmd and "noeviction" in redis_cmd
+    redis_start = (DEPLOY / "redis" / "start.sh").read_text()
+    assert services["redis"]["entrypoint"] == ["/bin/sh", "/atelier/start.sh"]
+    assert "--appendonly yes" in redis_start and "noeviction" in redis_start
     assert services["worker-cpu"]["profiles"] == ["cpu"]
     gpu = services["worker-train"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
@@ -243,3 +244,151 @@ def test_once_worker_exits_after_one_job(tmp_path: Path, redis_base_url: str) ->
     done = JobStore(client).get(job.id)
     assert done is not None and done.status.value == "succeeded"
     client.flushdb()
+
+
+# Secrets of the compose deployment: empty in .env.example, made by deploy/make-env.sh.
+COMPOSE_SECRETS = (
+    "REDIS_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "ATELIER_S3_SECRET_ACCESS_KEY",
+    "GF_SECURITY_ADMIN_PASSWORD",
+)
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and line[0] != "#")
+
+
+def test_compose_publishes_only_the_api_beyond_this_host() -> None:
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            if name != "api":
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+    assert "ports" not in compose()["services"]["redis"]
+
+
+def test_compose_reads_dot_env_and_ships_no_working_secret() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "env_file: .env.example" not in text
+    services = compose()["services"]
+    for name in ("api", "worker-train", "worker-generate", "worker-cpu", "minio-init"):
+        assert services[name]["env_file"] == ".env", name
+    example = env_example()
+    for secret in COMPOSE_SECRETS:
+        assert example[secret] == "", f"{secret} has a default in .env.example"
+    # Every use of a secret in the compose file makes compose refuse to start without it.
+    uses = re.findall(r"\$\{(\w+)(:\?[^}]*)?\}", text)
+    assert {name for name, _ in uses} >= {"REDIS_PASSWORD", "MINIO_ROOT_PASSWORD"}
+    assert all(required for name, required in uses if name in COMPOSE_SECRETS), uses
+    assert example["ATELIER_S3_ACCESS_KEY_ID"] != example["MINIO_ROOT_USER"]
+    assert "ATELIER_REDIS_URL" not in example  # compose builds it with the password
+    api = services["api"]["environment"]
+    assert api["ATELIER_REDIS_URL"].startswith("redis://atelier:${REDIS_PASSWORD:?")
+    assert services["worker-cpu"]["environment"]["ATELIER_REDIS_URL"] == api["ATELIER_REDIS_URL"]
+    assert services["api"]["depends_on"]["minio-init"] == {
+        "condition": "service_completed_successfully"
+    }
+
+
+def test_make_env_fills_every_secret_once_with_mode_0600(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(DEPLOY / "make-env.sh", tmp_path / "deploy")
+    shutil.copy(ROOT / ".env.example", tmp_path)
+    script = str(tmp_path / "deploy" / "make-env.sh")
+    run(["sh", script], tmp_path)
+    made = tmp_path / ".env"
+    assert made.stat().st_mode & 0o777 == 0o600
+    values = dict(
+        line.split("=", 1) for line in made.read_text().splitlines() if line[:1] not in "#"
+    )
+    secrets = [values[name] for name in COMPOSE_SECRETS]
+    assert all(len(s) >= 32 for s in secrets) and len(set(secrets)) == len(secrets)
+    again = subprocess.run(["sh", script], cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode != 0 and "exists" in again.stderr
+    assert (
+        dict(line.split("=", 1) for line in made.read_text().splitlines() if line[:1] not in "#")
+        == values
+    )
+
+
+def test_minio_gives_atelier_a_user_limited_to_its_bucket() -> None:
+    policy = json.loads((DEPLOY / "minio" / "atelier-policy.json").read_text())
+    statements = policy["Statement"]
+    resources = {r for s in statements for r in s["Resource"]}
+    assert resources == {"arn:aws:s3:::BUCKET", "arn:aws:s3:::BUCKET/*"}
+    actions = {a for s in statements for a in s["Action"]}
+    assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
+    assert not any(
+        "Bucket" in a and a.startswith(("s3:Create", "s3:Delete", "s3:Put")) for a in actions
+    )
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"} <= actions
+    init = (DEPLOY / "minio" / "init.sh").read_text()
+    assert 'sed "s/BUCKET/$ATELIER_S3_BUCKET/g"' in init
+    assert "mc admin user add" in init and "mc admin policy attach" in init
+    minio_init = compose()["services"]["minio-init"]
+    assert minio_init["entrypoint"] == ["/bin/sh", "/init/init.sh"]
+    assert "./deploy/minio:/init:ro" in minio_init["volumes"]
+
+
+def test_the_compose_redis_script_serves_only_atelier_and_keeps_transactions(
+    tmp_path: Path,
+) -> None:
+    """deploy/redis/start.sh with this host's redis-server (the image's entrypoint stubbed):
+    no command without the password, and MULTI/EXEC writes survive a kill -9."""
+    import redis
+
+    from atelier.cli.processes import ManagedProcess, find_redis_server, free_port, wait_until
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker-entrypoint.sh").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "docker-entrypoint.sh").chmod(0o755)
+    (bin_dir / "redis-server").symlink_to(find_redis_server(Settings()))
+    port, password = free_port(), "x" * 40
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "REDIS_PASSWORD": password}
+    argv = ["sh", str(DEPLOY / "redis" / "start.sh"), "--port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--dir", str(tmp_path), "--appendfsync", "always", "--save", ""]
+    server = ManagedProcess("redis", argv, env, tmp_path / "redis.log")
+    url = f"redis://atelier:{password}@127.0.0.1:{port}/0"
+    try:
+        wait_until(lambda: bool(redis.Redis.from_url(url).ping()), 20, "redis")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).get("x")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, username="default", password="").get("x")
+        with redis.Redis.from_url(url).pipeline(transaction=True) as pipe:
+            pipe.set("job", "queued")
+            pipe.rpush("queue", "job")
+            pipe.execute()
+        server.restart()  # SIGKILL, then the same command
+        wait_until(lambda: bool(redis.Redis.from_url(url).ping()), 20, "redis again")
+        assert redis.Redis.from_url(url).get("job") == b"queued"
+    finally:
+        server.stop(10)
+    assert "NOPERM" not in (tmp_path / "redis.log").read_text()
+
+
+def test_kubernetes_pods_reach_redis_with_the_secret_password() -> None:
+    docs = manifests()
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert "ATELIER_REDIS_URL" not in config["data"]
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    assert secrets["atelier-redis"]["stringData"]["username"] == "atelier"
+    for secret in secrets.values():  # shipped empty: nothing works until an operator fills it
+        assert all(v in ("", "atelier") for v in secret["stringData"].values()), secret
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
+    pods += [
+        d["spec"]["jobTargetRef"]["template"]["spec"] for d in docs if d["kind"] == "ScaledJob"
+    ]
+    assert len(pods) == 3
+    for pod in pods:
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        ref = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "atelier-redis", "key": "password"}
+        assert env["ATELIER_REDIS_URL"]["value"].startswith("redis://atelier:$(REDIS_PASSWORD)@")
+        assert list(env).index("REDIS_PASSWORD") < list(env).index("ATELIER_REDIS_URL")
+    auth = next(d for d in docs if d["kind"] == "TriggerAuthentication")
+    for doc in docs:
+        for trigger in doc.get("spec", {}).get("triggers", []):
+            assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
