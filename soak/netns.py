@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from atelier.cli.processes import ATELIER_COMMAND, ManagedProcess, child_env, free_port
 from atelier.shared.settings import Settings
@@ -118,10 +119,13 @@ class IsolatedWorker:
         ]
         for relay in self.relays:
             relay.start()
+        # The stack's Redis wants its password; the host scrapes this node's metrics at
+        # NODE_ADDRESS, so they listen beyond the namespace's loopback.
         node = settings.replace(
-            redis_url=f"redis://{HOST_ADDRESS}:{redis_relay}/0",
+            redis_url=_relayed(settings.redis_url, HOST_ADDRESS, redis_relay),
             s3_endpoint_url=f"http://{HOST_ADDRESS}:{s3_relay}",
             worker_metrics_port=self.metrics_port,
+            worker_metrics_bind=NODE_ADDRESS,
         )
         argv = ["ip", "netns", "exec", self.namespace, *ATELIER_COMMAND]
         argv += ["worker", "--queues", "train", "--name", self.name]
@@ -141,3 +145,11 @@ class IsolatedWorker:
             relay.close()
         subprocess.run(["ip", "link", "delete", self.host_link], capture_output=True)
         subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True)
+
+
+def _relayed(url: str, host: str, port: int) -> str:
+    """``url``, credentials kept, pointed at ``host:port``."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
