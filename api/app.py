@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
+from atelier.api.contract import document_contract
 from atelier.api.limits_doc import document_limits
 from atelier.api.metrics import install_metrics
 from atelier.api.paging import bound_page_limits
@@ -42,7 +43,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_NAME] = svc
 
     # Importing the view modules attaches their routes to the blueprints.
-    from atelier.api.views import catalog, datasets, files, jobs, samples, usage, v1  # noqa: F401
+    from atelier.api.views import (  # noqa: F401
+        catalog,
+        datasets,
+        files,
+        jobs,
+        removal,
+        samples,
+        usage,
+        v1,
+    )
     from atelier.api.views.health import health
 
     app.before_request(guard_json_body)
@@ -56,6 +66,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule(
         "/v1/openapi.json",
         "openapi",
-        lambda: document_limits(bound_page_limits(spec.spec, settings.list_page_max)),
+        lambda: document_limits(
+            document_contract(bound_page_limits(spec.spec, settings.list_page_max))
+        ),
     )
     return app

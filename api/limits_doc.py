@@ -66,7 +66,7 @@ _QUOTA_FIELDS = {
 
 
 def _problem_ref(response: dict[str, Any]) -> str:
-    ref: str = response["content"]["application/json"]["schema"]["$ref"]
+    ref: str = response["content"]["application/problem+json"]["schema"]["$ref"]
     return ref
 
 

@@ -1,32 +1,18 @@
 """Request and response bodies of the HTTP API. These models validate requests and are
 the OpenAPI document; a kind's ``params`` are validated by that kind's own models
-(``shared.kinds``), which are embedded in the document below."""
+(``shared.kinds``), which ``api.contract`` puts in the served document, one branch per kind
+and job type."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from atelier.shared.jobs import JobStatus, JobType
-from atelier.shared.kinds import KINDS
 from atelier.shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
-
-
-def _kind_params_schemas() -> list[dict[str, Any]]:
-    schemas: list[dict[str, Any]] = []
-    for spec in KINDS.values():
-        for job_type, model in (
-            (JobType.TRAIN, spec.train_params),
-            (JobType.GENERATE, spec.generate_params),
-        ):
-            schema = model.model_json_schema()
-            schema["title"] = f"{spec.name} {job_type.value} params"
-            schemas.append(schema)
-    return schemas
-
 
 # The upper bound is ATELIER_LIST_PAGE_MAX, checked by the views (``api.paging``).
 PAGE_LIMIT = Field(20, ge=1, description="Items per page; at most ATELIER_LIST_PAGE_MAX.")
@@ -39,17 +25,23 @@ class JobCreate(BaseModel):
     kind: str = Field(description="Model kind; see GET /v1/kinds.", examples=["dcgan"])
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="Validated against the kind's schema for this job type.",
-        json_schema_extra=cast(dict[str, Any], {"anyOf": _kind_params_schemas()}),
+        description="Validated against the kind's schema for this job type (the served "
+        "document has one schema per kind and type: ``api.contract``).",
     )
     start_before: AwareDatetime | None = Field(
         None, description="If no worker has started the job by then, it ends `expired`."
     )
+    # Strict: JSON's true or "5" is not a number here, as the document says.
     max_run_seconds: float | None = Field(
-        None, gt=0, le=30 * 86400, description="A run longer than this fails (per attempt)."
+        None,
+        gt=0,
+        le=30 * 86400,
+        strict=True,
+        description="A run longer than this fails (per attempt).",
     )
     priority: int = Field(
         PRIORITY_DEFAULT,
+        strict=True,
         ge=PRIORITY_MIN,
         le=PRIORITY_MAX,
         description="Among the caller's own waiting jobs, higher starts first; owners take "
@@ -183,6 +175,9 @@ class DatasetList(BaseModel):
 
 class DatasetForm(BaseModel):
     """Multipart fields of an upload; the file itself goes in the `file` part."""
+
+    # `file` is required (the view says so in its own words); the document says it too.
+    model_config = ConfigDict(json_schema_extra={"required": ["file"]})
 
     title: str = Field("", max_length=200)
     # Plain ints (form fields arrive as text) checked against the allowed values.
