@@ -46,6 +46,8 @@ def document_contract(doc: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             _complete_errors(path, method, operation, problem)
     _document_job_bodies(doc, schemas)
+    for name in [n for n in schemas if n.split(".")[0] == "ValidationError"]:
+        del schemas[name]  # SpecTree's 422 body, replaced by the Problem above
     return doc
 
 
@@ -61,23 +63,23 @@ def problem_answer(description: str, ref: str) -> dict[str, Any]:
 def _complete_errors(path: str, method: str, operation: dict[str, Any], problem: str) -> None:
     """Error answers as problem+json, plus those every route of its kind can give."""
     responses = operation.setdefault("responses", {})
+    places = {p.get("in") for p in operation.get("parameters", [])}
     statuses = {"414"}
     if path.startswith("/v1/") and operation.get("security") != []:
         statuses.add("401")
-    if method in BODY_METHODS:
-        statuses |= {"400", "413"}
-    if any(p.get("in") in {"query", "header"} for p in operation.get("parameters", [])):
+    if method in BODY_METHODS:  # the body guard reads any body (api.problems)
+        statuses |= {"400", "413", "422"}
+    if places & {"query", "header"}:
         statuses.add("422")
-    if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+    elif method not in BODY_METHODS:
+        responses.pop("422", None)  # SpecTree's, on a route with nothing to validate
+    if "path" in places:
         statuses.add("404")
     for status in statuses - set(responses):
         responses[status] = problem_answer(_REASONS[status], problem)
     for status, response in responses.items():
-        if int(status) < 400:
-            continue
-        content = response.setdefault("content", {})
-        schema = content.pop("application/json", {"schema": {"$ref": problem}})
-        content.setdefault(PROBLEM_MIMETYPE, schema)
+        if int(status) >= 400:  # SpecTree's own 422 schema too: ours is the Problem
+            response["content"] = {PROBLEM_MIMETYPE: {"schema": {"$ref": problem}}}
 
 
 def _open(

@@ -173,6 +173,12 @@ class DatasetList(BaseModel):
     data: list[DatasetOut]
 
 
+def _binary_part(schema: dict[str, Any]) -> None:
+    """A file part: binary, required, so no ``default: null`` (not a string)."""
+    schema.update(type="string", format="binary")
+    schema.pop("default", None)
+
+
 class DatasetForm(BaseModel):
     """Multipart fields of an upload; the file itself goes in the `file` part."""
 
@@ -185,7 +191,7 @@ class DatasetForm(BaseModel):
     channels: int = Field(1, description="1 = grayscale, 3 = RGB.")
     file: Any = Field(
         None,
-        json_schema_extra={"type": "string", "format": "binary"},
+        json_schema_extra=_binary_part,
         description="A .zip of PNG/JPEG images, a .npz of uint8 images, or a UTF-8 .txt.",
     )
 
@@ -251,6 +257,13 @@ class Problem(BaseModel):
     detail: str
     instance: str | None = None
     errors: list[dict[str, str]] | None = None
+
+
+def problems(*statuses: int) -> dict[str, type[Problem]]:
+    """``Response(**problems(409))``: the errors a view itself raises. Those every route of
+    its kind can give (401, 400/413 on a body, 404 on a path id, 422 on a query, 414, 429)
+    ``api.contract`` and ``api.limits_doc`` add to the document."""
+    return {f"HTTP_{status}": Problem for status in statuses}
 
 
 def timestamp(value: float) -> datetime:

@@ -7,18 +7,16 @@ from spectree import Response
 from atelier.api.auth import current_owner
 from atelier.api.paging import checked_limit
 from atelier.api.present import present_model
-from atelier.api.schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, Problem
+from atelier.api.schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, problems
 from atelier.api.services import services
 from atelier.api.spec import spec
 from atelier.api.views import v1
 from atelier.shared.errors import NotFound
 from atelier.shared.kinds import KINDS
 
-PROBLEMS = {f"HTTP_{code}": Problem for code in (401, 404, 422)}
-
 
 @v1.get("/models")
-@spec.validate(query=PageQuery, resp=Response(HTTP_200=ModelList, **PROBLEMS), tags=["models"])
+@spec.validate(query=PageQuery, resp=Response(HTTP_200=ModelList, **problems(422)), tags=["models"])
 def list_models(query: PageQuery) -> ModelList:
     """The caller's trained models, newest first."""
     svc = services()
@@ -28,7 +26,7 @@ def list_models(query: PageQuery) -> ModelList:
 
 
 @v1.get("/models/<model_id>")
-@spec.validate(resp=Response(HTTP_200=ModelOut, **PROBLEMS), tags=["models"])
+@spec.validate(resp=Response(HTTP_200=ModelOut), tags=["models"])
 def get_model(model_id: str) -> ModelOut:
     """One trained model: kind, config, sample grid, final losses, source job."""
     model = services().models.get_for_owner(model_id, current_owner())
@@ -38,7 +36,7 @@ def get_model(model_id: str) -> ModelOut:
 
 
 @v1.get("/kinds")
-@spec.validate(resp=Response(HTTP_200=KindList, **PROBLEMS), tags=["kinds"])
+@spec.validate(resp=Response(HTTP_200=KindList), tags=["kinds"])
 def list_kinds() -> KindList:
     """Model kinds with the JSON Schema of their train and generate params."""
     return KindList(

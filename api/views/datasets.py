@@ -13,7 +13,7 @@ from spectree import Response
 from atelier.api.auth import current_owner
 from atelier.api.ingest import InvalidUpload, Normalised, excerpt, normalise_upload
 from atelier.api.present import download_url
-from atelier.api.schemas import DatasetForm, DatasetList, DatasetOut, Problem, optional_timestamp
+from atelier.api.schemas import DatasetForm, DatasetList, DatasetOut, optional_timestamp, problems
 from atelier.api.services import Services, services
 from atelier.api.spec import spec
 from atelier.api.views import v1
@@ -24,7 +24,6 @@ from atelier.shared.jobs import new_id
 from atelier.shared.limits import limits_for
 from atelier.shared.storage import ObjectLayout
 
-PROBLEMS = {f"HTTP_{code}": Problem for code in (400, 401, 404, 409, 413, 422)}
 PREVIEW_IMAGES = 64
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def owned_dataset(name: str) -> DatasetInfo:
 
 
 @v1.get("/datasets")
-@spec.validate(resp=Response(HTTP_200=DatasetList, **PROBLEMS), tags=["datasets"])
+@spec.validate(resp=Response(HTTP_200=DatasetList), tags=["datasets"])
 def list_datasets() -> DatasetList:
     """Datasets a training job can name: the built-ins, then the caller's uploads."""
     datasets = services().datasets.list_for_owner(current_owner())
@@ -53,14 +52,16 @@ def list_datasets() -> DatasetList:
 
 
 @v1.get("/datasets/<name>")
-@spec.validate(resp=Response(HTTP_200=DatasetOut, **PROBLEMS), tags=["datasets"])
+@spec.validate(resp=Response(HTTP_200=DatasetOut), tags=["datasets"])
 def get_dataset(name: str) -> DatasetOut:
     """One dataset: modality, counts, size, preview grid or text excerpt."""
     return present_dataset(owned_dataset(name))
 
 
 @v1.post("/datasets")
-@spec.validate(form=DatasetForm, resp=Response(HTTP_201=DatasetOut, **PROBLEMS), tags=["datasets"])
+@spec.validate(
+    form=DatasetForm, resp=Response(HTTP_201=DatasetOut, **problems(422)), tags=["datasets"]
+)
 def upload_dataset(form: DatasetForm) -> tuple[DatasetOut, int]:
     """Upload images (.zip or .npz) or a text corpus (.txt); checked before it is stored."""
     svc = services()
@@ -154,7 +155,7 @@ def _delete_objects(svc: Services, keys: list[str]) -> None:
 
 
 @v1.delete("/datasets/<name>")
-@spec.validate(resp=Response(HTTP_204=None, **PROBLEMS), tags=["datasets"])
+@spec.validate(resp=Response(HTTP_204=None, **problems(409)), tags=["datasets"])
 def delete_dataset(name: str) -> tuple[str, int]:
     """Delete an upload and its objects; 409 while a queued or running job still reads it."""
     svc = services()

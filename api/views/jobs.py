@@ -20,8 +20,8 @@ from atelier.api.schemas import (
     JobListQuery,
     JobLogsOut,
     JobOut,
-    Problem,
     SubmitHeaders,
+    problems,
 )
 from atelier.api.services import Services, services
 from atelier.api.spec import spec
@@ -35,7 +35,6 @@ from atelier.shared.logs import JOB_ID
 from atelier.shared.queue import enqueue
 
 log = logging.getLogger(__name__)
-PROBLEMS = {f"HTTP_{code}": Problem for code in (400, 401, 404, 409, 413, 422, 503)}
 
 
 def owned_job(job_id: str) -> Job:
@@ -50,7 +49,7 @@ def owned_job(job_id: str) -> Job:
 @spec.validate(
     json=JobCreate,
     headers=SubmitHeaders,
-    resp=Response(HTTP_202=JobOut, **PROBLEMS),
+    resp=Response(HTTP_202=JobOut, **problems(409, 422, 503)),
     tags=["jobs"],
 )
 def create_job(json: JobCreate, headers: SubmitHeaders) -> tuple[JobOut, int, dict[str, str]]:
@@ -125,14 +124,14 @@ def _await_created(job_id: str) -> Job:
 
 
 @v1.get("/jobs/<job_id>")
-@spec.validate(resp=Response(HTTP_200=JobOut, **PROBLEMS), tags=["jobs"])
+@spec.validate(resp=Response(HTTP_200=JobOut), tags=["jobs"])
 def get_job(job_id: str) -> JobOut:
     """A job's status, progress, timestamps, error and outputs."""
     return present_job(owned_job(job_id))
 
 
 @v1.get("/jobs")
-@spec.validate(query=JobListQuery, resp=Response(HTTP_200=JobList, **PROBLEMS), tags=["jobs"])
+@spec.validate(query=JobListQuery, resp=Response(HTTP_200=JobList, **problems(422)), tags=["jobs"])
 def list_jobs(query: JobListQuery) -> JobList:
     """The caller's jobs, newest first, filtered by status, type and kind."""
 
@@ -152,7 +151,7 @@ def list_jobs(query: JobListQuery) -> JobList:
 
 
 @v1.post("/jobs/<job_id>/cancel")
-@spec.validate(resp=Response(HTTP_202=JobOut, **PROBLEMS), tags=["jobs"])
+@spec.validate(resp=Response(HTTP_202=JobOut, **problems(409)), tags=["jobs"])
 def cancel_job(job_id: str) -> tuple[JobOut, int]:
     """Cancel: a queued job never starts; a running one stops at its next step (409 if done)."""
     owned_job(job_id)
@@ -163,7 +162,7 @@ def cancel_job(job_id: str) -> tuple[JobOut, int]:
 
 
 @v1.get("/jobs/<job_id>/logs")
-@spec.validate(resp=Response(HTTP_200=JobLogsOut, **PROBLEMS), tags=["jobs"])
+@spec.validate(resp=Response(HTTP_200=JobLogsOut), tags=["jobs"])
 def job_logs(job_id: str) -> JobLogsOut:
     """The job's own log lines (attempts, resumes, checkpoints, losses, errors)."""
     owned_job(job_id)

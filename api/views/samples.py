@@ -15,15 +15,13 @@ from spectree import Response
 
 from atelier.api.paging import checked_limit
 from atelier.api.present import download_url
-from atelier.api.schemas import PageQuery, Problem
+from atelier.api.schemas import PageQuery, problems
 from atelier.api.services import services
 from atelier.api.spec import spec
 from atelier.api.views import v1
 from atelier.api.views.jobs import owned_job
 from atelier.shared.jobs import Job
 from atelier.shared.storage import ObjectLayout
-
-PROBLEMS = {f"HTTP_{code}": Problem for code in (401, 404, 422)}
 
 
 class SampleOut(BaseModel):
@@ -40,7 +38,7 @@ class SamplePage(BaseModel):
 
 
 @v1.get("/jobs/<job_id>/samples")
-@spec.validate(query=PageQuery, resp=Response(HTTP_200=SamplePage, **PROBLEMS), tags=["jobs"])
+@spec.validate(query=PageQuery, resp=Response(HTTP_200=SamplePage, **problems(422)), tags=["jobs"])
 def list_samples(job_id: str, query: PageQuery) -> SamplePage:
     """A training job's samples in step order, including those past the record's cap."""
     job = owned_job(job_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from spectree import Response
 
 from atelier.api.auth import current_owner
-from atelier.api.schemas import Problem, QuotaOut, RateBudgetOut, UsageOut
+from atelier.api.schemas import QuotaOut, RateBudgetOut, UsageOut
 from atelier.api.services import services
 from atelier.api.spec import spec
 from atelier.api.views import v1
@@ -13,11 +13,9 @@ from atelier.shared.limits import limits_for
 from atelier.shared.quotas import UNITS
 from atelier.shared.rate_limits import BUDGETS, Budget
 
-PROBLEMS = {f"HTTP_{code}": Problem for code in (401,)}
-
 
 @v1.get("/usage")
-@spec.validate(resp=Response(HTTP_200=UsageOut, **PROBLEMS), tags=["usage"])
+@spec.validate(resp=Response(HTTP_200=UsageOut), tags=["usage"])
 def usage() -> UsageOut:
     """Each quota with its use and limit, each rate budget with what is left (0: no limit)."""
     svc = services()
