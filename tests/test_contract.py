@@ -175,3 +175,17 @@ def test_the_key_of_a_deleted_job_is_a_409_not_a_503(inprocess_api: InProcessApi
     assert http.delete(inprocess_api.url(f"/v1/jobs/{job_id}"), headers=headers).status_code == 204
     again = http.post(inprocess_api.url("/v1/jobs"), json=body, headers=headers, timeout=10)
     assert again.status_code == 409 and again.json()["type"] == "urn:atelier:problem:conflict"
+
+
+def test_each_route_lists_the_errors_it_can_give(inprocess_api: InProcessApi) -> None:
+    """Not SpecTree's blanket 422 on routes with nothing to validate, nor 413 on a GET."""
+    paths = served_document(inprocess_api)["paths"]
+
+    def statuses(path: str, method: str = "get") -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    assert statuses("/v1/usage") == {"200", "401", "414", "429"}
+    assert statuses("/v1/jobs/{job_id}") == {"200", "401", "404", "414", "429"}
+    assert statuses("/v1/jobs") == {"200", "401", "414", "422", "429"}
+    assert {"400", "403", "409", "413", "422", "503"} <= statuses("/v1/jobs", "post")
+    assert statuses("/readyz") == {"200", "414", "503"}
