@@ -26,6 +26,10 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 GPUS_PATTERN = re.compile(r"auto|none|\d+(\s*,\s*\d+)*")
 
 
+PRESIGN_MAX_SECONDS = 7 * 86_400
+"""SigV4's own ceiling for a presigned URL's lifetime."""
+
+
 @dataclass(frozen=True)
 class Settings:
     # --- services ---------------------------------------------------------------------------
@@ -47,7 +51,8 @@ class Settings:
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
     s3_presign_expires_seconds: int = 3600
-    """Lifetime of presigned download URLs."""
+    """Lifetime of presigned download URLs: 1 s to 7 days (the most a SigV4 signature may
+    live; a URL anyone holding it can use should not outlive a working week)."""
 
     # --- queues and workers -----------------------------------------------------------------
     train_queue: str = "atelier-train"
@@ -77,6 +82,10 @@ class Settings:
     """Attempts a job gets when its worker dies or a transient error stops it."""
     retry_backoff_seconds: float = 2.0
     """First delay before a transient failure is retried; doubles each time, capped at 60 s."""
+    retention_days: float = 0.0
+    """Finished jobs (records, logs, samples, checkpoints, outputs) are deleted this many
+    days after they finish, by the reapers' bounded sweep; 0 keeps them. Models stay until
+    deleted (``DELETE /v1/models/{id}``)."""
     checkpoints_kept: int = 2
     """Newest checkpoints a training job keeps in storage; older ones are deleted."""
     upload_retry_seconds: float = 120.0
@@ -198,6 +207,14 @@ class Settings:
                 raise ValueError(_must_be(name, _choices(annotation), value))
         if not GPUS_PATTERN.fullmatch(self.gpus.strip()):
             raise ValueError(_must_be("gpus", "auto, none or a comma list of indices", self.gpus))
+        if not 1 <= self.s3_presign_expires_seconds <= PRESIGN_MAX_SECONDS:
+            raise ValueError(
+                _must_be(
+                    "s3_presign_expires_seconds",
+                    f"1 to {PRESIGN_MAX_SECONDS} (7 days)",
+                    self.s3_presign_expires_seconds,
+                )
+            )
 
     @property
     def effective_broker_url(self) -> str:

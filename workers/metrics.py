@@ -84,7 +84,8 @@ GENERATED_TOKENS = Counter(
 REAPER_ACTIONS = Counter(
     "atelier_reaper_actions_total",
     "What reapers did: requeued or failed a job whose worker died, expired a job past its "
-    "start deadline, sent a due retry's message, or re-sent a lost message.",
+    "start deadline, sent a due retry's message, re-sent a lost message, or deleted a "
+    "finished job past its retention (purged).",
     ["action"],
 )
 WORKER_UP = Gauge(
@@ -126,7 +127,7 @@ class MetricsObserver:
 
 def preinitialise(kinds: list[str], types: list[str]) -> None:
     """Export zero-valued series at start, so rates and alerts see them before any job."""
-    for action in ("requeued", "failed", "expired", "sent", "resent"):
+    for action in ("requeued", "failed", "expired", "sent", "resent", "purged"):
         REAPER_ACTIONS.labels(action)
     for kind in kinds:
         TRAINING_STEPS.labels(kind)
