@@ -8,6 +8,7 @@ reference."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,9 @@ def is_sample(ref: OutputRef) -> bool:
     """Samples a training job writes as it learns (``samples/step-…``)."""
     return ref.name.startswith("samples/")
 
+
+_server_log = logging.getLogger(__name__)
+"""The worker's own log: error text that may name hosts or paths goes here, not to the job."""
 
 # Set by the SIGTERM handler of a job process: the process is about to stop.
 PROCESS_DRAINING = threading.Event()
@@ -156,7 +160,8 @@ class JobContext:
         try:
             self.objects.delete(key)
         except Exception as exc:
-            self.log.warning("could not delete %s: %s", key, exc)
+            self.log.warning("could not delete %s (%s)", key, type(exc).__name__)
+            _server_log.warning("could not delete %s: %s", key, exc)
 
     def discard_stale_objects(self, current: Job | None, *, weights_key: str | None) -> int:
         """Delete what this attempt stored that ``current`` (the job's record now) does not

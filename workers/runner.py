@@ -185,7 +185,9 @@ class JobRunner:
             ctx.log.warning("stopped, another worker owns the job now: %s", exc)
             return None
         except TRANSIENT_ERRORS as exc:
-            ctx.log.warning("transient failure: %s: %s", type(exc).__name__, exc)
+            # The job's log says what the owner may read; the worker's log has the details.
+            ctx.log.warning("transient failure: %s", _error_info(exc).message)
+            log.warning("%s: transient failure: %s: %s", job.id, type(exc).__name__, exc)
             after = self.jobs.attempt_failed(job.id, _error_info(exc), attempt=job.attempt)
             if after is not None and after.status.is_terminal():
                 self._finished = after
