@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
+from atelier.api.auth import record_audit
 from atelier.api.contract import document_contract
 from atelier.api.limits_doc import document_limits
 from atelier.api.metrics import install_metrics
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         datasets,
         files,
         jobs,
+        keys,
         removal,
         samples,
         usage,
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(guard_json_body)
     app.teardown_request(_forget_log_context)
     app.after_request(_security_headers)
+    app.after_request(record_audit)
     app.register_blueprint(v1)
     app.register_blueprint(health)
     install_metrics(app, settings, svc.redis)

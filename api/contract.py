@@ -27,6 +27,7 @@ BODY_METHODS = frozenset({"post", "put", "patch"})
 _REASONS = {
     "400": "Malformed request: the body is not a JSON object, or not JSON.",
     "401": "Missing or invalid API key.",
+    "403": "The API key lacks the route's scope (or a quota is used up).",
     "404": "No such resource for this owner.",
     "413": "The body is larger than allowed.",
     "414": f"The path and query are longer than {MAX_URI_CHARS} characters.",
@@ -66,7 +67,7 @@ def _complete_errors(path: str, method: str, operation: dict[str, Any], problem:
     places = {p.get("in") for p in operation.get("parameters", [])}
     statuses = {"414"}
     if path.startswith("/v1/") and operation.get("security") != []:
-        statuses.add("401")
+        statuses |= {"401", "403"}
     if method in BODY_METHODS:  # the body guard reads any body (api.problems)
         statuses |= {"400", "413", "422"}
     if places & {"query", "header"}:

@@ -228,6 +228,34 @@ class Client:
         kinds: list[Json] = self.request("GET", "/v1/kinds")["data"]
         return kinds
 
+    def api_keys(self) -> list[Json]:
+        """The caller's API keys (needs an ``admin`` key), never the keys themselves."""
+        found: list[Json] = self.request("GET", "/v1/keys")["data"]
+        return found
+
+    def create_key(
+        self,
+        name: str = "api",
+        scopes: list[str] | None = None,
+        expires_in_days: float | None = None,
+    ) -> Json:
+        """A new key for the caller's owner; its ``key`` field is shown this once."""
+        body: Json = {"name": name, "expires_in_days": expires_in_days}
+        if scopes is not None:
+            body["scopes"] = scopes
+        return self.request("POST", "/v1/keys", json=body)
+
+    def revoke_key(self, key_id: str) -> None:
+        self.request("DELETE", f"/v1/keys/{key_id}")
+
+    def rotate_key(self, key_id: str) -> Json:
+        return self.request("POST", f"/v1/keys/{key_id}/rotate")
+
+    def audit(self, limit: int = 100) -> list[Json]:
+        """The caller's audit trail, newest first."""
+        found: list[Json] = self.request("GET", "/v1/audit", params={"limit": limit})["data"]
+        return found
+
     def delete_dataset(self, name: str) -> None:
         self.request("DELETE", f"/v1/datasets/{name}")
 

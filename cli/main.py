@@ -7,12 +7,14 @@ import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import redis
 
+from atelier.cli.keys import keys
 from atelier.cli.processes import api_argv, child_env, worker_argv
 from atelier.cli.terminal import call, finish, wait_with_bar
 from atelier.cli.usage import usage_table
@@ -153,26 +155,6 @@ def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> 
     from atelier.cli.up import run_up
 
     run_up(EmbeddedStack(_settings(), port=port), demo, demo_steps, exit_after_demo)
-
-
-# --- keys -------------------------------------------------------------------------------------
-@main.group()
-def keys() -> None:
-    """API keys (talks to Redis directly: run it where ATELIER_REDIS_URL reaches)."""
-
-
-@keys.command("create")
-@click.option("--owner", required=True, help="Owner the key acts as (a-z, 0-9, _ and -).")
-@click.option("--name", default="cli", show_default=True, help="A label for the key.")
-def keys_create(owner: str, name: str) -> None:
-    """Create a key and print it; only its hash is stored."""
-    from atelier.shared.auth import ApiKeyStore
-
-    store = ApiKeyStore(redis.Redis.from_url(_settings().redis_url))
-    try:
-        click.echo(store.create(owner, name))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--owner") from exc
 
 
 # --- jobs -------------------------------------------------------------------------------------
@@ -352,6 +334,19 @@ def models() -> None:
             f"{model['id']}  {model['kind']}  {model['dataset']}  {model['steps']} steps  {metrics}"
         )
 
+
+@main.command()
+@click.option("--limit", default=50, show_default=True, help="Newest events to show.")
+def audit(limit: int) -> None:
+    """Your audit trail, newest first: submits, cancels, deletes and key changes."""
+    client = _client()
+    for event in call(lambda: client.audit(limit)):
+        when = datetime.fromtimestamp(event.pop("at"), UTC).strftime("%Y-%m-%d %H:%M:%S")
+        rest = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("action", "actor"))
+        click.echo(f"{when}  {event['action']:<15}{event['actor']:<18}{rest}")
+
+
+main.add_command(keys)
 
 if __name__ == "__main__":
     main()

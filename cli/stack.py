@@ -22,7 +22,7 @@ from atelier.cli.processes import (
     wait_until,
 )
 from atelier.cli.supervisor import RestartPolicy, Supervisor
-from atelier.shared.auth import ApiKeyStore
+from atelier.shared.auth import SCOPES, ApiKeyStore
 from atelier.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class EmbeddedStack:
             key = path.read_text().strip()
             if keys.lookup(key) is not None:
                 return key
-        key = keys.create(self.owner, name="atelier up")
+        key = keys.create(self.owner, name="atelier up", scopes=SCOPES)  # admin: the local owner
         write_private(path, key + "\n")
         return key
 

@@ -7,6 +7,7 @@
     │   ├── MalformedRequest      400 body is not JSON, or not an object
     │   ├── Unauthorized          401 missing or unknown API key
     │   ├── QuotaExceeded         403 a hard quota is used up; names it, its usage and limit
+    │   ├── MissingScope          403 the API key lacks the route's scope; names it
     │   ├── NotFound              404 no such job/model/file *for this owner*
     │   ├── Conflict              409 the request does not fit the resource's state
     │   ├── PayloadTooLarge       413 body over ``max_request_bytes``
@@ -85,6 +86,12 @@ class QuotaExceeded(ProblemError):
     """Raised with ``quota``, ``usage`` and ``limit`` extensions: nothing was stored."""
 
     status, slug, title = 403, "quota-exceeded", "Quota exceeded"
+
+
+class MissingScope(ProblemError):
+    """Raised with a ``scope`` extension: the scope the route needs."""
+
+    status, slug, title = 403, "missing-scope", "The API key lacks a scope"
 
 
 class NotFound(ProblemError):

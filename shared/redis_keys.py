@@ -36,8 +36,14 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:dataset:{dataset_id}        string uploaded dataset record (JSON)
     {p}:dataset:{dataset_id}:users  set    ids of jobs that read the dataset (delete checks)
     {p}:owner:{owner}:datasets      zset   dataset ids of one owner, scored 0 like jobs
-    {p}:apikey:{sha256(key)}        string API key record (JSON: owner, name, created_at);
-                                           the key itself is never stored
+    {p}:apikey:{sha256(key)}        string API key record (JSON: owner, name, created_at,
+                                           scopes, expires_at); the key itself is never
+                                           stored; expires with the key (EXAT)
+    {p}:owner:{owner}:apikeys       hash   key id (first 16 hex of the hash) -> full hash
+    {p}:owner:{owner}:apikeys-used  hash   key id -> last use (epoch seconds; written at most
+                                           once a minute per API process)
+    {p}:owner:{owner}:audit         stream submits, cancels, deletes and key changes, newest
+                                           last, capped near 1000 entries (shared.audit)
     {p}:ratelimit:{owner}:{budget}  string GCRA theoretical arrival time (ms since the epoch)
                                            of one rate budget (submits, uploads, reads);
                                            expires once the budget is full again
@@ -130,6 +136,15 @@ class RedisKeys:
 
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:apikey:{key_hash}"
+
+    def owner_api_keys(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:apikeys"
+
+    def api_keys_used(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:apikeys-used"
+
+    def audit(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:audit"
 
     def rate_limit(self, owner: str, budget: str) -> str:
         return f"{self.prefix}:ratelimit:{owner}:{budget}"

@@ -184,8 +184,8 @@ def test_each_route_lists_the_errors_it_can_give(inprocess_api: InProcessApi) ->
     def statuses(path: str, method: str = "get") -> set[str]:
         return set(paths[path][method]["responses"])
 
-    assert statuses("/v1/usage") == {"200", "401", "414", "429"}
-    assert statuses("/v1/jobs/{job_id}") == {"200", "401", "404", "414", "429"}
-    assert statuses("/v1/jobs") == {"200", "401", "414", "422", "429"}
+    assert statuses("/v1/usage") == {"200", "401", "403", "414", "429"}
+    assert statuses("/v1/jobs/{job_id}") == {"200", "401", "403", "404", "414", "429"}
+    assert statuses("/v1/jobs") == {"200", "401", "403", "414", "422", "429"}
     assert {"400", "403", "409", "413", "422", "503"} <= statuses("/v1/jobs", "post")
     assert statuses("/readyz") == {"200", "414", "503"}
