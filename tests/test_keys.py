@@ -111,3 +111,14 @@ def test_cli_lists_revokes_and_rotates(
     new_id = hash_key(rotated.output.strip())[:ID_CHARS]
     assert runner.invoke(keys, ["revoke", "--owner", "carol", new_id]).exit_code == 0
     assert ApiKeyStore(redis_client).list_for_owner("carol") == []
+
+
+def test_submit_and_cancel_are_audited_with_the_job_id(inprocess_api: InProcessApi) -> None:
+    client = inprocess_api.client()
+    job = client.submit("train", "dcgan", {"steps": 3})
+    client.cancel(job["id"])
+    trail = client.audit()
+    assert [(e["action"], e["id"] if "id" in e else e["job_id"]) for e in trail] == [
+        ("job.cancel", job["id"]),
+        ("job.submit", job["id"]),
+    ]
