@@ -115,7 +115,8 @@ class Uploader:
             try:
                 ref = self._upload(name, key, data, content_type, BEST_EFFORT_SECONDS)
             except StorageUnavailable as exc:
-                self._log.warning("dropped %s after storage errors: %s", name, exc)
+                self._log.warning("dropped %s after storage errors", name)
+                log.info("dropped %s: %s", name, exc)
                 return None
             if on_stored is not None:
                 on_stored(ref)
@@ -168,9 +169,14 @@ def patiently(
         except NotFound:
             raise
         except Exception as exc:
+            # What the owner reads (the job's log, its error) names the kind of failure;
+            # the text, which can name hosts and endpoints, goes to the worker's log.
+            log.info("%s failed: %s", what, exc)
             if time.monotonic() + delay > deadline:
-                raise StorageUnavailable(f"{what} failed for {budget:.0f}s: {exc}") from exc
-            logger.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                raise StorageUnavailable(
+                    f"{what} failed for {budget:.0f}s ({type(exc).__name__})"
+                ) from exc
+            logger.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
 
