@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import redis
 
 from atelier.cli.keys import keys
 from atelier.cli.processes import api_argv, child_env, worker_argv
