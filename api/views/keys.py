@@ -9,11 +9,12 @@ from pydantic import BaseModel, Field
 from spectree import Response
 
 from atelier.api.auth import current_owner
+from atelier.api.paging import checked_limit
 from atelier.api.schemas import Problem
 from atelier.api.services import services
 from atelier.api.spec import spec
 from atelier.api.views import v1
-from atelier.shared.audit import AUDIT_CAP, AuditLog
+from atelier.shared.audit import AuditLog
 from atelier.shared.auth import ApiKeyInfo
 from atelier.shared.errors import NotFound
 
@@ -39,13 +40,15 @@ class KeyList(BaseModel):
 
 
 class KeyCreate(BaseModel):
-    name: str = Field("api", min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, description="What the key is for.")
     scopes: list[Scope] = Field(["read", "submit", "upload"], min_length=1, max_length=4)
     expires_in_days: float | None = Field(None, gt=0, le=3650)
 
 
 class AuditQuery(BaseModel):
-    limit: int = Field(100, ge=1, le=AUDIT_CAP)
+    limit: int = Field(
+        20, ge=1, description="Events, newest first; at most ATELIER_LIST_PAGE_MAX."
+    )
 
 
 class AuditEvent(BaseModel):
@@ -111,4 +114,6 @@ def rotate_key(key_id: str) -> tuple[KeyCreated, int]:
 @spec.validate(query=AuditQuery, resp=Response(HTTP_200=AuditList), tags=["keys"])
 def audit(query: AuditQuery) -> AuditList:
     """The caller's audit trail, newest first: submits, cancels, deletes and key changes."""
-    return AuditList(data=AuditLog(services().redis).read(current_owner(), query.limit))
+    svc = services()
+    limit = checked_limit(query.limit, svc.settings.list_page_max)
+    return AuditList(data=AuditLog(svc.redis).read(current_owner(), limit))
