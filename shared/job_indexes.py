@@ -195,9 +195,6 @@ class JobIndexes:
     def forget_start_deadline(self, job_id: str) -> None:
         self._redis.zrem(self._keys.start_deadlines, job_id)
 
-    def due_requeues(self, now: float | None = None) -> list[str]:
-        return self._ids_due(self._keys.requeued, now)
-
     def forget_requeue(self, job_id: str) -> None:
         """Called after the job's new message is sent."""
         self._redis.zrem(self._keys.requeued, job_id)

@@ -148,10 +148,6 @@ class FairQueue:
         else:
             pipe.zrem(self._keys.fair(t), owner)
 
-    def waiting(self, job_type: JobType, owner: str) -> int:
-        """Claimable jobs ``owner`` has of ``job_type``."""
-        return int(self._redis.zcard(self._keys.fair_owner(job_type.value, owner)))
-
     def owe_wakeup(self, job_type: JobType) -> None:
         """A message found only jobs whose owners are at their running limit: it is spent,
         so one wake-up is owed to whoever frees a slot next."""
