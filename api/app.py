@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_NAME] = svc
 
     # Importing the view modules attaches their routes to the blueprints.
+    from atelier.api.dashboard.install import install_dashboard
     from atelier.api.views import (  # noqa: F401
         catalog,
         datasets,
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_request(_forget_log_context)
     app.after_request(_security_headers)
     app.after_request(record_audit)
+    install_dashboard(app)  # before v1: it adds GET /v1/system
     app.register_blueprint(v1)
     app.register_blueprint(health)
     install_metrics(app, settings, svc.redis)

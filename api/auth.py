@@ -1,13 +1,20 @@
-"""Bearer-key authentication and scopes for every ``/v1`` route, and the audit hook."""
+"""Authentication (a bearer key, or a dashboard session cookie standing for one) and scopes
+for every ``/v1`` route, and the audit hook."""
 
 from __future__ import annotations
 
 from flask import Response, g, request
 
+from atelier.api.dashboard.sessions import (
+    COOKIE_NAME,
+    CSRF_HEADER,
+    SessionStore,
+    csrf_matches,
+)
 from atelier.api.services import services
 from atelier.shared.audit import AuditLog
-from atelier.shared.auth import ID_CHARS, hash_key
-from atelier.shared.errors import MissingScope, Unauthorized
+from atelier.shared.auth import ID_CHARS, ApiKeyRecord, hash_key
+from atelier.shared.errors import CsrfFailed, MissingScope, Unauthorized
 from atelier.shared.logs import JOB_ID, OWNER
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -37,21 +44,17 @@ def required_scope(method: str, path: str) -> str:
 
 def require_api_key() -> None:
     """Before-request hook: resolve the caller's owner, or answer 401 (no valid key) or
-    403 (the key lacks the route's scope)."""
+    403 (the key lacks the route's scope, or a cookie-made change lacks its CSRF token).
+    A bearer key wins; without one, a dashboard session cookie stands for the key it was
+    made from (the dashboard's fetch calls and EventSource cannot send headers of their
+    own choosing to every route, and must not hold the key in script)."""
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized(
-            "Send 'Authorization: Bearer <api key>'; create a key with `atelier keys create`."
-        )
-    record = services().api_keys.lookup(token.strip())
-    if record is None:
-        raise Unauthorized(
-            "The API key is not valid (unknown, revoked or expired); "
-            "create one with `atelier keys create`."
-        )
+    if not header and COOKIE_NAME in request.cookies:
+        record, digest = _session_credentials()
+    else:
+        record, digest = _bearer_credentials(header)
     g.owner = record.owner
-    g.key_id = hash_key(token.strip())[:ID_CHARS]
+    g.key_id = digest[:ID_CHARS]
     OWNER.set(record.owner)
     job_id = (request.view_args or {}).get("job_id")
     if job_id:
@@ -63,6 +66,42 @@ def require_api_key() -> None:
             f"needs {scope!r}.",
             scope=scope,
         )
+
+
+def _bearer_credentials(header: str) -> tuple[ApiKeyRecord, str]:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "Send 'Authorization: Bearer <api key>'; create a key with `atelier keys create`."
+        )
+    record = services().api_keys.lookup(token.strip())
+    if record is None:
+        raise Unauthorized(
+            "The API key is not valid (unknown, revoked or expired); "
+            "create one with `atelier keys create`."
+        )
+    return record, hash_key(token.strip())
+
+
+def session_store() -> SessionStore:
+    svc = services()
+    return SessionStore(svc.redis, svc.settings.dashboard_session_seconds)
+
+
+def _session_credentials() -> tuple[ApiKeyRecord, str]:
+    """The record of the key behind the request's session cookie. A change (any unsafe
+    method) must also carry the session's CSRF token in ``X-CSRF-Token``."""
+    session = session_store().get(request.cookies.get(COOKIE_NAME))
+    if session is None:
+        raise Unauthorized("The dashboard session has ended (expired or signed out); sign in.")
+    if request.method not in READ_METHODS and not csrf_matches(
+        session.csrf_token, request.headers.get(CSRF_HEADER)
+    ):
+        raise CsrfFailed(f"A change made with the session cookie needs the {CSRF_HEADER} header.")
+    record = services().api_keys.lookup_digest(session.key_digest)
+    if record is None:
+        raise Unauthorized("The key this session was made from is revoked or expired; sign in.")
+    return record, session.key_digest
 
 
 def current_owner() -> str:

@@ -41,6 +41,40 @@ def validation_problem(
     return ValidationFailed(detail, errors=errors)
 
 
+# The docs pages load Redoc and Swagger UI from the API itself (``api/dashboard/static/
+# vendor``, pinned there with their licences), never from a CDN: spectree's own pages fetch
+# them from unpkg.com and are blank wherever the internet is out of reach. Both read the
+# served document (``/v1/openapi.json``: the per-kind params and limits included).
+# ``str.format`` templates (spectree fills them): literal braces are doubled.
+DOC_PAGES = {
+    "redoc": """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Atelier API · Redoc</title>
+</head>
+<body>
+  <redoc spec-url="/v1/openapi.json"></redoc>
+  <script src="/assets/vendor/redoc/redoc.standalone.js"></script>
+</body>
+</html>""",
+    "swagger": """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Atelier API · Swagger UI</title>
+  <link rel="stylesheet" href="/assets/vendor/swagger-ui/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui" data-spec-url="/v1/openapi.json"></div>
+  <script src="/assets/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+  <script src="/assets/swagger-init.js"></script>
+</body>
+</html>""",
+}
+
 spec = SpecTree(
     "flask",
     title="Atelier API",
@@ -61,6 +95,7 @@ spec = SpecTree(
         )
     ],
     security={"bearer": []},
+    page_templates=DOC_PAGES,
 )
 
 

@@ -116,7 +116,10 @@ class ApiKeyStore:
         """The key's record, or None if it is unknown, revoked or expired."""
         if not key.startswith(KEY_PREFIX):
             return None
-        digest = hash_key(key)
+        return self.lookup_digest(hash_key(key))
+
+    def lookup_digest(self, digest: str) -> ApiKeyRecord | None:
+        """``lookup`` by the key's hash: a dashboard session holds the hash, never the key."""
         record = self._cached(digest)
         if record is None:
             raw = self._redis.get(self._keys.api_key(digest))

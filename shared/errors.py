@@ -8,6 +8,7 @@
     │   ├── Unauthorized          401 missing or unknown API key
     │   ├── QuotaExceeded         403 a hard quota is used up; names it, its usage and limit
     │   ├── MissingScope          403 the API key lacks the route's scope; names it
+    │   ├── CsrfFailed            403 a session-cookie change without its CSRF token
     │   ├── NotFound              404 no such job/model/file *for this owner*
     │   ├── Conflict              409 the request does not fit the resource's state
     │   ├── PayloadTooLarge       413 body over ``max_request_bytes``
@@ -92,6 +93,13 @@ class MissingScope(ProblemError):
     """Raised with a ``scope`` extension: the scope the route needs."""
 
     status, slug, title = 403, "missing-scope", "The API key lacks a scope"
+
+
+class CsrfFailed(ProblemError):
+    """A dashboard session's cookie came without the session's CSRF token: a change made
+    with the cookie alone may have been forged by another site."""
+
+    status, slug, title = 403, "csrf-failed", "Missing or wrong CSRF token"
 
 
 class NotFound(ProblemError):

@@ -187,6 +187,9 @@ class Settings:
     """Largest ``limit`` a list call may ask for."""
     auth_cache_seconds: float = 5.0
     """An API process remembers a verified key this long; 0 checks Redis on every request."""
+    dashboard_session_seconds: int = 43_200
+    """A dashboard sign-in lasts this long (12 h), then asks for the key again; signing out,
+    or revoking the key it was made from, ends it at once."""
 
     # --- embedded stack (``atelier up``) ----------------------------------------------------
     data_dir: Path = Path(".atelier")

@@ -1,0 +1,131 @@
+"""The dashboard's pages. Each renders what the JSON API would answer (through the same
+presenters) into a template; the page's script then follows the event stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from atelier.api.auth import current_owner
+from atelier.api.dashboard.blueprint import dashboard
+from atelier.api.dashboard.system import system_snapshot
+from atelier.api.present import present_job, present_model
+from atelier.api.services import services
+from atelier.api.views.datasets import present_dataset
+from atelier.api.views.jobs import owned_job
+from atelier.shared.errors import NotFound
+from atelier.shared.jobs import Job, JobStatus, JobType
+from atelier.shared.kinds import KINDS, StrictParams
+
+PAGE_JOBS = 50
+"""Jobs the table lists; newer ones arrive live through the event stream."""
+SAMPLE_PREFIX = "samples/"
+
+
+def _defaults(params: type[StrictParams], **given: Any) -> dict[str, Any]:
+    """A kind's params with their defaults, to pre-fill a form's JSON (required fields
+    without a default are left to ``given`` or to the user)."""
+    values: dict[str, Any] = {}
+    for name, field in params.model_fields.items():
+        if not field.is_required():
+            values[name] = field.get_default(call_default_factory=True)
+    values.update(given)
+    return values
+
+
+def _kind_forms(job_type: JobType, **given: Any) -> dict[str, dict[str, Any]]:
+    return {
+        name: _defaults(
+            kind.train_params if job_type == JobType.TRAIN else kind.generate_params, **given
+        )
+        for name, kind in KINDS.items()
+    }
+
+
+@dashboard.get("/")
+def jobs() -> str:
+    """Every job of the caller, newest first, filtered like ``GET /v1/jobs``."""
+    status = request.args.get("status") or None
+    job_type = request.args.get("type") or None
+    kind = request.args.get("kind") or None
+
+    def matches(job: Job) -> bool:
+        return (
+            (status is None or job.status == status)
+            and (job_type is None or job.type == job_type)
+            and (kind is None or job.kind == kind)
+        )
+
+    found, _ = services().jobs.list_for_owner(current_owner(), limit=PAGE_JOBS, where=matches)
+    datasets = services().datasets.list_for_owner(current_owner())
+    return render_template(
+        "jobs.html",
+        jobs=[present_job(j) for j in found],
+        filters={"status": status or "", "type": job_type or "", "kind": kind or ""},
+        statuses=[s.value for s in JobStatus],
+        types=[t.value for t in JobType],
+        kinds=sorted(KINDS),
+        datasets=datasets,
+        train_defaults=_kind_forms(JobType.TRAIN),
+    )
+
+
+@dashboard.get("/jobs/<job_id>")
+def job(job_id: str) -> str:
+    """One job: progress, loss curves, the sample strip, the outputs, the log tail."""
+    found = _owned(job_id)
+    shown = present_job(found)
+    return render_template(
+        "job.html",
+        job=shown,
+        samples=[o for o in shown.outputs if o.name.startswith(SAMPLE_PREFIX)],
+        outputs=[o for o in shown.outputs if not o.name.startswith(SAMPLE_PREFIX)],
+        log_lines=services().logs.read(job_id)[-200:],
+    )
+
+
+@dashboard.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str) -> BaseResponse:
+    """The cancel form (its CSRF token was checked by the blueprint's guard)."""
+    _owned(job_id)
+    # A job already finished stays as it is: its page shows the final status.
+    services().jobs.request_cancel(job_id)
+    return redirect(url_for("dashboard.job", job_id=job_id))
+
+
+def _owned(job_id: str) -> Job:
+    try:
+        return owned_job(job_id)
+    except NotFound:
+        abort(404)
+
+
+@dashboard.get("/models")
+def models() -> str:
+    found, _ = services().models.list_for_owner(current_owner(), limit=PAGE_JOBS)
+    return render_template("models.html", models=[present_model(m) for m in found])
+
+
+@dashboard.get("/models/<model_id>")
+def model(model_id: str) -> str:
+    """A model's samples and a generate form; results arrive in the gallery below it."""
+    found = services().models.get_for_owner(model_id, current_owner())
+    if found is None:
+        abort(404)
+    generate = KINDS[found.kind].generate_params if found.kind in KINDS else None
+    defaults = _defaults(generate, model_id=model_id) if generate else {"model_id": model_id}
+    return render_template("model.html", model=present_model(found), defaults=defaults)
+
+
+@dashboard.get("/datasets")
+def datasets() -> str:
+    found = services().datasets.list_for_owner(current_owner())
+    return render_template("datasets.html", datasets=[present_dataset(d) for d in found])
+
+
+@dashboard.get("/system")
+def system() -> str:
+    """Queues and workers, as Flower shows them."""
+    return render_template("system.html", system=system_snapshot(current_owner()))

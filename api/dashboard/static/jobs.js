@@ -1,0 +1,125 @@
+// The jobs table, live from GET /v1/events, and the "start a training job" form.
+"use strict";
+
+(() => {
+  const table = document.getElementById("jobs-table");
+  const body = table.querySelector("tbody");
+  const filter = {
+    status: table.dataset.filterStatus, type: table.dataset.filterType, kind: table.dataset.filterKind,
+  };
+  const pending = new Set();
+
+  for (const cell of body.querySelectorAll('[data-field="eta"]')) {
+    cell.textContent = Atelier.formatEta(cell.dataset.eta);
+  }
+
+  const matches = (job) => (!filter.status || job.status === filter.status)
+    && (!filter.type || job.type === filter.type) && (!filter.kind || job.kind === filter.kind);
+
+  function rowFor(job) {
+    const row = Atelier.el("tr", { "data-job": job.id, "data-type": job.type, "data-kind": job.kind });
+    const link = Atelier.el("a", { href: `/jobs/${encodeURIComponent(job.id)}` }, job.id);
+    const cells = [link, Atelier.el("span", { "data-field": "status" }), job.type, job.kind];
+    for (const content of cells) {
+      const td = Atelier.el("td");
+      if (typeof content === "string") td.textContent = content; else td.append(content);
+      row.append(td);
+    }
+    const progress = Atelier.el("td");
+    progress.append(Atelier.el("progress", { max: "1", value: "0", "data-field": "progress",
+                                             "aria-label": `Progress of ${job.id}` }));
+    progress.append(" ", Atelier.el("span", { class: "step", "data-field": "step" }, ""));
+    row.append(progress, Atelier.el("td", { "data-field": "eta" }, "–"),
+               Atelier.el("td", {}, new Date(job.created_at).toLocaleString()));
+    return row;
+  }
+
+  function applyJob(row, job) {
+    row.dataset.status = job.status;
+    Atelier.setStatus(row.querySelector('[data-field="status"]'), job.status);
+    const p = job.progress || {};
+    applyProgress(row, { fraction: p.fraction, step: p.step, total: p.total, eta_seconds: p.eta_seconds });
+  }
+
+  function applyProgress(row, p) {
+    if (p.fraction !== undefined) row.querySelector('[data-field="progress"]').value = p.fraction;
+    if (p.step !== undefined) row.querySelector('[data-field="step"]').textContent = `${p.step}/${p.total}`;
+    row.querySelector('[data-field="eta"]').textContent = Atelier.formatEta(p.eta_seconds);
+  }
+
+  // A job the table does not show yet (submitted elsewhere): read it once, then add it.
+  async function addJob(jobId) {
+    if (pending.has(jobId)) return;
+    pending.add(jobId);
+    const result = await Atelier.api("GET", `/v1/jobs/${encodeURIComponent(jobId)}`);
+    pending.delete(jobId);
+    if (!result.ok || !matches(result.data) || findRow(jobId)) return;
+    const row = rowFor(result.data);
+    applyJob(row, result.data);
+    body.prepend(row);
+    document.getElementById("no-jobs").hidden = true;
+  }
+
+  const findRow = (jobId) => body.querySelector(`tr[data-job="${CSS.escape(jobId)}"]`);
+
+  function onStatus(event) {
+    const row = findRow(event.job);
+    if (!row) { addJob(event.job); return; }
+    row.dataset.status = event.status;
+    Atelier.setStatus(row.querySelector('[data-field="status"]'), event.status);
+    if (event.status === "succeeded") applyProgress(row, { fraction: 1, eta_seconds: null });
+    if (Atelier.TERMINAL.has(event.status)) row.querySelector('[data-field="eta"]').textContent = "–";
+  }
+
+  function onProgress(event) {
+    const row = findRow(event.job);
+    if (row) applyProgress(row, event); else addJob(event.job);
+  }
+
+  Atelier.follow("/v1/events", { status: onStatus, end: onStatus, progress: onProgress },
+                 document.getElementById("live-state"));
+
+  // --- the training form: a kind's defaults as editable JSON --------------------------
+  const form = document.getElementById("train-form");
+  const kind = document.getElementById("train-kind");
+  const dataset = document.getElementById("train-dataset");
+  const params = document.getElementById("train-params");
+  const status = document.getElementById("train-status");
+  const defaults = JSON.parse(document.getElementById("train-defaults").textContent);
+
+  function prefill() {
+    const values = Object.assign({}, defaults[kind.value] || {});
+    if (dataset.value) values.dataset = dataset.value;
+    params.value = JSON.stringify(values, null, 2);
+  }
+  kind.addEventListener("change", prefill);
+  dataset.addEventListener("change", () => {
+    try {
+      const values = JSON.parse(params.value);
+      values.dataset = dataset.value;
+      params.value = JSON.stringify(values, null, 2);
+    } catch (_) { prefill(); }
+  });
+  prefill();
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    let values;
+    try { values = JSON.parse(params.value); } catch (error) {
+      status.textContent = `The parameters are not valid JSON: ${error.message}`;
+      return;
+    }
+    status.textContent = "Submitting…";
+    const result = await Atelier.api("POST", "/v1/jobs", { type: "train", kind: kind.value, params: values });
+    if (!result.ok) { status.textContent = `Refused: ${Atelier.problemText(result)}`; return; }
+    status.textContent = "";
+    const link = Atelier.el("a", { href: `/jobs/${encodeURIComponent(result.data.id)}` }, result.data.id);
+    status.append("Started ", link, ".");
+    if (!findRow(result.data.id) && matches(result.data)) {
+      const row = rowFor(result.data);
+      applyJob(row, result.data);
+      body.prepend(row);
+      document.getElementById("no-jobs").hidden = true;
+    }
+  });
+})();

@@ -1,0 +1,199 @@
+"""The dashboard's sign-in, sessions and CSRF (fast tier: the app in this process, real
+Redis, no worker). The browser tests are in tests/test_dashboard_browser.py."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from flask.testing import FlaskClient
+
+from atelier.api.dashboard.sessions import COOKIE_NAME, SessionStore
+from atelier.api.services import EXTENSION_NAME, Services
+from tests.conftest import InProcessApi
+
+FORM = "multipart/form-data"
+"""How the dashboard's forms post (the app's JSON guard leaves multipart to the form parser)."""
+SIGN_IN_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _sign_in(client: FlaskClient, key: str, follow: bool = False) -> object:
+    form = client.get("/sign-in").get_data(as_text=True)
+    found = SIGN_IN_TOKEN.search(form)
+    assert found is not None
+    return client.post(
+        "/sign-in",
+        data={"api_key": key, "csrf_token": found.group(1)},
+        content_type=FORM,
+        follow_redirects=follow,
+    )
+
+
+@pytest.fixture()
+def browser(inprocess_api: InProcessApi) -> FlaskClient:
+    """A test client signed in as alice (it keeps cookies like a browser)."""
+    client = inprocess_api.app.test_client()
+    answer = _sign_in(client, inprocess_api.raw_key("alice"))
+    assert answer.status_code == 302  # type: ignore[attr-defined]
+    return client
+
+
+def services_of(api: InProcessApi) -> Services:
+    found: Services = api.app.extensions[EXTENSION_NAME]
+    return found
+
+
+def _csrf(client: FlaskClient) -> str:
+    page = client.get("/").get_data(as_text=True)
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
+    assert found is not None and found.group(1)
+    return found.group(1)
+
+
+def test_pages_without_a_session_redirect_to_sign_in(inprocess_api: InProcessApi) -> None:
+    client = inprocess_api.app.test_client()
+    for path in ("/", "/jobs/job_x", "/models", "/datasets", "/system"):
+        answer = client.get(path)
+        assert answer.status_code == 302, path
+        assert answer.headers["Location"].startswith("/sign-in?next="), path
+
+
+def test_session_cookie_flags(inprocess_api: InProcessApi) -> None:
+    client = inprocess_api.app.test_client()
+    answer = _sign_in(client, inprocess_api.raw_key())
+    cookie = next(
+        c
+        for c in answer.headers.getlist("Set-Cookie")  # type: ignore[attr-defined]
+        if c.startswith(COOKIE_NAME + "=")
+    )
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags
+    assert "secure" not in flags  # plain http here; over https the flag is set
+    assert any(f.startswith("max-age=") for f in flags)
+    https = inprocess_api.app.test_client()
+    form = https.get("/sign-in", base_url="https://atelier.test").get_data(as_text=True)
+    token = SIGN_IN_TOKEN.search(form)
+    assert token is not None
+    secure = https.post(
+        "/sign-in",
+        base_url="https://atelier.test",
+        data={"api_key": inprocess_api.raw_key(), "csrf_token": token.group(1)},
+        content_type=FORM,
+    )
+    assert any(
+        "secure" in {p.strip().lower() for p in c.split(";")}
+        for c in secure.headers.getlist("Set-Cookie")
+    )
+
+
+def test_sign_in_never_reflects_the_key(inprocess_api: InProcessApi) -> None:
+    client = inprocess_api.app.test_client()
+    wrong = "atl_" + "x" * 40 + "<script>"
+    answer = _sign_in(client, wrong)
+    page = answer.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert answer.status_code == 401  # type: ignore[attr-defined]
+    assert "not valid" in page and "x" * 40 not in page and "<script>" not in page
+    good = inprocess_api.raw_key()
+    assert good not in _sign_in(client, good, follow=True).get_data(as_text=True)  # type: ignore[attr-defined]
+
+
+def test_sign_in_form_needs_its_own_token(inprocess_api: InProcessApi) -> None:
+    """Login CSRF: another site cannot sign a browser in under its own key."""
+    client = inprocess_api.app.test_client()
+    answer = client.post("/sign-in", data={"api_key": inprocess_api.raw_key()}, content_type=FORM)
+    assert answer.status_code == 401
+    assert client.get_cookie(COOKIE_NAME) is None
+
+
+def test_session_expires(inprocess_api: InProcessApi) -> None:
+    store = SessionStore(inprocess_api.redis, ttl_seconds=1)
+    session_id, _ = store.create(inprocess_api.raw_key())
+    assert store.get(session_id) is not None
+    time.sleep(1.2)
+    assert store.get(session_id) is None
+    client = inprocess_api.app.test_client()
+    client.set_cookie(COOKIE_NAME, session_id)
+    assert client.get("/").status_code == 302
+    assert client.get("/v1/jobs").status_code == 401
+
+
+def test_sign_out_ends_the_session_server_side(browser: FlaskClient) -> None:
+    session_id = browser.get_cookie(COOKIE_NAME)
+    assert session_id is not None
+    answer = browser.post("/sign-out", data={"csrf_token": _csrf(browser)}, content_type=FORM)
+    assert answer.status_code == 302 and answer.headers["Location"] == "/sign-in"
+    # The old cookie, replayed, is worthless: the record is gone from Redis.
+    browser.set_cookie(COOKIE_NAME, session_id.value)
+    assert browser.get("/").status_code == 302
+    assert browser.get("/v1/jobs").status_code == 401
+
+
+def test_a_revoked_key_ends_its_sessions(inprocess_api: InProcessApi) -> None:
+    # The app's own store: revoking there also drops the process's cached copy of the key.
+    keys = services_of(inprocess_api).api_keys
+    key = keys.create("alice", name="dash")
+    client = inprocess_api.app.test_client()
+    _sign_in(client, key)
+    assert client.get("/v1/jobs").status_code == 200
+    key_id = keys.lookup_info("alice", key).id
+    keys.revoke("alice", key_id)
+    assert client.get("/v1/jobs").status_code == 401
+    assert client.get("/").status_code == 302
+
+
+def test_form_posts_need_the_csrf_token(browser: FlaskClient) -> None:
+    token = _csrf(browser)
+    for data in ({}, {"csrf_token": "forged"}, {"csrf_token": token[:-1]}):
+        assert browser.post("/sign-out", data=data, content_type=FORM).status_code == 403
+        assert browser.post("/jobs/job_x/cancel", data=data, content_type=FORM).status_code == 403
+    assert browser.get("/").status_code == 200  # still signed in
+
+
+def test_cookie_auth_on_v1(browser: FlaskClient) -> None:
+    token = _csrf(browser)
+    assert browser.get("/v1/jobs").status_code == 200
+    assert browser.get("/v1/system").status_code == 200
+    body = {"type": "generate", "kind": "dcgan", "params": {"model_id": "mdl_x"}}
+    refused = browser.post("/v1/jobs", json=body)
+    assert refused.status_code == 403
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.get_json()["type"].endswith(":csrf-failed")
+    wrong = browser.post("/v1/jobs", json=body, headers={"X-CSRF-Token": "x" + token})
+    assert wrong.status_code == 403
+    # With the header, the request reaches the route (an unknown model: 422).
+    assert browser.post("/v1/jobs", json=body, headers={"X-CSRF-Token": token}).status_code == 422
+
+
+def test_bearer_auth_unchanged_beside_a_cookie(inprocess_api: InProcessApi) -> None:
+    """A bearer key wins over any cookie, and needs no CSRF token (no browser sends it)."""
+    client = inprocess_api.app.test_client()
+    client.set_cookie(COOKIE_NAME, "not-a-session")
+    bob = {"Authorization": f"Bearer {inprocess_api.raw_key('bob')}"}
+    assert client.get("/v1/jobs", headers=bob).status_code == 200
+    body = {"type": "generate", "kind": "dcgan", "params": {"model_id": "mdl_x"}}
+    assert client.post("/v1/jobs", json=body, headers=bob).status_code == 422
+    assert client.get("/v1/jobs").status_code == 401
+
+
+def test_pages_render_with_security_headers(browser: FlaskClient) -> None:
+    for path in ("/", "/models", "/datasets", "/system"):
+        answer = browser.get(path)
+        assert answer.status_code == 200, path
+        policy = answer.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert "<script>" not in answer.get_data(as_text=True)  # no inline script
+
+
+def test_docs_pages_load_local_assets(inprocess_api: InProcessApi) -> None:
+    client = inprocess_api.app.test_client()
+    for page, asset in (
+        ("/v1/docs/redoc/", "/assets/vendor/redoc/redoc.standalone.js"),
+        ("/v1/docs/swagger/", "/assets/vendor/swagger-ui/swagger-ui-bundle.js"),
+    ):
+        html = client.get(page).get_data(as_text=True)
+        assert asset in html and "unpkg.com" not in html and "cdn" not in html
+        served = client.get(asset)
+        assert served.status_code == 200 and len(served.get_data()) > 100_000
+        served.close()
