@@ -21,6 +21,8 @@ from pathlib import PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from atelier.api.ingest_abc import ABC_SUFFIXES, check_tunes, is_abc_archive
+from atelier.shared.datasets import Modality
 from atelier.shared.errors import PayloadTooLarge, ValidationFailed
 from atelier.shared.settings import Settings
 
@@ -40,15 +42,19 @@ class InvalidUpload(ValidationFailed):
 
 @dataclass
 class Normalised:
-    modality: str
+    modality: Modality
     images: np.ndarray | None = None
     """uint8 (n, size, size, channels)"""
     text: str | None = None
+    tunes: int | None = None
+    """ABC uploads: the readable tunes (``text`` holds them, normalised)."""
 
     @property
     def count(self) -> int:
         if self.images is not None:
             return int(self.images.shape[0])
+        if self.tunes is not None:
+            return self.tunes
         return len(self.text or "")
 
 
@@ -91,6 +97,9 @@ def normalise_upload(
     suffix = PurePosixPath(filename.lower()).suffix
     if suffix in TEXT_SUFFIXES:
         return Normalised("text", text=_text(data))
+    if suffix in ABC_SUFFIXES or (suffix == ".zip" and is_abc_archive(data)):
+        tunes = check_tunes(filename, data, settings)
+        return Normalised("music", text=tunes.text, tunes=tunes.count)
     target = Target(image_size, channels, settings)
     if suffix == ".zip":
         images = _zip_images(data, target)
@@ -99,7 +108,7 @@ def normalise_upload(
     else:
         raise InvalidUpload(
             f"Unsupported file {filename!r}: send a .zip of PNG/JPEG images, a .npz of "
-            "images, or a UTF-8 .txt corpus."
+            "images, a UTF-8 .txt corpus, or ABC tunes (.abc or a .zip of them)."
         )
     if len(images) == 0:
         raise InvalidUpload(f"{filename!r} holds no images: the dataset would be empty.")

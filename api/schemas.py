@@ -161,7 +161,7 @@ class DatasetOut(BaseModel):
     modality: str
     image_size: int | None
     channels: int | None
-    count: int = Field(description="Images, or characters of text.")
+    count: int = Field(description="Images, characters of text, or tunes.")
     size_bytes: int
     builtin: bool
     preview_url: str | None = Field(description="A grid of the first images (uploads).")
@@ -192,7 +192,10 @@ class DatasetForm(BaseModel):
     file: Any = Field(
         None,
         json_schema_extra=_binary_part,
-        description="A .zip of PNG/JPEG images, a .npz of uint8 images, or a UTF-8 .txt.",
+        description=(
+            "A .zip of PNG/JPEG images, a .npz of uint8 images, a UTF-8 .txt, "
+            "or ABC tunes (.abc or a .zip of .abc files)."
+        ),
     )
 
     @field_validator("image_size")

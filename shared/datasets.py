@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from atelier.shared.redis_keys import KEYS, RedisKeys
 
-Modality = Literal["image", "text"]
+Modality = Literal["image", "text", "music"]
 
 
 class DatasetInfo(BaseModel):
@@ -26,7 +26,7 @@ class DatasetInfo(BaseModel):
     image_size: int | None = None
     channels: int | None = None
     count: int
-    """Images, or characters of text."""
+    """Images, characters of text, or tunes."""
     size_bytes: int = 0
     builtin: bool = True
     owner: str | None = None
@@ -72,6 +72,18 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
             ),
             modality="text",
             count=300_000,
+        ),
+        DatasetInfo(
+            name="folk",
+            title="Folk tunes in ABC",
+            description=(
+                "About 11,000 public-domain folk tunes in ABC notation from music21's corpus "
+                "(Ryan's Mammoth Collection, 1883; O'Neill's 1850 Irish tunes; the Essen "
+                "folk-song collection), normalised; tunes music21 cannot parse are dropped. "
+                "Built on a worker's first use and cached (workers/folk.py)."
+            ),
+            modality="music",
+            count=11_239,
         ),
     )
 }

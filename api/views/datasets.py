@@ -63,7 +63,8 @@ def get_dataset(name: str) -> DatasetOut:
     form=DatasetForm, resp=Response(HTTP_201=DatasetOut, **problems(422)), tags=["datasets"]
 )
 def upload_dataset(form: DatasetForm) -> tuple[DatasetOut, int]:
-    """Upload images (.zip or .npz) or a text corpus (.txt); checked before it is stored."""
+    """Upload images (.zip or .npz), a text corpus (.txt) or ABC tunes (.abc or .zip of
+    them); checked before it is stored."""
     svc = services()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
@@ -102,6 +103,9 @@ def _store(
 
 def _encoded(owner: str, dataset_id: str, normalised: Normalised) -> dict[str, tuple[bytes, str]]:
     """Object key -> (bytes, content type): the data first, then any preview."""
+    if normalised.modality == "music":
+        key = ObjectLayout.dataset_object(owner, dataset_id, "tunes.abc")
+        return {key: ((normalised.text or "").encode(), "text/vnd.abc; charset=utf-8")}
     if normalised.images is None:
         key = ObjectLayout.dataset_object(owner, dataset_id, "corpus.txt")
         return {key: ((normalised.text or "").encode(), "text/plain; charset=utf-8")}
@@ -133,7 +137,7 @@ def _record(
         owner=owner,
         builtin=False,
         description=f"Uploaded as {filename}",
-        modality="image" if images is not None else "text",
+        modality=normalised.modality,
         image_size=int(images.shape[1]) if images is not None else None,
         channels=int(images.shape[3]) if images is not None else None,
         count=normalised.count,

@@ -1,0 +1,265 @@
+"""ABC tunes as tokens: splitting a file into tunes, normalising each, and the tokens the
+``melody`` kind reads and writes. Pure Python (the API checks uploads with it, so no
+TensorFlow and no music21 here).
+
+A normalised tune has one header order (``X: T: M: L: R: K:``, ``R:`` only for a known
+dance rhythm) and a body of music only: comments, lyrics (``w:``/``W:``), annotations and
+chord symbols (``"..."``), decorations, slurs, grace notes and line breaks are dropped,
+so what a model learns is the melody. A tune whose body holds something we do not read
+(a mid-tune key or meter change, an unknown symbol) raises ``AbcError``: it is dropped
+and counted, never half-read.
+
+Tokens: the header fields ``M:6/8``, ``L:1/8``, ``R:jig``, ``K:Dm`` are one token each;
+in the body a pitch (accidental, letter, octave marks: ``^F``, ``c'``, ``B,``), a duration
+(``2``, ``/2``, ``3/2``), a rest ``z``, bar lines ``| || |] |: :| ::``, endings ``[1``
+``[2``, a tuplet ``(3``, a tie ``-``, broken rhythm ``>`` ``<``, and chord brackets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+RHYTHMS = (
+    "reel",
+    "slip jig",
+    "jig",
+    "hornpipe",
+    "polka",
+    "waltz",
+    "strathspey",
+    "march",
+    "slide",
+    "schottische",
+    "mazurka",
+)
+"""Dance rhythms kept as an ``R:`` token (the first that a tune's ``R:`` field names)."""
+MODES = {"": "", "maj": "", "ion": "", "m": "m", "min": "m", "aeo": "m", "dor": "dor"}
+MODES |= {"mix": "mix", "lyd": "lyd", "phr": "phr", "loc": "loc"}
+BAR_LINES = ("|", "||", "|]", "|:", ":|", "::")
+ENDINGS = ("[1", "[2")
+HEADER_PREFIXES = ("M:", "L:", "R:", "K:")
+
+_FIELD = re.compile(r"^([A-Za-z]):\s*(.*?)\s*$")
+_KEY = re.compile(r"^([A-G])([#b]?)\s*([A-Za-z]*)")
+_SKIP = re.compile(r'\s+|"[^"]*"|![^!\n]*!|\+[^+\n]*\+|\{[^}]*\}|[.~HJLMOPRSTUkuvy*\\$)]')
+_BODY = re.compile(
+    r"(?P<bar>:*\|[\]:|]?:*|::|\[\|)\s*(?P<ending>\[?[12](?![0-9/]))?"
+    r"|(?P<end2>\[[12])(?![0-9/:])"
+    r"|(?P<note>(?:\^\^|\^|__|_|=)?[A-Ga-g][,']*|[zx])(?P<dur>\d*(?:/+\d*)?)"
+    r"|\((?P<tuplet>[2-9])(?![:\d])"
+    r"|(?P<chord_open>\[)(?=[=_^]*[A-Ga-gz])"
+    r"|(?P<chord_close>\])(?P<chord_dur>\d*(?:/+\d*)?)"
+    r"|(?P<broken><+|>+)|(?P<tie>-)|(?P<slur>\()"
+)
+
+
+class AbcError(ValueError):
+    """A tune we cannot read, with the reason (it is dropped and counted)."""
+
+
+@dataclass
+class Tune:
+    """One normalised tune: its header fields and its body tokens."""
+
+    meter: str
+    length: str
+    key: str
+    rhythm: str | None = None
+    title: str = ""
+    body: list[str] = field(default_factory=list)
+
+    def header_tokens(self) -> list[str]:
+        rhythm = [f"R:{self.rhythm}"] if self.rhythm else []
+        return [f"M:{self.meter}", f"L:{self.length}", *rhythm, f"K:{self.key}"]
+
+    def tokens(self) -> list[str]:
+        return [*self.header_tokens(), *self.body]
+
+    def text(self, number: int = 1) -> str:
+        """The tune as ABC, in the normal header order, four bars a line."""
+        title = [f"T:{self.title}"] if self.title else []
+        header = [f"X:{number}", *title, *self.header_tokens()]
+        return "\n".join([*header, body_text(self.body)]) + "\n"
+
+
+def split_tunes(text: str) -> list[str]:
+    """The tunes of an ABC file: each starts at an ``X:`` line (text before the first is
+    the file header, ignored)."""
+    parts = re.split(r"(?m)^(?=X:)", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return [part for part in parts if part.startswith("X:")]
+
+
+def normalise(source: str) -> Tune:
+    """One tune's text → a ``Tune``; ``AbcError`` if it cannot be read."""
+    fields: dict[str, str] = {}
+    body_lines: list[str] = []
+    for raw in source.split("\n"):
+        line = raw.split("%", 1)[0].rstrip() if not raw.startswith("%%") else ""
+        match = _FIELD.match(line)
+        if match and not body_lines and "K" not in fields:
+            fields.setdefault(match.group(1).upper(), match.group(2))
+        elif match and match.group(1) in "KML":
+            raise AbcError(f"a mid-tune {match.group(1)}: change")
+        elif match:  # lyrics (w:, W:), notes, parts: not melody
+            continue
+        elif "K" in fields:
+            body_lines.append(line)
+    if "K" not in fields:
+        raise AbcError("no K: field")
+    meter = _meter(fields.get("M", ""))
+    tune = Tune(
+        meter=meter,
+        length=_length(fields.get("L", ""), meter),
+        key=_key(fields["K"]),
+        rhythm=_rhythm(fields.get("R", "")),
+        title=fields.get("T", "").replace('"', "").strip()[:80],
+        body=tokenize_body("\n".join(body_lines)),
+    )
+    if sum(token in BAR_LINES for token in tune.body) < 2:
+        raise AbcError("fewer than two bar lines")
+    return tune
+
+
+def _meter(value: str) -> str:
+    value = value.replace(" ", "")
+    if value in ("C", "c"):
+        return "4/4"
+    if value in ("C|", "c|"):
+        return "2/2"
+    if not re.fullmatch(r"[1-9]\d?/(1|2|4|8|16)", value):
+        raise AbcError(f"meter {value or 'missing'!r} is not a plain n/d")
+    return value
+
+
+def _length(value: str, meter: str) -> str:
+    value = value.replace(" ", "")
+    if not value:  # ABC's default: 1/16 below a meter of 3/4, else 1/8
+        return "1/16" if Fraction(meter) < Fraction(3, 4) else "1/8"
+    if value not in ("1/1", "1/2", "1/4", "1/8", "1/16", "1/32"):
+        raise AbcError(f"unit length {value!r}")
+    return value
+
+
+def _key(value: str) -> str:
+    match = _KEY.match(value.strip())
+    if not match:
+        raise AbcError(f"key {value!r}")
+    tonic, accidental, mode = match.groups()
+    canonical = MODES.get(mode.lower()[:3] if mode.lower() != "m" else "m")
+    if canonical is None:
+        raise AbcError(f"mode {mode!r}")
+    return f"{tonic}{accidental}{canonical}"
+
+
+def _rhythm(value: str) -> str | None:
+    lowered = value.lower().replace("slipjig", "slip jig")
+    return next((rhythm for rhythm in RHYTHMS if rhythm in lowered), None)
+
+
+def tokenize_body(body: str) -> list[str]:
+    tokens: list[str] = []
+    position = 0
+    while position < len(body):
+        skipped = _SKIP.match(body, position)
+        if skipped:
+            position = skipped.end()
+            continue
+        match = _BODY.match(body, position)
+        if not match:
+            raise AbcError(f"unreadable {body[position : position + 12]!r}")
+        tokens.extend(_tokens_of(match))
+        position = match.end()
+    return tokens
+
+
+def _tokens_of(match: re.Match[str]) -> list[str]:
+    group = match.groupdict()
+    for name, handler in _HANDLERS.items():
+        if group[name]:
+            return handler(group)
+    return []  # a slur's opening bracket: phrasing, not melody
+
+
+def _bar(group: dict[str, str]) -> list[str]:
+    bar = group["bar"].replace("[|", "||")
+    bar = {":|:": "::", ":||:": "::", "|::": "|:", "::|": ":|", ":||": ":|"}.get(bar, bar)
+    if bar not in BAR_LINES:
+        raise AbcError(f"bar line {bar!r}")
+    ending = group["ending"]
+    return [bar, f"[{ending[-1]}"] if ending else [bar]
+
+
+def _note(group: dict[str, str]) -> list[str]:
+    pitch = "z" if group["note"] == "x" else group["note"]
+    return [pitch, *filter(None, [_duration(group["dur"])])]
+
+
+def _chord_close(group: dict[str, str]) -> list[str]:
+    return ["]", *filter(None, [_duration(group["chord_dur"])])]
+
+
+def _broken(group: dict[str, str]) -> list[str]:
+    if len(group["broken"]) > 2:
+        raise AbcError("broken rhythm")
+    return [group["broken"]]
+
+
+_HANDLERS: dict[str, Callable[[dict[str, str]], list[str]]] = {
+    "bar": _bar,
+    "end2": lambda group: [group["end2"]],
+    "note": _note,
+    "tuplet": lambda group: [f"({group['tuplet']}"],
+    "chord_open": lambda group: ["["],
+    "chord_close": _chord_close,
+    "broken": _broken,
+    "tie": lambda group: ["-"],
+}
+
+
+def _duration(text: str) -> str:
+    """``""`` (one unit) or a canonical multiple: ``2``, ``/2``, ``3/2``."""
+    if not text:
+        return ""
+    numerator, slashes, denominator = re.fullmatch(r"(\d*)(/*)(\d*)", text).groups()  # type: ignore[union-attr]
+    if not slashes:
+        value = Fraction(int(numerator))
+    else:
+        divisor = int(denominator) if denominator else 2 ** len(slashes)
+        value = Fraction(int(numerator or 1), divisor)
+    if value <= 0 or value > 32 or value.denominator > 32:
+        raise AbcError(f"duration {text!r}")
+    if value == 1:
+        return ""
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{value.numerator if value.numerator != 1 else ''}/{value.denominator}"
+
+
+def body_text(tokens: list[str]) -> str:
+    """Body tokens as ABC text: a space after each bar line, four bars a line."""
+    out: list[str] = []
+    bars = 0
+    for index, token in enumerate(tokens):
+        if token in BAR_LINES:
+            bars += 1
+            following = tokens[index + 1] if index + 1 < len(tokens) else ""
+            newline = bars % 4 == 0 and following not in ENDINGS
+            out.append(f"{token}\n" if newline else f"{token} ")
+        elif token in ENDINGS:
+            out.append(f"{token} ")
+        else:
+            out.append(token)
+    return "".join(out).strip()
+
+
+def tune_from_tokens(tokens: list[str], title: str = "") -> Tune:
+    """A generated token sequence (header tokens, then the body) → a ``Tune``; missing
+    header fields raise ``AbcError``."""
+    header = {t[0]: t[2:] for t in tokens if t.startswith(HEADER_PREFIXES)}
+    body = [t for t in tokens if not t.startswith(HEADER_PREFIXES)]
+    if "M" not in header or "L" not in header or "K" not in header:
+        raise AbcError("the header lacks M:, L: or K:")
+    return Tune(header["M"], header["L"], header["K"], header.get("R"), title, body)

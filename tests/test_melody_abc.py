@@ -1,0 +1,131 @@
+"""ABC tunes as the ``melody`` kind reads them: normalisation, tokens, music21's checks,
+the ``folk`` build's drop counts, and ``.abc`` uploads (good, broken and hostile).
+
+Fast tier: music21 and the in-process API; no TensorFlow."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from atelier.shared.abc import AbcError, normalise, split_tunes, tune_from_tokens
+from atelier.shared.abc_music import stats
+from atelier.workers.folk import build, source_files
+from tests.conftest import InProcessApi
+
+MESSY = """X: 7
+T: The Test Reel
+% a comment line
+R: Reel
+L: 1/8
+M: C|
+K: D major
+"D"d2 (fe) ~d2 AF | !trill!G2 B>c d2 {e}dB | A2 (3FGA d2 fd | e2 =c2 [df]2 d2 :|
+w: la la la la
+|: a2 fa g2 eg | f2 d'f e2 ce |1 d4 z4 :|2 d8 |]
+"""
+
+
+def test_normalising_sorts_the_header_and_keeps_only_the_melody() -> None:
+    tune = normalise(MESSY)
+    assert tune.header_tokens() == ["M:2/2", "L:1/8", "R:reel", "K:D"]
+    text = tune.text()
+    assert text.splitlines()[:6] == ["X:1", "T:The Test Reel", "M:2/2", "L:1/8", "R:reel", "K:D"]
+    for gone in ('"D"', "~", "!trill!", "{e}", "w:", "%", "("):
+        assert gone not in text.replace("(3", ""), gone
+    for kept in ("(3", "[", "=c", "|:", ":|", "[1", "[2", "|]", "d'", ">", "z4"):
+        assert kept in tune.body or kept in text, kept
+    assert "(3" in tune.body and "[1" in tune.body and "|:" in tune.body
+
+
+def test_tokens_survive_a_round_trip_through_text() -> None:
+    path = source_files("oneills1850")[0]
+    for source in split_tunes(path.read_text(encoding="utf-8"))[:40]:
+        try:
+            tune = normalise(source)
+        except AbcError:
+            continue
+        again = normalise(tune.text())
+        assert again.tokens() == tune.tokens()
+        assert tune_from_tokens(tune.tokens(), tune.title).text() == tune.text()
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("X:1\nM:none\nL:1/8\nK:D\nabc|def|", "meter"),
+        ("X:1\nM:4/4\nL:1/8\nK:D\nabcd|[K:G]efga|", "unreadable"),
+        ("X:1\nM:4/4\nL:1/8\nK:D\nabcd|\nK:G\nefga|", "mid-tune K:"),
+        ("X:1\nM:4/4\nL:1/8\nabcd|efga|", "no K:"),
+        ("X:1\nM:4/4\nL:1/8\nK:D\nabcd", "fewer than two bar lines"),
+    ],
+)
+def test_tunes_we_cannot_read_are_refused_with_a_reason(source: str, reason: str) -> None:
+    with pytest.raises(AbcError, match=reason):
+        normalise(source)
+
+
+def test_music21_counts_bars_and_the_ones_that_fill_the_meter() -> None:
+    figures = stats(normalise("X:1\nM:3/4\nL:1/8\nK:G\nD2|G2B2d2|g4f2|e2d2|c2B2A2|G6|]"))
+    assert figures.bars == 6 and figures.inner_bars == 4
+    assert figures.full_bars == 3  # g4f2 is 3/4, e2d2 is short
+    assert sum(figures.pitch_classes) == 12 and figures.pitch_classes[7] >= 3  # G
+
+
+def test_the_folk_build_keeps_readable_tunes_and_counts_the_rest() -> None:
+    corpus = build(("oneills1850", "essenFolksong"), per_file=2)
+    assert len(corpus.tunes) >= 120
+    assert sum(corpus.dropped.values()) >= 1  # Essen's free-meter songs
+    assert corpus.bar_share() > 0.8
+    assert all(t.text.startswith("X:") for t in corpus.tunes)
+
+
+def _upload(api: InProcessApi, filename: str, data: bytes) -> tuple[int, dict[str, object]]:
+    response = api.http.post(
+        api.url("/v1/datasets"),
+        headers={"Authorization": f"Bearer {api.raw_key('abby')}"},
+        files={"file": (filename, data)},
+        timeout=120,
+    )
+    return response.status_code, response.json()
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+GOOD = "X:1\nM:6/8\nL:1/8\nR:jig\nK:D\nA|dfa agf|e2d cBA|dfa agf|e3 d2:|\n"
+
+
+def test_abc_uploads_keep_the_readable_tunes(inprocess_api: InProcessApi) -> None:
+    broken = "X:2\nM:none\nK:D\nabc|abc|\n"
+    status, body = _upload(inprocess_api, "tunes.abc", (GOOD + "\n" + broken + GOOD).encode())
+    assert status == 201, body
+    assert body["modality"] == "music" and body["count"] == 2
+    status, body = _upload(inprocess_api, "set.zip", _zip({"a/one.abc": GOOD.encode()}))
+    assert status == 201, body
+    assert body["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "status"),
+    [
+        ("latin1.abc", GOOD.replace("jig", "jïg").encode("latin-1"), 422),
+        ("nul.abc", GOOD.encode() + b"\x00", 422),
+        ("none.abc", b"X:1\nM:none\nK:D\nabc|abc|\n", 422),
+        ("escape.zip", _zip({"../../etc/tune.abc": GOOD.encode()}), 422),
+        ("many.abc", (GOOD * 2001).encode(), 413),
+    ],
+)
+def test_hostile_abc_uploads_are_refused(
+    inprocess_api: InProcessApi, filename: str, data: bytes, status: int
+) -> None:
+    got, body = _upload(inprocess_api, filename, data)
+    assert got == status, body
+    assert str(body["type"]).startswith("urn:atelier:problem:")
