@@ -41,6 +41,10 @@ MODES |= {"mix": "mix", "lyd": "lyd", "phr": "phr", "loc": "loc"}
 BAR_LINES = ("|", "||", "|]", "|:", ":|", "::")
 ENDINGS = ("[1", "[2")
 HEADER_PREFIXES = ("M:", "L:", "R:", "K:")
+UNIT = Fraction(1, 8)
+"""Every normalised tune counts in eighths (``L:1/8``): a quaver is one token, ``c``,
+whatever unit length the source used, so durations mean the same in every tune."""
+_DURATION = re.compile(r"\d+|\d*/\d+")
 
 _FIELD = re.compile(r"^([A-Za-z]):\s*(.*?)\s*$")
 _KEY = re.compile(r"^([A-G])([#b]?)\s*([A-Za-z]*)")
@@ -110,13 +114,14 @@ def normalise(source: str) -> Tune:
     if "K" not in fields:
         raise AbcError("no K: field")
     meter = _meter(fields.get("M", ""))
+    length = Fraction(_length(fields.get("L", ""), meter))
     tune = Tune(
         meter=meter,
-        length=_length(fields.get("L", ""), meter),
+        length=str(UNIT),
         key=_key(fields["K"]),
         rhythm=_rhythm(fields.get("R", "")),
         title=fields.get("T", "").replace('"', "").strip()[:80],
-        body=tokenize_body("\n".join(body_lines)),
+        body=rescale(tokenize_body("\n".join(body_lines)), length / UNIT),
     )
     if sum(token in BAR_LINES for token in tune.body) < 2:
         raise AbcError("fewer than two bar lines")
@@ -231,11 +236,44 @@ def _duration(text: str) -> str:
         value = Fraction(int(numerator or 1), divisor)
     if value <= 0 or value > 32 or value.denominator > 32:
         raise AbcError(f"duration {text!r}")
+    return _canonical(value)
+
+
+def _canonical(value: Fraction) -> str:
+    if value.denominator > 64:
+        raise AbcError(f"duration {value}")
     if value == 1:
         return ""
     if value.denominator == 1:
         return str(value.numerator)
     return f"{value.numerator if value.numerator != 1 else ''}/{value.denominator}"
+
+
+def duration_value(token: str) -> Fraction:
+    """A canonical duration token's length in units (``/2`` is a half)."""
+    return Fraction(1, int(token[1:])) if token.startswith("/") else Fraction(token)
+
+
+def rescale(tokens: list[str], factor: Fraction) -> list[str]:
+    """Durations multiplied by ``factor`` (a change of unit length). A chord's notes keep
+    theirs: the chord's own duration, after ``]``, scales them all."""
+    if factor == 1:
+        return tokens
+    out: list[str] = []
+    in_chord = False
+    for index, token in enumerate(tokens):
+        in_chord = (in_chord or token == "[") and token != "]"
+        if _DURATION.fullmatch(token):
+            continue  # written with the note or chord it belongs to
+        out.append(token)
+        timed = token == "]" or ((token[-1:].isalpha() or token[-1:] in ",'") and not in_chord)
+        if timed and token[:2] not in HEADER_PREFIXES:
+            following = tokens[index + 1] if index + 1 < len(tokens) else ""
+            value = duration_value(following) if _DURATION.fullmatch(following) else Fraction(1)
+            out.extend(filter(None, [_canonical(value * factor)]))
+        elif _DURATION.fullmatch(tokens[index + 1] if index + 1 < len(tokens) else ""):
+            out.append(tokens[index + 1])  # a chord note's own duration
+    return out
 
 
 def body_text(tokens: list[str]) -> str:

@@ -40,6 +40,16 @@ def test_normalising_sorts_the_header_and_keeps_only_the_melody() -> None:
     assert "(3" in tune.body and "[1" in tune.body and "|:" in tune.body
 
 
+def test_every_tune_counts_in_eighths() -> None:
+    """L:1/16 and L:1/4 sources become L:1/8; a chord's own length scales its notes."""
+    sixteenths = normalise("X:1\nM:2/4\nL:1/16\nK:D\nA2Bc d4 [df]2 [d2f2]|z8|]")
+    assert sixteenths.body[:11] == ["A", "B", "/2", "c", "/2", "d", "2", "[", "d", "f", "]"]
+    assert sixteenths.body[11:] == ["[", "d", "2", "f", "2", "]", "/2", "|", "z", "4", "|]"]
+    quarters = normalise("X:1\nM:4/4\nL:1/4\nK:D\nA/2B/2 c3|z4|]")
+    assert quarters.body == ["A", "B", "c", "6", "|", "z", "8", "|]"]
+    assert quarters.header_tokens() == ["M:4/4", "L:1/8", "K:D"]
+
+
 def test_tokens_survive_a_round_trip_through_text() -> None:
     path = source_files("oneills1850")[0]
     for source in split_tunes(path.read_text(encoding="utf-8"))[:40]:

@@ -14,6 +14,7 @@ import collections
 import fcntl
 import json
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from atelier.shared.abc_music import TuneStats, stats
 SOURCES = ("ryansMammoth", "oneills1850", "essenFolksong")
 """music21 corpus collections: Ryan's Mammoth Collection (1883), O'Neill's Music of
 Ireland (1850 tunes, 1903) and the Essen Folksong Collection (ABC transcriptions)."""
-CACHE_VERSION = 1  # bump when normalisation changes: the old cache is then rebuilt
+CACHE_VERSION = 2  # bump when normalisation changes: the old cache is then rebuilt
 
 
 @dataclass
@@ -76,7 +77,7 @@ def build(sources: tuple[str, ...] = SOURCES, per_file: int | None = None) -> Fo
 
 def _reason(exc: AbcError) -> str:
     """A short, countable reason ("unreadable 'xyz'" would count each tune apart)."""
-    return str(exc).split(" '")[0].split(" {")[0]
+    return re.split(r" ['\"{]", str(exc))[0]
 
 
 def cached(directory: Path) -> FolkCorpus:
