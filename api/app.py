@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from atelier.api.views import (  # noqa: F401
         catalog,
         datasets,
+        events,
         files,
         jobs,
         keys,

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from atelier.api.events_doc import event_routes
 from atelier.api.problems import MAX_URI_CHARS, PROBLEM_MIMETYPE
 from atelier.shared.jobs import JobType
 from atelier.shared.kinds import KINDS
@@ -25,7 +26,7 @@ from atelier.shared.kinds import KINDS
 BODY_METHODS = frozenset({"post", "put", "patch"})
 
 _REASONS = {
-    "400": "Malformed request: the body is not a JSON object, or not JSON.",
+    "400": "Malformed request: the body is not a JSON object, or not JSON (or a bad header).",
     "401": "Missing or invalid API key.",
     "403": "The API key lacks the route's scope (or a quota is used up).",
     "404": "No such resource for this owner.",
@@ -43,6 +44,7 @@ def document_contract(doc: dict[str, Any]) -> dict[str, Any]:
     problem = _problem_ref(schemas)
     paths = doc.setdefault("paths", {})
     paths.update(_unlisted_routes())
+    paths.update(event_routes())
     for path, operations in paths.items():
         for method, operation in operations.items():
             _complete_errors(path, method, operation, problem)

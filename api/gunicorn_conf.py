@@ -6,9 +6,15 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
+from atelier.shared.settings import Settings
+
+_settings = Settings.from_env()
 worker_class = "gthread"
-threads = 4
-# Status polls are short; a long timeout would only hide a hung worker.
+# Ordinary requests get ``api_threads``; event streams and ``Prefer: wait`` requests get
+# threads of their own beside them, at most ``api_long_requests`` (api.event_hub).
+threads = _settings.api_threads + _settings.api_long_requests
+# gthread's timeout watches the worker's main loop, not each request: a long-lived event
+# stream is not killed by it. Status polls are short; a long one would hide a hung worker.
 timeout = 30
 # The longest request line gunicorn reads (its maximum); the app answers a 414 problem
 # above api.problems.MAX_URI_CHARS, so gunicorn's own plain-text 414 is only met beyond this.

@@ -44,6 +44,8 @@ def problem_response(error: ProblemError) -> Response:
     response = Response(json.dumps(body), status=error.status, mimetype=PROBLEM_MIMETYPE)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="atelier"'
+    if "retry_after" in error.extensions:
+        response.headers["Retry-After"] = str(error.extensions["retry_after"])
     return response
 
 

@@ -8,6 +8,7 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from atelier.api.event_hub import EventHub, LongRequests
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.datasets import DatasetStore
 from atelier.shared.idempotency import IdempotencyStore
@@ -38,6 +39,8 @@ class Services:
     logs: JobLogs
     rate_limiter: RateLimiter
     quotas: Quotas
+    hub: EventHub
+    long_requests: LongRequests
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -55,6 +58,8 @@ class Services:
             logs=JobLogs(client, settings.job_log_lines),
             rate_limiter=RateLimiter(client),
             quotas=Quotas(client),
+            hub=EventHub(client),
+            long_requests=LongRequests(settings.api_long_requests),
         )
 
 

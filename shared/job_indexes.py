@@ -25,6 +25,7 @@ import redis
 from redis.client import Pipeline
 
 from atelier.shared.job_records import CheckpointRef, Job, JobType, Progress, decode
+from atelier.shared.metric_history import MetricHistory
 from atelier.shared.redis_keys import RedisKeys
 from atelier.shared.scheduling import FairQueue
 
@@ -66,6 +67,7 @@ class JobIndexes:
         self._redis = client
         self._keys = keys
         self.fair = FairQueue(client, keys)
+        self.history = MetricHistory(client, keys)
         self._renew = client.register_script(_RENEW)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._fenced_hset = client.register_script(_FENCED_HSET)
@@ -146,8 +148,9 @@ class JobIndexes:
         return self._redis.hget(self._keys.job(job_id), "cancel") == b"1"
 
     def set_progress(self, job_id: str, attempt: int, progress: Progress) -> bool:
-        """False (nothing written) once ``attempt`` is not the job's current one."""
-        return self.fenced_set(job_id, attempt, "progress", progress.model_dump_json())
+        """False (nothing written) once ``attempt`` is not the job's current one. With its
+        ``progress`` event and metric-history points (``shared.metric_history``)."""
+        return self.history.write_progress(job_id, attempt, progress)
 
     def set_checkpoint(self, job_id: str, attempt: int, checkpoint: CheckpointRef) -> bool:
         return self.fenced_set(job_id, attempt, "checkpoint", checkpoint.model_dump_json())

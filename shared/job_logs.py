@@ -7,21 +7,28 @@ dropped: the append checks the job hash's ``fence`` field in the same script (se
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import cast
 
 import redis
 
+from atelier.shared.events import EMIT_LUA
 from atelier.shared.redis_keys import KEYS, RedisKeys
 
 MAX_LINE_CHARS = 2000
-# KEYS[1] job hash, KEYS[2] log list; ARGV attempt, line, lines kept.
-_FENCED_APPEND = """
+# KEYS[1] job hash, KEYS[2] log list; ARGV attempt, line, lines kept, key prefix, job id,
+# the line's event data (JSON). Each kept line is also a ``log`` event (shared.events).
+_FENCED_APPEND = (
+    EMIT_LUA
+    + """
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+emit(KEYS[1], ARGV[4], ARGV[5], 'log', ARGV[6])
 return 1
 """
+)
 
 
 class JobLogs:
@@ -34,9 +41,10 @@ class JobLogs:
     def append(self, job_id: str, attempt: int, line: str) -> bool:
         """False (nothing written) once ``attempt`` no longer holds the job."""
         keys = [self._keys.job(job_id), self._keys.job_logs(job_id)]
-        return bool(
-            self._fenced_append(keys=keys, args=[attempt, line[:MAX_LINE_CHARS], self._limit])
-        )
+        line = line[:MAX_LINE_CHARS]
+        data = json.dumps({"line": line})
+        args: list[str | int] = [attempt, line, self._limit, self._keys.prefix, job_id, data]
+        return bool(self._fenced_append(keys=keys, args=args))
 
     def read(self, job_id: str) -> list[str]:
         raw = cast(list[bytes], self._redis.lrange(self._keys.job_logs(job_id), 0, -1))

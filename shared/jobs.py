@@ -27,6 +27,7 @@ import redis
 from redis.client import Pipeline
 
 from atelier.shared.errors import Conflict, StartDeadlineMissed
+from atelier.shared.events import EventType, JobEvents, status_data
 from atelier.shared.job_indexes import JobIndexes, StopFlags
 from atelier.shared.job_records import (
     TERMINAL_STATUSES,
@@ -96,6 +97,7 @@ class JobStore(JobIndexes):
     ) -> None:
         super().__init__(client, keys)
         self.retry = retry or RetryPolicy()
+        self.events = JobEvents(client, keys)
 
     # Reads, stop flags and fenced progress writes are in JobIndexes (shared.job_indexes).
 
@@ -123,12 +125,14 @@ class JobStore(JobIndexes):
         )
         start_before = job.start_before
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(self._keys.job(job.id), mapping=cast(Any, encode(job)))
+        # ``owner`` beside the record: the event scripts (shared.events) read it.
+        pipe.hset(self._keys.job(job.id), mapping=cast(Any, {**encode(job), "owner": owner}))
         pipe.zadd(self._keys.owner_jobs(owner), {job.id: 0})
         pipe.zadd(self._keys.queued(job.type.value), {job.id: job.created_at})
         self.fair.enter(pipe, job, job.created_at)
         if start_before is not None:
             pipe.zadd(self._keys.start_deadlines, {job.id: start_before})
+        self.events.queue(pipe, job, EventType.STATUS, status_data(job))
         pipe.execute()
         return job
 
@@ -137,6 +141,7 @@ class JobStore(JobIndexes):
         finished job deleted by its owner or by the retention sweep (``shared.lifecycle``)."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self._keys.job(job.id), self._keys.job_logs(job.id))
+        self.events.forget(pipe, job.id)
         pipe.zrem(self._keys.owner_jobs(job.owner), job.id)
         pipe.zrem(self._keys.finished, job.id)
         self.leave_indexes(pipe, job)
@@ -370,6 +375,7 @@ class JobStore(JobIndexes):
                     if not raw:
                         return None
                     job = decode(raw)
+                    before = job.model_copy(update={"outputs": list(job.outputs)})
                     target = to(job) if callable(to) else to
                     legal = target is None or target in ALLOWED_TRANSITIONS[job.status]
                     if not legal or not only_if(job):
@@ -386,6 +392,7 @@ class JobStore(JobIndexes):
                         pipe.zadd(self._keys.finished, {job.id: job.finished_at or time.time()})
                     if also is not None:
                         also(pipe, job)
+                    self.events.queue_changes(pipe, before, job)
                     pipe.execute()
                     return job
                 except redis.WatchError:

@@ -8,6 +8,15 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
                                            fence (the attempt allowed to write: see
                                            shared.job_indexes)
     {p}:job:{job_id}:logs           list   the job's own log lines, newest last, capped
+    {p}:job:{job_id}:events         stream the job's events (shared.events), capped
+    {p}:job:{job_id}:metrics:{s}    list   metric history of series s (train, validation):
+                                           JSON points, down-sampled (shared.metric_history)
+    {p}:job:{job_id}:metrics-meta   hash   "{s}:stride", "{s}:last" of each series
+    {p}:owner:{owner}:events        stream one owner's events, capped
+    {p}:events                      stream every event, capped; webhook delivery reads it
+                                           through a consumer group
+    {p}:events:wake                 pubsub "owner job_id" after each event (API processes
+                                           listen, then read the streams)
     {p}:running                     zset   running job ids scored by lease expiry (epoch s);
                                            a score in the past means the worker is gone
     {p}:start-deadlines             zset   queued job ids scored by their start_before
@@ -78,6 +87,26 @@ class RedisKeys:
 
     def job_logs(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:logs"
+
+    def job_events(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:events"
+
+    def job_metrics(self, job_id: str, series: str) -> str:
+        return f"{self.prefix}:job:{job_id}:metrics:{series}"
+
+    def job_metrics_meta(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:metrics-meta"
+
+    def owner_events(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:events"
+
+    @property
+    def all_events(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def events_wake(self) -> str:
+        return f"{self.prefix}:events:wake"
 
     @property
     def running(self) -> str:

@@ -187,6 +187,21 @@ class Settings:
     """Largest ``limit`` a list call may ask for."""
     auth_cache_seconds: float = 5.0
     """An API process remembers a verified key this long; 0 checks Redis on every request."""
+
+    # --- push: event streams and waits (api.event_hub) -----------------------------------------
+    api_threads: int = 4
+    """Threads per API process for ordinary requests."""
+    api_long_requests: int = 128
+    """Event streams and ``Prefer: wait`` requests one API process holds at once, each on a
+    thread of its own beside ``api_threads`` (so they never take an ordinary request's
+    thread); one more is answered 503 with ``Retry-After``."""
+    event_heartbeat_seconds: float = 15.0
+    """An idle event stream sends a comment this often (proxies close silent connections)."""
+    event_stream_max_seconds: float = 3600.0
+    """An event stream ends after this long; clients reconnect with ``Last-Event-ID`` (a
+    vanished client's thread is freed at its next heartbeat at the latest)."""
+    prefer_wait_max_seconds: float = 60.0
+    """Longest ``Prefer: wait=N`` honoured; longer asks wait this long."""
     dashboard_session_seconds: int = 43_200
     """A dashboard sign-in lasts this long (12 h), then asks for the key again; signing out,
     or revoking the key it was made from, ends it at once."""

@@ -18,6 +18,7 @@ from atelier.shared.datasets import DatasetStore
 from atelier.shared.errors import DeadlineExceeded, JobCanceled, JobPreempted, LeaseLost
 from atelier.shared.job_logs import JobLogs, job_logger
 from atelier.shared.jobs import CheckpointRef, Job, JobStore, JobType, OutputRef, Progress
+from atelier.shared.metric_history import split_metrics
 from atelier.shared.models import ModelStore
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, ObjectStore
@@ -89,18 +90,23 @@ class JobContext:
         self._last_report = 0.0
         self._last_check = 0.0
         self._stop: StopReason | None = None
+        self._last_validation: dict[str, float] = {}
 
     def close(self) -> None:
         self.uploader.close()
 
     # --- progress ---------------------------------------------------------------------------
     def report(self, step: int, total: int, metrics: dict[str, float]) -> None:
-        """Record progress; writes to Redis at most every ``progress_interval_seconds``."""
+        """Record progress; writes to Redis at most every ``progress_interval_seconds``,
+        and at once when a new validation figure came (it is a point of its curve)."""
         now = time.monotonic()
         if self._first_step is None:
             self._first_step, self._rate_start = step - 1, now
+        validation = split_metrics(metrics)[1]
+        fresh_validation = bool(validation) and validation != self._last_validation
         final = step >= total
-        if not final and now - self._last_report < self.settings.progress_interval_seconds:
+        throttled = now - self._last_report < self.settings.progress_interval_seconds
+        if throttled and not final and not fresh_validation:
             return
         self._last_report = now
         rate = (step - self._first_step) / max(now - self._rate_start, 1e-9)
@@ -114,7 +120,11 @@ class JobContext:
             updated_at=time.time(),
         )
         try:
-            self._fenced(self.jobs.set_progress(self.job.id, self.job.attempt, progress))
+            written = self.jobs.history.write_progress(
+                self.job.id, self.job.attempt, progress, validation_fresh=fresh_validation
+            )
+            self._fenced(written)
+            self._last_validation = validation
         except Exception:
             self.log.warning("progress write failed", exc_info=True)
 

@@ -13,6 +13,7 @@ from atelier.api.admission import default_max_run_seconds
 from atelier.api.auth import current_owner
 from atelier.api.metrics import JOBS_SUBMITTED
 from atelier.api.paging import checked_limit
+from atelier.api.prefer import requested_wait, wait_headers, wait_until_over
 from atelier.api.present import present_job
 from atelier.api.schemas import (
     JobCreate,
@@ -49,33 +50,36 @@ def owned_job(job_id: str) -> Job:
 @spec.validate(
     json=JobCreate,
     headers=SubmitHeaders,
-    resp=Response(HTTP_202=JobOut, **problems(409, 422, 503)),
+    resp=Response(HTTP_201=JobOut, HTTP_202=JobOut, **problems(409, 422, 503)),
     tags=["jobs"],
 )
 def create_job(json: JobCreate, headers: SubmitHeaders) -> tuple[JobOut, int, dict[str, str]]:
-    """Submit a job; answers at once with its id while it waits in the queue."""
+    """Submit a job; answers at once (202) with its id while it waits in the queue. With
+    ``Prefer: wait=N`` (RFC 7240), answers when the job is over (201) or after N seconds."""
     svc = services()
     owner = current_owner()
     params = validated_params(json, owner, svc)
+    wait = requested_wait()
     job_id = new_id("job")
     key = headers.idempotency_key
+    extra: dict[str, str] = {}
     if key is not None:
         earlier = svc.idempotency.reserve(
             owner, key, fingerprint(json.model_dump(mode="json")), job_id
         )
         if earlier is not None:
-            return (
-                present_job(_await_created(earlier)),
-                202,
-                {"Location": url_for("v1.get_job", job_id=earlier), "Idempotent-Replayed": "true"},
-            )
-    try:
-        job = _create_and_enqueue(svc, owner, json, params, job_id)
-    except Exception:
-        if key is not None:
-            svc.idempotency.release(owner, key)
-        raise
-    return present_job(job), 202, {"Location": url_for("v1.get_job", job_id=job.id)}
+            job, extra = _await_created(earlier), {"Idempotent-Replayed": "true"}
+    if not extra:
+        try:
+            job = _create_and_enqueue(svc, owner, json, params, job_id)
+        except Exception:
+            if key is not None:
+                svc.idempotency.release(owner, key)
+            raise
+    if wait is not None:
+        job = wait_until_over(job, wait)
+    headers_out = {"Location": url_for("v1.get_job", job_id=job.id), **extra, **wait_headers(wait)}
+    return present_job(job), 201 if job.status.is_terminal() else 202, headers_out
 
 
 def _create_and_enqueue(
@@ -124,10 +128,15 @@ def _await_created(job_id: str) -> Job:
 
 
 @v1.get("/jobs/<job_id>")
-@spec.validate(resp=Response(HTTP_200=JobOut), tags=["jobs"])
-def get_job(job_id: str) -> JobOut:
-    """A job's status, progress, timestamps, error and outputs."""
-    return present_job(owned_job(job_id))
+@spec.validate(resp=Response(HTTP_200=JobOut, **problems(503)), tags=["jobs"])
+def get_job(job_id: str) -> tuple[JobOut, int, dict[str, str]]:
+    """A job's status, progress, timestamps, error and outputs. With ``Prefer: wait=N``
+    (RFC 7240): once the job is over, or after N seconds."""
+    job = owned_job(job_id)
+    wait = requested_wait()
+    if wait is not None:
+        job = wait_until_over(job, wait)
+    return present_job(job), 200, wait_headers(wait)
 
 
 @v1.get("/jobs")

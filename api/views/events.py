@@ -1,0 +1,125 @@
+"""Live events (server-sent events) and a training job's metric history."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response as FlaskResponse
+from flask import request, stream_with_context
+from spectree import Response
+
+from atelier.api.auth import current_owner
+from atelier.api.event_schemas import JobMetricsOut, MetricPoint
+from atelier.api.present import present_output
+from atelier.api.services import services
+from atelier.api.spec import spec
+from atelier.api.views import v1
+from atelier.api.views.jobs import owned_job
+from atelier.shared.errors import MalformedRequest
+from atelier.shared.events import Event, EventType, output_of, valid_event_id
+from atelier.shared.jobs import Job
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    # nginx and similar proxies buffer responses unless told not to: events would arrive late.
+    "X-Accel-Buffering": "no",
+}
+RETRY_MS = 2000
+"""How long a disconnected browser's EventSource waits before reconnecting."""
+
+
+# The streams are not SpecTree views (its response validation reads the whole body, which
+# a stream never ends): api.events_doc describes them in the document.
+@v1.get("/jobs/<job_id>/events")
+def job_events(job_id: str) -> FlaskResponse:
+    """Server-sent events of one job: ``status``, ``progress``, ``output``, ``log``, then
+    ``end`` when it is terminal (the stream closes). Without ``Last-Event-ID`` the job's
+    events are replayed from its first; with it, from the event after."""
+    job = owned_job(job_id)
+    after = _last_event_id()
+    return _stream(job.owner, job, after or "0")
+
+
+@v1.get("/events")
+def owner_events() -> FlaskResponse:
+    """Server-sent events of all the caller's jobs, from now on (or after
+    ``Last-Event-ID``); the stream stays open."""
+    owner = current_owner()
+    after = _last_event_id() or services().jobs.events.last_id_for_owner(owner)
+    return _stream(owner, None, after)
+
+
+@v1.get("/jobs/<job_id>/metrics")
+@spec.validate(resp=Response(HTTP_200=JobMetricsOut), tags=["jobs"])
+def job_metrics(job_id: str) -> JobMetricsOut:
+    """A training job's loss and validation curves (down-sampled to at most 512 points
+    each, evenly spread over the whole run)."""
+    owned_job(job_id)
+    history = services().jobs.history.read(job_id)
+    series = {name: [MetricPoint(**p) for p in points] for name, points in history.items()}
+    return JobMetricsOut(job_id=job_id, series=series)
+
+
+def _last_event_id() -> str | None:
+    value = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if value is None or value == "":
+        return None
+    if not valid_event_id(value):
+        raise MalformedRequest(
+            f"Last-Event-ID {value[:50]!r} is not an event id (ids look like 1732867200000-0)."
+        )
+    return value
+
+
+def _stream(owner: str, job: Job | None, after: str) -> FlaskResponse:
+    svc = services()
+    svc.long_requests.acquire()  # 503 when this process holds its most long requests
+    try:
+        body = stream_with_context(_events(owner, job, after))
+    except BaseException:
+        svc.long_requests.release()
+        raise
+    return FlaskResponse(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
+    svc = services()
+    settings = svc.settings
+    store = svc.jobs.events
+    deadline = time.monotonic() + settings.event_stream_max_seconds
+    # A job already over replays what is left and closes; one still going closes on its
+    # ``end`` event, which the transition to a terminal status writes in the same step.
+    over = job is not None and job.status.is_terminal()
+    try:
+        yield f"retry: {RETRY_MS}\n: connected\n\n"
+        with svc.hub.watch(owner, job.id if job else None) as waiter:
+            while True:
+                # Read after every wake-up; a wake-up that comes while reading is kept by
+                # the waiter, so no event slips between the read and the wait.
+                events = store.for_job(job.id, after) if job else store.for_owner(owner, after)
+                for event in events:
+                    yield _format(event)
+                    after = event.id
+                    over = over or (job is not None and event.type is EventType.END)
+                if over and len(events) < store.PAGE:
+                    return
+                if events and len(events) == store.PAGE:
+                    continue  # more to catch up on before waiting
+                if time.monotonic() >= deadline:
+                    return
+                if not waiter.wait(settings.event_heartbeat_seconds):
+                    yield ": heartbeat\n\n"
+    finally:
+        svc.long_requests.release()
+
+
+def _format(event: Event) -> str:
+    data: dict[str, Any] = {"job": event.job}
+    if event.type is EventType.OUTPUT:
+        data.update(present_output(output_of(event)).model_dump(mode="json"))
+    else:
+        data.update(event.data)
+    return f"id: {event.id}\nevent: {event.type.value}\ndata: {json.dumps(data)}\n\n"
