@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,6 +40,7 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, An
         facts = facts_for(svc.settings, dataset=dataset)
     else:
         model = _check_model(values["model_id"], body.kind, owner, svc)
+        _check_fits_model(spec.check_generate, params, model)
         facts = facts_for(svc.settings, model=model)
     check_fits(estimate(spec, body.type, params, facts), svc.settings)
     return values
@@ -74,3 +76,15 @@ def _check_model(model_id: str, kind: str, owner: str, svc: Services) -> ModelRe
             errors=[{"field": "params.model_id", "message": f"model kind is {model.kind}"}],
         )
     return model
+
+
+def _check_fits_model(
+    check: Callable[[Any, dict[str, Any]], list[str]] | None, params: Any, model: ModelRecord
+) -> None:
+    """Refuse now what would fail at run time: params this model cannot serve."""
+    problems = check(params, model.config) if check else []
+    if problems:
+        raise UnknownModel(
+            f"Model {model.id!r} cannot serve this job: {'; '.join(problems)}.",
+            errors=[{"field": "params.model_id", "message": p} for p in problems],
+        )

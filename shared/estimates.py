@@ -196,21 +196,31 @@ def batch_norm(features: int) -> NetworkSize:
 
 
 # --- textgen (workers/kinds/textgen_model.py: keras-hub's GPT2Backbone) -------------------------
-def gpt2_size(sequence_length: int, num_layers: int, hidden_dim: int) -> NetworkSize:
+def gpt2_size(
+    sequence_length: int,
+    num_layers: int,
+    hidden_dim: int,
+    vocabulary_size: int = BYTE_VOCABULARY,
+) -> NetworkSize:
     """Token embedding (tied to the output layer) and position embedding; per block two
     LayerNorms, Q/K/V/output projections with bias, a 4H feed-forward with bias
     (12H² + 13H); a final LayerNorm."""
     h = hidden_dim
     block = NetworkSize(12 * h * h + 13 * h, arrays=16)
-    size = NetworkSize((BYTE_VOCABULARY + sequence_length) * h + 2 * h, arrays=4)
+    size = NetworkSize((vocabulary_size + sequence_length) * h + 2 * h, arrays=4)
     for _ in range(num_layers):
         size += block
     return size
 
 
 def gpt2_training_activations(
-    batch: int, sequence_length: int, num_layers: int, num_heads: int, hidden_dim: int
+    batch: int,
+    sequence_length: int,
+    num_layers: int,
+    num_heads: int,
+    hidden_dim: int,
+    vocabulary_size: int = BYTE_VOCABULARY,
 ) -> int:
     b, s, h = batch, sequence_length, hidden_dim
     per_block = 16 * b * s * h + 3 * b * num_heads * s * s
-    return num_layers * per_block + b * s * h + 3 * b * s * BYTE_VOCABULARY
+    return num_layers * per_block + b * s * h + 3 * b * s * vocabulary_size

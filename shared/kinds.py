@@ -127,7 +127,16 @@ class TextgenTrainParams(TrainParams):
     steps: int = Field(800, ge=1, le=1_000_000, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, le=512)
     sequence_length: int = Field(
-        192, ge=16, le=2048, description="Context in bytes; prompt + new tokens fit in it."
+        192, ge=16, le=2048, description="Context in tokens (generation slides past it)."
+    )
+    vocabulary_size: int = Field(
+        256,
+        ge=256,
+        le=16384,
+        description=(
+            "256: one token per byte; more: a byte-pair vocabulary of this size learned "
+            "from the corpus (any UTF-8 text still round-trips)."
+        ),
     )
     num_layers: int = Field(2, ge=1, le=24)
     num_heads: int = Field(4, ge=1, le=32)
@@ -150,13 +159,16 @@ class TextgenTrainParams(TrainParams):
 
 def estimate_textgen_train(params: TextgenTrainParams, facts: JobFacts) -> Estimate:
     """GPT-2 blocks with AdamW at the batch and sequence size; the corpus held once."""
-    size = gpt2_size(params.sequence_length, params.num_layers, params.hidden_dim)
+    size = gpt2_size(
+        params.sequence_length, params.num_layers, params.hidden_dim, params.vocabulary_size
+    )
     activations = gpt2_training_activations(
         params.batch_size,
         params.sequence_length,
         params.num_layers,
         params.num_heads,
         params.hidden_dim,
+        params.vocabulary_size,
     )
     samples = samples_written(params.steps, params.sample_every)
     checkpoint = size.checkpoint_bytes()
@@ -176,7 +188,15 @@ def estimate_textgen_train(params: TextgenTrainParams, facts: JobFacts) -> Estim
 class TextgenGenerateParams(StrictParams):
     model_id: str = Field(description="A model produced by a textgen training job.")
     prompt: str = Field("", max_length=2000, description="Text to continue.")
-    max_new_tokens: int = Field(160, ge=1, le=2048, description="Bytes to generate.")
+    max_new_tokens: int = Field(
+        160,
+        ge=1,
+        le=2048,
+        description=(
+            "Tokens to generate (bytes for a byte-level model), past the model's context if "
+            "need be: the window slides."
+        ),
+    )
     temperature: float = Field(0.8, gt=0, le=5.0)
     top_k: int = Field(40, ge=0, le=256, description="0 turns top-k off.")
     top_p: float = Field(0.95, gt=0, le=1.0, description="1 turns nucleus sampling off.")
@@ -193,9 +213,9 @@ def estimate_textgen_generate(params: TextgenGenerateParams, facts: JobFacts) ->
     """The weights; per sample a key/value cache and the full context's activations."""
     config = facts.model_config or {}
     length, layers = config.get("sequence_length", 192), config.get("num_layers", 2)
-    hidden = config.get("hidden_dim", 128)
-    size = gpt2_size(length, layers, hidden)
-    per_sample = 2 * layers * length * hidden + length * (4 * hidden + 256)
+    hidden, vocabulary = config.get("hidden_dim", 128), config.get("vocabulary_size", 256)
+    size = gpt2_size(length, layers, hidden, vocabulary)
+    per_sample = 2 * layers * length * hidden + length * (4 * hidden + vocabulary)
     return Estimate(
         parameters=size.total,
         memory_bytes=inference_memory(size, params.n * per_sample),
@@ -203,6 +223,24 @@ def estimate_textgen_generate(params: TextgenGenerateParams, facts: JobFacts) ->
         output_bytes=params.n * params.max_new_tokens * FLOAT_BYTES,
         samples=0,
     )
+
+
+TEXTGEN_MODEL_FIELDS = ("sequence_length", "num_layers", "num_heads", "hidden_dim")
+
+
+def check_textgen_generate(params: TextgenGenerateParams, config: dict[str, Any]) -> list[str]:
+    """A textgen model generates any length from any prompt (the window slides), so what
+    can fail is the model itself: a record that cannot rebuild its network or tokenizer."""
+    missing = [name for name in TEXTGEN_MODEL_FIELDS if not isinstance(config.get(name), int)]
+    if missing:
+        return [
+            f"the model's record has no {', '.join(missing)}: it cannot be rebuilt by this "
+            "version of textgen; train it again"
+        ]
+    vocabulary = config.get("vocabulary_size", 256)
+    if not isinstance(vocabulary, int) or (vocabulary > 256 and not config.get("tokenizer")):
+        return [f"the model's {vocabulary}-token vocabulary has no tokenizer in its record"]
+    return []
 
 
 Estimator = Callable[[Any, JobFacts], Estimate]
@@ -221,6 +259,9 @@ class KindSpec:
     estimate_train: Estimator | None = None
     """Peak memory and output volume of a training job; None: not estimated (admitted)."""
     estimate_generate: Estimator | None = None
+    check_generate: Callable[[Any, dict[str, Any]], list[str]] | None = None
+    """Why validated generation params cannot work with a model of this config (messages
+    for a 422 at submit, never a failure at run time); empty when they can."""
 
 
 KINDS: dict[str, KindSpec] = {
@@ -238,13 +279,14 @@ KINDS: dict[str, KindSpec] = {
         ),
         KindSpec(
             name="textgen",
-            description="Byte-level decoder-only Transformer (GPT-2 style) for text.",
+            description="Decoder-only Transformer (GPT-2 style) for text, over bytes or subwords.",
             train_params=TextgenTrainParams,
             generate_params=TextgenGenerateParams,
             implementation="atelier.workers.kinds.textgen:TextgenKind",
             modality="text",
             estimate_train=estimate_textgen_train,
             estimate_generate=estimate_textgen_generate,
+            check_generate=check_textgen_generate,
         ),
     )
 }

@@ -64,11 +64,13 @@ def test_text_upload_trains_a_textgen_model(local_stack: RunningStack, tmp_path:
     assert [o["text"] for o in again["outputs"]] == texts  # same seed, same text
     assert again["metrics"]["model_cache_hit"] == 1.0
 
-    too_long = client.wait(
-        client.submit("generate", "textgen", {**params, "max_new_tokens": 200})["id"], timeout=60
+    # Past the 64-byte context the window slides (it used to be accepted, then fail).
+    past = client.wait(
+        client.submit("generate", "textgen", {**params, "max_new_tokens": 200, "stop": []})["id"],
+        timeout=120,
     )
-    assert too_long["status"] == "failed" and too_long["error"] is not None
-    assert "context of 64" in too_long["error"]["message"]
+    assert past["status"] == "succeeded", past["error"]
+    assert len(past["outputs"][0]["text"] or "") > 100
 
 
 def test_builtin_corpus_trains_textgen(local_stack: RunningStack) -> None:

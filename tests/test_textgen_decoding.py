@@ -1,14 +1,15 @@
-"""The textgen decoder: reproducible by seed, exact lengths, and one compiled function per
-sampler and shape bucket (a retrace per call is what made generation slow)."""
+"""The textgen decoder: reproducible by seed, exact lengths, any length past the context
+(a sliding window), and one compiled function per sampler and shape bucket (a retrace per
+call is what made generation slow)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from atelier.workers.kinds import textgen_decoding
 from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
 from atelier.workers.kinds.textgen_model import TextgenConfig, build_language_model
+from atelier.workers.kinds.textgen_tokens import ByteTokens
 
 pytestmark = pytest.mark.slow  # TensorFlow
 
@@ -30,22 +31,24 @@ def test_same_seed_same_text_and_other_seeds_differ(decoder: Decoder) -> None:
     assert decoder.sample("ab", 20, 3, spec, seed=2) != first
 
 
-def bytes_as_latin1(tokens: np.ndarray) -> str:
-    """One character per byte: a lossless view of what the decoder generated."""
-    return bytes(np.asarray(tokens, dtype=np.uint8)).decode("latin-1")
+class Latin1Bytes(ByteTokens):
+    """One character per byte: a lossless view of what the decoder generated (greedy bytes
+    of an untrained model may not be valid UTF-8, and UTF-8 decoding merges bad bytes)."""
+
+    def decode(self, tokens: np.ndarray) -> str:
+        return bytes(np.asarray(tokens, dtype=np.uint8)).decode("latin-1")
 
 
-def test_lengths_are_exact_whatever_the_bucket(
-    decoder: Decoder, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_lengths_are_exact_whatever_the_bucket_or_the_context(decoder: Decoder) -> None:
     """Each of the ``n`` continuations is exactly ``max_new`` bytes, whether the prompt and
-    continuation fill their 32-token bucket, spill into the next, or reach the context."""
-    # Greedy bytes of an untrained model may not be valid UTF-8, and UTF-8 decoding with
-    # replacement merges bad bytes: count the bytes through a lossless decoding instead.
-    monkeypatch.setattr(textgen_decoding, "decode", bytes_as_latin1)
+    continuation fill their 32-token bucket, spill into the next, reach the 64-token
+    context or go far past it (the window slides), and whatever the prompt's length."""
+    lossless = Decoder(decoder.lm, Latin1Bytes())
     greedy = SamplerSpec(temperature=0)
-    for prompt, new, n in (("x", 1, 1), ("x", 5, 3), ("x", 31, 1), ("x", 40, 2), ("ab", 62, 1)):
-        texts = decoder.sample(prompt, new, n, greedy)
+    cases = [("x", 1, 1), ("x", 5, 3), ("x", 31, 1), ("x", 40, 2), ("ab", 62, 1)]
+    cases += [("ab", 63, 1), ("x" * 10, 60, 2), ("x", 300, 3), ("y" * 200, 70, 1)]
+    for prompt, new, n in cases:
+        texts = lossless.sample(prompt, new, n, greedy)
         assert [len(text) for text in texts] == [new] * n, (prompt, new, n)
 
 
@@ -60,6 +63,13 @@ def test_prompts_in_one_bucket_share_a_compiled_function(decoder: Decoder) -> No
     assert decoder.traces(spec) == traced + 1
 
 
-def test_context_is_enforced(decoder: Decoder) -> None:
-    with pytest.raises(ValueError, match="context of 64"):
-        decoder.sample("x" * 10, 60, 1, SamplerSpec())
+def test_long_generation_is_reproducible_and_continues_its_window(decoder: Decoder) -> None:
+    """Past the context, the same seed still gives the same text; the first window's text
+    is what a short request gives (the slide only adds to it)."""
+    lossless = Decoder(decoder.lm, Latin1Bytes())
+    spec = SamplerSpec(temperature=1.0, top_k=20)
+    long = lossless.sample("The ", 200, 2, spec, seed=3)
+    assert long == lossless.sample("The ", 200, 2, spec, seed=3)
+    assert long != lossless.sample("The ", 200, 2, spec, seed=4)
+    short = lossless.sample("The ", 60, 2, spec, seed=3)  # fills the 64-token context
+    assert [text[:60] for text in long] == short

@@ -1,6 +1,6 @@
-"""The ``textgen`` plug-in: train a byte-level language model (``textgen_model``) on a
-corpus, and write text from one with keras-hub's cached decoding and samplers
-(``textgen_decoding``)."""
+"""The ``textgen`` plug-in: train a language model (``textgen_model``) over bytes or a
+byte-pair vocabulary learned from the corpus (``textgen_tokens``), and write text from one
+with keras-hub's cached decoding and samplers (``textgen_decoding``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
 
 from atelier.shared.errors import PermanentJobError
 from atelier.shared.jobs import OutputRef
@@ -24,7 +25,7 @@ from atelier.workers.kinds.base import (
     TrainResult,
     timing_metrics,
 )
-from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec, encode
+from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
 from atelier.workers.kinds.textgen_model import (
     HeldOut,
     TextgenConfig,
@@ -32,11 +33,13 @@ from atelier.workers.kinds.textgen_model import (
     compile_for_training,
     training_windows,
 )
+from atelier.workers.kinds.textgen_tokens import TOKENIZER_KEY, new_tokens, tokens_from_config
 from atelier.workers.training import Groups, Sample, Trainer, run_training
 
 VALIDATION_FRACTION = 0.05
 VALIDATION_WINDOWS = 32
 SAMPLES = SamplerSpec(temperature=0.8, top_k=10)  # the samples written during training
+SAMPLE_TOKENS = 120
 
 
 def cut_at_stops(text: str, stops: list[str]) -> str:
@@ -58,28 +61,40 @@ class TextgenTrainer(Trainer[TextgenTrainParams]):
 
     def build(self) -> keras.Model:
         p = self.params
-        data = encode(read_corpus(p.dataset, self.ctx))
-        if len(data) < 4 * (p.sequence_length + 1):
+        text = read_corpus(p.dataset, self.ctx)
+        split = int(len(text) * (1 - VALIDATION_FRACTION))
+        # The vocabulary is learned from the training text only: held-out text stays unseen.
+        self.tokens = new_tokens(text[:split], p.vocabulary_size)
+        train = self.tokens.encode(text[:split])
+        # Held-out windows may start in the last context of training text, so that a small
+        # corpus still has whole windows to measure on (its targets are mostly held out).
+        validation = np.concatenate([train[-p.sequence_length :], self.tokens.encode(text[split:])])
+        if len(train) < 4 * (p.sequence_length + 1) or len(validation) < p.sequence_length + 2:
             raise PermanentJobError(
-                f"the corpus has {len(data)} bytes; it needs at least "
+                f"the corpus has {len(train)} training tokens; it needs at least "
                 f"{4 * (p.sequence_length + 1)} for sequence_length {p.sequence_length}"
             )
-        split = int(len(data) * (1 - VALIDATION_FRACTION))
-        self.train_bytes = data[:split]
-        validation = data[split - p.sequence_length :]
-        self.held_out = HeldOut(validation, p.sequence_length, VALIDATION_WINDOWS, p.seed)
+        self.train_tokens = train
+        self.held_out = HeldOut(
+            validation, p.sequence_length, VALIDATION_WINDOWS, p.seed, self.tokens.byte_lengths()
+        )
         self.model_config = TextgenConfig(
-            p.sequence_length, p.num_layers, p.num_heads, p.hidden_dim, p.dropout
+            p.sequence_length,
+            p.num_layers,
+            p.num_heads,
+            p.hidden_dim,
+            p.dropout,
+            self.tokens.vocabulary_size,
         )
         self.lm = build_language_model(self.model_config)
-        compile_for_training(self.lm, p.learning_rate)
-        self.decoder = Decoder(self.lm)
+        compile_for_training(self.lm, p.learning_rate, p.steps)
+        self.decoder = Decoder(self.lm, self.tokens)
         return self.lm
 
     def batches(self, start_step: int) -> Any:
         p = self.params
         return training_windows(
-            self.train_bytes, p.sequence_length, p.batch_size, p.seed + start_step
+            self.train_tokens, p.sequence_length, p.batch_size, p.seed + start_step
         )
 
     def state(self) -> Groups:
@@ -94,8 +109,7 @@ class TextgenTrainer(Trainer[TextgenTrainParams]):
     def sample(self, step: int) -> Sample:
         """Validation loss, and a continuation of the sample prompt."""
         p = self.params
-        room = p.sequence_length - len(encode(p.sample_prompt or "\n"))
-        sampled = self.decoder.sample(p.sample_prompt, min(120, room), 1, SAMPLES, p.seed)
+        sampled = self.decoder.sample(p.sample_prompt, SAMPLE_TOKENS, 1, SAMPLES, p.seed)
         text = p.sample_prompt + sampled[0]
         return Sample(
             text.encode(),
@@ -106,11 +120,11 @@ class TextgenTrainer(Trainer[TextgenTrainParams]):
         )
 
     def config(self) -> dict[str, Any]:
-        return self.model_config.to_dict()
+        return {**self.model_config.to_dict(), **self.tokens.to_config()}
 
     def describe(self) -> str:
-        size = len(self.train_bytes)
-        return f"{self.model_config} on {self.params.dataset} ({size} training bytes)"
+        size = len(self.train_tokens)
+        return f"{self.model_config} on {self.params.dataset} ({size} training tokens)"
 
 
 class TextgenKind(ModelKind):
@@ -128,17 +142,8 @@ class TextgenKind(ModelKind):
         self, model: ModelRecord, params: dict[str, Any], ctx: JobContext
     ) -> GenerateResult:
         p = TextgenGenerateParams.model_validate(params)
-        config = TextgenConfig(**model.config)
-        needed = len((p.prompt or "\n").encode()) + p.max_new_tokens
-        if needed > config.sequence_length:
-            raise PermanentJobError(
-                f"prompt ({needed - p.max_new_tokens} bytes) + max_new_tokens "
-                f"({p.max_new_tokens}) exceeds the model's context of {config.sequence_length}"
-            )
         started = time.perf_counter()
-        decoder, cached = self._models.get_or_load(
-            model.id, lambda: Decoder(self._load(model, config, ctx))
-        )
+        decoder, cached = self._models.get_or_load(model.id, lambda: self._load(model, ctx))
         loaded = time.perf_counter()
         spec = SamplerSpec(p.temperature, p.top_k, p.top_p)
         texts = [
@@ -158,10 +163,12 @@ class TextgenKind(ModelKind):
         )
 
     @staticmethod
-    def _load(model: ModelRecord, config: TextgenConfig, ctx: JobContext) -> Any:
+    def _load(model: ModelRecord, ctx: JobContext) -> Decoder:
+        """A model's network and tokenizer; a record without a tokenizer is byte-level."""
+        config = TextgenConfig(**{k: v for k, v in model.config.items() if k != TOKENIZER_KEY})
         lm = build_language_model(config)
         restore_checkpoint({"lm": lm.weights}, ctx.objects.get_bytes(model.weights_key))
-        return lm
+        return Decoder(lm, tokens_from_config(model.config))
 
     @staticmethod
     def _store_texts(texts: list[str], ctx: JobContext) -> list[OutputRef]:

@@ -6,7 +6,11 @@ keras-hub rebuilds its generate function whenever the sampler changes, and a fre
 tokens), a retrace on every call ran at 416 tokens/s, a reused traced function at 1,194,
 and the same function compiled with XLA at 7,397. XLA costs about 1.6 s per new input
 shape, so prompts are padded to a few bucketed shapes and the compiled functions are kept
-per sampler (bounded, since temperatures are free-form floats)."""
+per sampler (bounded, since temperatures are free-form floats).
+
+Generation longer than the context slides a window: once the context is full, the newest
+half of it becomes the prompt of the next call (keras-hub rebuilds the key/value cache from
+it), so any length can be asked of any model."""
 
 from __future__ import annotations
 
@@ -18,16 +22,11 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from atelier.workers.kinds.textgen_tokens import ByteTokens, TextTokens
+
 LENGTH_BUCKET = 32  # tokens: at most 31 generated and thrown away per row
+KEPT_FRACTION = 0.5  # of the context, carried into the next window: context vs. speed
 COMPILED_SAMPLERS = 8
-
-
-def encode(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
-
-
-def decode(tokens: np.ndarray) -> str:
-    return bytes(np.asarray(tokens, dtype=np.uint8)).decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,9 @@ def _next_power_of_two(value: int) -> int:
 class Decoder:
     """Samples continuations from one language model, reusing compiled generate functions."""
 
-    def __init__(self, lm: Any, jit_compile: bool = True) -> None:
+    def __init__(self, lm: Any, tokens: TextTokens | None = None, jit_compile: bool = True) -> None:
         self.lm = lm
+        self.tokens = tokens or ByteTokens()
         self.jit_compile = jit_compile
         self._compiled: OrderedDict[SamplerSpec, tuple[Any, Any]] = OrderedDict()
 
@@ -77,33 +77,47 @@ class Decoder:
     def sample(
         self, prompt: str, max_new: int, n: int, spec: SamplerSpec, seed: int = 0
     ) -> list[str]:
-        """``n`` continuations of ``prompt``, each ``max_new`` bytes long. An empty prompt
-        starts at a paragraph break, as the corpus does. The same seed gives the same text
-        for the same arguments."""
-        start = encode(prompt or "\n")
-        needed = len(start) + max_new
-        if needed > self.context:
-            raise ValueError(f"{needed} tokens exceed the model's context of {self.context}")
-        length = min(_bucket(needed, LENGTH_BUCKET), self.context)
+        """``n`` continuations of ``prompt``, each ``max_new`` tokens long, however long the
+        context. An empty prompt starts at a paragraph break, as the corpus does; a prompt
+        longer than the context is read from its end. The same seed gives the same text for
+        the same arguments."""
+        start = self.tokens.encode(prompt or "\n")[-(self.context - 1) :]
         rows = _next_power_of_two(n)
-        token_ids = np.zeros((rows, length), dtype=np.int32)
-        token_ids[:, : len(start)] = start
-        padding_mask = np.zeros((rows, length), dtype=bool)
-        padding_mask[:, : len(start)] = True
+        window = np.tile(start, (rows, 1))
+        generated = np.zeros((rows, 0), dtype=np.int32)
+        kept = max(1, int(self.context * KEPT_FRACTION))
         sampler, function = self._function(spec)
-        for state in sampler.variables:  # a fresh sampler's seed state, as keras makes it
-            state.assign(np.array([seed, 0], dtype=state.dtype))
         # What `compile(sampler=...)` would do, minus resetting the training state and the
         # compiled function.
         self.lm.sampler = sampler
         self.lm.generate_function = function
+        part = 0
+        while generated.shape[1] < max_new:
+            count = min(max_new - generated.shape[1], self.context - window.shape[1])
+            new = self._continue(window, count, sampler, seed, part)
+            generated = np.concatenate([generated, new], axis=1)
+            window = np.concatenate([window, new], axis=1)[:, -kept:]
+            part += 1
+        return [self.tokens.decode(row) for row in generated[:n]]
+
+    def _continue(
+        self, window: np.ndarray, count: int, sampler: Any, seed: int, part: int
+    ) -> np.ndarray:
+        """``count`` more tokens after each row of ``window`` (which leaves room for them)."""
+        rows, used = window.shape
+        length = min(_bucket(used + count, LENGTH_BUCKET), self.context)
+        token_ids = np.zeros((rows, length), dtype=np.int32)
+        token_ids[:, :used] = window
+        padding_mask = np.zeros((rows, length), dtype=bool)
+        padding_mask[:, :used] = True
+        for state in sampler.variables:  # a fresh sampler's seed state, one per window
+            state.assign(np.array([seed, part], dtype=state.dtype))
         out = self.lm.generate(
             {"token_ids": token_ids, "padding_mask": padding_mask},
             max_length=length,
             stop_token_ids=None,
         )
-        generated = np.asarray(out["token_ids"])[:n, len(start) : needed]
-        return [decode(row) for row in generated]
+        return np.asarray(out["token_ids"], dtype=np.int32)[:, used : used + count]
 
     def traces(self, spec: SamplerSpec) -> int:
         """Input shapes the compiled function of ``spec`` was traced for (0 before its first

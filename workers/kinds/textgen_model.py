@@ -1,6 +1,6 @@
-"""The ``textgen`` model: a byte-level GPT-2-style language model built from keras-hub
-blocks. No download: the backbone is built from a config and the vocabulary is the 256
-byte values. Pure builders; nothing runs on import."""
+"""The ``textgen`` model: a GPT-2-style language model built from keras-hub blocks over
+bytes or a byte-pair vocabulary (``textgen_tokens``). No download: the backbone is built
+from a config. Pure builders; nothing runs on import."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-VOCABULARY = 256  # bytes
-
 
 @dataclass(frozen=True)
 class TextgenConfig:
@@ -23,6 +21,7 @@ class TextgenConfig:
     num_heads: int = 4
     hidden_dim: int = 128
     dropout: float = 0.0
+    vocabulary_size: int = 256  # bytes; more: a byte-pair vocabulary
 
     @classmethod
     def tiny(cls) -> TextgenConfig:
@@ -35,7 +34,7 @@ class TextgenConfig:
 
 def build_language_model(config: TextgenConfig) -> keras_hub.models.GPT2CausalLM:
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCABULARY,
+        vocabulary_size=config.vocabulary_size,
         num_layers=config.num_layers,
         num_heads=config.num_heads,
         hidden_dim=config.hidden_dim,
@@ -46,15 +45,26 @@ def build_language_model(config: TextgenConfig) -> keras_hub.models.GPT2CausalLM
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
 
 
-def compile_for_training(lm: keras.Model, learning_rate: float) -> None:
+def learning_rate_schedule(peak: float, steps: int) -> keras.optimizers.schedules.CosineDecay:
+    """A short linear warm-up to ``peak``, then a cosine decay to a tenth of it by ``steps``:
+    a run ends at a low rate, where a constant rate would leave the loss noisy."""
+    warmup = min(100, steps // 10)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, max(steps - warmup, 1), alpha=0.1, warmup_target=peak, warmup_steps=warmup
+    )
+
+
+def compile_for_training(lm: keras.Model, learning_rate: float, steps: int | None = None) -> None:
+    """AdamW at ``learning_rate``, on the warm-up and cosine schedule when ``steps`` is known."""
+    rate = learning_rate if steps is None else learning_rate_schedule(learning_rate, steps)
     lm.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.01),
+        optimizer=keras.optimizers.AdamW(rate, weight_decay=0.01),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
 
 
 def training_windows(data: np.ndarray, length: int, batch: int, seed: int) -> tf.data.Dataset:
-    """Endless random windows of ``length`` + 1 bytes: inputs and next-byte targets."""
+    """Endless random windows of ``length`` + 1 tokens: inputs and next-token targets."""
     corpus = tf.constant(data)
     span = len(data) - length - 1
 
@@ -72,9 +82,11 @@ def training_windows(data: np.ndarray, length: int, batch: int, seed: int) -> tf
 
 
 class HeldOut:
-    """Fixed windows of held-out bytes on which the loss is measured during training."""
+    """Fixed windows of held-out tokens on which the loss is measured during training."""
 
-    def __init__(self, data: np.ndarray, length: int, windows: int, seed: int) -> None:
+    def __init__(
+        self, data: np.ndarray, length: int, windows: int, seed: int, byte_lengths: np.ndarray
+    ) -> None:
         starts = np.random.default_rng(seed).integers(0, len(data) - length - 1, windows)
         stacked = np.stack([data[s : s + length + 1] for s in starts])
         self.targets = stacked[:, 1:]
@@ -82,15 +94,19 @@ class HeldOut:
             "token_ids": stacked[:, :-1],
             "padding_mask": np.ones_like(stacked[:, :-1], dtype=bool),
         }
+        self.target_bytes = int(byte_lengths[self.targets].sum())
 
     def metrics(self, lm: keras.Model) -> dict[str, float]:
-        """Mean next-byte loss in nats, and its perplexity."""
+        """Mean next-token loss in nats and its perplexity; bits per byte of text (the
+        same nats over the bytes the targets stand for), comparable across vocabularies."""
         logits = lm(self.inputs, training=False)
-        loss = float(
-            keras.ops.mean(
-                keras.losses.sparse_categorical_crossentropy(
-                    self.targets, logits, from_logits=True
-                )
-            )
+        losses = keras.losses.sparse_categorical_crossentropy(
+            self.targets, logits, from_logits=True
         )
-        return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+        total = float(keras.ops.sum(losses))
+        loss = total / self.targets.size
+        return {
+            "val_loss": loss,
+            "val_perplexity": math.exp(min(loss, 50.0)),
+            "val_bits_per_byte": total / max(self.target_bytes, 1) / math.log(2),
+        }
