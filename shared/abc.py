@@ -293,6 +293,49 @@ def body_text(tokens: list[str]) -> str:
     return "".join(out).strip()
 
 
+TUPLET_TIME = {2: 3, 3: 2, 4: 3, 5: 2, 6: 2, 7: 2, 8: 3, 9: 2}
+"""``(p``: p notes in the time of this many (ABC's defaults)."""
+
+
+def bar_lengths(body: list[str]) -> list[Fraction]:
+    """Each bar's length in units (eighths), counted on the tokens: a broken-rhythm pair
+    keeps its sum, a tuplet's notes are scaled, a chord lasts as its first note. Cheap,
+    so a tune is checked before music21 (which is slow on absurd bars) reads it."""
+    bars: list[Fraction] = []
+    current, tuplet_notes, ratio = Fraction(0), 0, Fraction(1)
+    chord: list[Fraction] = []
+    in_chord = False
+    for index, token in enumerate(body):
+        following = body[index + 1] if index + 1 < len(body) else ""
+        value = duration_value(following) if _DURATION.fullmatch(following) else Fraction(1)
+        if token in BAR_LINES:
+            bars.append(current)
+            current = Fraction(0)
+        elif token.startswith("(") and token[1:].isdigit():
+            tuplet_notes = int(token[1:])
+            ratio = Fraction(TUPLET_TIME[tuplet_notes], tuplet_notes)
+        elif token == "[" or token == "]":
+            in_chord = token == "["
+            if token == "]":
+                current += (chord[0] if chord else 1) * value * (ratio if tuplet_notes else 1)
+                tuplet_notes = max(tuplet_notes - 1, 0)
+                chord = []
+        elif token[-1:].isalpha() or token[-1:] in ",'":
+            if in_chord:
+                chord.append(value)
+            else:
+                current += value * (ratio if tuplet_notes else 1)
+                tuplet_notes = max(tuplet_notes - 1, 0)
+    return [*bars, current] if current else bars
+
+
+def check_bars(tune: Tune, most: int = 4) -> None:
+    """``AbcError`` when a bar is longer than ``most`` bars of the meter."""
+    limit = most * Fraction(tune.meter) / UNIT
+    if any(length > limit for length in bar_lengths(tune.body)):
+        raise AbcError(f"a bar longer than {most} bars of {tune.meter}")
+
+
 def tune_from_tokens(tokens: list[str], title: str = "") -> Tune:
     """A generated token sequence (header tokens, then the body) → a ``Tune``; missing
     header fields raise ``AbcError``."""

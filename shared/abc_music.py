@@ -9,7 +9,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from atelier.shared.abc import AbcError, Tune
+from atelier.shared.abc import AbcError, Tune, check_bars
+
+MAX_TOKENS = 4000  # the longest tune of the folk corpus has 943
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,13 @@ class TuneStats:
 
 
 def parse(tune: Tune) -> Any:
-    """The tune as a music21 score; ``AbcError`` when music21 cannot read it."""
+    """The tune as a music21 score; ``AbcError`` when music21 cannot read it, or when
+    reading it could take music21 long (a huge tune, an absurdly long bar: seconds each)."""
     from music21 import converter
+
+    if len(tune.body) > MAX_TOKENS:
+        raise AbcError(f"longer than {MAX_TOKENS} tokens")
+    check_bars(tune)
 
     try:
         with warnings.catch_warnings():

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from atelier.shared.estimates import (
     FLOAT_BYTES,
@@ -26,24 +26,14 @@ from atelier.shared.estimates import (
     samples_written,
     training_memory,
 )
-
-
-class StrictParams(BaseModel):
-    """Unknown parameters are errors, not silently ignored typos."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class TrainParams(StrictParams):
-    """What every kind's training takes; the shared training loop reads these."""
-
-    dataset: str = Field(description="Dataset name; see GET /v1/datasets.")
-    steps: int = Field(1000, ge=1, le=1_000_000, description="Optimizer steps.")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    sample_every: int = Field(
-        250, ge=1, le=1_000_000, description="Steps between samples written as outputs."
-    )
-    checkpoint_every: int = Field(250, ge=1, le=1_000_000, description="Steps between checkpoints.")
+from atelier.shared.kinds_base import StrictParams as StrictParams
+from atelier.shared.kinds_base import TrainParams as TrainParams
+from atelier.shared.melody_params import (
+    MelodyGenerateParams,
+    MelodyTrainParams,
+    estimate_melody_generate,
+    estimate_melody_train,
+)
 
 
 class DcganTrainParams(TrainParams):
@@ -287,6 +277,16 @@ KINDS: dict[str, KindSpec] = {
             estimate_train=estimate_textgen_train,
             estimate_generate=estimate_textgen_generate,
             check_generate=check_textgen_generate,
+        ),
+        KindSpec(
+            name="melody",
+            description="Decoder-only Transformer over ABC tokens for folk tunes (ABC, MIDI, WAV).",
+            train_params=MelodyTrainParams,
+            generate_params=MelodyGenerateParams,
+            implementation="atelier.workers.kinds.melody:MelodyKind",
+            modality="music",
+            estimate_train=estimate_melody_train,
+            estimate_generate=estimate_melody_generate,
         ),
     )
 }

@@ -139,3 +139,18 @@ def test_hostile_abc_uploads_are_refused(
     got, body = _upload(inprocess_api, filename, data)
     assert got == status, body
     assert str(body["type"]).startswith("urn:atelier:problem:")
+
+
+def test_a_tune_becomes_abc_midi_a_piano_roll_and_audio() -> None:
+    from atelier.workers.melody_render import audio_missing, render
+
+    rendered = render(normalise(GOOD), "tune-0")
+    types = {f.name: f.content_type for f in rendered.files}
+    assert types["tune-0.abc"].startswith("text/vnd.abc")
+    assert types["tune-0.mid"] == "audio/midi" and types["tune-0.png"] == "image/png"
+    files = {f.name: f.data for f in rendered.files}
+    assert files["tune-0.mid"][:4] == b"MThd" and files["tune-0.png"][:4] == b"\x89PNG"
+    if audio_missing() is None:  # .ci/run installs fluidsynth and the soundfont
+        assert files["tune-0.wav"][:4] == b"RIFF" and len(files["tune-0.wav"]) > 44_100
+    else:
+        assert "tune-0.wav" not in files and rendered.notes

@@ -26,7 +26,7 @@ from atelier.shared.abc_music import TuneStats, stats
 SOURCES = ("ryansMammoth", "oneills1850", "essenFolksong")
 """music21 corpus collections: Ryan's Mammoth Collection (1883), O'Neill's Music of
 Ireland (1850 tunes, 1903) and the Essen Folksong Collection (ABC transcriptions)."""
-CACHE_VERSION = 2  # bump when normalisation changes: the old cache is then rebuilt
+CACHE_VERSION = 3  # bump when normalisation changes: the old cache is then rebuilt
 
 
 @dataclass

@@ -1,0 +1,278 @@
+"""The ``melody`` plug-in: train a decoder-only Transformer on ABC tunes
+(``melody_model``), and write tunes from one, each as ABC, MIDI, a piano roll and audio
+(``workers.melody_render``)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from atelier.shared.abc import (
+    HEADER_PREFIXES,
+    AbcError,
+    Tune,
+    normalise,
+    split_tunes,
+    tune_from_tokens,
+)
+from atelier.shared.errors import PermanentJobError
+from atelier.shared.jobs import OutputRef
+from atelier.shared.melody_params import MelodyGenerateParams, MelodyTrainParams
+from atelier.shared.models import ModelRecord
+from atelier.workers.cache import LoadedModels
+from atelier.workers.checkpoints import restore_checkpoint
+from atelier.workers.folk import cached
+from atelier.workers.gpu import configure_tensorflow
+from atelier.workers.kinds.base import (
+    GenerateResult,
+    JobContext,
+    ModelKind,
+    TrainResult,
+    timing_metrics,
+)
+from atelier.workers.kinds.melody_decoding import MelodyDecoder
+from atelier.workers.kinds.melody_model import (
+    END,
+    START,
+    HeldOut,
+    MelodyConfig,
+    Vocabulary,
+    build_language_model,
+    compile_for_training,
+    header_counts,
+    training_windows,
+)
+from atelier.workers.kinds.textgen_decoding import SamplerSpec
+from atelier.workers.melody_render import ABC_TYPE, audio_missing, render
+from atelier.workers.training import Groups, Sample, Trainer, run_training
+
+VALIDATION_FRACTION = 0.05
+VALIDATION_TUNES = 64  # measured at every sample; bench/melody_quality.py uses them all
+SAMPLES = SamplerSpec(temperature=0.9, top_p=0.95)
+TEXT = "text/plain; charset=utf-8"
+
+
+def read_tunes(name: str, ctx: JobContext) -> list[Tune]:
+    if name == "folk":
+        return cached(ctx.settings.data_dir / "cache").parsed()
+    info = ctx.datasets.get_for_owner(name, ctx.job.owner)
+    if info is None or info.modality != "music" or info.data_key is None:
+        raise PermanentJobError(f"ABC dataset {name!r} no longer exists")
+    text = ctx.objects.get_bytes(info.data_key).decode("utf-8")
+    return [normalise(tune) for tune in split_tunes(text)]  # checked at upload
+
+
+def split(tunes: list[Tune], seed: int) -> tuple[list[Tune], list[Tune]]:
+    """(training, held-out) tunes: a seeded shuffle, 5% held out (at least one)."""
+    order = list(tunes)
+    random.Random(seed).shuffle(order)
+    held = max(1, int(len(order) * VALIDATION_FRACTION))
+    return order[held:], order[:held]
+
+
+@dataclass
+class Prepared:
+    """A training run's data and model configuration, before any TensorFlow."""
+
+    training: list[Tune]
+    held_out: list[Tune]
+    vocabulary: Vocabulary
+    stream: np.ndarray
+    """The training tunes' ids end to end."""
+    config: MelodyConfig
+
+
+def prepare(tunes: list[Tune], p: MelodyTrainParams) -> Prepared:
+    training, held_out = split(tunes, p.seed)
+    vocabulary = Vocabulary.of(tunes)
+    stream = np.array([i for t in training for i in vocabulary.encode(t)], np.int32)
+    if len(stream) < 2 * (p.sequence_length + 1):
+        raise PermanentJobError(
+            f"the tunes hold {len(stream)} tokens; sequence_length {p.sequence_length} "
+            f"needs at least {2 * (p.sequence_length + 1)}"
+        )
+    config = MelodyConfig(
+        p.sequence_length,
+        p.num_layers,
+        p.num_heads,
+        p.hidden_dim,
+        p.dropout,
+        vocabulary.tokens,
+        header_counts(training),
+    )
+    return Prepared(training, held_out, vocabulary, stream, config)
+
+
+class MelodyTrainer(Trainer[MelodyTrainParams]):
+    lm: keras.Model
+
+    def build(self) -> keras.Model:
+        p = self.params
+        data = prepare(read_tunes(p.dataset, self.ctx), p)
+        self.training, self.stream, self.vocabulary = data.training, data.stream, data.vocabulary
+        encoded = [self.vocabulary.encode(t) for t in data.held_out[:VALIDATION_TUNES]]
+        self.held_out = HeldOut(encoded, p.sequence_length)
+        self.sample_header = data.held_out[0].header_tokens()
+        self.model_config = data.config
+        self.lm = build_language_model(self.model_config)
+        compile_for_training(self.lm, p.learning_rate)
+        self.decoder = MelodyDecoder(self.lm, self.vocabulary.ids[END])
+        return self.lm
+
+    def batches(self, start_step: int) -> Any:
+        p = self.params
+        return training_windows(self.stream, p.sequence_length, p.batch_size, p.seed + start_step)
+
+    def state(self) -> Groups:
+        return {"lm": self.lm.weights, "opt": self.lm.optimizer.variables}
+
+    def build_optimizers(self) -> None:
+        self.lm.optimizer.build(self.lm.trainable_variables)
+
+    def weights(self) -> Groups:
+        return {"lm": self.lm.weights}
+
+    def sample(self, step: int) -> Sample:
+        """Validation loss, and a tune with the header of a held-out one."""
+        tune = write_tunes(self.decoder, self.vocabulary, [self.sample_header], SAMPLES, 0)[0]
+        text = tune.text() if isinstance(tune, Tune) else f"% unreadable: {tune}\n"
+        return Sample(
+            text.encode(), "abc", ABC_TYPE, text=text, metrics=self.held_out.metrics(self.lm)
+        )
+
+    def config(self) -> dict[str, Any]:
+        return self.model_config.to_dict()
+
+    def describe(self) -> str:
+        c = self.model_config
+        return (
+            f"{c.num_layers} layers x {c.hidden_dim} over {len(c.vocabulary)} ABC tokens, "
+            f"context {c.sequence_length}, on {self.params.dataset} "
+            f"({len(self.training)} tunes, {len(self.stream)} tokens)"
+        )
+
+
+def write_tunes(
+    decoder: MelodyDecoder,
+    vocabulary: Vocabulary,
+    headers: list[list[str]],
+    spec: SamplerSpec,
+    seed: int,
+) -> list[Tune | str]:
+    """One tune per header (its prompt); a tune that cannot be read is the reason why."""
+    prompts = [[vocabulary.ids[START], *(vocabulary.ids[t] for t in h)] for h in headers]
+    tunes: list[Tune | str] = []
+    for header, new in zip(headers, decoder.sample(prompts, spec, seed), strict=True):
+        try:
+            # The header is the prompt's: a header token the model writes later is dropped.
+            body = [t for t in vocabulary.decode(new) if not t.startswith(HEADER_PREFIXES)]
+            tunes.append(tune_from_tokens([*header, *body]))
+        except AbcError as exc:
+            tunes.append(str(exc))
+    return tunes
+
+
+def choose_headers(config: MelodyConfig, p: MelodyGenerateParams) -> list[list[str]]:
+    """``n`` headers (M, L, R, K tokens): drawn from the training corpus's headers that
+    agree with the request, by how often they occur; when none does, the closest one with
+    the requested fields put in."""
+    wanted = {"M": p.meter, "K": p.key, "R": p.rhythm}
+    wanted_tokens = {f"{field}:{value}" for field, value in wanted.items() if value}
+    unknown = sorted(wanted_tokens - set(config.vocabulary))
+    if unknown:
+        known = sorted(t for t in config.vocabulary if t[:2] in {u[:2] for u in unknown})
+        raise PermanentJobError(f"the model never saw {unknown}; it knows {known}")
+    scored = [(len(wanted_tokens & set(h)), h, count) for h, count in config.headers]
+    best = max(score for score, _, _ in scored)
+    pool = [(h, count) for score, h, count in scored if score == best]
+    rng = random.Random(p.seed)
+    drawn = rng.choices([h for h, _ in pool], [c for _, c in pool], k=p.n)
+    return [_with_fields(list(h), wanted) for h in drawn]
+
+
+def _with_fields(header: list[str], wanted: dict[str, str | None]) -> list[str]:
+    fields = {t[0]: t for t in header}
+    for field, value in wanted.items():
+        if value:
+            fields[field] = f"{field}:{value}"
+    return [fields[f] for f in "MLRK" if f in fields]
+
+
+class MelodyKind(ModelKind):
+    name = "melody"
+
+    def setup(self) -> None:
+        configure_tensorflow(self.settings.mixed_precision)
+        self._models: LoadedModels[tuple[MelodyDecoder, Vocabulary]] = LoadedModels(
+            self.settings.model_cache_size
+        )
+
+    def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
+        return run_training(MelodyTrainer(MelodyTrainParams.model_validate(params), ctx), ctx)
+
+    def generate(
+        self, model: ModelRecord, params: dict[str, Any], ctx: JobContext
+    ) -> GenerateResult:
+        p = MelodyGenerateParams.model_validate(params)
+        config = MelodyConfig.from_dict(model.config)
+        headers = choose_headers(config, p)
+        started = time.perf_counter()
+        (decoder, vocabulary), cached_model = self._models.get_or_load(
+            model.id, lambda: self._load(model, config, ctx)
+        )
+        loaded = time.perf_counter()
+        spec = SamplerSpec(p.temperature, p.top_k, p.top_p)
+        tunes = write_tunes(decoder, vocabulary, headers, spec, p.seed)
+        finished = time.perf_counter()
+        outputs, readable = self._store(tunes, p.audio, ctx)
+        return GenerateResult(
+            outputs=outputs,
+            metrics={
+                **timing_metrics(cached_model, started, loaded, finished),
+                "tunes": float(len(tunes)),
+                "tunes_parsed": float(readable),
+            },
+        )
+
+    @staticmethod
+    def _load(
+        model: ModelRecord, config: MelodyConfig, ctx: JobContext
+    ) -> tuple[MelodyDecoder, Vocabulary]:
+        lm = build_language_model(config)
+        restore_checkpoint({"lm": lm.weights}, ctx.objects.get_bytes(model.weights_key))
+        vocabulary = Vocabulary(config.vocabulary)
+        return MelodyDecoder(lm, vocabulary.ids[END]), vocabulary
+
+    @staticmethod
+    def _store(
+        tunes: list[Tune | str], audio: bool, ctx: JobContext
+    ) -> tuple[list[OutputRef], int]:
+        """Every tune's files, uploaded in parallel; the ABC text shown inline."""
+        texts: dict[str, str] = {}
+        readable = 0
+        if audio and (missing := audio_missing()):
+            # Said where the caller looks: in the log and as an output beside the tunes.
+            ctx.log.warning("no .wav files: %s", missing)
+            note = f"No .wav files: {missing}.\n"
+            ctx.uploader.put("no-audio.txt", ctx.output_key("no-audio.txt"), note.encode(), TEXT)
+            texts["no-audio.txt"] = note
+        for index, tune in enumerate(tunes):
+            stem = f"tune-{index}"
+            if isinstance(tune, str):
+                ctx.log.warning("%s: the model wrote an unreadable tune (%s)", stem, tune)
+                continue
+            rendered = render(tune, stem, audio)
+            readable += rendered.parsed
+            for note in rendered.notes:
+                ctx.log.warning("%s", note)
+            for file in rendered.files:
+                ctx.uploader.put(file.name, ctx.output_key(file.name), file.data, file.content_type)
+                if file.text is not None:
+                    texts[file.name] = file.text
+        refs = ctx.uploader.wait()
+        return [ref.model_copy(update={"text": texts.get(ref.name)}) for ref in refs], readable
