@@ -154,3 +154,35 @@ def test_a_tune_becomes_abc_midi_a_piano_roll_and_audio() -> None:
         assert files["tune-0.wav"][:4] == b"RIFF" and len(files["tune-0.wav"]) > 44_100
     else:
         assert "tune-0.wav" not in files and rendered.notes
+
+
+def test_the_api_documents_validates_and_admits_melody_jobs(inprocess_api: InProcessApi) -> None:
+    document = inprocess_api.http.get(inprocess_api.url("/v1/openapi.json"), timeout=10).json()
+    schemas = document["components"]["schemas"]
+    generate = schemas["melody_generate_params"]["properties"]
+    assert {"n", "seed", "temperature", "top_k", "top_p", "meter", "key", "rhythm"} <= set(generate)
+    client = inprocess_api.client("gwen")
+    job = client.submit("train", "melody", {})
+    assert job["params"]["dataset"] == "folk" and job["params"]["steps"] == 600
+    headers = {"Authorization": f"Bearer {inprocess_api.raw_key('gwen')}"}
+    for params, field in (
+        ({"model_id": "model_x", "rhythm": "foxtrot"}, "params.rhythm"),
+        ({"model_id": "model_x", "key": "H"}, "params.key"),
+        ({"model_id": "model_x", "meter": "6/7"}, "params.meter"),
+    ):
+        answer = inprocess_api.http.post(
+            inprocess_api.url("/v1/jobs"),
+            headers=headers,
+            json={"type": "generate", "kind": "melody", "params": params},
+            timeout=10,
+        )
+        assert answer.status_code == 422, answer.text
+        assert field in answer.text
+    huge = {"num_layers": 24, "hidden_dim": 2048, "sequence_length": 2048, "batch_size": 512}
+    answer = inprocess_api.http.post(
+        inprocess_api.url("/v1/jobs"),
+        headers=headers,
+        json={"type": "train", "kind": "melody", "params": huge},
+        timeout=10,
+    )
+    assert answer.status_code == 422 and "too-large" in answer.json()["type"], answer.text
