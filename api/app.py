@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         samples,
         usage,
         v1,
+        webhooks,
     )
     from atelier.api.views.health import health
 

@@ -28,6 +28,7 @@ AUDITED = {
     "v1.create_key": "key.create",
     "v1.revoke_key": "key.revoke",
     "v1.rotate_key": "key.rotate",
+    "v1.rotate_webhook_secret": "webhook-secret.rotate",
 }
 """Endpoint -> audit action, recorded by ``record_audit`` when the answer is a success."""
 
@@ -37,6 +38,9 @@ def required_scope(method: str, path: str) -> str:
     any other change (submit, cancel, delete a job or model) ``submit``."""
     if path.startswith("/v1/keys"):
         return "admin"
+    if path.startswith("/v1/webhooks/secret"):
+        # Reading the secret is enough to forge deliveries: the scope that sets webhooks.
+        return "submit"
     if method in READ_METHODS:
         return "read"
     return "upload" if path.startswith("/v1/datasets") else "submit"

@@ -16,6 +16,7 @@ from atelier.api.schemas import (
     timestamp,
 )
 from atelier.api.services import services
+from atelier.shared.job_records import WebhookEvent
 from atelier.shared.jobs import Job, OutputRef
 from atelier.shared.models import ModelRecord
 
@@ -83,6 +84,10 @@ def present_job(job: Job) -> JobOut:
         model_id=job.model_id,
         metrics=job.metrics,
         cancel_requested=job.cancel_requested,
+        webhook=job.webhook,
+        webhook_events_filter=(job.webhook_events_filter or list(WebhookEvent))
+        if job.webhook
+        else None,
     )
 
 

@@ -11,8 +11,10 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from atelier.shared.job_records import WebhookEvent
 from atelier.shared.jobs import JobStatus, JobType
 from atelier.shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
+from atelier.shared.webhook_urls import MAX_URL_CHARS
 
 # The upper bound is ATELIER_LIST_PAGE_MAX, checked by the views (``api.paging``).
 PAGE_LIMIT = Field(20, ge=1, description="Items per page; at most ATELIER_LIST_PAGE_MAX.")
@@ -47,6 +49,26 @@ class JobCreate(BaseModel):
         description="Among the caller's own waiting jobs, higher starts first; owners take "
         "turns whatever their priorities (fair scheduling).",
     )
+    webhook: str | None = Field(
+        None,
+        max_length=MAX_URL_CHARS,
+        description="An http(s) URL told about the job's events by signed POSTs (Standard "
+        "Webhooks; see GET /v1/webhooks/secret). Not a private or loopback address.",
+        examples=["https://example.com/atelier-hook"],
+    )
+    webhook_events_filter: list[WebhookEvent] | None = Field(
+        None,
+        min_length=1,
+        description="Which events the webhook hears: `start`, `output`, `logs` (at most "
+        "twice a second), `completed`. Default: all.",
+    )
+
+    @field_validator("webhook_events_filter")
+    @classmethod
+    def _no_repeats(cls, value: list[WebhookEvent] | None) -> list[WebhookEvent] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("webhook_events_filter names an event twice")
+        return value
 
     @field_validator("start_before")
     @classmethod
@@ -120,6 +142,10 @@ class JobOut(BaseModel):
         description="Run measurements: predict_time and load_time (seconds), model_cache_hit."
     )
     cancel_requested: bool
+    webhook: str | None = Field(None, description="The URL told about the job's events.")
+    webhook_events_filter: list[WebhookEvent] | None = Field(
+        None, description="The events the webhook hears (all four unless the submit chose)."
+    )
 
 
 class JobLogsOut(BaseModel):

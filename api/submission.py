@@ -12,10 +12,17 @@ from atelier.api.schemas import JobCreate
 from atelier.api.services import Services
 from atelier.api.spec import validation_problem
 from atelier.shared.datasets import DatasetInfo
-from atelier.shared.errors import UnknownDataset, UnknownKind, UnknownModel
+from atelier.shared.errors import (
+    UnknownDataset,
+    UnknownKind,
+    UnknownModel,
+    ValidationFailed,
+    WebhookRefused,
+)
 from atelier.shared.jobs import JobType
 from atelier.shared.kinds import KINDS
 from atelier.shared.models import ModelRecord
+from atelier.shared.webhook_urls import check_webhook_url
 
 
 def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, Any]:
@@ -27,6 +34,8 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, An
             f"Unknown kind {body.kind!r}; available kinds: {', '.join(sorted(KINDS))}.",
             errors=[{"field": "kind", "message": f"one of {sorted(KINDS)}"}],
         )
+    if body.webhook is not None:
+        _check_webhook(body.webhook, svc.settings.webhook_allow_private)
     schema = spec.train_params if body.type is JobType.TRAIN else spec.generate_params
     try:
         # Strict, as the document's JSON Schema is: true is not 1, "5" is not 5.
@@ -44,6 +53,17 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, An
         facts = facts_for(svc.settings, model=model)
     check_fits(estimate(spec, body.type, params, facts), svc.settings)
     return values
+
+
+def _check_webhook(url: str, allow_private: bool) -> None:
+    """422 for a URL the webhooks worker would refuse anyway: better told now than never
+    (the address a name resolves to is checked again at each delivery)."""
+    try:
+        check_webhook_url(url, allow_private)
+    except WebhookRefused as exc:
+        raise ValidationFailed(
+            f"webhook: {exc}", errors=[{"field": "webhook", "message": str(exc)}]
+        ) from exc
 
 
 def _check_dataset(name: str, modality: str, owner: str, svc: Services) -> DatasetInfo:

@@ -56,7 +56,7 @@ def api(bind: str, workers: int) -> None:
     "--queues",
     default="train,generate",
     show_default=True,
-    help="Comma list of queue roles (train, generate) or queue names.",
+    help="Comma list of queue roles (train, generate, webhooks) or queue names.",
 )
 @click.option("--name", default=None, help="Celery node name prefix (default: the queues).")
 @click.option(
@@ -75,9 +75,15 @@ def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
     settings = _settings()
     if once:
         settings = settings.replace(exit_after_job=True)
-    roles = {"train": settings.train_queue, "generate": settings.generate_queue}
+    roles = {
+        "train": settings.train_queue,
+        "generate": settings.generate_queue,
+        "webhooks": settings.webhook_queue,
+    }
     names = ",".join(roles.get(q.strip(), q.strip()) for q in queues.split(","))
     tag = name or queues.replace(",", "-")
+    if settings.webhook_queue in names.split(","):
+        _webhooks_worker(settings, names, tag)
     gpus = visible_gpus(settings.gpus)
     if not gpus:
         argv = worker_argv(names, f"{tag}-cpu", concurrency)
@@ -100,6 +106,16 @@ def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
             for index, gpu in enumerate(gpus)
         ]
     )
+
+
+def _webhooks_worker(settings: Settings, names: str, tag: str) -> None:
+    """The webhooks queue gets a worker of its own: sending is waiting on receivers, so it
+    runs on threads (``webhook_concurrency``), never in a job process, never on a GPU."""
+    if names != settings.webhook_queue:
+        raise click.UsageError("the webhooks queue runs in a worker of its own: --queues webhooks")
+    argv = worker_argv(names, f"{tag}-threads", settings.webhook_concurrency, pool="threads")
+    own = _own_metrics(settings, f"worker-{tag}", settings.worker_metrics_port)
+    os.execvpe(argv[0], argv, child_env(own, {"CUDA_VISIBLE_DEVICES": ""}))
 
 
 def _own_metrics(settings: Settings, name: str, port: int) -> Settings:

@@ -293,7 +293,7 @@ def api_argv(bind: str, workers: int) -> list[str]:
     ]
 
 
-def worker_argv(queues: str, name: str, concurrency: int = 1) -> list[str]:
+def worker_argv(queues: str, name: str, concurrency: int = 1, pool: str = "prefork") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -304,7 +304,7 @@ def worker_argv(queues: str, name: str, concurrency: int = 1) -> list[str]:
         "--queues",
         queues,
         "--pool",
-        "prefork",
+        pool,
         "--concurrency",
         str(concurrency),
         "--hostname",

@@ -56,7 +56,7 @@ class EmbeddedStack:
     """Use this Redis instead of starting one (the test suite shares one server)."""
     owner: str = LOCAL_OWNER
     worker_metrics_ports: dict[str, int] = field(default_factory=dict)
-    worker_roles: tuple[str, ...] = ("train", "generate")
+    worker_roles: tuple[str, ...] = ("train", "generate", "webhooks")
     """Workers to start (the scale benchmark starts none, so jobs stay queued)."""
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     say: Callable[[str], None] = log.warning
@@ -114,7 +114,7 @@ class EmbeddedStack:
         return settings
 
     def add_worker(self, role: str) -> ManagedProcess:
-        """Start one more `atelier worker` for ``role`` (train or generate)."""
+        """Start one more `atelier worker` for ``role`` (train, generate or webhooks)."""
         assert self.settings is not None
         count = sum(1 for p in self.processes if p.name.startswith(f"worker-{role}"))
         name = f"worker-{role}" + (f"-{count + 1}" if count else "")

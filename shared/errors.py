@@ -31,6 +31,9 @@
         └── PermanentJobError     bad data or params: fail at once, never retry → failed
             └── DeadlineExceeded  ran longer than its max_run_seconds
 
+Beside the two branches, ``WebhookRefused``: a webhook URL, or an address its host resolves
+to, that Atelier will not call (the submit answers 422; a delivery to it is given up).
+
 Retry decisions are expressed by exception type, never by string matching; the attempt
 count, the cap and the backoff are one policy (``JobStore.attempt_failed``), whether the
 runner saw the failure or the reaper found the lease expired. A job record's
@@ -187,3 +190,8 @@ class PermanentJobError(JobError):
 
 class DeadlineExceeded(PermanentJobError):
     """The job ran longer than its ``max_run_seconds``."""
+
+
+class WebhookRefused(AtelierError, ValueError):
+    """A webhook URL Atelier will not call (``shared.webhook_urls`` says why): the submit
+    answers 422, a delivery to it is given up at once rather than retried."""

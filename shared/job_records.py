@@ -33,6 +33,15 @@ class JobType(StrEnum):
     GENERATE = "generate"
 
 
+class WebhookEvent(StrEnum):
+    """What a job's webhook is told about (``shared.webhooks``), as Replicate names them."""
+
+    START = "start"
+    OUTPUT = "output"
+    LOGS = "logs"
+    COMPLETED = "completed"
+
+
 class Progress(BaseModel):
     step: int = 0
     total: int = 0
@@ -90,6 +99,10 @@ class Job(BaseModel):
     max_run_seconds: float | None = None
     priority: int = 5
     """0-9; within one owner, higher runs first (``shared.scheduling``)."""
+    webhook: str | None = None
+    """URL told about the job's events (``shared.webhooks``); checked at submit."""
+    webhook_events_filter: list[WebhookEvent] | None = None
+    """Which events the webhook hears; None: all of them."""
     # Held in their own hash fields so frequent writes never race a transition.
     progress: Progress = Field(default_factory=Progress)
     checkpoint: CheckpointRef | None = None

@@ -65,9 +65,20 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:owner:{owner}:uploading     zset   dataset ids an upload admitted, not saved yet (same)
     {p}:owner:{owner}:scratch       zset   a quota script's temporary intersection, deleted
                                            by the same script
+    {p}:job:{job_id}:webhooks       zset   the job's webhook delivery ids scored by creation
+                                           (the newest 200; expires 7 days after the last)
+    {p}:webhook:{delivery_id}       hash   record (JSON: status, attempts, last error...),
+                                           body (the signed payload, until delivered or
+                                           given up), claim (epoch s a sender holds it to);
+                                           expires 7 days after its last write
+    {p}:webhooks:due                zset   pending delivery ids scored by when to try next;
+                                           the webhooks worker's sweep sends the due ones
+    {p}:owner:{owner}:webhook-secret string the owner's signing secret ``whsec_<base64>``
 
+The webhooks worker reads ``{p}:events`` through the consumer group ``webhooks``.
 Celery's broker lists are named by the queue settings (``atelier-train``,
-``atelier-generate``) and are Celery's, not ours; we only read their lengths.
+``atelier-generate``, ``atelier-webhooks``) and are Celery's, not ours; we only read their
+lengths.
 """
 
 from __future__ import annotations
@@ -192,6 +203,19 @@ class RedisKeys:
 
     def owner_scratch(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:scratch"
+
+    def job_webhooks(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:webhooks"
+
+    def webhook(self, delivery_id: str) -> str:
+        return f"{self.prefix}:webhook:{delivery_id}"
+
+    @property
+    def webhooks_due(self) -> str:
+        return f"{self.prefix}:webhooks:due"
+
+    def webhook_secret(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:webhook-secret"
 
 
 KEYS = RedisKeys()

@@ -108,6 +108,30 @@ class Settings:
     gpus: str = "auto"
     """``auto`` (ask ``nvidia-smi``), ``none``, or a comma list of GPU indices."""
 
+    # --- webhooks (shared.webhooks, workers.webhook_router) ------------------------------------
+    webhook_queue: str = "atelier-webhooks"
+    """Celery queue of webhook deliveries, served by the ``webhooks`` worker role only."""
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private and link-local addresses (tests, private
+    deployments); metadata, multicast and reserved addresses stay refused."""
+    webhook_retry_window_seconds: float = 86400.0
+    """How long a failing delivery is retried after its event before it is given up."""
+    webhook_retry_base_seconds: float = 5.0
+    """First delay before a failed delivery is tried again; doubles each time, with jitter."""
+    webhook_retry_max_seconds: float = 900.0
+    """Longest delay between two attempts of one delivery."""
+    webhook_connect_timeout_seconds: float = 5.0
+    """Longest wait to connect to a receiver (and, for https, finish TLS)."""
+    webhook_timeout_seconds: float = 15.0
+    """Longest one attempt may take in all once connected (a receiver that drips its answer
+    is cut off)."""
+    webhook_max_response_bytes: int = 65536
+    """Most bytes of a receiver's answer that are read; the rest is never read."""
+    webhook_logs_interval_seconds: float = 0.5
+    """A job's ``logs`` webhook is sent at most this often (each carries the newest lines)."""
+    webhook_concurrency: int = 8
+    """Deliveries one webhooks worker sends at once (threads: sending is waiting)."""
+
     # --- sharing (shared.limits) ---------------------------------------------------------------
     max_running_jobs: int = 4
     """Jobs of one owner that run at once, per job type; more wait their turn (not fail)."""

@@ -2,7 +2,8 @@
 builds that command). Importing this module must stay cheap and TensorFlow-free.
 
 Hooks, not lines in the runner:
-- ``worker_ready`` (parent): start the reaper thread.
+- ``worker_ready`` (parent): start the reaper thread, and in a worker that serves the
+  webhooks queue the webhook router (``workers.webhook_router``).
 - ``worker_shutting_down`` (parent): flag this process generation as draining, so its
   running job checkpoints and goes back to the queue at once instead of being waited on or
   killed. The flag names the generation, not the node: a worker restarted under the same
@@ -33,11 +34,13 @@ from atelier.shared.storage import ObjectStore, make_object_store
 from atelier.workers.metrics import preinitialise, serve
 from atelier.workers.reaper import ReaperThread
 from atelier.workers.tasks import GENERATION, register_tasks
+from atelier.workers.webhook_tasks import register_webhook_tasks, send_message
 
 settings = Settings.from_env()
 configure_logging(settings)
 app = make_celery(settings)
 register_tasks(app, settings)
+register_webhook_tasks(app, settings)
 load_kind_plugins(settings.kind_plugins)
 DRAIN_FLAG_SECONDS = 600
 
@@ -71,8 +74,29 @@ def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
         return queue_length(client, queue_for(settings, JobType(job_type)))
 
     ReaperThread(jobs, settings, _send, waiting, _retention(client, jobs)).start()
+    if _serves(settings.webhook_queue):
+        _start_webhook_router(client)
     preinitialise(list(KINDS), [t.value for t in JobType])
     serve(settings)
+
+
+def _serves(queue: str) -> bool:
+    """Whether this worker consumes ``queue`` (``--queues``)."""
+    queues = app.amqp.queues
+    return queue in (queues.consume_from or queues)
+
+
+def _start_webhook_router(client: redis.Redis) -> None:
+    # Imported here: only a webhooks worker builds the API's presentation of a job.
+    from atelier.workers.webhook_router import RouterThread, WebhookRouter, api_renderer
+
+    router = WebhookRouter(
+        client,
+        settings,
+        api_renderer(settings),
+        lambda delivery_id: send_message(app, settings, delivery_id),
+    )
+    RouterThread(router).start()
 
 
 @worker_shutting_down.connect

@@ -97,6 +97,8 @@ def _create_and_enqueue(
         start_before=body.start_before.timestamp() if body.start_before else None,
         max_run_seconds=body.max_run_seconds or default_max_run_seconds(svc.settings, body.type),
         priority=body.priority,
+        webhook=body.webhook,
+        webhook_events_filter=body.webhook_events_filter,
     )
     svc.quotas.job_created(owner, job.id)
     if "dataset" in params:
