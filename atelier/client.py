@@ -16,88 +16,32 @@ an exponential backoff), up to ``max_retries`` times. Every submit carries an
 from __future__ import annotations
 
 import email.utils
+import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TypedDict, cast
+from typing import Any, BinaryIO, cast
 
 import requests
 
+from atelier.client_types import (
+    Dataset,
+    Event,
+    Job,
+    Json,
+    Model,
+    Output,
+    Progress,
+    parse_sse,
+)
+
+__all__ = ["Dataset", "Event", "Job", "Json", "Model", "Output", "Progress", "parse_sse"]
+
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
 RETRYABLE_STATUSES = frozenset({429, 503})
-Json = dict[str, Any]
-
-
-class Progress(TypedDict):
-    step: int
-    total: int
-    fraction: float
-    eta_seconds: float | None
-    metrics: dict[str, float]
-    updated_at: str | None
-
-
-class Output(TypedDict):
-    name: str
-    url: str
-    content_type: str
-    size_bytes: int
-    text: str | None
-
-
-class Job(TypedDict):
-    """A job as ``GET /v1/jobs/{id}`` answers (timestamps are ISO 8601, UTC)."""
-
-    id: str
-    type: str
-    kind: str
-    params: Json
-    status: str
-    progress: Progress
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    attempt: int
-    failures: int
-    checkpoint_step: int | None
-    worker: str | None
-    error: dict[str, str] | None
-    outputs: list[Output]
-    model_id: str | None
-    metrics: dict[str, float]
-    cancel_requested: bool
-
-
-class Model(TypedDict):
-    id: str
-    kind: str
-    config: Json
-    dataset: str
-    steps: int
-    metrics: dict[str, float]
-    sample_grid_url: str | None
-    source_job_id: str
-    created_at: str
-
-
-class Dataset(TypedDict):
-    name: str
-    title: str
-    modality: str
-    count: int
-    size_bytes: int
-    builtin: bool
-    image_size: int | None
-    channels: int | None
-    description: str
-    preview_url: str | None
-    """A grid of the first images (uploads)."""
-    excerpt: str | None
-    """The first characters of a corpus."""
-    created_at: str | None
 
 
 class ApiError(Exception):
@@ -165,15 +109,66 @@ class Client:
         params: Json,
         *,
         idempotency_key: str | None = None,
+        wait: float | None = None,
         **options: Any,
     ) -> Job:
-        """Create a job; ``options`` are other body fields (``start_before``, …)."""
+        """Create a job; ``options`` are other body fields (``start_before``, …). With
+        ``wait``, the answer comes when the job is over or after that many seconds
+        (``Prefer: wait``, capped by the server)."""
         body = {"type": job_type, "kind": kind, "params": params, **options}
-        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return cast(Job, self.request("POST", "/v1/jobs", json=body, headers=headers))
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex, **_prefer(wait)}
+        return cast(
+            Job,
+            self.request("POST", "/v1/jobs", json=body, headers=headers, **self._longer(wait)),
+        )
 
-    def get(self, job_id: str) -> Job:
-        return cast(Job, self.request("GET", f"/v1/jobs/{job_id}"))
+    def get(self, job_id: str, *, wait: float | None = None) -> Job:
+        """The job; with ``wait``, once it is over or after that many seconds."""
+        return cast(
+            Job,
+            self.request("GET", f"/v1/jobs/{job_id}", headers=_prefer(wait), **self._longer(wait)),
+        )
+
+    def metrics(self, job_id: str) -> Json:
+        """A training job's loss and validation curves: ``{"series": {"train": [...]}}``."""
+        return self.request("GET", f"/v1/jobs/{job_id}/metrics")
+
+    def events(
+        self, job_id: str | None = None, last_event_id: str | None = None
+    ) -> Iterator[Event]:
+        """Live events of one job (ending after its ``end`` event) or of all the caller's
+        jobs (never ending), resuming with ``Last-Event-ID`` across reconnects."""
+        path = f"/v1/jobs/{job_id}/events" if job_id else "/v1/events"
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id:
+                headers["Last-Event-ID"] = last_event_id
+            response = self._send(
+                functools.partial(
+                    self.http.get,
+                    self.api_url + path,
+                    headers=headers,
+                    stream=True,
+                    timeout=(10, 120),
+                )
+            )
+            if response.status_code >= 400:
+                raise ApiError(response.status_code, _problem(response))
+            received = 0
+            with response:
+                for event in parse_sse(response.iter_lines(decode_unicode=True)):
+                    last_event_id, received = event["id"], received + 1
+                    yield event
+                    if job_id and event["event"] == "end":
+                        return
+            # The server closes a job's stream early only once the job is over (its end
+            # already seen); otherwise the stream reached its time limit: reconnect.
+            if job_id and not received and self.get(job_id)["status"] in TERMINAL:
+                return
+
+    def _longer(self, wait: float | None) -> dict[str, Any]:
+        """A read timeout that outlasts the server's wait."""
+        return {} if wait is None else {"timeout": self.timeout + wait}
 
     def jobs(self, **filters: Any) -> Json:
         """One page of the caller's jobs, newest first: ``{"data": [...], "next_cursor"}``."""
@@ -329,7 +324,7 @@ class Client:
             with (opener or _no_file)() as handle:
                 extra = body(handle) if body else {}
                 return self.http.request(
-                    method, self.api_url + path, timeout=self.timeout, **kwargs, **extra
+                    method, self.api_url + path, **{"timeout": self.timeout, **kwargs, **extra}
                 )
 
         response = self._send(attempt)
@@ -350,6 +345,10 @@ class Client:
             )
             time.sleep(retry_after_seconds(header, retry, self.max_retry_wait))
         raise AssertionError("unreachable")
+
+
+def _prefer(wait: float | None) -> dict[str, str]:
+    return {} if wait is None else {"Prefer": f"wait={max(0, int(wait))}"}
 
 
 def _no_file() -> AbstractContextManager[BinaryIO]:

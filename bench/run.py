@@ -21,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench.common import Result
+from bench.events import event_streams
 from bench.fairness import fairness
 from bench.generation import bulk_generation, textgen_cache
 from bench.housekeeping import housekeeping
@@ -35,6 +36,7 @@ BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "round-trip": round_trip,
     "polling": status_polling,
     "scale": scale,
+    "events": event_streams,
     "warm-cold": warm_vs_cold,
     "fairness": fairness,
     "housekeeping": housekeeping,

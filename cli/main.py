@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from atelier.cli.events import events
 from atelier.cli.keys import keys
 from atelier.cli.processes import api_argv, child_env, worker_argv
 from atelier.cli.terminal import call, finish, wait_with_bar
@@ -362,6 +363,7 @@ def audit(limit: int) -> None:
 
 
 main.add_command(keys)
+main.add_command(events)
 
 if __name__ == "__main__":
     main()

@@ -189,6 +189,7 @@ class JobStore(JobIndexes):
                     pipe.hset(self._keys.job(job.id), "record", record_json(job))
                     self._hold_lease(pipe, job, lease_seconds)
                     self.fair.started(pipe, job, pick, limits_for(settings, job.owner).share)
+                    self.events.queue(pipe, job, EventType.STATUS, status_data(job))
                     pipe.execute()
                     return job
                 except redis.WatchError:

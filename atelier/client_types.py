@@ -1,0 +1,103 @@
+"""The Python client's types: the API's answers as ``TypedDict``s, and its event streams'
+parser (``Client.events``). ``atelier.client`` re-exports them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any, TypedDict
+
+Json = dict[str, Any]
+
+
+class Progress(TypedDict):
+    step: int
+    total: int
+    fraction: float
+    eta_seconds: float | None
+    metrics: dict[str, float]
+    updated_at: str | None
+
+
+class Output(TypedDict):
+    name: str
+    url: str
+    content_type: str
+    size_bytes: int
+    text: str | None
+
+
+class Job(TypedDict):
+    """A job as ``GET /v1/jobs/{id}`` answers (timestamps are ISO 8601, UTC)."""
+
+    id: str
+    type: str
+    kind: str
+    params: Json
+    status: str
+    progress: Progress
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempt: int
+    failures: int
+    checkpoint_step: int | None
+    worker: str | None
+    error: dict[str, str] | None
+    outputs: list[Output]
+    model_id: str | None
+    metrics: dict[str, float]
+    cancel_requested: bool
+
+
+class Model(TypedDict):
+    id: str
+    kind: str
+    config: Json
+    dataset: str
+    steps: int
+    metrics: dict[str, float]
+    sample_grid_url: str | None
+    source_job_id: str
+    created_at: str
+
+
+class Dataset(TypedDict):
+    name: str
+    title: str
+    modality: str
+    count: int
+    size_bytes: int
+    builtin: bool
+    image_size: int | None
+    channels: int | None
+    description: str
+    preview_url: str | None
+    """A grid of the first images (uploads)."""
+    excerpt: str | None
+    """The first characters of a corpus."""
+    created_at: str | None
+
+
+class Event(TypedDict):
+    id: str
+    event: str
+    data: Json
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
+    """Server-sent events from a stream's lines (the HTML standard's rules, as far as
+    Atelier's streams use them: ``id``, ``event``, one ``data`` line, comments)."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in fields:
+                yield Event(
+                    id=fields.get("id", ""),
+                    event=fields.get("event", "message"),
+                    data=json.loads(fields["data"]),
+                )
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value[1:] if value.startswith(" ") else value
