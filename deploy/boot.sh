@@ -1,5 +1,5 @@
 #!/bin/sh
-# Container entry point: `api` or `worker [--queues train|generate|train,generate]`.
+# Container entry point: `api` or `worker [--queues train|generate|train,generate|webhooks]`.
 set -e
 role="${1:-api}"
 shift || true

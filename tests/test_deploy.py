@@ -102,6 +102,7 @@ def test_compose_services_run_real_cli_commands() -> None:
         "worker-train",
         "worker-generate",
         "worker-cpu",
+        "worker-webhooks",
         "prometheus",
         "grafana",
     } <= set(services)
@@ -111,7 +112,7 @@ def test_compose_services_run_real_cli_commands() -> None:
     assert services["worker-cpu"]["profiles"] == ["cpu"]
     gpu = services["worker-train"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
-    for name in ("api", "worker-train", "worker-generate", "worker-cpu"):
+    for name in ("api", "worker-train", "worker-generate", "worker-cpu", "worker-webhooks"):
         command = services[name]["command"]
         argv = [sys.executable, "-m", "atelier.cli.main", *command, "--help"]
         subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, timeout=60)
@@ -381,7 +382,7 @@ def test_kubernetes_pods_reach_redis_with_the_secret_password() -> None:
     pods += [
         d["spec"]["jobTargetRef"]["template"]["spec"] for d in docs if d["kind"] == "ScaledJob"
     ]
-    assert len(pods) == 3
+    assert len(pods) == 4
     for pod in pods:
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
         ref = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
@@ -392,3 +393,19 @@ def test_kubernetes_pods_reach_redis_with_the_secret_password() -> None:
     for doc in docs:
         for trigger in doc.get("spec", {}).get("triggers", []):
             assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+
+
+def test_the_webhooks_worker_runs_in_the_api_image_on_its_own_queue() -> None:
+    """Webhooks are sent by a worker of their own, never by a job worker, and need no
+    TensorFlow: compose and Kubernetes run it from the API image."""
+    service = compose()["services"]["worker-webhooks"]
+    assert service["command"] == ["worker", "--queues", "webhooks"]
+    assert service["build"]["dockerfile"] == "deploy/api.Dockerfile"
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in manifests()}
+    pod = docs[("Deployment", "atelier-worker-webhooks")]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["worker", "--queues", "webhooks"]
+    assert container["image"].startswith("atelier-api:")
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    for other in ("worker-train", "worker-generate", "worker-cpu"):
+        assert "webhooks" not in ",".join(compose()["services"][other]["command"])
