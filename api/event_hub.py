@@ -29,6 +29,7 @@ from contextlib import contextmanager
 
 import redis
 
+from atelier.api.metrics import LONG_REQUESTS
 from atelier.shared.errors import ServiceUnavailable
 from atelier.shared.redis_keys import KEYS, RedisKeys
 
@@ -157,10 +158,12 @@ class LongRequests:
                 "(ATELIER_API_LONG_REQUESTS); retry shortly or ask without waiting.",
                 retry_after=2,
             )
+        LONG_REQUESTS.inc()
 
     def release(self) -> None:
         if self._slots is not None:
             self._slots.release()
+            LONG_REQUESTS.dec()
 
     @contextmanager
     def slot(self) -> Iterator[None]:

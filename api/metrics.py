@@ -12,6 +12,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -32,6 +33,14 @@ HTTP_LATENCY = Histogram(
 )
 JOBS_SUBMITTED = Counter(
     "atelier_jobs_submitted_total", "Jobs accepted by the API.", ["type", "kind"]
+)
+LONG_REQUESTS = Gauge(
+    "atelier_api_long_requests",
+    "Event streams and Prefer: wait requests open now.",
+    multiprocess_mode="livesum",
+)
+EVENTS_SENT = Counter(
+    "atelier_events_sent_total", "Server-sent events written to clients.", ["event"]
 )
 
 

@@ -13,6 +13,7 @@ from spectree import Response
 
 from atelier.api.auth import current_owner
 from atelier.api.event_schemas import JobMetricsOut, MetricPoint
+from atelier.api.metrics import EVENTS_SENT
 from atelier.api.present import present_output
 from atelier.api.services import services
 from atelier.api.spec import spec
@@ -102,6 +103,7 @@ def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
                 events = store.for_job(job.id, after) if job else store.for_owner(owner, after)
                 for event in events:
                     yield _format(event)
+                    EVENTS_SENT.labels(event.type.value).inc()
                     after = event.id
                     over = over or (job is not None and event.type is EventType.END)
                 if over and len(events) < store.PAGE:
