@@ -20,6 +20,8 @@ from standardwebhooks import Webhook
 from atelier.shared.job_logs import JobLogs
 from atelier.shared.job_records import JobStatus, OutputRef
 from atelier.shared.jobs import JobStore
+from atelier.shared.redis_keys import KEYS
+from atelier.workers import webhook_router
 from atelier.workers.webhook_router import WebhookRouter, api_renderer
 from atelier.workers.webhook_tasks import deliver
 from tests.conftest import InProcessApi, inprocess_api_for, inprocess_settings
@@ -145,3 +147,21 @@ def test_the_events_filter_is_respected(hooks: Hooks) -> None:
     hooks.route()
     hooks.send_all()
     assert events_of(hooks.receiver.requests) == ["completed"]
+
+
+def test_events_a_dead_router_took_are_routed_by_another(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries are acknowledged only once their delivery is recorded: a router that died
+    holding some leaves them pending in the group, and a live one claims them."""
+    client, stream = hooks.api.redis, KEYS.all_events
+    client.xgroup_create(stream, webhook_router.GROUP, id="0", mkstream=True)
+    job = hooks.submit(webhook=hooks.receiver.url, webhook_events_filter=["completed"])
+    run_job(hooks, job["id"])
+    taken = client.xreadgroup(webhook_router.GROUP, "dead-router", {stream: ">"}, count=1000)
+    assert taken  # ...and it never acknowledged them
+    monkeypatch.setattr(webhook_router, "STALE_SECONDS", 0.0)
+    hooks.route()
+    hooks.send_all()
+    assert events_of(hooks.receiver.requests) == ["completed"]
+    assert client.xpending(stream, webhook_router.GROUP)["pending"] == 0

@@ -13,10 +13,19 @@ import time
 from collections.abc import Callable
 
 from celery import Celery
+from prometheus_client import Counter
 
+from atelier.shared.job_records import WebhookEvent
 from atelier.shared.redis_client import connect
 from atelier.shared.settings import Settings
-from atelier.shared.webhooks import Delivery, WebhookStore, retry_delay, sign
+from atelier.shared.webhooks import (
+    Delivery,
+    DeliveryStatus,
+    Outcome,
+    WebhookStore,
+    retry_delay,
+    sign,
+)
 from atelier.workers.webhook_http import HttpLimits, HttpResult, post
 
 SEND_WEBHOOK_TASK = "atelier.send_webhook"
@@ -28,6 +37,15 @@ USER_AGENT = "Atelier-Webhooks/1"
 log = logging.getLogger(__name__)
 
 Poster = Callable[[str, bytes, dict[str, str], HttpLimits], HttpResult]
+
+WEBHOOK_ATTEMPTS = Counter(
+    "atelier_webhook_attempts_total",
+    "Webhook delivery attempts, by event and what the delivery became after it.",
+    ["event", "status"],
+)
+for _event in WebhookEvent:
+    for _status in DeliveryStatus:
+        WEBHOOK_ATTEMPTS.labels(_event.value, _status.value)
 
 
 def claim_seconds(settings: Settings) -> float:
@@ -56,8 +74,13 @@ def deliver(
         "webhook-timestamp": str(stamp),
         "webhook-signature": sign(store.secret(delivery.owner), delivery.id, stamp, body),
     }
-    result = poster(delivery.url, body.encode(), headers, HttpLimits.from_settings(settings))
-    outcome = result.outcome
+    try:
+        outcome = poster(
+            delivery.url, body.encode(), headers, HttpLimits.from_settings(settings)
+        ).outcome
+    except Exception as exc:  # a bug of ours must count as an attempt, not loop unseen
+        log.exception("webhook %s: the attempt failed unexpectedly", delivery.id)
+        outcome = Outcome(error=f"internal error: {type(exc).__name__}")
     retry_in: float | None = None
     if not outcome.delivered:
         delay = retry_delay(
@@ -68,6 +91,7 @@ def deliver(
         if time.time() + delay <= delivery.created_at + settings.webhook_retry_window_seconds:
             retry_in = delay
     after = store.record_attempt(delivery, outcome, retry_in)
+    WEBHOOK_ATTEMPTS.labels(delivery.event.value, after.status.value).inc()
     log.info(
         "webhook %s (%s of %s) attempt %d: %s",
         delivery.id,
