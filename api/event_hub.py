@@ -64,6 +64,8 @@ class EventHub:
         self._listener: threading.Thread | None = None
         self._pid = 0
         self.subscribed = threading.Event()
+        self.closing = False
+        """Set when the process stops: long requests end at their next wake-up."""
 
     @contextmanager
     def watch(self, owner: str, job_id: str | None = None) -> Iterator[Waiter]:
@@ -83,6 +85,11 @@ class EventHub:
                 index[key].discard(waiter)
                 if not index[key]:
                     del index[key]
+
+    def close(self) -> None:
+        """Wake every waiter for the last time (the process is stopping)."""
+        self.closing = True
+        self._wake_all()
 
     def watching(self) -> int:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from prometheus_client import multiprocess
@@ -22,6 +23,23 @@ limit_request_line = 8190
 graceful_timeout = 10
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+
+def post_worker_init(worker: Any) -> None:
+    """On SIGTERM (a restart, a scale-down) open event streams and waits end at once, so
+    the worker stops in well under ``graceful_timeout``; clients reconnect elsewhere with
+    ``Last-Event-ID``. gunicorn's own handler still runs (it stops accepting)."""
+    from atelier.api.services import EXTENSION_NAME
+
+    own_handler = signal.getsignal(signal.SIGTERM)
+    hub = worker.wsgi.extensions[EXTENSION_NAME].hub
+
+    def close_streams_then_exit(signum: int, frame: Any) -> None:
+        hub.close()
+        if callable(own_handler):
+            own_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, close_streams_then_exit)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -49,7 +49,7 @@ def wait_until_over(job: Job, seconds: float) -> Job:
             # would otherwise be missed until the deadline.
             job = svc.jobs.get(job.id) or job
             remaining = deadline - time.monotonic()
-            if job.status.is_terminal() or remaining <= 0:
+            if job.status.is_terminal() or remaining <= 0 or svc.hub.closing:
                 return job
             waiter.wait(remaining)
 

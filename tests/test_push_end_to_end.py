@@ -5,9 +5,12 @@ back finished in one request."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+import requests
 
+from atelier.cli.processes import ManagedProcess, api_argv, child_env, free_port, wait_until
 from atelier.client import Event
 from tests.conftest import TINY_TRAIN, RunningStack
 
@@ -69,3 +72,45 @@ def test_prefer_wait_returns_a_warm_16_image_generation_in_one_request(
     assert body["status"] == "succeeded"
     assert len([o for o in body["outputs"] if o["name"].endswith(".png")]) >= 16
     assert took < 10, took
+
+
+def test_stopping_an_api_ends_its_open_streams_at_once(
+    local_stack: RunningStack, tmp_path: Path
+) -> None:
+    """A restart must not wait out gunicorn's graceful timeout (10 s) for streams that never
+    end by themselves: SIGTERM closes them, and the client's reconnect resumes elsewhere."""
+    port = free_port()
+    api = ManagedProcess(
+        "api-to-stop",
+        api_argv(f"127.0.0.1:{port}", 1),
+        child_env(local_stack.settings),
+        tmp_path / "api.log",
+    )
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 60, "the API")
+        key = local_stack.raw_key("stopper")
+        streams = [
+            requests.get(
+                f"http://127.0.0.1:{port}/v1/events",
+                headers={"Authorization": f"Bearer {key}"},
+                stream=True,
+                timeout=30,
+            )
+            for _ in range(3)
+        ]
+        assert all(s.status_code == 200 for s in streams)
+        started = time.monotonic()
+        api.stop(timeout=30)
+        took = time.monotonic() - started
+        assert took < 5, f"the API took {took:.1f} s to stop with streams open"
+        for stream in streams:
+            assert b"connected" in b"".join(stream.iter_content(None))  # ended, not cut
+    finally:
+        api.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False

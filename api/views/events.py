@@ -110,7 +110,7 @@ def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
                     return
                 if events and len(events) == store.PAGE:
                     continue  # more to catch up on before waiting
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or svc.hub.closing:
                     return
                 if not waiter.wait(settings.event_heartbeat_seconds):
                     yield ": heartbeat\n\n"
