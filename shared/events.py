@@ -1,10 +1,10 @@
 """Job events: what happened to a job, in order, for streams (SSE), waits and webhooks.
 
-Every event is appended to three Redis streams in the same atomic step as the change it
-reports (the transition's MULTI, or the fenced Lua script of a progress or log write):
+Every event is appended to Redis streams in the same atomic step as the change it reports
+(the transition's MULTI, or the fenced Lua script of a progress or log write):
 
-- ``{p}:job:{id}:events``      the job's own events (capped), read by
-  ``GET /v1/jobs/{id}/events``; its stream ids are that endpoint's event ids;
+- ``{p}:job:{id}:events``      the job's own events from its first claim or cancel on
+  (capped; expires a day after the job ends), read by ``GET /v1/jobs/{id}/events``;
 - ``{p}:owner:{owner}:events`` all of one owner's events (capped), ``GET /v1/events``;
 - ``{p}:events``               every event (capped), read by consumers that act on events
   (webhook delivery) through a consumer group, so none is missed across restarts;
@@ -12,7 +12,8 @@ reports (the transition's MULTI, or the fenced Lua script of a progress or log w
 and a ``PUBLISH`` on ``{p}:events:wake`` (payload ``owner job_id``) tells listening API
 processes to read the streams now, so no client polls a record (``EventHub``).
 
-An event is ``type`` (``EventType``), ``job`` (id), ``owner`` and ``data`` (JSON):
+An event is ``type`` (``EventType``), ``job`` (id) and ``data`` (JSON), plus ``owner`` in
+the global stream. The creation event (``status`` queued) is in the owner's stream only.
 
 =========  ====================================================================
 status     ``{status, type, kind, attempt, error?, model_id?}`` on every status change
@@ -40,6 +41,9 @@ from atelier.shared.redis_keys import KEYS, RedisKeys
 JOB_STREAM_CAP = 2000
 """Events kept per job (approximate trim); a reconnect older than this restarts the job's
 stream from the oldest kept event (``status`` of the record is always current)."""
+FINISHED_STREAM_SECONDS = 86_400
+"""A finished job's own stream is kept this long after its ``end`` (its record, log, curves
+and outputs stay); a replay after that gets the final status from the record."""
 OWNER_STREAM_CAP = 10_000
 ALL_STREAM_CAP = 100_000
 
@@ -64,23 +68,18 @@ class Event(NamedTuple):
     data: dict[str, Any]
 
 
-# A Lua function the fenced scripts (progress, logs) share: the same three appends and the
-# wake-up as ``JobEvents.queue``. It finds the owner in the job's hash (the ``owner`` field
-# ``JobStore.create`` writes, or the record's JSON for jobs made before it did) and builds the
-# stream names from the prefix: one Redis, no cluster slots to declare.
+# A Lua function the fenced scripts (progress, logs) share: the same appends and wake-up as
+# ``JobEvents.queue``. It reads the owner from the job's record and builds the stream names
+# from the prefix: one Redis, no cluster slots to declare.
 EMIT_LUA = f"""
 local function emit(job_hash, prefix, job_id, kind, data)
-  local owner = redis.call('HGET', job_hash, 'owner')
-  if not owner then owner = cjson.decode(redis.call('HGET', job_hash, 'record'))['owner'] end
-  local streams = {{
-    {{prefix .. ':job:' .. job_id .. ':events', {JOB_STREAM_CAP}}},
-    {{prefix .. ':owner:' .. owner .. ':events', {OWNER_STREAM_CAP}}},
-    {{prefix .. ':events', {ALL_STREAM_CAP}}},
-  }}
-  for _, s in ipairs(streams) do
-    redis.call('XADD', s[1], 'MAXLEN', '~', s[2], '*',
-               'type', kind, 'job', job_id, 'owner', owner, 'data', data)
-  end
+  local owner = cjson.decode(redis.call('HGET', job_hash, 'record'))['owner']
+  redis.call('XADD', prefix .. ':job:' .. job_id .. ':events', 'MAXLEN', '~', {JOB_STREAM_CAP},
+             '*', 'type', kind, 'job', job_id, 'data', data)
+  redis.call('XADD', prefix .. ':owner:' .. owner .. ':events', 'MAXLEN', '~',
+             {OWNER_STREAM_CAP}, '*', 'type', kind, 'job', job_id, 'data', data)
+  redis.call('XADD', prefix .. ':events', 'MAXLEN', '~', {ALL_STREAM_CAP}, '*',
+             'type', kind, 'job', job_id, 'data', data, 'owner', owner)
   redis.call('PUBLISH', prefix .. ':events:wake', owner .. ' ' .. job_id)
 end
 """
@@ -116,20 +115,36 @@ class JobEvents:
         self._keys = keys
 
     # --- writes -----------------------------------------------------------------------------
-    def queue(self, pipe: Pipeline, job: Job, kind: EventType, data: dict[str, Any]) -> None:
-        """Queue one event's appends and wake-up in ``pipe`` (a transition's MULTI)."""
-        fields: dict[Any, Any] = {
-            "type": kind.value,
-            "job": job.id,
-            "owner": job.owner,
-            "data": _dumps(data),
-        }
-        for stream, cap in (
-            (self._keys.job_events(job.id), JOB_STREAM_CAP),
-            (self._keys.owner_events(job.owner), OWNER_STREAM_CAP),
-            (self._keys.all_events, ALL_STREAM_CAP),
-        ):
-            pipe.xadd(stream, fields, maxlen=cap, approximate=True)
+    def queue(
+        self,
+        pipe: Pipeline,
+        job: Job,
+        kind: EventType,
+        data: dict[str, Any],
+        *,
+        creation: bool = False,
+    ) -> None:
+        """Queue one event's appends and wake-up in ``pipe`` (a transition's MULTI).
+
+        The ``creation`` event (queued) goes to the owner's stream only: a queued job has no
+        stream of its own yet (an empty Redis stream costs ~4.7 KB, twice a queued job's
+        record and indexes), and nothing acts on creations through the global stream."""
+        fields: dict[Any, Any] = {"type": kind.value, "job": job.id, "data": _dumps(data)}
+        if not creation:
+            job_stream = self._keys.job_events(job.id)
+            pipe.xadd(job_stream, fields, maxlen=JOB_STREAM_CAP, approximate=True)
+            if kind is EventType.END:
+                pipe.expire(job_stream, FINISHED_STREAM_SECONDS)
+        pipe.xadd(
+            self._keys.owner_events(job.owner), fields, maxlen=OWNER_STREAM_CAP, approximate=True
+        )
+        if not creation:
+            pipe.xadd(
+                self._keys.all_events,
+                {**fields, "owner": job.owner},
+                maxlen=ALL_STREAM_CAP,
+                approximate=True,
+            )
         pipe.publish(self._keys.events_wake, f"{job.owner} {job.id}")
         for hook in EVENT_HOOKS:
             hook(pipe, job, kind, data)
@@ -183,7 +198,7 @@ def parse_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
         id=_text(entry_id),
         type=EventType(_text(fields[b"type"])),
         job=_text(fields[b"job"]),
-        owner=_text(fields[b"owner"]),
+        owner=_text(fields.get(b"owner", b"")),
         data=json.loads(fields[b"data"]),
     )
 

@@ -125,14 +125,13 @@ class JobStore(JobIndexes):
         )
         start_before = job.start_before
         pipe = self._redis.pipeline(transaction=True)
-        # ``owner`` beside the record: the event scripts (shared.events) read it.
-        pipe.hset(self._keys.job(job.id), mapping=cast(Any, {**encode(job), "owner": owner}))
+        pipe.hset(self._keys.job(job.id), mapping=cast(Any, encode(job)))
         pipe.zadd(self._keys.owner_jobs(owner), {job.id: 0})
         pipe.zadd(self._keys.queued(job.type.value), {job.id: job.created_at})
         self.fair.enter(pipe, job, job.created_at)
         if start_before is not None:
             pipe.zadd(self._keys.start_deadlines, {job.id: start_before})
-        self.events.queue(pipe, job, EventType.STATUS, status_data(job))
+        self.events.queue(pipe, job, EventType.STATUS, status_data(job), creation=True)
         pipe.execute()
         return job
 

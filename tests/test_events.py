@@ -9,14 +9,14 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 
 from atelier.api.prefer import preferred_wait
-from atelier.shared.events import EventType
+from atelier.shared.events import FINISHED_STREAM_SECONDS, EventType
 from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, OutputRef, Progress
 from atelier.shared.metric_history import MetricHistory
@@ -51,7 +51,6 @@ def test_a_jobs_life_is_its_events_in_order(store: JobStore) -> None:
     events = store.events.for_job(job.id)
     kinds = [(e.type, e.data.get("status")) for e in events]
     assert kinds == [
-        (EventType.STATUS, "queued"),
         (EventType.STATUS, "running"),
         (EventType.PROGRESS, None),
         (EventType.LOG, None),
@@ -59,14 +58,29 @@ def test_a_jobs_life_is_its_events_in_order(store: JobStore) -> None:
         (EventType.STATUS, "succeeded"),
         (EventType.END, "succeeded"),
     ]
-    assert events[2].data["metrics"] == {"loss": 0.5}
-    assert events[3].data == {"line": "step 5/10"}
-    assert events[4].data["key"] == SAMPLE.key
+    assert events[1].data["metrics"] == {"loss": 0.5}
+    assert events[2].data == {"line": "step 5/10"}
+    assert events[3].data["key"] == SAMPLE.key
     assert events[-1].data["model_id"] == "mdl_1"
-    # The owner's stream and the global one hold the same events, ids ascending.
-    assert [e.type for e in store.events.for_owner("alice")] == [e.type for e in events]
     assert [e.id for e in events] == sorted(e.id for e in events)
-    assert store._redis.xlen(KEYS.all_events) == len(events)
+    # The owner's stream has the creation too; the global one, read by webhook delivery,
+    # has the rest with the owner named.
+    owner_events = store.events.for_owner("alice")
+    assert (owner_events[0].type, owner_events[0].data["status"]) == (EventType.STATUS, "queued")
+    assert [e.type for e in owner_events[1:]] == [e.type for e in events]
+    everything = cast(list[tuple[bytes, dict[bytes, bytes]]], store._redis.xrange(KEYS.all_events))
+    assert len(everything) == len(events)
+    assert {fields[b"owner"] for _, fields in everything} == {b"alice"}
+
+
+def test_a_queued_job_has_no_stream_of_its_own_and_a_finished_ones_expires(
+    store: JobStore,
+) -> None:
+    queued = store.create("alice", JobType.TRAIN, "dcgan", {})
+    assert not store._redis.exists(KEYS.job_events(queued.id))
+    finished = _run_a_job(store)
+    ttl = store._redis.ttl(KEYS.job_events(finished.id))
+    assert 0 < ttl <= FINISHED_STREAM_SECONDS
 
 
 def test_resuming_after_an_id_gives_only_what_came_after(store: JobStore) -> None:
@@ -206,22 +220,34 @@ def test_a_finished_jobs_stream_replays_its_life_and_closes(inprocess_api: InPro
     client = inprocess_api.app.test_client()
     headers = _bearer(inprocess_api)
     events = _read_sse(_stream(client, f"/v1/jobs/{job.id}/events", headers))
-    assert [e["event"] for e in events] == [
-        "status",
-        "status",
-        "progress",
-        "log",
-        "output",
-        "status",
-        "end",
-    ]
+    assert [e["event"] for e in events] == ["status", "progress", "log", "output", "status", "end"]
     assert all(e["data"]["job"] == job.id for e in events)
-    output = events[4]["data"]
+    output = events[3]["data"]
     assert output["url"].endswith(SAMPLE.key) and "key" not in output
     resumed = _read_sse(
         _stream(client, f"/v1/jobs/{job.id}/events", {**headers, "Last-Event-ID": events[3]["id"]})
     )
     assert [e["id"] for e in resumed] == [e["id"] for e in events[4:]]
+
+
+def test_a_stream_without_events_of_its_own_starts_from_the_record(
+    inprocess_api: InProcessApi,
+) -> None:
+    """A queued job (no stream yet) and a finished one whose stream expired: the record's
+    status comes first, with id 0-0, and the finished one's stream closes after ``end``."""
+    store = JobStore(inprocess_api.redis)
+    finished = _run_a_job(store)
+    inprocess_api.redis.delete(KEYS.job_events(finished.id))  # as after its day of retention
+    client = inprocess_api.app.test_client()
+    events = _read_sse(_stream(client, f"/v1/jobs/{finished.id}/events", _bearer(inprocess_api)))
+    assert [(e["event"], e["id"], e["data"]["status"]) for e in events] == [
+        ("status", "0-0", "succeeded"),
+        ("end", "0-0", "succeeded"),
+    ]
+    queued = store.create("alice", JobType.TRAIN, "dcgan", {})
+    chunks = _stream(client, f"/v1/jobs/{queued.id}/events", _bearer(inprocess_api))
+    first = next(_read_sse_each(chunks))
+    assert (first["event"], first["id"], first["data"]["status"]) == ("status", "0-0", "queued")
 
 
 def test_a_running_jobs_stream_delivers_events_as_they_happen(inprocess_api: InProcessApi) -> None:

@@ -20,7 +20,7 @@ from atelier.api.spec import spec
 from atelier.api.views import v1
 from atelier.api.views.jobs import owned_job
 from atelier.shared.errors import MalformedRequest
-from atelier.shared.events import Event, EventType, output_of, valid_event_id
+from atelier.shared.events import Event, EventType, output_of, status_data, valid_event_id
 from atelier.shared.jobs import Job
 
 SSE_HEADERS = {
@@ -101,6 +101,13 @@ def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
                 # Read after every wake-up; a wake-up that comes while reading is kept by
                 # the waiter, so no event slips between the read and the wait.
                 events = store.for_job(job.id, after) if job else store.for_owner(owner, after)
+                if job is not None and after == "0" and not events:
+                    # A job not yet claimed has no stream of its own, and a finished job's
+                    # expires a day after its end: its record says where it stands.
+                    yield from _snapshot(job, over)
+                    if over:
+                        return
+                    after = "0-0"
                 for event in events:
                     yield _format(event)
                     EVENTS_SENT.labels(event.type.value).inc()
@@ -116,6 +123,14 @@ def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
                     yield ": heartbeat\n\n"
     finally:
         svc.long_requests.release()
+
+
+def _snapshot(job: Job, over: bool) -> Iterator[str]:
+    """The job's status as read from its record, as events with id 0-0 (before any of the
+    job's own; a client resuming from it gets every event the job has)."""
+    kinds = (EventType.STATUS, EventType.END) if over else (EventType.STATUS,)
+    for kind in kinds:
+        yield _format(Event("0-0", kind, job.id, job.owner, status_data(job)))
 
 
 def _format(event: Event) -> str:
