@@ -26,7 +26,8 @@ def test_a_training_job_is_seen_live_over_its_event_stream(local_stack: RunningS
         seen.append((time.time(), event))
     kinds = [event["event"] for _, event in seen]
     statuses = [e["data"]["status"] for _, e in seen if e["event"] == "status"]
-    assert statuses == ["queued", "running", "succeeded"], statuses
+    # "queued" comes first from the record when the stream opens before a worker claims it.
+    assert statuses in (["queued", "running", "succeeded"], ["running", "succeeded"]), statuses
     assert kinds[-1] == "end"
     progress = [e["data"] for _, e in seen if e["event"] == "progress"]
     assert len(progress) >= 2
