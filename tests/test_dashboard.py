@@ -188,6 +188,9 @@ def test_pages_render_with_security_headers(browser: FlaskClient) -> None:
 
 def test_docs_pages_load_local_assets(inprocess_api: InProcessApi) -> None:
     client = inprocess_api.app.test_client()
+    paths = client.get("/v1/openapi.json").get_json()["paths"]
+    assert "/v1/system" in paths  # a JSON route; the HTML pages are not in the document
+    assert not {"/", "/sign-in", "/sign-out", "/system", "/assets/{filename}"} & set(paths)
     for page, asset in (
         ("/v1/docs/redoc/", "/assets/vendor/redoc/redoc.standalone.js"),
         ("/v1/docs/swagger/", "/assets/vendor/swagger-ui/swagger-ui-bundle.js"),

@@ -58,10 +58,15 @@ def jobs() -> str:
             and (kind is None or job.kind == kind)
         )
 
-    found, _ = services().jobs.list_for_owner(current_owner(), limit=PAGE_JOBS, where=matches)
-    datasets = services().datasets.list_for_owner(current_owner())
+    svc = services()
+    # The stream resumes after the newest event read before the table: nothing between
+    # the two is missed (an event both in the table and the stream is applied twice, alike).
+    after = svc.jobs.events.last_id_for_owner(current_owner())
+    found, _ = svc.jobs.list_for_owner(current_owner(), limit=PAGE_JOBS, where=matches)
+    datasets = svc.datasets.list_for_owner(current_owner())
     return render_template(
         "jobs.html",
+        last_event_id=after,
         jobs=[present_job(j) for j in found],
         filters={"status": status or "", "type": job_type or "", "kind": kind or ""},
         statuses=[s.value for s in JobStatus],
@@ -75,11 +80,13 @@ def jobs() -> str:
 @dashboard.get("/jobs/<job_id>")
 def job(job_id: str) -> str:
     """One job: progress, loss curves, the sample strip, the outputs, the log tail."""
+    after = services().jobs.events.last_id_for_job(job_id)  # first: see ``jobs``
     found = _owned(job_id)
     shown = present_job(found)
     return render_template(
         "job.html",
         job=shown,
+        last_event_id=after,
         samples=[o for o in shown.outputs if o.name.startswith(SAMPLE_PREFIX)],
         outputs=[o for o in shown.outputs if not o.name.startswith(SAMPLE_PREFIX)],
         log_lines=services().logs.read(job_id)[-200:],

@@ -120,9 +120,15 @@
     }
   }
 
-  const source = Atelier.follow(`${base}/events`, {
-    status: onStatus, progress: onProgress, output: onOutput, log: onLog,
-    end: (event) => { onStatus(event); source.close(); },
-  });
+  // The page shows the job as of its last event; the stream goes on from there. A job
+  // already over has nothing more to say (its stream would only close, and the browser
+  // reconnect to it every few seconds).
+  if (!Atelier.TERMINAL.has(root.dataset.status)) {
+    const after = encodeURIComponent(root.dataset.lastEventId);
+    const source = Atelier.follow(`${base}/events?last_event_id=${after}`, {
+      status: onStatus, progress: onProgress, output: onOutput, log: onLog,
+      end: (event) => { onStatus(event); source.close(); },
+    });
+  }
   loadHistory();
 })();

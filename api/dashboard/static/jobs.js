@@ -76,7 +76,8 @@
     if (row) applyProgress(row, event); else addJob(event.job);
   }
 
-  Atelier.follow("/v1/events", { status: onStatus, end: onStatus, progress: onProgress },
+  const after = encodeURIComponent(table.dataset.lastEventId);
+  Atelier.follow(`/v1/events?last_event_id=${after}`, { status: onStatus, end: onStatus, progress: onProgress },
                  document.getElementById("live-state"));
 
   // --- the training form: a kind's defaults as editable JSON --------------------------
