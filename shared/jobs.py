@@ -27,7 +27,7 @@ import redis
 from redis.client import Pipeline
 
 from atelier.shared.errors import Conflict, StartDeadlineMissed
-from atelier.shared.events import EventType, JobEvents, status_data
+from atelier.shared.events import CREATION_DATA, EventType, JobEvents, status_data
 from atelier.shared.job_indexes import JobIndexes, StopFlags
 from atelier.shared.job_records import (
     TERMINAL_STATUSES,
@@ -120,7 +120,7 @@ class JobStore(JobIndexes):
             type=job_type,
             kind=kind,
             params=params,
-            created_at=time.time(),
+            created_at=round(time.time(), 3),  # ms: the digits beyond cost every record bytes
             **options,
         )
         start_before = job.start_before
@@ -131,7 +131,7 @@ class JobStore(JobIndexes):
         self.fair.enter(pipe, job, job.created_at)
         if start_before is not None:
             pipe.zadd(self._keys.start_deadlines, {job.id: start_before})
-        self.events.queue(pipe, job, EventType.STATUS, status_data(job), creation=True)
+        self.events.queue(pipe, job, EventType.STATUS, CREATION_DATA, creation=True)
         pipe.execute()
         return job
 

@@ -125,6 +125,15 @@ def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
         svc.long_requests.release()
 
 
+def _created(event: Event) -> dict[str, Any]:
+    """A creation event is stored without data (``shared.events.CREATION_DATA``): it says
+    ``queued``, and the job's type and kind come from its record (one read per creation
+    for this client)."""
+    job = services().jobs.get(event.job)
+    found = {"type": job.type.value, "kind": job.kind} if job is not None else {}
+    return {"status": "queued", **found}
+
+
 def _snapshot(job: Job, over: bool) -> Iterator[str]:
     """The job's status as read from its record, as events with id 0-0 (before any of the
     job's own; a client resuming from it gets every event the job has)."""
@@ -137,6 +146,8 @@ def _format(event: Event) -> str:
     data: dict[str, Any] = {"job": event.job}
     if event.type is EventType.OUTPUT:
         data.update(present_output(output_of(event)).model_dump(mode="json"))
+    elif event.type is EventType.STATUS and "status" not in event.data:
+        data.update(_created(event))
     else:
         data.update(event.data)
     return f"id: {event.id}\nevent: {event.type.value}\ndata: {json.dumps(data)}\n\n"
