@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.job_records import WebhookEvent
 from atelier.shared.webhooks import Delivery, DeliveryStatus, WebhookStore
+from atelier.workers.webhook_http import HttpLimits, post
 from atelier.workers.webhook_tasks import deliver
 from tests.conftest import InProcessApi, inprocess_api_for, inprocess_settings
 from tests.webhook_receiver import Answer, Receiver, running_receiver
@@ -229,3 +230,27 @@ def test_the_secret_needs_the_submit_scope(inprocess_api: InProcessApi) -> None:
     for method, path in (("GET", "/v1/webhooks/secret"), ("POST", "/v1/webhooks/secret/rotate")):
         answer = inprocess_api.http.request(method, inprocess_api.url(path), headers=auth)
         assert answer.status_code == 403 and answer.json()["scope"] == "submit"
+
+
+def test_the_sender_connects_to_the_address_it_vetted(hooks: Deliveries) -> None:
+    """One lookup: the name is resolved once, vetted, and that address is dialled (no
+    second lookup for DNS rebinding to change); the request still names the host."""
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    port = hooks.receiver.url.rsplit(":", 1)[1]
+    limits = HttpLimits(allow_private=True, max_response_bytes=1000)
+    result = post(f"http://hooks.example.test:{port}/in", b"{}", {}, limits, resolve)
+    assert result.outcome.delivered and asked == ["hooks.example.test"]
+    (request,) = hooks.receiver.requests
+    assert request.headers["host"] == f"hooks.example.test:{port}"
+
+
+def test_at_most_the_bound_of_an_answer_is_read(hooks: Deliveries) -> None:
+    hooks.receiver.answer(Answer(200, body=b"y" * 10_000, endless=True))
+    limits = HttpLimits(allow_private=True, max_response_bytes=1000, total_timeout=3.0)
+    result = post(hooks.receiver.url, b"{}", {}, limits)
+    assert result.outcome.delivered and result.bytes_read == 1000

@@ -21,7 +21,7 @@ from atelier.shared.auth import ApiKeyStore
 from atelier.shared.job_records import WebhookEvent
 from atelier.shared.settings import Settings
 from atelier.shared.webhooks import WebhookStore
-from tests.conftest import ROOMY_LIMITS, wait_for
+from tests.conftest import ROOMY_LIMITS, TOY_KIND, wait_for
 from tests.test_webhooks import run_job_in
 from tests.webhook_receiver import Answer, running_receiver
 
@@ -44,6 +44,7 @@ def webhooks_stack(
         webhook_retry_base_seconds=0.3,
         webhook_retry_max_seconds=0.6,
         lost_message_seconds=2.0,
+        kind_plugins=TOY_KIND,
         **ROOMY_LIMITS,
     )
     stack = EmbeddedStack(
@@ -114,3 +115,30 @@ def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep(
         (request,) = receiver.wait_for(1, timeout=20)
         assert request.headers["webhook-id"] == delivery.id
         Webhook(store.secret("alice")).verify(request.body, request.headers)
+
+
+def test_a_job_run_by_a_job_worker_is_told_to_its_webhook(webhooks_stack: EmbeddedStack) -> None:
+    """The whole chain: a training worker runs a (toy, tiny) job and only writes events; the
+    webhooks worker turns them into signed deliveries."""
+    settings = webhooks_stack.settings
+    assert settings is not None
+    client = redis.Redis.from_url(settings.redis_url)
+    auth = {"Authorization": f"Bearer {ApiKeyStore(client).create('bob', 'test')}"}
+    if not any(p.name.startswith("worker-train") for p in webhooks_stack.processes):
+        webhooks_stack.add_worker("train")
+    with running_receiver() as receiver:
+        body = {"type": "train", "kind": "toy", "params": {"steps": 4}, "webhook": receiver.url}
+        answer = requests.post(f"{settings.api_url}/v1/jobs", json=body, headers=auth, timeout=30)
+        assert answer.status_code == 202, answer.text
+
+        def completed() -> bool:
+            return any(json.loads(r.body)["event"] == "completed" for r in receiver.requests)
+
+        wait_for(completed, 180, "the completed webhook")
+        secret = requests.get(f"{settings.api_url}/v1/webhooks/secret", headers=auth, timeout=30)
+        verifier = Webhook(secret.json()["key"])
+        bodies = [verifier.verify(r.body, r.headers) for r in receiver.requests]
+        events = [b["event"] for b in bodies]
+        assert events[0] == "start" and "logs" in events
+        final = next(b for b in bodies if b["event"] == "completed")
+        assert final["status"] == "succeeded" and final["id"] == answer.json()["id"]
