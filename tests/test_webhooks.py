@@ -165,3 +165,16 @@ def test_events_a_dead_router_took_are_routed_by_another(
     hooks.send_all()
     assert events_of(hooks.receiver.requests) == ["completed"]
     assert client.xpending(stream, webhook_router.GROUP)["pending"] == 0
+
+
+def test_a_job_canceled_before_it_ran_is_told_completed(hooks: Hooks) -> None:
+    job = hooks.submit(webhook=hooks.receiver.url)
+    canceled = hooks.api.http.post(
+        hooks.api.url(f"/v1/jobs/{job['id']}/cancel"), headers=hooks.auth
+    )
+    assert canceled.status_code == 202, canceled.text
+    hooks.route()
+    hooks.send_all()
+    (request,) = hooks.receiver.requests  # no start: it never ran
+    body = Webhook(hooks.secret()).verify(request.body, request.headers)
+    assert (body["event"], body["status"], body["attempt"]) == ("completed", "canceled", 0)

@@ -94,7 +94,13 @@ class WebhookRouter:
         self._ensure_group()
         entries = self._stale() + self._read()
         for entry_id, fields in entries:
-            self._route(parse_entry(entry_id, fields))
+            try:
+                self._route(parse_entry(entry_id, fields))
+            except redis.RedisError:
+                raise  # not acknowledged: routed again once Redis answers
+            except Exception:
+                # An event we cannot read would otherwise come back forever (XAUTOCLAIM).
+                log.exception("webhook router: event %r skipped", entry_id)
             # Acknowledged only now that the delivery (if any) is recorded.
             self._redis.xack(self._keys.all_events, GROUP, entry_id)
         self._pay_owed_logs(time.monotonic())
@@ -220,9 +226,9 @@ def _as_of(job: Job, event: Event) -> Job:
     """The record with the status the event reported (it may have moved on since)."""
     if event.type not in (EventType.STATUS, EventType.END):
         return job
-    return job.model_copy(
-        update={"status": JobStatus(event.data["status"]), "attempt": event.data["attempt"]}
-    )
+    # ``attempt`` is left out of events of jobs that never ran (``shared.events``).
+    status, attempt = JobStatus(event.data["status"]), event.data.get("attempt", 0)
+    return job.model_copy(update={"status": status, "attempt": attempt})
 
 
 class RouterThread(threading.Thread):
