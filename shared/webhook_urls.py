@@ -59,26 +59,35 @@ def check_webhook_url(url: str, allow_private: bool) -> SplitResult:
     """The parsed URL, or ``WebhookRefused`` saying what is wrong with it."""
     if len(url) > MAX_URL_CHARS:
         raise WebhookRefused(f"longer than {MAX_URL_CHARS} characters")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise WebhookRefused("spaces and control characters must be percent-encoded")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise WebhookRefused(f"not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise WebhookRefused("the scheme must be http or https")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise WebhookRefused("credentials in the URL are not allowed")
-    host = parts.hostname
-    if not host:
-        raise WebhookRefused("the URL has no host")
-    if port == 0:
-        raise WebhookRefused("port 0 is not a port")
+    host = _checked_host(parts, port)
     literal = literal_address(host)
     if literal is not None:
         reason = refusal(literal, allow_private)
         if reason:
             raise WebhookRefused(f"{host} is {reason}")
     return parts
+
+
+def _checked_host(parts: SplitResult, port: int | None) -> str:
+    if parts.scheme not in ("http", "https"):
+        raise WebhookRefused("the scheme must be http or https")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise WebhookRefused("credentials in the URL are not allowed")
+    if not parts.hostname:
+        raise WebhookRefused("the URL has no host")
+    if port == 0:
+        raise WebhookRefused("port 0 is not a port")
+    if not (parts.path + parts.query).isascii():
+        # An HTTP request line is ASCII; only the host may be an internationalised name.
+        raise WebhookRefused("the path and query must be ASCII (percent-encode the rest)")
+    return parts.hostname
 
 
 def literal_address(host: str) -> IPAddress | None:
