@@ -1,0 +1,273 @@
+"""The dashboard and the docs pages in a real browser: Debian's chromium, headless, driven
+by Playwright (never a downloaded browser), against a whole stack (gunicorn, real Celery
+workers training a tiny DCGAN with TensorFlow).
+
+Set ``DASHBOARD_SCREENSHOTS=docs/screenshots`` to write a screenshot of each page there
+(the README's Dashboard section shows them).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+
+from tests.conftest import RunningStack
+from tests.payloads import zip_of
+
+pytestmark = pytest.mark.slow
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = os.environ.get("DASHBOARD_SCREENSHOTS", "")
+# Long enough on CPU to watch it move (a few seconds), small enough to stay well under a
+# minute: samples every 20 steps, a checkpoint half-way.
+TRAIN = {
+    "steps": 160,
+    "batch_size": 16,
+    "latent_dim": 8,
+    "base_filters": 4,
+    "sample_every": 20,
+    "checkpoint_every": 80,
+}
+LONG_TRAIN = {**TRAIN, "steps": 1_000_000, "sample_every": 100_000, "checkpoint_every": 100_000}
+WAIT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    # Assertions wait as long as actions: a tiny training job on 2 shared cores takes a while.
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+        )
+        yield launched
+        launched.close()
+
+
+def _context(browser: Browser, stack: RunningStack, **options: object) -> BrowserContext:
+    """A fresh browser profile that may reach the stack only: any other host (a CDN) is
+    refused, so the pages prove they work offline."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900},
+        accept_downloads=True,
+        **options,  # type: ignore[arg-type]
+    )
+    own = urlsplit(stack.settings.api_url).netloc
+
+    def only_the_stack(route: Route) -> None:
+        if urlsplit(route.request.url).netloc == own:
+            route.continue_()
+        else:
+            route.abort()
+
+    context.route("**/*", only_the_stack)
+    context.set_default_timeout(WAIT_MS)
+    return context
+
+
+def _shot(page: Page, name: str, full_page: bool = True) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=full_page)
+
+
+def _sign_in(page: Page, stack: RunningStack, key: str) -> None:
+    page.goto(stack.url("/"))
+    expect(page).to_have_url(re.compile(r"/sign-in\?next="))
+    _shot(page, "sign-in")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(stack.url("/"))
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+
+
+def _shape_png(seed: int) -> bytes:
+    """A white disc or square on black: a dataset whose samples look like something."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("L", (28, 28))
+    size = int(rng.integers(8, 16))
+    x, y = (int(v) for v in rng.integers(2, 26 - size, 2))
+    draw = ImageDraw.Draw(image)
+    (draw.ellipse if seed % 2 else draw.rectangle)((x, y, x + size, y + size), fill=255)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _upload_dataset(page: Page, tmp_path: Path) -> str:
+    archive = tmp_path / "shapes.zip"
+    archive.write_bytes(zip_of({f"{i:03}.png": _shape_png(i) for i in range(96)}))
+    page.get_by_role("link", name="Datasets").click()
+    page.get_by_label("File (.zip of images, .npz, or .txt)").set_input_files(str(archive))
+    page.get_by_label("Title").fill("Browser shapes")
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#up-status")).to_contain_text("Uploaded ds_")
+    assert page.locator("#up-progress").evaluate("bar => bar.value") == 1
+    card = page.locator(".dataset", has_text="Browser shapes")
+    expect(card.locator("img")).to_be_visible()
+    _shot(page, "datasets")
+    name = card.get_attribute("data-dataset")
+    assert name and name.startswith("ds_")
+    return name
+
+
+def _start_training(page: Page, dataset: str, params: dict[str, int]) -> str:
+    """From the jobs page's form; answers the new job's id."""
+    page.get_by_role("link", name="Jobs").click()
+    page.get_by_label("Kind").last.select_option("dcgan")
+    page.get_by_label("Dataset").select_option(dataset)
+    page.get_by_label("Parameters (JSON)").fill(json.dumps({"dataset": dataset, **params}))
+    page.get_by_role("button", name="Start training").click()
+    link = page.locator("#train-status a")
+    expect(link).to_have_text(re.compile(r"^job_"))
+    job_id = link.inner_text()
+    expect(page.locator(f'tr[data-job="{job_id}"]')).to_be_visible()
+    return job_id
+
+
+def _watch_job(page: Page) -> None:
+    """Record, in the page, every progress value and chart size the live page shows."""
+    page.evaluate(
+        """() => {
+        window.__seen = {progress: [], points: []};
+        window.__sameDocument = true;
+        const bar = document.getElementById('job-progress');
+        const chart = document.getElementById('loss-chart');
+        new MutationObserver(() => window.__seen.progress.push(bar.value))
+            .observe(bar, {attributes: true});
+        new MutationObserver(() => window.__seen.points.push(Number(chart.dataset.points || 0)))
+            .observe(chart, {attributes: true, attributeFilter: ['data-points']});
+    }"""
+    )
+
+
+def _train_and_watch(page: Page, stack: RunningStack, dataset: str) -> str:
+    job_id = _start_training(page, dataset, TRAIN)
+    page.goto(stack.url(f"/jobs/{job_id}"))
+    _watch_job(page)
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=WAIT_MS * 2)
+    seen = page.evaluate("window.__seen")
+    assert page.evaluate("window.__sameDocument") is True  # never reloaded
+    progress = sorted(set(seen["progress"]))
+    assert len(progress) >= 2 and 0 < progress[0] < progress[-1], seen
+    assert len(seen["points"]) >= 2 and seen["points"][-1] > seen["points"][0], seen
+    expect(page.locator("#samples img").first).to_be_visible()
+    assert page.locator("#samples img").count() >= 2
+    expect(page.locator("#job-model a")).to_have_text(re.compile(r"^model_"))
+    _shot(page, "job")
+    return page.locator("#job-model a").inner_text()
+
+
+def _cancel_a_job(page: Page, stack: RunningStack, dataset: str) -> None:
+    job_id = _start_training(page, dataset, LONG_TRAIN)
+    _shot(page, "jobs")
+    page.goto(stack.url(f"/jobs/{job_id}"))
+    expect(page.locator("#job-status")).to_have_text("running")
+    # The system page names the worker running it (what Flower shows).
+    page.get_by_role("link", name="System").click()
+    expect(page.locator("#workers")).to_contain_text(job_id)
+    expect(page.locator("#running")).to_contain_text(job_id)
+    _shot(page, "system")
+    page.goto(stack.url(f"/jobs/{job_id}"))
+    page.get_by_role("button", name="Cancel job").click()
+    expect(page.locator("#job-status")).to_have_text("canceled", timeout=WAIT_MS)
+    expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
+
+
+def _generate(page: Page, stack: RunningStack, model_id: str, tmp_path: Path) -> None:
+    page.goto(stack.url("/models"))
+    expect(page.locator(".model", has_text=model_id).locator("img")).to_be_visible()
+    _shot(page, "models")
+    page.get_by_role("link", name=model_id).click()
+    params = page.get_by_label("Parameters (JSON)")
+    assert json.loads(params.input_value())["model_id"] == model_id
+    params.fill(json.dumps({"model_id": model_id, "n": 16, "seed": 3}))
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#gen-status")).to_contain_text("succeeded", timeout=WAIT_MS)
+    image = page.locator("#gallery img").first
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+    _shot(page, "model")
+    link = page.locator("#gallery a[download]").first
+    with page.expect_download() as download_info:
+        link.click()
+    saved = tmp_path / "download"
+    download_info.value.save_as(saved)
+    assert saved.read_bytes().startswith(b"\x89PNG")
+
+
+def test_train_watch_cancel_and_generate_in_a_browser(
+    browser: Browser, local_stack: RunningStack, tmp_path: Path
+) -> None:
+    context = _context(browser, local_stack)
+    page = context.new_page()
+    _sign_in(page, local_stack, local_stack.raw_key("browser-user"))
+    dataset = _upload_dataset(page, tmp_path)
+    model_id = _train_and_watch(page, local_stack, dataset)
+    _cancel_a_job(page, local_stack, dataset)
+    _generate(page, local_stack, model_id, tmp_path)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(local_stack.url("/sign-in"))
+    page.goto(local_stack.url("/models"))
+    expect(page).to_have_url(re.compile(r"/sign-in\?next=/models"))
+    context.close()
+
+
+def test_no_session_redirects_and_forged_posts_are_refused(
+    browser: Browser, local_stack: RunningStack
+) -> None:
+    context = _context(browser, local_stack, bypass_csp=True)
+    page = context.new_page()
+    for path in ("/", "/datasets", "/system"):
+        page.goto(local_stack.url(path))
+        expect(page).to_have_url(re.compile(r"/sign-in\?next="))
+    _sign_in(page, local_stack, local_stack.raw_key("forger"))
+    # A form without the CSRF token, posted by the browser with the session cookie.
+    with page.expect_navigation() as navigation:
+        page.evaluate(
+            """() => {
+            const form = document.createElement('form');
+            form.method = 'post'; form.enctype = 'multipart/form-data'; form.action = '/sign-out';
+            const field = document.createElement('input');
+            field.name = 'csrf_token'; field.value = 'forged';
+            form.append(field); document.body.append(form); form.submit();
+        }"""
+        )
+    response = navigation.value
+    assert response is not None and response.status == 403
+    # The JSON API with the cookie but without X-CSRF-Token: 403 problem+json.
+    refused = page.request.post(
+        local_stack.url("/v1/jobs"), data={"type": "train", "kind": "dcgan", "params": {}}
+    )
+    assert refused.status == 403
+    assert refused.json()["type"].endswith(":csrf-failed")
+    assert page.request.get(local_stack.url("/v1/jobs")).status == 200  # reads are fine
+    page.goto(local_stack.url("/"))
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()  # still signed in
+    context.close()
+
+
+def test_docs_pages_render_offline(browser: Browser, local_stack: RunningStack) -> None:
+    context = _context(browser, local_stack)
+    page = context.new_page()
+    page.goto(local_stack.url("/v1/docs/redoc/"))
+    expect(page.get_by_role("heading", name=re.compile(r"^Atelier API"))).to_be_visible()
+    # Each operation's summary heads its section (the side menu's copy is collapsed).
+    expect(page.locator("h2", has_text="Submit a job").first).to_be_visible()
+    _shot(page, "docs-redoc", full_page=False)
+    page.goto(local_stack.url("/v1/docs/swagger/"))
+    submit = page.locator(".opblock-post", has_text="Submit a job")
+    expect(submit.locator(".opblock-summary-path").first).to_have_text(re.compile(r"/v1/jobs"))
+    _shot(page, "docs-swagger", full_page=False)
+    context.close()
