@@ -84,8 +84,11 @@ class Outcome(BaseModel):
 # the sweep does not send it again meanwhile) and hand back its record and body.
 _CLAIM = """
 local found = redis.call('HMGET', KEYS[1], 'record', 'body', 'claim')
-if not found[1] or not found[2] then return false end
-if cjson.decode(found[1])['status'] ~= 'pending' then return false end
+if not found[1] or not found[2] or cjson.decode(found[1])['status'] ~= 'pending' then
+  -- Nothing to send (expired, trimmed, finished): it must not stay due.
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  return false
+end
 if found[3] and tonumber(found[3]) > tonumber(ARGV[1]) then return false end
 redis.call('HSET', KEYS[1], 'claim', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])

@@ -254,3 +254,10 @@ def test_at_most_the_bound_of_an_answer_is_read(hooks: Deliveries) -> None:
     limits = HttpLimits(allow_private=True, max_response_bytes=1000, total_timeout=3.0)
     result = post(hooks.receiver.url, b"{}", {}, limits)
     assert result.outcome.delivered and result.bytes_read == 1000
+
+
+def test_a_due_delivery_whose_record_is_gone_leaves_the_due_set(hooks: Deliveries) -> None:
+    delivery = hooks.record()
+    hooks.api.redis.delete(f"atelier:webhook:{delivery.id}")  # expired or trimmed
+    assert hooks.send(delivery.id) is None
+    assert hooks.api.redis.zscore("atelier:webhooks:due", delivery.id) is None
