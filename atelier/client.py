@@ -182,6 +182,17 @@ class Client:
         lines: list[str] = self.request("GET", f"/v1/jobs/{job_id}/logs")["lines"]
         return lines
 
+    def webhooks(self, job_id: str) -> list[Json]:
+        """The job's webhook deliveries, newest first (status, attempts, last error)."""
+        deliveries: list[Json] = self.request("GET", f"/v1/jobs/{job_id}/webhooks")["data"]
+        return deliveries
+
+    def webhook_secret(self, *, rotate: bool = False) -> str:
+        """The secret that signs your webhooks (``whsec_...``); ``rotate`` makes a new one."""
+        if rotate:
+            return str(self.request("POST", "/v1/webhooks/secret/rotate")["key"])
+        return str(self.request("GET", "/v1/webhooks/secret")["key"])
+
     def wait(
         self,
         job_id: str,

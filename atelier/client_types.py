@@ -48,6 +48,8 @@ class Job(TypedDict):
     model_id: str | None
     metrics: dict[str, float]
     cancel_requested: bool
+    webhook: str | None
+    webhook_events_filter: list[str] | None
 
 
 class Model(TypedDict):

@@ -18,7 +18,9 @@ from atelier.cli.keys import keys
 from atelier.cli.processes import api_argv, child_env, worker_argv
 from atelier.cli.terminal import call, finish, wait_with_bar
 from atelier.cli.usage import usage_table
+from atelier.cli.webhooks import webhooks
 from atelier.client import ApiError, Client, Json
+from atelier.shared.job_records import WebhookEvent
 from atelier.shared.settings import Settings
 
 
@@ -192,10 +194,30 @@ def _parse_params(pairs: tuple[str, ...]) -> Json:
 @click.option("--kind", default="dcgan", show_default=True)
 @click.option("--param", "-p", "pairs", multiple=True, help="key=value (JSON values allowed)")
 @click.option("--wait", "wait_for_it", is_flag=True, help="Wait with a progress bar.")
-def submit(job_type: str, kind: str, pairs: tuple[str, ...], wait_for_it: bool) -> None:
+@click.option("--webhook", default=None, help="URL told about the job's events (signed POSTs).")
+@click.option(
+    "--webhook-event",
+    "webhook_events",
+    multiple=True,
+    type=click.Choice([e.value for e in WebhookEvent]),
+    help="An event the webhook hears (repeat it); default: all.",
+)
+def submit(
+    job_type: str,
+    kind: str,
+    pairs: tuple[str, ...],
+    wait_for_it: bool,
+    webhook: str | None,
+    webhook_events: tuple[str, ...],
+) -> None:
     """Submit a job and print its id."""
     client = _client()
-    job = call(lambda: client.submit(job_type, kind, _parse_params(pairs)))
+    if webhook_events and not webhook:
+        raise click.UsageError("--webhook-event needs --webhook")
+    hooks: dict[str, Any] = {"webhook": webhook} if webhook else {}
+    if webhook and webhook_events:
+        hooks["webhook_events_filter"] = list(webhook_events)
+    job = call(lambda: client.submit(job_type, kind, _parse_params(pairs), **hooks))
     click.echo(job["id"])
     if wait_for_it:
         finish(wait_with_bar(client, job["id"]))
@@ -364,6 +386,7 @@ def audit(limit: int) -> None:
 
 main.add_command(keys)
 main.add_command(events)
+main.add_command(webhooks)
 
 if __name__ == "__main__":
     main()

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from standardwebhooks import Webhook
 
+from atelier.cli.main import main as cli_main
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.job_records import WebhookEvent
 from atelier.shared.webhooks import Delivery, DeliveryStatus, WebhookStore
@@ -261,3 +263,29 @@ def test_a_due_delivery_whose_record_is_gone_leaves_the_due_set(hooks: Deliverie
     hooks.api.redis.delete(f"atelier:webhook:{delivery.id}")  # expired or trimmed
     assert hooks.send(delivery.id) is None
     assert hooks.api.redis.zscore("atelier:webhooks:due", delivery.id) is None
+
+
+def test_the_client_and_cli_set_webhooks_and_read_the_secret(
+    hooks: Deliveries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = hooks.api.client("alice")
+    monkeypatch.setattr("atelier.cli.main._client", lambda: client)
+    runner = CliRunner()
+    args = ["submit", "train", "--webhook", "https://example.com/h", "--webhook-event", "completed"]
+    submitted = runner.invoke(cli_main, args)
+    assert submitted.exit_code == 0, submitted.output
+    job = client.get(submitted.output.strip())
+    assert (job["webhook"], job["webhook_events_filter"]) == (
+        "https://example.com/h",
+        ["completed"],
+    )
+    secret = runner.invoke(cli_main, ["webhooks", "secret"]).output.strip()
+    assert secret == client.webhook_secret() == hooks.secret()
+    rotated = runner.invoke(cli_main, ["webhooks", "secret", "--rotate"]).output.strip()
+    assert rotated != secret and client.webhook_secret() == rotated
+    hooks.record(job_id=job["id"])
+    assert [d["status"] for d in client.webhooks(job["id"])] == ["pending"]
+    listed = runner.invoke(cli_main, ["webhooks", "list", job["id"]]).output
+    assert "completed" in listed and "pending" in listed and "attempts=0" in listed
+    refused = runner.invoke(cli_main, ["submit", "train", "--webhook-event", "logs"])
+    assert refused.exit_code != 0 and "--webhook-event needs --webhook" in refused.output
