@@ -329,6 +329,22 @@ def bar_lengths(body: list[str]) -> list[Fraction]:
     return [*bars, current] if current else bars
 
 
+def without_repeats(tune: Tune) -> Tune:
+    """The tune played straight through once: repeat signs become plain bar lines and
+    endings are dropped (for a MIDI writer that refuses repeats it cannot expand)."""
+    plain = {"|:": "|", ":|": "|", "::": "|"}
+    body = [plain.get(token, token) for token in tune.body if token not in ENDINGS]
+    return Tune(tune.meter, tune.length, tune.key, tune.rhythm, tune.title, body)
+
+
+def meter_fit(tune: Tune) -> float:
+    """Share of the inner bars (first and last excepted) whose length is the meter's,
+    counted on the tokens: how a job ranks the candidates it writes."""
+    inner = bar_lengths(tune.body)[1:-1]
+    bar = Fraction(tune.meter) / UNIT
+    return sum(length == bar for length in inner) / len(inner) if inner else 0.0
+
+
 def check_bars(tune: Tune, most: int = 4) -> None:
     """``AbcError`` when a bar is longer than ``most`` bars of the meter."""
     limit = most * Fraction(tune.meter) / UNIT

@@ -83,7 +83,7 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
                 "Built on a worker's first use and cached (workers/folk.py)."
             ),
             modality="music",
-            count=11_239,
+            count=11_211,
         ),
     )
 }

@@ -26,7 +26,7 @@ WAV_BYTES_PER_TUNE = 44_100 * 2 * 2 * 60
 
 class MelodyTrainParams(TrainParams):
     dataset: str = Field("folk", description="An ABC dataset; see GET /v1/datasets.")
-    steps: int = Field(600, ge=1, le=1_000_000, description="Optimizer steps.")
+    steps: int = Field(1200, ge=1, le=1_000_000, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, le=512)
     sequence_length: int = Field(
         256, ge=32, le=2048, description="Context in ABC tokens; a generated tune fits in it."
@@ -34,12 +34,14 @@ class MelodyTrainParams(TrainParams):
     num_layers: int = Field(2, ge=1, le=24)
     num_heads: int = Field(4, ge=1, le=32)
     hidden_dim: int = Field(128, ge=8, le=2048, description="A multiple of num_heads.")
-    learning_rate: float = Field(2e-3, gt=0, le=0.1)
+    learning_rate: float = Field(
+        2e-3, gt=0, le=0.1, description="Peak rate: 5% warm-up, then cosine decay to a tenth."
+    )
     dropout: float = Field(0.0, ge=0, lt=1)
     sample_every: int = Field(
-        200, ge=1, le=1_000_000, description="Steps between validation and a sample tune."
+        300, ge=1, le=1_000_000, description="Steps between validation and a sample tune."
     )
-    checkpoint_every: int = Field(200, ge=1, le=1_000_000, description="Steps between checkpoints.")
+    checkpoint_every: int = Field(300, ge=1, le=1_000_000, description="Steps between checkpoints.")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> MelodyTrainParams:
@@ -57,7 +59,7 @@ class MelodyGenerateParams(StrictParams):
     model_id: str = Field(description="A model produced by a melody training job.")
     n: int = Field(4, ge=1, le=32, description="Tunes to write.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same tunes.")
-    temperature: float = Field(0.9, gt=0, le=5.0)
+    temperature: float = Field(0.8, gt=0, le=5.0)
     top_k: int = Field(0, ge=0, le=256, description="0 turns top-k off.")
     top_p: float = Field(0.95, gt=0, le=1.0, description="1 turns nucleus sampling off.")
     meter: str | None = Field(
@@ -69,6 +71,13 @@ class MelodyGenerateParams(StrictParams):
         description="K: of every tune, e.g. D, Em, Ador.",
     )
     rhythm: Rhythm | None = Field(None, description="R: of every tune, e.g. jig or reel.")
+    candidates: int = Field(
+        8,
+        ge=1,
+        le=16,
+        description="Tunes sampled for each one written; the one whose bars best fit its "
+        "meter is kept (1: the first, unranked).",
+    )
     audio: bool = Field(True, description="Render each tune to .wav (FluidSynth) too.")
 
 
@@ -108,7 +117,7 @@ def estimate_melody_generate(params: MelodyGenerateParams, facts: JobFacts) -> E
     files = WAV_BYTES_PER_TUNE if params.audio else 0
     return Estimate(
         parameters=size.total,
-        memory_bytes=inference_memory(size, params.n * per_tune),
+        memory_bytes=inference_memory(size, min(params.n * params.candidates, 64) * per_tune),
         checkpoint_bytes=0,
         output_bytes=params.n * (files + 64 * 1024),
         samples=0,

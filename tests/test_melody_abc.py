@@ -6,6 +6,7 @@ Fast tier: music21 and the in-process API; no TensorFlow."""
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 
 import pytest
@@ -163,7 +164,7 @@ def test_the_api_documents_validates_and_admits_melody_jobs(inprocess_api: InPro
     assert {"n", "seed", "temperature", "top_k", "top_p", "meter", "key", "rhythm"} <= set(generate)
     client = inprocess_api.client("gwen")
     job = client.submit("train", "melody", {})
-    assert job["params"]["dataset"] == "folk" and job["params"]["steps"] == 600
+    assert job["params"]["dataset"] == "folk" and job["params"]["steps"] == 1200
     headers = {"Authorization": f"Bearer {inprocess_api.raw_key('gwen')}"}
     for params, field in (
         ({"model_id": "model_x", "rhythm": "foxtrot"}, "params.rhythm"),
@@ -186,3 +187,24 @@ def test_the_api_documents_validates_and_admits_melody_jobs(inprocess_api: InPro
         timeout=10,
     )
     assert answer.status_code == 422 and "too-large" in answer.json()["type"], answer.text
+
+
+def test_the_ngram_baseline_is_a_distribution_and_learns() -> None:
+    from bench.melody_quality import TokenNgram
+
+    tunes = [[1, 3, 4, 5, 3, 4, 5, 2], [1, 3, 4, 5, 6, 2]]
+    ngram = TokenNgram(tunes, 3, vocabulary=8)
+    for history in ([1], [1, 3], [1, 3, 4], [7, 7]):
+        assert abs(float(ngram.distribution(history).sum()) - 1) < 1e-9
+    assert ngram.distribution([3, 4])[5] > 0.5
+    loss, tokens = ngram.cross_entropy(tunes, 100)
+    assert tokens == 12 and loss < math.log(8)
+
+
+def test_badly_formed_repeats_still_make_a_midi_file() -> None:
+    from atelier.workers.melody_render import render
+
+    tune = normalise("X:1\nM:4/4\nL:1/8\nK:D\n|:abcd efga|[2 abcd efga:|[1 abc:| d8|]")
+    rendered = render(tune, "t", audio=False)
+    assert [f.name for f in rendered.files] == ["t.abc", "t.mid", "t.png"]
+    assert "plays it once" in rendered.notes[0]

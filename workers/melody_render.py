@@ -11,10 +11,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
-from atelier.shared.abc import AbcError, Tune
+from atelier.shared.abc import Tune, without_repeats
 from atelier.shared.abc_music import midi_bytes, note_events, parse
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -55,11 +56,11 @@ def render(tune: Tune, stem: str, audio: bool = True) -> Rendered:
     result = Rendered([TuneFile(f"{stem}.abc", text.encode(), ABC_TYPE, text=text)])
     try:
         score = parse(tune)
-    except AbcError as exc:
+        midi, score = _midi(tune, score, stem, result.notes)
+    except Exception as exc:  # AbcError, or music21 failing on a machine-written tune
         result.notes.append(f"{stem}: only the .abc ({exc})")
         result.parsed = False
         return result
-    midi = midi_bytes(score)
     result.files.append(TuneFile(f"{stem}.mid", midi, "audio/midi"))
     result.files.append(TuneFile(f"{stem}.png", piano_roll(note_events(score)), "image/png"))
     if audio:
@@ -69,6 +70,16 @@ def render(tune: Tune, stem: str, audio: bool = True) -> Rendered:
         else:
             result.notes.append(f"{stem}: no .wav: {missing}")
     return result
+
+
+def _midi(tune: Tune, score: Any, stem: str, notes: list[str]) -> tuple[bytes, Any]:
+    """The MIDI file, and the score it was written from."""
+    try:
+        return midi_bytes(score), score
+    except Exception:  # music21 cannot expand badly formed repeats: play it straight
+        notes.append(f"{stem}: its repeats are badly formed; the .mid plays it once")
+        straight = parse(without_repeats(tune))
+        return midi_bytes(straight), straight
 
 
 def wav_bytes(midi: bytes) -> bytes:

@@ -16,6 +16,7 @@ from atelier.shared.abc import (
     HEADER_PREFIXES,
     AbcError,
     Tune,
+    meter_fit,
     normalise,
     split_tunes,
     tune_from_tokens,
@@ -53,8 +54,10 @@ from atelier.workers.training import Groups, Sample, Trainer, run_training
 
 VALIDATION_FRACTION = 0.05
 VALIDATION_TUNES = 64  # measured at every sample; bench/melody_quality.py uses them all
-SAMPLES = SamplerSpec(temperature=0.9, top_p=0.95)
+SAMPLES = SamplerSpec(temperature=0.8, top_p=0.95)  # the generate defaults
 TEXT = "text/plain; charset=utf-8"
+ROWS_PER_BATCH = 64  # tunes decoded at once: bounds memory and the compiled shapes
+SAMPLE_CANDIDATES = 4
 
 
 def read_tunes(name: str, ctx: JobContext) -> list[Tune]:
@@ -120,7 +123,7 @@ class MelodyTrainer(Trainer[MelodyTrainParams]):
         self.sample_header = data.held_out[0].header_tokens()
         self.model_config = data.config
         self.lm = build_language_model(self.model_config)
-        compile_for_training(self.lm, p.learning_rate)
+        compile_for_training(self.lm, p.learning_rate, p.steps)
         self.decoder = MelodyDecoder(self.lm, self.vocabulary.ids[END])
         return self.lm
 
@@ -139,7 +142,9 @@ class MelodyTrainer(Trainer[MelodyTrainParams]):
 
     def sample(self, step: int) -> Sample:
         """Validation loss, and a tune with the header of a held-out one."""
-        tune = write_tunes(self.decoder, self.vocabulary, [self.sample_header], SAMPLES, 0)[0]
+        tune = write_tunes(
+            self.decoder, self.vocabulary, [self.sample_header], SAMPLES, 0, SAMPLE_CANDIDATES
+        )[0]
         text = tune.text() if isinstance(tune, Tune) else f"% unreadable: {tune}\n"
         return Sample(
             text.encode(), "abc", ABC_TYPE, text=text, metrics=self.held_out.metrics(self.lm)
@@ -163,11 +168,35 @@ def write_tunes(
     headers: list[list[str]],
     spec: SamplerSpec,
     seed: int,
+    candidates: int = 1,
 ) -> list[Tune | str]:
-    """One tune per header (its prompt); a tune that cannot be read is the reason why."""
+    """One tune per header (its prompt): of ``candidates`` sampled for it, the one whose
+    bars best fit its meter (``meter_fit``); a tune that cannot be read is the reason why."""
+    rows = [header for header in headers for _ in range(candidates)]
+    written = _sample_tunes(decoder, vocabulary, rows, spec, seed)
+    groups = [written[i : i + candidates] for i in range(0, len(written), candidates)]
+    return [max(group, key=_fit) for group in groups]
+
+
+def _fit(tune: Tune | str) -> float:
+    return meter_fit(tune) if isinstance(tune, Tune) else -1.0
+
+
+def _sample_tunes(
+    decoder: MelodyDecoder,
+    vocabulary: Vocabulary,
+    headers: list[list[str]],
+    spec: SamplerSpec,
+    seed: int,
+) -> list[Tune | str]:
     prompts = [[vocabulary.ids[START], *(vocabulary.ids[t] for t in h)] for h in headers]
+    new_ids = [
+        ids
+        for start in range(0, len(prompts), ROWS_PER_BATCH)
+        for ids in decoder.sample(prompts[start : start + ROWS_PER_BATCH], spec, seed + start)
+    ]
     tunes: list[Tune | str] = []
-    for header, new in zip(headers, decoder.sample(prompts, spec, seed), strict=True):
+    for header, new in zip(headers, new_ids, strict=True):
         try:
             # The header is the prompt's: a header token the model writes later is dropped.
             body = [t for t in vocabulary.decode(new) if not t.startswith(HEADER_PREFIXES)]
@@ -227,7 +256,7 @@ class MelodyKind(ModelKind):
         )
         loaded = time.perf_counter()
         spec = SamplerSpec(p.temperature, p.top_k, p.top_p)
-        tunes = write_tunes(decoder, vocabulary, headers, spec, p.seed)
+        tunes = write_tunes(decoder, vocabulary, headers, spec, p.seed, p.candidates)
         finished = time.perf_counter()
         outputs, readable = self._store(tunes, p.audio, ctx)
         return GenerateResult(

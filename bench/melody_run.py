@@ -1,0 +1,189 @@
+"""A ``melody`` training run in this process, with the job's own data preparation and
+model (``workers.kinds.melody.prepare``), and the report ``bench.melody_quality`` and
+``tests/test_melody_quality.py`` read: the model beside the n-gram on the same tunes."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from atelier.client import Job
+from bench.common import BENCH_LIMITS, model_weights, seconds_between, succeeded
+from bench.melody_quality import ORDER, TokenNgram, TuneFigures, pitch_distance, tune_figures
+
+
+@dataclass
+class Report:
+    model_loss: float
+    ngram_loss: float
+    tokens: int
+    model: TuneFigures
+    """The model's tunes as a job writes them: best of ``candidates`` by meter fit."""
+    unranked: TuneFigures
+    """The model's first candidates: what it writes without the ranking."""
+    ngram: TuneFigures
+    corpus_full_bars: float
+    model_pitch_distance: float
+    ngram_pitch_distance: float
+    example: str
+
+    def notes(self) -> str:
+        return (
+            f"{self.tokens} held-out tokens; {self.model.tunes} tunes each; "
+            f"bars filling the meter: model {self.model.full_bars:.1%} "
+            f"({self.unranked.full_bars:.1%} unranked), {ORDER}-gram "
+            f"{self.ngram.full_bars:.1%}, corpus {self.corpus_full_bars:.1%}"
+        )
+
+
+@dataclass
+class Run:
+    prepared: Any
+    """``workers.kinds.melody.Prepared``"""
+    lm: Any
+    steps: int
+    train_seconds: float
+
+    def report(self, tunes: int, seed: int = 1, candidates: int = 8) -> Report:
+        """Figures on ``tunes`` written from held-out headers, each the best of
+        ``candidates`` (the generate default) and unranked, beside the n-gram's."""
+        from atelier.workers.kinds.melody import SAMPLES, write_tunes
+        from atelier.workers.kinds.melody_decoding import MelodyDecoder
+        from atelier.workers.kinds.melody_model import END, cross_entropy
+
+        data = self.prepared
+        vocabulary, length = data.vocabulary, data.config.sequence_length
+        held = [vocabulary.encode(t) for t in data.held_out]
+        model_loss, tokens = cross_entropy(self.lm, held, length)
+        ngram = TokenNgram(
+            [vocabulary.encode(t) for t in data.training], ORDER, len(vocabulary.tokens)
+        )
+        ngram_loss, _ = ngram.cross_entropy(held, length)
+        headers = [data.held_out[i % len(data.held_out)].header_tokens() for i in range(tunes)]
+        decoder = MelodyDecoder(self.lm, vocabulary.ids[END])
+        written = write_tunes(decoder, vocabulary, headers, SAMPLES, seed, candidates)
+        first = write_tunes(decoder, vocabulary, headers, SAMPLES, seed, 1)
+        counted = _ngram_tunes(ngram, vocabulary, headers, length, seed)
+        corpus = tune_figures(list(data.training[:1000]))
+        model_figures, ngram_figures = tune_figures(written), tune_figures(counted)
+        return Report(
+            model_loss,
+            ngram_loss,
+            tokens,
+            model_figures,
+            tune_figures(first),
+            ngram_figures,
+            corpus.full_bars,
+            pitch_distance(model_figures.pitch_classes, corpus.pitch_classes),
+            pitch_distance(ngram_figures.pitch_classes, corpus.pitch_classes),
+            next((t.text() for t in written if not isinstance(t, str)), ""),
+        )
+
+
+def _ngram_tunes(
+    ngram: TokenNgram, vocabulary: Any, headers: list[list[str]], length: int, seed: int
+) -> list[object]:
+    from atelier.shared.abc import HEADER_PREFIXES, AbcError, tune_from_tokens
+    from atelier.workers.kinds.melody_model import END, START
+
+    rng = random.Random(seed)
+    tunes: list[object] = []
+    for header in headers:
+        prompt = [vocabulary.ids[START], *(vocabulary.ids[t] for t in header)]
+        new = ngram.sample(prompt, vocabulary.ids[END], length + 1, rng)
+        try:
+            body = [t for t in vocabulary.decode(new) if not t.startswith(HEADER_PREFIXES)]
+            tunes.append(tune_from_tokens([*header, *body]))
+        except AbcError as exc:
+            tunes.append(str(exc))
+    return tunes
+
+
+def trained(tunes: list[Any], params: dict[str, Any]) -> Run:
+    """Train on ``tunes`` as a job with ``params`` would (without the job's hooks)."""
+    import keras
+
+    from atelier.shared.melody_params import MelodyTrainParams
+    from atelier.workers.kinds.melody import prepare
+    from atelier.workers.kinds.melody_model import (
+        build_language_model,
+        compile_for_training,
+        training_windows,
+    )
+
+    p = MelodyTrainParams.model_validate(params)
+    keras.utils.set_random_seed(p.seed)
+    data = prepare(tunes, p)
+    lm = build_language_model(data.config)
+    compile_for_training(lm, p.learning_rate, p.steps)
+    started = time.perf_counter()
+    windows = training_windows(data.stream, p.sequence_length, p.batch_size, p.seed)
+    lm.fit(windows, steps_per_epoch=p.steps, epochs=1, verbose=0)
+    return Run(data, lm, p.steps, time.perf_counter() - started)
+
+
+def trained_by_a_job(params: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
+    """A training job with ``params`` on the built-in ``folk`` tunes, on a stack of its
+    own (this machine's folk cache copied in, so the worker does not build it again), and
+    the model it made, loaded here; with the finished job."""
+    from atelier.shared.melody_params import MelodyTrainParams
+    from atelier.shared.settings import Settings
+    from atelier.workers.checkpoints import restore_checkpoint
+    from atelier.workers.folk import cached
+    from atelier.workers.kinds.melody import prepare
+    from atelier.workers.kinds.melody_model import MelodyConfig, build_language_model
+
+    cache = Settings.from_env().data_dir / "cache"
+    tunes = cached(cache).parsed()
+    with tempfile.TemporaryDirectory(prefix="atelier-bench-") as directory:
+        shutil.copytree(cache, Path(directory) / "cache")
+        job, record, weights = _train_on_a_stack(Path(directory), params)
+    lm = build_language_model(MelodyConfig.from_dict(record.config))
+    restore_checkpoint({"lm": lm.weights}, weights)
+    data = prepare(tunes, MelodyTrainParams.model_validate(params))
+    seconds = seconds_between(job["started_at"], job["finished_at"])
+    return Run(data, lm, int(job["params"]["steps"]), seconds), dict(job)
+
+
+def _train_on_a_stack(directory: Path, params: dict[str, Any]) -> tuple[Job, Any, bytes]:
+    from atelier.cli.processes import free_port
+    from atelier.cli.stack import EmbeddedStack
+    from atelier.client import Client
+    from atelier.shared.settings import Settings
+
+    base = Settings.from_env({}, data_dir=directory, log_format="text", **BENCH_LIMITS)
+    running = EmbeddedStack(base, port=free_port(), worker_roles=("train",))
+    settings = running.start()
+    try:
+        client = Client(settings.api_url, running.api_key, timeout=120)
+        job = succeeded(client.wait(client.submit("train", "melody", params)["id"], timeout=7200))
+        record, weights = model_weights(settings, str(job["model_id"]))
+    finally:
+        running.stop()
+    return job, record, weights
+
+
+def main() -> None:
+    """The default run as a job, and every figure of its report (the README's)."""
+    run, job = trained_by_a_job({})
+    report = run.report(64)
+    print(f"job {job['id']}: {run.steps} steps in {run.train_seconds:.0f} s")
+    print(f"final metrics: {job['progress']['metrics']}")
+    print(f"cross-entropy: model {report.model_loss:.3f}, 5-gram {report.ngram_loss:.3f} nats")
+    model, ngram = report.model, report.ngram
+    print(f"tunes >= 8 bars: model {model.eight_bars:.1%}, 5-gram {ngram.eight_bars:.1%}")
+    print(report.notes())
+    print(
+        f"pitch-class TV distance: model {report.model_pitch_distance:.3f}, "
+        f"5-gram {report.ngram_pitch_distance:.3f}"
+    )
+    print(report.example)
+
+
+if __name__ == "__main__":
+    main()
