@@ -26,6 +26,7 @@ from bench.fairness import fairness
 from bench.generation import bulk_generation, textgen_cache
 from bench.housekeeping import housekeeping
 from bench.jobs import scale, training_throughput, warm_vs_cold
+from bench.melody_quality import melody_quality
 from bench.polling import status_polling
 from bench.roundtrip import round_trip
 
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "warm-cold": warm_vs_cold,
     "fairness": fairness,
     "housekeeping": housekeeping,
+    "melody-quality": melody_quality,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
