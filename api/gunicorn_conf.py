@@ -31,8 +31,11 @@ def post_worker_init(worker: Any) -> None:
     ``Last-Event-ID``. gunicorn's own handler still runs (it stops accepting)."""
     from atelier.api.services import EXTENSION_NAME
 
+    services = getattr(worker.wsgi, "extensions", {}).get(EXTENSION_NAME)
+    if services is None:
+        return  # another app under this configuration (the benchmarks' baseline app)
     own_handler = signal.getsignal(signal.SIGTERM)
-    hub = worker.wsgi.extensions[EXTENSION_NAME].hub
+    hub = services.hub
 
     def close_streams_then_exit(signum: int, frame: Any) -> None:
         hub.close()
