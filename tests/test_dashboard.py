@@ -3,12 +3,15 @@ Redis, no worker). The browser tests are in tests/test_dashboard_browser.py."""
 
 from __future__ import annotations
 
+import io
 import re
 import time
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
+from atelier.api.dashboard import pages
 from atelier.api.dashboard.sessions import COOKIE_NAME, SessionStore
 from atelier.api.services import EXTENSION_NAME, Services
 from tests.conftest import InProcessApi
@@ -200,3 +203,39 @@ def test_docs_pages_load_local_assets(inprocess_api: InProcessApi) -> None:
         served = client.get(asset)
         assert served.status_code == 200 and len(served.get_data()) > 100_000
         served.close()
+
+
+def test_what_users_wrote_is_escaped(browser: FlaskClient, tmp_path: Path) -> None:
+    """A dataset title and excerpt are the user's text: shown, never run."""
+    hostile = '<img src=x onerror="alert(1)">'
+    corpus = (hostile + " and more text. ") * 20
+    answer = browser.post(
+        "/v1/datasets",
+        data={"title": hostile, "file": (io.BytesIO(corpus.encode()), "c.txt")},
+        content_type=FORM,
+        headers={"X-CSRF-Token": _csrf(browser)},
+    )
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    page = browser.get("/datasets").get_data(as_text=True)
+    assert hostile not in page and "&lt;img src=x onerror=" in page
+
+
+def test_jobs_page_filters_and_pages(browser: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = _csrf(browser)
+    for _ in range(3):
+        body = {"type": "train", "kind": "dcgan", "params": {"steps": 10}}
+        assert (
+            browser.post("/v1/jobs", json=body, headers={"X-CSRF-Token": token}).status_code == 202
+        )
+    assert browser.get("/").get_data(as_text=True).count('<tr data-job="') == 3
+    assert browser.get("/?status=running").get_data(as_text=True).count('<tr data-job="') == 0
+    assert (
+        browser.get("/?type=train&kind=dcgan").get_data(as_text=True).count('<tr data-job="') == 3
+    )
+    monkeypatch.setattr(pages, "PAGE_JOBS", 2)
+    first = browser.get("/?type=train").get_data(as_text=True)
+    assert first.count('<tr data-job="') == 2
+    found = re.search(r'<a href="(/\?[^"]+)">Older jobs</a>', first)
+    assert found is not None and "type=train" in found.group(1)
+    older = browser.get(found.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert older.count('<tr data-job="') == 1 and "Older jobs" not in older

@@ -62,13 +62,17 @@ def jobs() -> str:
     # The stream resumes after the newest event read before the table: nothing between
     # the two is missed (an event both in the table and the stream is applied twice, alike).
     after = svc.jobs.events.last_id_for_owner(current_owner())
-    found, _ = svc.jobs.list_for_owner(current_owner(), limit=PAGE_JOBS, where=matches)
+    cursor = request.args.get("cursor") or None
+    found, older = svc.jobs.list_for_owner(
+        current_owner(), limit=PAGE_JOBS, cursor=cursor, where=matches
+    )
     datasets = svc.datasets.list_for_owner(current_owner())
     return render_template(
         "jobs.html",
         last_event_id=after,
         jobs=[present_job(j) for j in found],
         filters={"status": status or "", "type": job_type or "", "kind": kind or ""},
+        older=older,
         statuses=[s.value for s in JobStatus],
         types=[t.value for t in JobType],
         kinds=sorted(KINDS),
