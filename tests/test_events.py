@@ -16,6 +16,8 @@ import redis
 from flask.testing import FlaskClient
 
 from atelier.api.prefer import preferred_wait
+from atelier.cli.events import describe
+from atelier.client import parse_sse
 from atelier.shared.events import FINISHED_STREAM_SECONDS, EventType
 from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, OutputRef, Progress
@@ -398,3 +400,37 @@ def test_metric_history_endpoint(inprocess_api: InProcessApi) -> None:
         inprocess_api.url(f"/v1/jobs/{job.id}/metrics"), headers=_bearer(inprocess_api, "mallory")
     )
     assert other.status_code == 404
+
+
+def test_the_clients_sse_parser_and_the_clis_lines() -> None:
+    lines = [
+        "retry: 2000",
+        ": connected",
+        "",
+        "id: 5-0",
+        "event: progress",
+        'data: {"job": "job_1", "step": 3, "total": 10, "metrics": {"loss": 0.25}}',
+        "",
+        ": heartbeat",
+        "",
+        "id: 6-0",
+        "event: log",
+        'data: {"job": "job_1", "line": "step 3/10"}',
+        "",
+        "id: 7-0",
+        "event: end",
+        'data: {"job": "job_1", "status": "failed", "error": {"type": "X", "message": "boom"}}',
+        "",
+    ]
+    events = list(parse_sse(lines))
+    assert [(e["id"], e["event"]) for e in events] == [
+        ("5-0", "progress"),
+        ("6-0", "log"),
+        ("7-0", "end"),
+    ]
+    described = [describe(e).split(" ", 1)[1] for e in events]
+    assert described == [
+        "job_1 progress step 3/10 loss=0.25",
+        "job_1 log      step 3/10",
+        "job_1 end      failed: boom",
+    ]
