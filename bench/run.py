@@ -29,6 +29,7 @@ from bench.jobs import scale, training_throughput, warm_vs_cold
 from bench.melody_quality import melody_quality
 from bench.polling import status_polling
 from bench.roundtrip import round_trip
+from bench.text_quality import text_quality
 
 BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "training": training_throughput,
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "warm-cold": warm_vs_cold,
     "fairness": fairness,
     "housekeeping": housekeeping,
+    "text-quality": text_quality,
     "melody-quality": melody_quality,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
