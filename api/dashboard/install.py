@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-# Importing the modules attaches their routes (pages to the dashboard, system to /v1).
-from atelier.api.dashboard import pages, system  # noqa: F401
-from atelier.api.dashboard.blueprint import dashboard
-
 
 def install_dashboard(app: Flask) -> None:
-    """Call before the ``v1`` blueprint is registered (``system`` adds a route to it)."""
+    """Call after the ``v1`` views are imported and before ``v1`` is registered: importing
+    ``system`` adds its route to ``v1`` (last, so the document lists it after the others)."""
+    from atelier.api.dashboard import pages, system  # noqa: F401
+    from atelier.api.dashboard.blueprint import dashboard
+
     app.register_blueprint(dashboard)

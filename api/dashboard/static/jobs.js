@@ -10,8 +10,11 @@
   const pending = new Set();
 
   for (const cell of body.querySelectorAll('[data-field="eta"]')) {
-    cell.textContent = Atelier.formatEta(cell.dataset.eta);
+    const over = Atelier.TERMINAL.has(cell.closest("tr").dataset.status);
+    cell.textContent = over ? "–" : Atelier.formatEta(cell.dataset.eta);
   }
+  // As the server writes it: "2026-11-29 07:01:31" (UTC, from the ISO timestamp).
+  const shortTime = (iso) => String(iso).replace("T", " ").slice(0, 19);
 
   const matches = (job) => (!filter.status || job.status === filter.status)
     && (!filter.type || job.type === filter.type) && (!filter.kind || job.kind === filter.kind);
@@ -30,7 +33,7 @@
                                              "aria-label": `Progress of ${job.id}` }));
     progress.append(" ", Atelier.el("span", { class: "step", "data-field": "step" }, ""));
     row.append(progress, Atelier.el("td", { "data-field": "eta" }, "–"),
-               Atelier.el("td", {}, new Date(job.created_at).toLocaleString()));
+               Atelier.el("td", {}, shortTime(job.created_at)));
     return row;
   }
 
@@ -38,7 +41,8 @@
     row.dataset.status = job.status;
     Atelier.setStatus(row.querySelector('[data-field="status"]'), job.status);
     const p = job.progress || {};
-    applyProgress(row, { fraction: p.fraction, step: p.step, total: p.total, eta_seconds: p.eta_seconds });
+    const eta = Atelier.TERMINAL.has(job.status) ? null : p.eta_seconds;
+    applyProgress(row, { fraction: p.fraction, step: p.step, total: p.total, eta_seconds: eta });
   }
 
   function applyProgress(row, p) {
