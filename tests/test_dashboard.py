@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from atelier.api.dashboard import pages
 from atelier.api.dashboard.sessions import COOKIE_NAME, SessionStore
 from atelier.api.services import EXTENSION_NAME, Services
+from atelier.shared.jobs import JobType
 from tests.conftest import InProcessApi
 
 FORM = "multipart/form-data"
@@ -239,3 +240,22 @@ def test_jobs_page_filters_and_pages(browser: FlaskClient, monkeypatch: pytest.M
     assert found is not None and "type=train" in found.group(1)
     older = browser.get(found.group(1).replace("&amp;", "&")).get_data(as_text=True)
     assert older.count('<tr data-job="') == 1 and "Older jobs" not in older
+
+
+def test_system_shows_running_jobs_without_other_owners_ids(
+    browser: FlaskClient, inprocess_api: InProcessApi
+) -> None:
+    jobs = services_of(inprocess_api).jobs
+    mine = jobs.create("alice", JobType.TRAIN, "dcgan", {"steps": 10})
+    theirs = jobs.create("bob", JobType.GENERATE, "dcgan", {"model_id": "m"})
+    for job in (mine, theirs):
+        assert jobs.claim(job.id, "gpu-node-1:4242", lease_seconds=30) is not None
+    system = browser.get("/v1/system").get_json()
+    assert {q["type"]: q["running"] for q in system["queues"]} == {"train": 1, "generate": 1}
+    running = {r["type"]: r for r in system["running"]}
+    assert running["train"]["job_id"] == mine.id
+    assert running["generate"]["job_id"] is None  # bob's: kind and progress only
+    assert running["generate"]["worker"] == "gpu-node-1:4242"
+    assert 0 < running["train"]["lease_seconds_left"] <= 30
+    page = browser.get("/system").get_data(as_text=True)
+    assert mine.id in page and theirs.id not in page and "another owner&#39;s job" in page
