@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from flask import render_template
 from flask.testing import FlaskClient
 
 from atelier.api.dashboard import pages
 from atelier.api.dashboard.sessions import COOKIE_NAME, SessionStore
+from atelier.api.schemas import OutputOut
 from atelier.api.services import EXTENSION_NAME, Services
 from atelier.shared.jobs import JobType
 from tests.conftest import InProcessApi
@@ -259,3 +261,28 @@ def test_system_shows_running_jobs_without_other_owners_ids(
     assert 0 < running["train"]["lease_seconds_left"] <= 30
     page = browser.get("/system").get_data(as_text=True)
     assert mine.id in page and theirs.id not in page and "another owner&#39;s job" in page
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "text", "shown"),
+    [
+        ("grid.png", "image/png", None, "<img src="),
+        ("tune.wav", "audio/wav", None, "<audio controls"),
+        ("tune.mid", "audio/midi", None, None),  # browsers do not play MIDI: a link only
+        ("tune.abc", "text/plain; charset=utf-8", "X:1\n<b>K:G</b>", "<pre>X:1\n&lt;b&gt;K:G"),
+    ],
+)
+def test_outputs_render_by_content_type(
+    inprocess_api: InProcessApi, name: str, content_type: str, text: str | None, shown: str | None
+) -> None:
+    """Any kind's outputs (a future melody's .abc, .mid, .wav) show by content type alone."""
+    output = OutputOut(
+        name=name, content_type=content_type, size_bytes=10, url=f"/v1/files/x/{name}", text=text
+    )
+    with inprocess_api.app.test_request_context("/"):
+        html = render_template("output_item.html", o=output)
+    assert f'<a href="/v1/files/x/{name}" download>{name}</a>' in html
+    if shown is None:
+        assert "<img" not in html and "<audio" not in html and "<pre" not in html
+    else:
+        assert shown in html

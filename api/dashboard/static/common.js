@@ -5,6 +5,8 @@
 const Atelier = (() => {
   const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
   const TERMINAL = new Set(["succeeded", "failed", "canceled", "expired"]);
+  // Browsers do not play MIDI: a .mid output gets its download link only.
+  const MIDI = new Set(["audio/midi", "audio/x-midi", "audio/mid"]);
 
   // A /v1 call with the session cookie; changes carry the session's CSRF token.
   async function api(method, path, body, extraHeaders) {
@@ -49,7 +51,7 @@ const Atelier = (() => {
     const type = (output.content_type || "").split(";")[0].trim();
     if (type.startsWith("image/")) {
       item.append(el("img", { src: output.url, alt: output.name, loading: "lazy" }));
-    } else if (type.startsWith("audio/")) {
+    } else if (type.startsWith("audio/") && !MIDI.has(type)) {
       item.append(el("audio", { controls: "", preload: "none", src: output.url, "aria-label": output.name }));
     } else if (type.startsWith("text/") || typeof output.text === "string") {
       item.append(el("pre", {}, output.text || ""));
