@@ -16,6 +16,7 @@ from atelier.api.dashboard import pages
 from atelier.api.dashboard.sessions import COOKIE_NAME, SessionStore
 from atelier.api.schemas import OutputOut
 from atelier.api.services import EXTENSION_NAME, Services
+from atelier.shared.audit import AuditLog
 from atelier.shared.jobs import JobType
 from tests.conftest import InProcessApi
 
@@ -47,6 +48,11 @@ def browser(inprocess_api: InProcessApi) -> FlaskClient:
 
 def services_of(api: InProcessApi) -> Services:
     found: Services = api.app.extensions[EXTENSION_NAME]
+    return found
+
+
+def services_of_client(client: FlaskClient) -> Services:
+    found: Services = client.application.extensions[EXTENSION_NAME]
     return found
 
 
@@ -286,3 +292,34 @@ def test_outputs_render_by_content_type(
         assert "<img" not in html and "<audio" not in html and "<pre" not in html
     else:
         assert shown in html
+
+
+def test_cancel_form_cancels_and_is_audited(browser: FlaskClient) -> None:
+    token = _csrf(browser)
+    body = {"type": "train", "kind": "dcgan", "params": {"steps": 10}}
+    job_id = browser.post("/v1/jobs", json=body, headers={"X-CSRF-Token": token}).get_json()["id"]
+    answer = browser.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token}, content_type=FORM)
+    assert answer.status_code == 302 and answer.headers["Location"] == f"/jobs/{job_id}"
+    assert browser.get(f"/v1/jobs/{job_id}").get_json()["status"] == "canceled"
+    audit = AuditLog(services_of_client(browser).redis).read("alice")
+    cancel = next(e for e in audit if e["action"] == "job.cancel")
+    assert cancel["job_id"] == job_id and cancel["actor"] and cancel["actor"] != "cli"
+    # Again, now that it is over: nothing to do, back to its page.
+    again = browser.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token}, content_type=FORM)
+    assert again.status_code == 302
+
+
+def test_the_dashboard_keeps_to_the_keys_scopes(inprocess_api: InProcessApi) -> None:
+    keys = services_of(inprocess_api).api_keys
+    client = inprocess_api.app.test_client()
+    no_read = _sign_in(client, keys.create("alice", name="up", scopes=["upload"]))
+    assert no_read.status_code == 401  # type: ignore[attr-defined]
+    assert "needs &#39;read&#39;" in no_read.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert client.get_cookie(COOKIE_NAME) is None
+    reader = inprocess_api.app.test_client()
+    _sign_in(reader, keys.create("alice", name="ro", scopes=["read"]))
+    assert reader.get("/").status_code == 200
+    refused = reader.post(
+        "/jobs/job_x/cancel", data={"csrf_token": _csrf(reader)}, content_type=FORM
+    )
+    assert refused.status_code == 403

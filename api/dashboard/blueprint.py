@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from atelier.api.auth import session_store
 from atelier.api.dashboard.sessions import COOKIE_NAME, CSRF_FIELD, csrf_matches
 from atelier.api.services import services
+from atelier.shared.auth import ID_CHARS
 
 dashboard = Blueprint(
     "dashboard",
@@ -51,9 +52,12 @@ def require_session() -> BaseResponse | None:
         session.csrf_token, request.form.get(CSRF_FIELD)
     ):
         abort(403, "The form's CSRF token is missing or wrong; reload the page and retry.")
+    if not record.allows("read"):
+        abort(403, f"This key's scopes are {record.scopes}; the dashboard needs 'read'.")
     g.dashboard_session = session
+    g.dashboard_key = record
     g.owner = record.owner
-    g.dashboard_scopes = record.scopes
+    g.key_id = session.key_digest[:ID_CHARS]
     return None
 
 
@@ -98,8 +102,10 @@ def sign_in() -> BaseResponse | tuple[str, int]:
         key = request.form.get("api_key", "").strip()
         if not csrf_matches(request.cookies.get(SIGN_IN_COOKIE, ""), request.form.get(CSRF_FIELD)):
             error = "The sign-in form expired; try again."
-        elif services().api_keys.lookup(key) is None:
+        elif (record := services().api_keys.lookup(key)) is None:
             error = "That key is not valid (unknown, revoked or expired)."
+        elif not record.allows("read"):
+            error = f"That key's scopes are {record.scopes}; the dashboard needs 'read'."
         else:
             return _signed_in(key)
     token = secrets.token_urlsafe(32)

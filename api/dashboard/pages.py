@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, redirect, render_template, request, url_for
+from flask import abort, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from atelier.api.auth import current_owner
@@ -15,7 +15,8 @@ from atelier.api.present import present_job, present_model
 from atelier.api.services import services
 from atelier.api.views.datasets import present_dataset
 from atelier.api.views.jobs import owned_job
-from atelier.shared.errors import NotFound
+from atelier.shared.audit import AuditLog
+from atelier.shared.errors import Conflict, NotFound
 from atelier.shared.jobs import Job, JobStatus, JobType
 from atelier.shared.kinds import KINDS, StrictParams
 
@@ -100,9 +101,17 @@ def job(job_id: str) -> str:
 @dashboard.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str) -> BaseResponse:
     """The cancel form (its CSRF token was checked by the blueprint's guard)."""
+    if not g.dashboard_key.allows("submit"):
+        abort(403, "Canceling needs a key with the 'submit' scope.")
     _owned(job_id)
-    # A job already finished stays as it is: its page shows the final status.
-    services().jobs.request_cancel(job_id)
+    try:
+        services().jobs.request_cancel(job_id)
+    except Conflict:
+        pass  # it finished meanwhile: its page shows how
+    else:  # the same trail entry as POST /v1/jobs/{id}/cancel
+        AuditLog(services().redis).append(
+            g.owner, "job.cancel", actor=g.key_id, job_id=job_id, id=job_id
+        )
     return redirect(url_for("dashboard.job", job_id=job_id))
 
 
