@@ -337,12 +337,15 @@ def without_repeats(tune: Tune) -> Tune:
     return Tune(tune.meter, tune.length, tune.key, tune.rhythm, tune.title, body)
 
 
-def meter_fit(tune: Tune) -> float:
+def meter_fit(tune: Tune, bars: int = 8) -> float:
     """Share of the inner bars (first and last excepted) whose length is the meter's,
-    counted on the tokens: how a job ranks the candidates it writes."""
-    inner = bar_lengths(tune.body)[1:-1]
+    counted on the tokens, less 1 for a tune of fewer than ``bars`` bars (a short tune
+    fits easily, and is not what was asked for): how a job ranks its candidates."""
+    lengths = bar_lengths(tune.body)
+    inner = lengths[1:-1]
     bar = Fraction(tune.meter) / UNIT
-    return sum(length == bar for length in inner) / len(inner) if inner else 0.0
+    fit = sum(length == bar for length in inner) / len(inner) if inner else 0.0
+    return fit - (len(lengths) < bars)
 
 
 def check_bars(tune: Tune, most: int = 4) -> None:

@@ -208,3 +208,13 @@ def test_badly_formed_repeats_still_make_a_midi_file() -> None:
     rendered = render(tune, "t", audio=False)
     assert [f.name for f in rendered.files] == ["t.abc", "t.mid", "t.png"]
     assert "plays it once" in rendered.notes[0]
+
+
+def test_candidates_are_ranked_by_whole_bars_and_length() -> None:
+    from atelier.shared.abc import meter_fit
+
+    full = normalise("X:1\nM:2/4\nL:1/8\nK:G\nD|" + "GABc|" * 8 + "G3|]")
+    ragged = normalise("X:1\nM:2/4\nL:1/8\nK:G\nD|" + "GABc|GAB|" * 4 + "G3|]")
+    short = normalise("X:1\nM:2/4\nL:1/8\nK:G\nD|GABc|BcBG|F3|]")
+    assert meter_fit(full) == 1.0 and meter_fit(ragged) == 0.5
+    assert meter_fit(short) < meter_fit(ragged)
