@@ -38,6 +38,12 @@ class MelodyTrainParams(TrainParams):
         2e-3, gt=0, le=0.1, description="Peak rate: 5% warm-up, then cosine decay to a tenth."
     )
     dropout: float = Field(0.0, ge=0, lt=1)
+    transpose_to: str | None = Field(
+        None,
+        pattern=r"^[A-G][#b]?$",
+        description="Transpose every tune to this tonic, its mode kept (e.g. D), before "
+        "training; none: as written.",
+    )
     sample_every: int = Field(
         300, ge=1, le=1_000_000, description="Steps between validation and a sample tune."
     )

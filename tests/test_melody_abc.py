@@ -218,3 +218,16 @@ def test_candidates_are_ranked_by_whole_bars_and_length() -> None:
     short = normalise("X:1\nM:2/4\nL:1/8\nK:G\nD|GABc|BcBG|F3|]")
     assert meter_fit(full) == 1.0 and meter_fit(ragged) == 0.5
     assert meter_fit(short) < meter_fit(ragged)
+
+
+def test_transposing_moves_every_note_by_the_same_interval() -> None:
+    from atelier.shared.abc_music import parse
+    from atelier.shared.abc_transpose import transpose
+
+    tune = normalise("X:1\nM:6/8\nL:1/8\nK:Ador\nA,B=c ^cde|^f_ga b^c'a|e,^^FG A3|]")
+    for tonic, interval in (("D", 5), ("G", -2), ("Bb", 1), ("F#", -3)):
+        moved = transpose(tune, tonic)
+        assert moved.key == f"{tonic}dor"
+        before = [p.midi for n in parse(tune).parts[0].recurse().notes for p in n.pitches]
+        after = [p.midi for n in parse(moved).parts[0].recurse().notes for p in n.pitches]
+        assert [b - a for a, b in zip(before, after, strict=True)] == [interval] * len(before)

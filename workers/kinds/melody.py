@@ -21,6 +21,7 @@ from atelier.shared.abc import (
     split_tunes,
     tune_from_tokens,
 )
+from atelier.shared.abc_transpose import transpose
 from atelier.shared.errors import PermanentJobError
 from atelier.shared.jobs import OutputRef
 from atelier.shared.melody_params import MelodyGenerateParams, MelodyTrainParams
@@ -91,6 +92,8 @@ class Prepared:
 
 
 def prepare(tunes: list[Tune], p: MelodyTrainParams) -> Prepared:
+    if p.transpose_to:
+        tunes = transposed(tunes, p.transpose_to)
     training, held_out = split(tunes, p.seed)
     vocabulary = Vocabulary.of(tunes)
     stream = np.array([i for t in training for i in vocabulary.encode(t)], np.int32)
@@ -109,6 +112,18 @@ def prepare(tunes: list[Tune], p: MelodyTrainParams) -> Prepared:
         header_counts(training),
     )
     return Prepared(training, held_out, vocabulary, stream, config)
+
+
+def transposed(tunes: list[Tune], tonic: str) -> list[Tune]:
+    """Every tune moved to ``tonic``; one whose accidentals cannot be spelt there (a
+    triple sharp) is left out."""
+    moved = []
+    for tune in tunes:
+        try:
+            moved.append(transpose(tune, tonic))
+        except AbcError:
+            continue
+    return moved
 
 
 class MelodyTrainer(Trainer[MelodyTrainParams]):
