@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 
 from atelier.shared.jobs import JobStore, JobType
 from atelier.shared.queue import queue_length
+from atelier.shared.redis_keys import KEYS
 from atelier.shared.settings import Settings
 
 
@@ -45,3 +46,10 @@ class QueueDepthCollector(Collector):
         )
         expired.add_metric([], float(self._jobs.expired_lease_count()))
         yield expired
+        pending = GaugeMetricFamily(
+            "atelier_webhook_deliveries_pending",
+            "Webhook deliveries neither delivered nor given up yet: about to be sent, or "
+            "waiting out a retry's backoff (a growing number: a receiver keeps failing).",
+        )
+        pending.add_metric([], float(self._redis.zcard(KEYS.webhooks_due)))
+        yield pending
