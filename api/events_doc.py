@@ -8,14 +8,22 @@ from typing import Any
 from atelier.shared.events import EventType
 
 _EVENT_STREAM = {
+    # OpenAPI 3.1 has no stream schema: for text/event-stream, `schema` describes one event.
     "text/event-stream": {
         "schema": {
-            "type": "string",
-            "description": "Server-sent events. Each has an `id` (resume with Last-Event-ID), an "
-            f"`event` ({', '.join(t.value for t in EventType)}) and JSON `data` naming its "
-            "`job`: status/end {status, type, kind, attempt, error?, model_id?}; progress "
-            "{step, total, fraction, eta_seconds, metrics, updated_at}; output {name, "
-            "content_type, size_bytes, text?, url}; log {line}. Comment lines are heartbeats.",
+            "type": "object",
+            "description": "One server-sent event. Resume with its `id` as Last-Event-ID. "
+            "`data` is JSON naming its `job`: status/end {status, type, kind, attempt?, "
+            "error?, model_id?}; progress {step, total, fraction, eta_seconds, metrics, "
+            "updated_at}; output {name, content_type, size_bytes, text?, url}; log {line}. "
+            "Comment lines are heartbeats.",
+            "properties": {
+                "id": {"type": "string", "pattern": r"^\d+-\d+$"},
+                "event": {"enum": [t.value for t in EventType]},
+                "data": {"type": "string", "contentMediaType": "application/json"},
+                "retry": {"type": "integer"},
+            },
+            "required": ["event", "data"],
         }
     }
 }
