@@ -74,6 +74,9 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:webhooks:due                zset   pending delivery ids scored by when to try next;
                                            the webhooks worker's sweep sends the due ones
     {p}:owner:{owner}:webhook-secret string the owner's signing secret ``whsec_<base64>``
+    {p}:dashboard-session:{sha256(id)} string a dashboard sign-in (JSON: the key's hash, the
+                                           CSRF token); expires with the session
+                                           (api.dashboard.sessions)
 
 The webhooks worker reads ``{p}:events`` through the consumer group ``webhooks``.
 Celery's broker lists are named by the queue settings (``atelier-train``,
