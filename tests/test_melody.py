@@ -26,6 +26,7 @@ TINY_MELODY = {
     "hidden_dim": 32,
     "sample_every": 15,
     "checkpoint_every": 15,
+    "transpose_to": "D",  # every tune in D (or its modes): the key asked for below is known
 }
 
 
