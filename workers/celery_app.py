@@ -113,4 +113,3 @@ def flag_draining(sender: Any = None, **_: Any) -> None:
         log.warning("%s could not flag its drain (%s); stopping anyway", sender, exc)
         return
     log.info("%s (generation %s) draining: running jobs checkpoint and requeue", sender, GENERATION)
-
