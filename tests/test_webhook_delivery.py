@@ -161,6 +161,9 @@ def test_rotating_the_secret_changes_the_signatures(hooks: Deliveries) -> None:
         hooks.api.url("/v1/webhooks/secret/rotate"), headers=hooks.auth
     ).json()["key"]
     assert rotated != old and hooks.secret() == rotated
+    trail = hooks.api.http.get(hooks.api.url("/v1/audit"), headers=hooks.auth).json()["data"]
+    assert [e["action"] for e in trail] == ["webhook-secret.rotate"]
+    assert rotated not in str(trail)  # the audit names the rotation, never the secret
     hooks.send(hooks.record().id)
     (request,) = hooks.receiver.requests
     Webhook(rotated).verify(request.body, request.headers)
