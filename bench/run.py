@@ -21,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench.common import Result
+from bench.digits_quality import digits_quality
 from bench.events import event_streams
 from bench.fairness import fairness
 from bench.generation import bulk_generation, textgen_cache
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "fairness": fairness,
     "housekeeping": housekeeping,
     "text-quality": text_quality,
+    "digits-quality": digits_quality,
     "melody-quality": melody_quality,
 }
 RESULTS = Path(__file__).resolve().parent / "results"

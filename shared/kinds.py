@@ -45,6 +45,19 @@ class DcganTrainParams(TrainParams):
     beta_1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta_1 for both networks.")
     latent_dim: int = Field(64, ge=2, le=512)
     base_filters: int = Field(32, ge=4, le=256, description="Width of the smallest conv layer.")
+    loss: Literal["bce", "hinge"] = Field(
+        "bce", description="bce: non-saturating cross-entropy; hinge: the SNGAN hinge loss."
+    )
+    spectral_norm: bool = Field(False, description="Spectral normalisation of D's layers.")
+    minibatch_std: bool = Field(
+        False, description="D sees each batch's feature spread (against too few kinds of image)."
+    )
+    ema_decay: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Generation uses a moving average of G's weights with this decay; 0: G itself.",
+    )
     sample_every: int = Field(200, ge=1, le=1_000_000, description="Steps between sample grids.")
     checkpoint_every: int = Field(500, ge=1, le=1_000_000, description="Steps between checkpoints.")
 

@@ -15,6 +15,7 @@ from atelier.workers.gpu import configure_tensorflow
 from atelier.workers.kinds.dcgan_model import (
     DCGAN,
     DcganConfig,
+    GanRecipe,
     build_generator,
     build_optimizer_state,
     training_state,
@@ -31,18 +32,19 @@ def test_networks_scale_to_the_dataset(size: int, channels: int) -> None:
     assert tuple(out.shape) == (2, size, size, channels)
 
 
-def _tiny_gan() -> DCGAN:
-    gan = DCGAN(DcganConfig.tiny())
+def _tiny_gan(ema_decay: float = 0.0) -> DCGAN:
+    gan = DCGAN(DcganConfig.tiny(), GanRecipe(ema_decay=ema_decay))
     gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
     return gan
 
 
-def test_checkpoint_round_trip_restores_weights_and_optimizer_state() -> None:
+@pytest.mark.parametrize("ema_decay", [0.0, 0.999])
+def test_checkpoint_round_trip_restores_weights_and_optimizer_state(ema_decay: float) -> None:
     images = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
-    first = _tiny_gan()
+    first = _tiny_gan(ema_decay)
     first.fit(images, batch_size=8, epochs=1, verbose=0)
     data = encode_checkpoint(training_state(first), 4)
-    second = _tiny_gan()
+    second = _tiny_gan(ema_decay)
     build_optimizer_state(second)
     step = restore_checkpoint(training_state(second), data)
     assert step == 4
@@ -51,6 +53,20 @@ def test_checkpoint_round_trip_restores_weights_and_optimizer_state() -> None:
         first.generator(z, training=False), second.generator(z, training=False), rtol=1e-6
     )
     assert int(second.g_optimizer.iterations) == int(first.g_optimizer.iterations) == 4
+    np.testing.assert_allclose(
+        first.averaged(z, training=False), second.averaged(z, training=False), rtol=1e-6
+    )
+
+
+def test_the_averaged_generator_follows_g_smoothly() -> None:
+    """The moving average moves with G (warm-up decay) but is not G."""
+    images = np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype(np.float32)
+    gan = _tiny_gan(0.999)
+    start = [w.copy() for w in gan.averaged.get_weights()]
+    gan.fit(images, batch_size=8, epochs=1, verbose=0)
+    averaged, current = gan.averaged.get_weights(), gan.generator.get_weights()
+    assert any(not np.allclose(a, s) for a, s in zip(averaged, start, strict=True))
+    assert any(not np.allclose(a, c) for a, c in zip(averaged, current, strict=True))
 
 
 @pytest.fixture()
@@ -88,3 +104,14 @@ def test_mixed_precision_is_switched_on_only_with_a_gpu(restore_policy: None) ->
     assert configure_tensorflow(True) is has_gpu
     expected = "mixed_float16" if has_gpu else "float32"
     assert keras.mixed_precision.global_policy().name == expected
+
+
+def test_every_recipe_option_trains_with_finite_losses() -> None:
+    """Hinge loss, spectral norm and minibatch spread together: one path, no NaNs."""
+    images = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
+    recipe = GanRecipe("hinge", spectral_norm=True, minibatch_std=True)
+    gan = DCGAN(DcganConfig.tiny(), recipe)
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    history = gan.fit(images, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["d_loss"][-1]) and np.isfinite(history["g_loss"][-1])
+    assert gan.averaged is gan.generator  # no average without ema_decay

@@ -15,6 +15,7 @@ from atelier.workers.datasets import load_images
 from atelier.workers.kinds.dcgan_model import (
     DCGAN,
     DcganConfig,
+    GanRecipe,
     build_optimizer_state,
     generate_images,
     training_state,
@@ -24,6 +25,23 @@ from atelier.workers.training import Groups, Sample, Trainer
 SAMPLE_GRID_SIZE = 64  # an 8x8 grid, from noise fixed for the whole run
 
 
+def build_gan(p: DcganTrainParams, image_size: int, channels: int) -> DCGAN:
+    """The GAN of a training job's params, compiled with its optimizers."""
+    config = DcganConfig(
+        image_size=image_size,
+        channels=channels,
+        latent_dim=p.latent_dim,
+        base_filters=p.base_filters,
+    )
+    recipe = GanRecipe(p.loss, p.spectral_norm, p.minibatch_std, p.ema_decay)
+    gan = DCGAN(config, recipe)
+    gan.compile(
+        d_optimizer=keras.optimizers.Adam(p.discriminator_lr, beta_1=p.beta_1),
+        g_optimizer=keras.optimizers.Adam(p.generator_lr, beta_1=p.beta_1),
+    )
+    return gan
+
+
 class DcganTrainer(Trainer[DcganTrainParams]):
     gan: DCGAN
     images: np.ndarray
@@ -31,20 +49,10 @@ class DcganTrainer(Trainer[DcganTrainParams]):
     def build(self) -> keras.Model:
         p, ctx = self.params, self.ctx
         self.images = load_images(p.dataset, ctx.job.owner, ctx.datasets, ctx.objects)
-        config = DcganConfig(
-            image_size=self.images.shape[1],
-            channels=self.images.shape[3],
-            latent_dim=p.latent_dim,
-            base_filters=p.base_filters,
-        )
-        self.gan = DCGAN(config)
-        self.gan.compile(
-            d_optimizer=keras.optimizers.Adam(p.discriminator_lr, beta_1=p.beta_1),
-            g_optimizer=keras.optimizers.Adam(p.generator_lr, beta_1=p.beta_1),
-        )
+        self.gan = build_gan(p, self.images.shape[1], self.images.shape[3])
         self._noise = (
             np.random.default_rng(p.seed + 1)
-            .standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
+            .standard_normal((SAMPLE_GRID_SIZE, p.latent_dim))
             .astype(np.float32)
         )
         return self.gan
@@ -67,10 +75,11 @@ class DcganTrainer(Trainer[DcganTrainParams]):
         build_optimizer_state(self.gan)
 
     def weights(self) -> Groups:
-        return {"g": self.gan.generator.weights}
+        # The averaged generator when there is one: what draws the cleaner digits.
+        return {"g": self.gan.averaged.weights}
 
     def sample(self, step: int) -> Sample:
-        pixels = to_uint8(generate_images(self.gan.generator, self._noise))
+        pixels = to_uint8(generate_images(self.gan.averaged, self._noise))
         return Sample(encode_png(grid(pixels)), "png", "image/png")
 
     def config(self) -> dict[str, Any]:
