@@ -4,6 +4,8 @@ model (``workers.kinds.melody.prepare``), and the report ``bench.melody_quality`
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
 import shutil
 import tempfile
@@ -23,9 +25,14 @@ class Report:
     ngram_loss: float
     tokens: int
     model: TuneFigures
-    """The model's tunes as a job writes them: best of ``candidates`` by meter fit."""
+    """The model's tunes as a job writes them: meter-guarded sampling, best of
+    ``candidates`` by meter fit."""
+    unguarded: TuneFigures
+    """Best of ``candidates`` without the meter guard."""
     unranked: TuneFigures
-    """The model's first candidates: what it writes without the ranking."""
+    """The model's first candidates, unguarded: what it writes by itself."""
+    seconds_per_tune: float
+    """Generation time of one tune as a job writes it (its ``candidates`` included)."""
     ngram: TuneFigures
     corpus_full_bars: float
     model_pitch_distance: float
@@ -36,7 +43,8 @@ class Report:
         return (
             f"{self.tokens} held-out tokens; {self.model.tunes} tunes each; "
             f"bars filling the meter: model {self.model.full_bars:.1%} "
-            f"({self.unranked.full_bars:.1%} unranked), {ORDER}-gram "
+            f"({self.unguarded.full_bars:.1%} unguarded, {self.unranked.full_bars:.1%} "
+            f"unguarded and unranked; {self.seconds_per_tune:.2f} s a tune), {ORDER}-gram "
             f"{self.ngram.full_bars:.1%}, corpus {self.corpus_full_bars:.1%}"
         )
 
@@ -52,7 +60,7 @@ class Run:
     def report(self, tunes: int, seed: int = 1, candidates: int = 8) -> Report:
         """Figures on ``tunes`` written from held-out headers, each the best of
         ``candidates`` (the generate default) and unranked, beside the n-gram's."""
-        from atelier.workers.kinds.melody import SAMPLES, write_tunes
+        from atelier.workers.kinds.melody import ROWS_PER_BATCH, SAMPLES, write_tunes
         from atelier.workers.kinds.melody_decoding import MelodyDecoder
         from atelier.workers.kinds.melody_model import END, cross_entropy
 
@@ -65,9 +73,14 @@ class Run:
         )
         ngram_loss, _ = ngram.cross_entropy(held, length)
         headers = [data.held_out[i % len(data.held_out)].header_tokens() for i in range(tunes)]
-        decoder = MelodyDecoder(self.lm, vocabulary.ids[END])
+        decoder = MelodyDecoder(self.lm, vocabulary.ids[END], tokens=vocabulary.tokens)
+        warm = headers[: max(ROWS_PER_BATCH // candidates, 1)]
+        write_tunes(decoder, vocabulary, warm, SAMPLES, seed, candidates)  # compiled first
+        started = time.perf_counter()
         written = write_tunes(decoder, vocabulary, headers, SAMPLES, seed, candidates)
-        first = write_tunes(decoder, vocabulary, headers, SAMPLES, seed, 1)
+        seconds = (time.perf_counter() - started) / tunes
+        unguarded = write_tunes(decoder, vocabulary, headers, SAMPLES, seed, candidates, False)
+        first = write_tunes(decoder, vocabulary, headers, SAMPLES, seed, 1, False)
         counted = _ngram_tunes(ngram, vocabulary, headers, length, seed)
         corpus = tune_figures(list(data.training[:1000]))
         model_figures, ngram_figures = tune_figures(written), tune_figures(counted)
@@ -76,7 +89,9 @@ class Run:
             ngram_loss,
             tokens,
             model_figures,
+            tune_figures(unguarded),
             tune_figures(first),
+            seconds,
             ngram_figures,
             corpus.full_bars,
             pitch_distance(model_figures.pitch_classes, corpus.pitch_classes),
@@ -168,10 +183,43 @@ def _train_on_a_stack(directory: Path, params: dict[str, Any]) -> tuple[Job, Any
     return job, record, weights
 
 
+def saved_or_trained(path: Path | None) -> tuple[Run, dict[str, Any]]:
+    """The default run as a job; with ``path``, its model is saved there (weights, and
+    the job beside them as JSON), or read from there when an earlier run saved it, so
+    generation can be measured again without training."""
+    from atelier.shared.melody_params import MelodyTrainParams
+    from atelier.workers.folk import cached
+    from atelier.workers.kinds.melody import prepare
+    from atelier.workers.kinds.melody_model import MelodyConfig, build_language_model
+
+    facts = Path(f"{path}.json") if path else None
+    if path is None or facts is None or not path.exists():
+        run, job = trained_by_a_job({})
+        if path is not None and facts is not None:
+            run.lm.save_weights(str(path))
+            facts.write_text(json.dumps({"job": job, "seconds": run.train_seconds}, default=str))
+        return run, job
+    saved = json.loads(facts.read_text())
+    job = saved["job"]
+    from atelier.shared.settings import Settings
+
+    tunes = cached(Settings.from_env().data_dir / "cache").parsed()
+    data = prepare(tunes, MelodyTrainParams.model_validate({}))
+    lm = build_language_model(MelodyConfig.from_dict(data.config.to_dict()))
+    lm.load_weights(str(path))
+    return Run(data, lm, int(job["params"]["steps"]), float(saved["seconds"])), job
+
+
 def main() -> None:
     """The default run as a job, and every figure of its report (the README's)."""
-    run, job = trained_by_a_job({})
-    report = run.report(64)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--model", type=Path, help="a .weights.h5 file: saved after training, or read"
+    )
+    parser.add_argument("--candidates", type=int, default=8)
+    args = parser.parse_args()
+    run, job = saved_or_trained(args.model)
+    report = run.report(64, candidates=args.candidates)
     print(f"job {job['id']}: {run.steps} steps in {run.train_seconds:.0f} s")
     print(f"final metrics: {job['progress']['metrics']}")
     print(f"cross-entropy: model {report.model_loss:.3f}, 5-gram {report.ngram_loss:.3f} nats")

@@ -84,6 +84,11 @@ class MelodyGenerateParams(StrictParams):
         description="Tunes sampled for each one written; the one whose bars best fit its "
         "meter is kept (1: the first, unranked).",
     )
+    meter_guard: bool = Field(
+        True,
+        description="Keep every bar to the meter while sampling: a bar line only where the "
+        "bar is full (the first bar may be a pickup), no note that would overflow it.",
+    )
     audio: bool = Field(True, description="Render each tune to .wav (FluidSynth) too.")
 
 

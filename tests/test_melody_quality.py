@@ -34,7 +34,8 @@ def test_a_small_run_writes_tunes_that_parse_and_keep_the_meter() -> None:
     """What a 400-step run reaches (the issue's goals, >= 95% of tunes in 8+ bars and
     >= 90% of bars filling the meter, are for the default run: see the README): tunes that
     parse into 8+ bars, bars that fill the meter more often than the 5-gram's, more often
-    still once the job ranks its candidates, and pitch classes near the corpus's."""
+    still once the job guards the meter and ranks its candidates, and pitch classes near the
+    corpus's."""
     run = trained(oneills(), SMALL_RUN)
     report = run.report(32)
     print(f"melody small run: {run.train_seconds:.0f} s; {report.notes()}")

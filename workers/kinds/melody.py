@@ -139,7 +139,9 @@ class MelodyTrainer(Trainer[MelodyTrainParams]):
         self.model_config = data.config
         self.lm = build_language_model(self.model_config)
         compile_for_training(self.lm, p.learning_rate, p.steps)
-        self.decoder = MelodyDecoder(self.lm, self.vocabulary.ids[END])
+        self.decoder = MelodyDecoder(
+            self.lm, self.vocabulary.ids[END], tokens=data.config.vocabulary
+        )
         return self.lm
 
     def batches(self, start_step: int) -> Any:
@@ -184,11 +186,13 @@ def write_tunes(
     spec: SamplerSpec,
     seed: int,
     candidates: int = 1,
+    meter_guard: bool = True,
 ) -> list[Tune | str]:
     """One tune per header (its prompt): of ``candidates`` sampled for it, the one whose
-    bars best fit its meter (``meter_fit``); a tune that cannot be read is the reason why."""
+    bars best fit its meter (``meter_fit``); a tune that cannot be read is the reason why.
+    With ``meter_guard`` the sampler keeps every bar to the meter (``melody_guard``)."""
     rows = [header for header in headers for _ in range(candidates)]
-    written = _sample_tunes(decoder, vocabulary, rows, spec, seed)
+    written = _sample_tunes(decoder, vocabulary, rows, spec, seed, meter_guard)
     groups = [written[i : i + candidates] for i in range(0, len(written), candidates)]
     return [max(group, key=_fit) for group in groups]
 
@@ -203,12 +207,15 @@ def _sample_tunes(
     headers: list[list[str]],
     spec: SamplerSpec,
     seed: int,
+    meter_guard: bool,
 ) -> list[Tune | str]:
     prompts = [[vocabulary.ids[START], *(vocabulary.ids[t] for t in h)] for h in headers]
     new_ids = [
         ids
         for start in range(0, len(prompts), ROWS_PER_BATCH)
-        for ids in decoder.sample(prompts[start : start + ROWS_PER_BATCH], spec, seed + start)
+        for ids in decoder.sample(
+            prompts[start : start + ROWS_PER_BATCH], spec, seed + start, meter_guard
+        )
     ]
     tunes: list[Tune | str] = []
     for header, new in zip(headers, new_ids, strict=True):
@@ -271,7 +278,7 @@ class MelodyKind(ModelKind):
         )
         loaded = time.perf_counter()
         spec = SamplerSpec(p.temperature, p.top_k, p.top_p)
-        tunes = write_tunes(decoder, vocabulary, headers, spec, p.seed, p.candidates)
+        tunes = write_tunes(decoder, vocabulary, headers, spec, p.seed, p.candidates, p.meter_guard)
         finished = time.perf_counter()
         outputs, readable = self._store(tunes, p.audio, ctx)
         return GenerateResult(
@@ -290,7 +297,7 @@ class MelodyKind(ModelKind):
         lm = build_language_model(config)
         restore_checkpoint({"lm": lm.weights}, ctx.objects.get_bytes(model.weights_key))
         vocabulary = Vocabulary(config.vocabulary)
-        return MelodyDecoder(lm, vocabulary.ids[END]), vocabulary
+        return MelodyDecoder(lm, vocabulary.ids[END], tokens=config.vocabulary), vocabulary
 
     @staticmethod
     def _store(
