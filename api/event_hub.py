@@ -30,7 +30,7 @@ from contextlib import contextmanager
 import redis
 
 from atelier.api.metrics import LONG_REQUESTS
-from atelier.shared.errors import ServiceUnavailable
+from atelier.shared.errors import RateLimited, ServiceUnavailable
 from atelier.shared.redis_keys import KEYS, RedisKeys
 
 log = logging.getLogger(__name__)
@@ -151,31 +151,49 @@ class EventHub:
 
 
 class LongRequests:
-    """At most ``limit`` long requests at once in this process (see the module docstring)."""
+    """At most ``limit`` long requests at once in this process, and at most ``per_owner``
+    of them for one owner, so one owner's open tabs or scripts cannot take every slot
+    (see the module docstring)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_owner: int) -> None:
         self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit) if limit > 0 else None
+        self.per_owner = per_owner
+        self._lock = threading.Lock()
+        self._held = 0
+        self._by_owner: dict[str, int] = defaultdict(int)
 
-    def acquire(self) -> None:
-        """Take a slot, or raise 503 with ``Retry-After``; ``release`` gives it back."""
-        if self._slots is None or not self._slots.acquire(blocking=False):
-            raise ServiceUnavailable(
-                f"This API process already holds {self.limit} event streams and waits "
-                "(ATELIER_API_LONG_REQUESTS); retry shortly or ask without waiting.",
-                retry_after=2,
-            )
+    def acquire(self, owner: str) -> None:
+        """Take a slot, or raise 429 (the owner's share is held) or 503 (the process's
+        is), both with ``Retry-After``; ``release`` gives it back."""
+        with self._lock:
+            if self._by_owner[owner] >= self.per_owner:
+                raise RateLimited(
+                    f"You already hold {self.per_owner} event streams and waits on this API "
+                    "process (ATELIER_API_LONG_REQUESTS_PER_OWNER); close one, or retry.",
+                    retry_after=2,
+                )
+            if self._held >= self.limit:
+                raise ServiceUnavailable(
+                    f"This API process already holds {self.limit} event streams and waits "
+                    "(ATELIER_API_LONG_REQUESTS); retry shortly or ask without waiting.",
+                    retry_after=2,
+                )
+            self._held += 1
+            self._by_owner[owner] += 1
         LONG_REQUESTS.inc()
 
-    def release(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
-            LONG_REQUESTS.dec()
+    def release(self, owner: str) -> None:
+        with self._lock:
+            self._held -= 1
+            self._by_owner[owner] -= 1
+            if not self._by_owner[owner]:
+                del self._by_owner[owner]
+        LONG_REQUESTS.dec()
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        self.acquire()
+    def slot(self, owner: str) -> Iterator[None]:
+        self.acquire(owner)
         try:
             yield
         finally:
-            self.release()
+            self.release(owner)

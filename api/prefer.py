@@ -43,7 +43,7 @@ def wait_until_over(job: Job, seconds: float) -> Job:
     if job.status.is_terminal() or seconds <= 0:
         return job
     deadline = time.monotonic() + seconds
-    with svc.long_requests.slot(), svc.hub.watch(job.owner, job.id) as waiter:
+    with svc.long_requests.slot(job.owner), svc.hub.watch(job.owner, job.id) as waiter:
         while True:
             # Read after subscribing: a change between the caller's read and the watch
             # would otherwise be missed until the deadline.

@@ -59,7 +59,9 @@ class Services:
             rate_limiter=RateLimiter(client),
             quotas=Quotas(client),
             hub=EventHub(client),
-            long_requests=LongRequests(settings.api_long_requests),
+            long_requests=LongRequests(
+                settings.api_long_requests, settings.api_long_requests_per_owner
+            ),
         )
 
 

@@ -219,6 +219,9 @@ class Settings:
     """Event streams and ``Prefer: wait`` requests one API process holds at once, each on a
     thread of its own beside ``api_threads`` (so they never take an ordinary request's
     thread); one more is answered 503 with ``Retry-After``."""
+    api_long_requests_per_owner: int = 32
+    """Of those, how many one owner may hold at once; one more is answered 429 with
+    ``Retry-After`` (one owner's tabs or scripts cannot take every slot)."""
     event_heartbeat_seconds: float = 15.0
     """An idle event stream sends a comment this often (proxies close silent connections)."""
     event_stream_max_seconds: float = 3600.0

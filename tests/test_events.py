@@ -330,20 +330,32 @@ def test_stream_errors_are_problems(inprocess_api: InProcessApi) -> None:
         assert answer.headers["Content-Type"] == "application/problem+json"
 
 
-def test_long_requests_past_the_limit_get_503_with_retry_after(
+def test_long_requests_past_the_owners_or_the_process_limit_are_refused(
     redis_base_url: str, tmp_path: Any
 ) -> None:
-    settings = inprocess_settings(redis_base_url, tmp_path, api_long_requests=1)
+    """One owner holds at most its share of a process's stream slots (429), the process at
+    most its own (503); both say when to retry, and a closed stream frees its slot."""
+    settings = inprocess_settings(
+        redis_base_url, tmp_path, api_long_requests=2, api_long_requests_per_owner=1
+    )
     for api in inprocess_api_for(settings):
         client = api.app.test_client()
-        headers = _bearer(api)
-        held = client.get("/v1/events", headers=headers, buffered=False)
+        alice, bob, carol = _bearer(api, "alice"), _bearer(api, "bob"), _bearer(api, "carol")
+        held = client.get("/v1/events", headers=alice, buffered=False)
         assert held.status_code == 200
-        refused = client.get("/v1/events", headers=headers)
-        assert refused.status_code == 503
-        assert refused.headers["Retry-After"] == "2"
-        held.close()  # the stream's thread gives its slot back
-        again = client.get("/v1/events", headers=headers, buffered=False)
+        greedy = client.get("/v1/events", headers=alice)
+        assert greedy.status_code == 429
+        assert greedy.headers["Retry-After"] == "2"
+        other = client.get("/v1/events", headers=bob, buffered=False)
+        assert other.status_code == 200  # alice's streams did not take bob's turn
+        full = client.get("/v1/events", headers=carol)
+        assert full.status_code == 503
+        assert full.headers["Retry-After"] == "2"
+        # Closed streams give their slots back (closed newest first: the test client
+        # keeps each open stream's request context on one stack).
+        other.close()
+        held.close()
+        again = client.get("/v1/events", headers=alice, buffered=False)
         assert again.status_code == 200
         again.close()
 

@@ -77,11 +77,11 @@ def _last_event_id() -> str | None:
 
 def _stream(owner: str, job: Job | None, after: str) -> FlaskResponse:
     svc = services()
-    svc.long_requests.acquire()  # 503 when this process holds its most long requests
+    svc.long_requests.acquire(owner)  # 429/503 when the owner's or the process's are held
     try:
         body = stream_with_context(_events(owner, job, after))
     except BaseException:
-        svc.long_requests.release()
+        svc.long_requests.release(owner)
         raise
     return FlaskResponse(body, mimetype="text/event-stream", headers=SSE_HEADERS)
 
@@ -122,7 +122,7 @@ def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
                 if not waiter.wait(settings.event_heartbeat_seconds):
                     yield ": heartbeat\n\n"
     finally:
-        svc.long_requests.release()
+        svc.long_requests.release(owner)
 
 
 def _created(event: Event) -> dict[str, Any]:
