@@ -2,7 +2,7 @@
 
 Measured side by side in one run, against one `atelier up` API (2 gunicorn processes):
 
-- progress-to-client latency: 200 jobs, each written a progress event once a second by
+- progress-to-client latency: 200 jobs of 10 owners, each written a progress event once a second by
   this process playing their worker (``JobStore.set_progress``, the worker's own call),
   each followed by its own ``GET /v1/jobs/{id}/events`` in a client process
   (``bench.sse_clients``); the baseline is a raw ``XREAD BLOCK`` reader of the same events
@@ -23,6 +23,7 @@ import time
 from typing import Any, cast
 
 from atelier.cli.processes import ManagedProcess, api_argv, child_env, free_port, wait_until
+from atelier.shared.auth import ApiKeyStore
 from atelier.shared.jobs import JobStore, JobType, Progress
 from atelier.shared.redis_client import connect
 from atelier.shared.redis_keys import KEYS
@@ -30,6 +31,7 @@ from bench.common import Result, percentile, stack
 from bench.polling import _answers, _load
 
 STREAMS = 200
+OWNERS = 10
 RAW_READER_STREAMS = 10
 
 
@@ -72,14 +74,17 @@ def _raw_latencies(redis_url: str, job_ids: list[str], seconds: float) -> list[f
     return found
 
 
-def _running_jobs(store: JobStore, owner: str) -> list[str]:
-    """``STREAMS`` jobs claimed by this process, which then plays their worker."""
-    job_ids = []
-    for _ in range(STREAMS):
-        job = store.create(owner, JobType.TRAIN, "dcgan", {})
+def _running_jobs(store: JobStore, keys: ApiKeyStore) -> dict[str, str]:
+    """``STREAMS`` jobs of ``OWNERS`` owners (job id -> its owner's key), claimed by this
+    process, which then plays their worker. Several owners, as a studio's dashboards would
+    be: one owner holds at most ``api_long_requests_per_owner`` streams per API process."""
+    owner_keys = [keys.create(f"watcher-{n}", name="bench") for n in range(OWNERS)]
+    jobs = {}
+    for n in range(STREAMS):
+        job = store.create(f"watcher-{n % OWNERS}", JobType.TRAIN, "dcgan", {})
         store.claim(job.id, "bench-worker", 3600)
-        job_ids.append(job.id)
-    return job_ids
+        jobs[job.id] = owner_keys[n % OWNERS]
+    return jobs
 
 
 def event_streams(size: str) -> list[Result]:
@@ -87,10 +92,12 @@ def event_streams(size: str) -> list[Result]:
     with stack(()) as (running, _client):
         settings = running.settings
         assert settings is not None
-        store = JobStore(connect(settings.redis_url))
-        job_ids = _running_jobs(store, running.owner)
+        client = connect(settings.redis_url)
+        store = JobStore(client)
+        streams = _running_jobs(store, ApiKeyStore(client))
+        job_ids = list(streams)
         poll_url = f"{settings.api_url}/v1/jobs/{job_ids[0]}"
-        auth = [f"Authorization: Bearer {running.api_key}"]
+        auth = [f"Authorization: Bearer {streams[job_ids[0]]}"]
         _load(poll_url, auth, 1.0)  # warm up
         quiet_polls = _load(poll_url, auth, seconds / 4)
         writer = ProgressWriter(store, job_ids)
@@ -101,8 +108,7 @@ def event_streams(size: str) -> list[Result]:
                 "-m",
                 "bench.sse_clients",
                 settings.api_url,
-                running.api_key,
-                *job_ids,
+                *(f"{key}:{job_id}" for job_id, key in streams.items()),
                 "--seconds",
                 str(seconds),
             ],

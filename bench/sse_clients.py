@@ -1,9 +1,9 @@
 """Many open event streams in one process, for the events benchmark.
 
-    python -m bench.sse_clients BASE_URL KEY JOB_ID... --seconds 20
+    python -m bench.sse_clients BASE_URL KEY:JOB_ID... --seconds 20
 
-Opens one ``GET /v1/jobs/{id}/events`` per job id, reads every stream with one selector,
-and prints one JSON line: ``latencies`` (seconds from each progress event's
+Opens one ``GET /v1/jobs/{id}/events`` per job id (with its owner's key), reads every
+stream with one selector, and prints one JSON line: ``latencies`` (seconds from each progress event's
 ``updated_at`` to its arrival here), ``events``, ``connected`` and ``errors``.
 
 Hand-written on non-blocking sockets and HTTP/1.0 (no chunked framing to undo) so that 200
@@ -30,12 +30,13 @@ def _connect(host: str, port: int, path: str, key: str) -> socket.socket:
     return sock
 
 
-def run(base: str, key: str, job_ids: list[str], seconds: float) -> dict[str, object]:
+def run(base: str, streams: list[str], seconds: float) -> dict[str, object]:
     parts = urlsplit(base)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     selector = selectors.DefaultSelector()
     buffers: dict[socket.socket, bytes] = {}
-    for job_id in job_ids:
+    for stream in streams:
+        key, _, job_id = stream.rpartition(":")
         sock = _connect(host, port, f"/v1/jobs/{job_id}/events", key)
         selector.register(sock, selectors.EVENT_READ)
         buffers[sock] = b""
@@ -75,11 +76,10 @@ def run(base: str, key: str, job_ids: list[str], seconds: float) -> dict[str, ob
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("base")
-    parser.add_argument("key")
-    parser.add_argument("job_ids", nargs="+")
+    parser.add_argument("streams", nargs="+", metavar="KEY:JOB_ID")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    print(json.dumps(run(args.base, args.key, args.job_ids, args.seconds)))
+    print(json.dumps(run(args.base, args.streams, args.seconds)))
 
 
 if __name__ == "__main__":
