@@ -3,8 +3,9 @@
     python -m bench.sse_clients BASE_URL KEY:JOB_ID... --seconds 20
 
 Opens one ``GET /v1/jobs/{id}/events`` per job id (with its owner's key), reads every
-stream with one selector, and prints one JSON line: ``latencies`` (seconds from each progress event's
-``updated_at`` to its arrival here), ``events``, ``connected`` and ``errors``.
+stream with one selector, and prints one JSON line: ``latencies`` (seconds from each
+progress event's ``updated_at`` to its arrival here), ``events``, ``connected`` and
+``errors``.
 
 Hand-written on non-blocking sockets and HTTP/1.0 (no chunked framing to undo) so that 200
 streams cost one thread on the machine's shared cores; a thread per stream on ``requests``
