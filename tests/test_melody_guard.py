@@ -7,7 +7,21 @@ import numpy as np
 
 from atelier.workers.kinds.melody_guard import MeterGuard
 
-TOKENS = ("<pad>", "<tune>", "</tune>", "M:3/4", "L:1/8", "K:D", "|", "A", "2", "/2", "4", "(3")
+TOKENS = (
+    "<pad>",
+    "<tune>",
+    "</tune>",
+    "M:3/4",
+    "L:1/8",
+    "K:D",
+    "|",
+    "A",
+    "2",
+    "/2",
+    "4",
+    "(3",
+    ">",
+)
 HEADER = ["<tune>", "M:3/4", "L:1/8", "K:D"]
 
 
@@ -35,3 +49,10 @@ def test_a_bar_line_only_where_the_bar_is_full_and_no_note_overflows_it() -> Non
 def test_a_tuplet_counts_its_time() -> None:
     assert "|" in allowed(["|", "A", "4", "(3", "A", "A", "A"])
     assert "(3" not in allowed(["|", "A", "4", "A"])
+
+
+def test_broken_rhythm_pairs_two_notes_within_a_bar() -> None:
+    assert ">" in allowed(["|", "A", "2", "A"])
+    assert ">" not in allowed(["|", "A", "2", "A", "2", "A", "2"])  # no room for the pair
+    assert ">" not in allowed(["|", ">"]) and ">" not in allowed(["|"])
+    assert allowed(["|", "A", ">"]) == {"A"}

@@ -5,7 +5,8 @@ masked, so each bar the model writes fills its meter.
 Per row, the duration written since the last bar line is counted on the tokens written so
 far (in eighths: tunes are normalised to ``L:1/8``): a note or rest counts 1, the duration
 token after it adds its value less 1, a tuplet ``(p`` adds its time less ``p`` (exact for
-a tuplet of unit notes). Broken rhythm keeps the pair's sum, so it counts nothing; chords
+a tuplet of unit notes). Broken rhythm keeps the pair's sum, so it counts nothing (it is
+written only after a note with room for another, and a note must follow it); chords
 (rare in the corpus) are approximated by counting their notes. Then:
 
 - a bar line is allowed only when the bar is full (or empty, or in the first bar, where
@@ -42,7 +43,7 @@ SHORTEST_NOTE = 0.5
 _EPSILON = 1e-3
 _NEVER = ("<pad>", "<tune>")
 # Token kinds
-_OTHER, _NOTE, _DUR, _TUPLET, _BAR, _BANNED, _END = range(7)
+_OTHER, _NOTE, _DUR, _TUPLET, _BAR, _BANNED, _END, _BROKEN = range(8)
 
 
 def _is_note(token: str) -> bool:
@@ -59,6 +60,8 @@ def token_tables(tokens: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.nd
             kinds[index] = _BAR
         elif token == "</tune>":
             kinds[index] = _END
+        elif token in (">", "<", ">>", "<<"):
+            kinds[index] = _BROKEN
         elif token in _NEVER or token.startswith(HEADER_PREFIXES):
             kinds[index] = _BANNED
             if token.startswith("M:"):
@@ -117,6 +120,8 @@ class MeterGuard:
             _NOTE: room + _EPSILON >= SHORTEST_NOTE,
             _DUR: (added <= room + _EPSILON) & tf.equal(previous, _NOTE),
             _TUPLET: self.tuplet_time[tf.newaxis, :] <= room + _EPSILON,
+            _BROKEN: (room + _EPSILON >= SHORTEST_NOTE)
+            & (tf.equal(previous, _NOTE) | tf.equal(previous, _DUR)),
         }
         allowed = tf.ones_like(vocab_kinds, tf.bool) & tf.ones_like(room, tf.bool)
         for kind, ok in fits.items():
@@ -124,6 +129,8 @@ class MeterGuard:
         allowed &= tf.logical_not(tf.equal(vocab_kinds, _BAR)) | bar_ok
         enough = tf.reduce_sum(tf.cast(bars, tf.int32), axis=1, keepdims=True) >= FEWEST_BARS
         allowed &= tf.logical_not(tf.equal(vocab_kinds, _END)) | enough | (meter <= 0)
+        # Broken rhythm pairs two notes within the bar: a note follows it, nothing else.
+        allowed &= tf.equal(vocab_kinds, _NOTE) | tf.not_equal(previous, _BROKEN) | (meter <= 0)
         return allowed & tf.logical_not(tf.equal(vocab_kinds, _BANNED))
 
 
