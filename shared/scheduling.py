@@ -80,6 +80,23 @@ for i = 1, #owners, 2 do
 end
 return nil
 """
+# KEYS[1] fair set, KEYS[2] owner queue, KEYS[3] owner running, KEYS[4] tags hash;
+# ARGV owner, job id, the owner's next tag, the started job's tag. Whether the owner stays
+# in the fair set is decided here, when the MULTI runs: a count taken at pick time was stale
+# when another job of the owner was created between the pick and the claim (its enter saw
+# the owner still in the set and did not add it again, and the claim then removed the
+# owner: that job waited forever; found by test_reliability after a Redis restart).
+_STARTED = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3], '~now', ARGV[4])
+if redis.call('ZCARD', KEYS[2]) > 0 then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+"""
 # KEYS[1] owed wake-ups counter.
 _TAKE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
@@ -103,6 +120,7 @@ class FairQueue:
         self._leave = client.register_script(_LEAVE)
         self._take = client.register_script(_TAKE)
         self._pick = client.register_script(_PICK)
+        self._started = client.register_script(_STARTED)
 
     def enter(self, pipe: Pipeline, job: Job, at: float) -> None:
         """Queue in ``pipe``: the job becomes claimable (and its owner joins, if new)."""
@@ -138,15 +156,15 @@ class FairQueue:
 
     def started(self, pipe: Pipeline, job: Job, pick: Pick, share: float) -> None:
         """Queue in ``pipe`` (in MULTI): the picked job starts; its owner's tag moves on."""
-        t, owner, tag, waiting = job.type.value, job.owner, pick.tag, pick.waiting
+        t, owner, tag = job.type.value, job.owner, pick.tag
         after = tag + 1.0 / max(share, 1e-6)
-        pipe.zrem(self._keys.fair_owner(t, owner), job.id)
-        pipe.sadd(self._keys.owner_running(t, owner), job.id)
-        pipe.hset(self._keys.fair_tags(t), mapping={owner: after, NOW: tag})
-        if waiting > 1:
-            pipe.zadd(self._keys.fair(t), {owner: after})
-        else:
-            pipe.zrem(self._keys.fair(t), owner)
+        keys = [
+            self._keys.fair(t),
+            self._keys.fair_owner(t, owner),
+            self._keys.owner_running(t, owner),
+            self._keys.fair_tags(t),
+        ]
+        self._started(keys=keys, args=[owner, job.id, after, tag], client=pipe)
 
     def owe_wakeup(self, job_type: JobType) -> None:
         """A message found only jobs whose owners are at their running limit: it is spent,

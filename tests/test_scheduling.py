@@ -125,3 +125,21 @@ def test_a_per_owner_running_limit_overrides_the_default(store: JobStore) -> Non
     for owner in ("ana", "ana", "ben", "ben"):
         store.create(owner, GEN, "dcgan", {})
     assert [claim(store, settings) for _ in range(4)] == ["ana", "ben", "ben", None]
+
+
+def test_a_job_created_between_a_pick_and_its_claim_keeps_its_owner_queued(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """The pick counted one waiting job; a second one arrived before the claim committed
+    (its creation saw the owner already queued). The owner must stay in the fair set, or the
+    new job is never picked."""
+    first = store.create("alice", JobType.TRAIN, "dcgan", {})
+    with redis_client.pipeline(transaction=True) as pipe:
+        pick = store.fair.pick(pipe, JobType.TRAIN, 4, {})
+        assert pick is not None and pick.job_id == first.id and pick.waiting == 1
+        second = store.create("alice", JobType.TRAIN, "dcgan", {})
+        pipe.multi()
+        store.fair.started(pipe, first, pick, 1.0)
+        pipe.execute()
+    claimed = store.claim_next(JobType.TRAIN, "w2", 30, Settings.from_env({}))
+    assert claimed is not None and claimed.id == second.id
