@@ -191,22 +191,9 @@ def _bearer(api: InProcessApi, owner: str = "alice") -> dict[str, str]:
     return {"Authorization": f"Bearer {api.raw_key(owner)}"}
 
 
-def _read_sse(chunks: Iterator[bytes], until: str | None = None) -> list[dict[str, Any]]:
-    """Parse a stream until it closes (or an event of type ``until`` arrives)."""
-    events: list[dict[str, Any]] = []
-    buffer = ""
-    for chunk in chunks:
-        buffer += chunk.decode()
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            fields = dict(
-                line.split(": ", 1) for line in block.splitlines() if not line.startswith(":")
-            )
-            if "event" in fields:
-                events.append({**fields, "data": json.loads(fields["data"])})
-                if fields["event"] == until:
-                    return events
-    return events
+def _read_sse(chunks: Iterator[bytes]) -> list[dict[str, Any]]:
+    """Every event of a stream, once it closes."""
+    return list(_read_sse_each(chunks))
 
 
 def _stream(client: FlaskClient, path: str, headers: dict[str, str]) -> Iterator[bytes]:
