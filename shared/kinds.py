@@ -58,18 +58,34 @@ class DcganTrainParams(TrainParams):
         lt=1.0,
         description="Generation uses a moving average of G's weights with this decay; 0: G itself.",
     )
+    augment: tuple[Literal["translation", "cutout", "brightness"], ...] = Field(
+        (),
+        max_length=3,
+        description="DiffAugment: random changes applied to every image D sees, real and fake.",
+    )
+    r1_gamma: float = Field(
+        0.0, ge=0.0, le=100.0, description="Weight of the R1 penalty on D's slope at real images."
+    )
+    label_smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="bce's real label is 1 - this (one-sided smoothing)."
+    )
+    pack: int = Field(
+        1, ge=1, le=8, description="D judges this many images at once (PacGAN; 1: one at a time)."
+    )
     sample_every: int = Field(200, ge=1, le=1_000_000, description="Steps between sample grids.")
     checkpoint_every: int = Field(500, ge=1, le=1_000_000, description="Steps between checkpoints.")
 
 
 def estimate_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> Estimate:
-    """G and D with Adam; activations of G once and of D on the real and the fake batch;
+    """G and D with Adam; activations of G once and of D on the real and the fake batch
+    (the real one twice with R1, whose gradient of D's gradient keeps a second pass);
     the dataset as float32, twice (the array and tf.data's copy)."""
     shape = ConvNetShape(facts.image_size, facts.channels, params.latent_dim, params.base_filters)
     generator = shape.generator()
     size = generator + shape.discriminator()
     pixels = facts.image_size**2 * facts.channels
-    per_image = shape.generator_activations() + 2 * shape.discriminator_activations()
+    d_passes = 3 if params.r1_gamma > 0 else 2
+    per_image = shape.generator_activations() + d_passes * shape.discriminator_activations()
     activations = params.batch_size * per_image + 2 * facts.dataset_count * pixels
     samples = samples_written(params.steps, params.sample_every)
     grid_bytes = 64 * pixels + 1024  # an 8x8 PNG grid, never larger than its raw pixels

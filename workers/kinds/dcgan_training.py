@@ -33,7 +33,16 @@ def build_gan(p: DcganTrainParams, image_size: int, channels: int) -> DCGAN:
         latent_dim=p.latent_dim,
         base_filters=p.base_filters,
     )
-    recipe = GanRecipe(p.loss, p.spectral_norm, p.minibatch_std, p.ema_decay)
+    recipe = GanRecipe(
+        p.loss,
+        p.spectral_norm,
+        p.minibatch_std,
+        p.ema_decay,
+        augment=p.augment,
+        r1_gamma=p.r1_gamma,
+        label_smoothing=p.label_smoothing,
+        pack=p.pack,
+    )
     gan = DCGAN(config, recipe)
     gan.compile(
         d_optimizer=keras.optimizers.Adam(p.discriminator_lr, beta_1=p.beta_1),
