@@ -11,9 +11,12 @@ The corpus is *The Adventures of Sherlock Holmes* (public domain, ``bench/corpor
 
 Both are scored in bits per byte of the held-out text: the model's total loss in nats over
 every held-out token (each read with at least half a context of the text before it, as the
-n-gram reads its history), over the held-out bytes, over ln 2. Samples of both (the job's
-default sampler for the model, the same temperature for the n-gram) are judged by the
-share of their words that are words of the corpus.
+n-gram reads its history), over the held-out bytes, over ln 2. The default model is the
+network interpolated with a token n-gram (``textgen_ngram``); the network's weight in the
+mixture is fitted on one half of the held-out text and scored on the other, both ways, so
+no token is scored with a weight fitted on it. The network's own figure is reported too.
+Samples of both (the job's default sampler for the model, the same temperature for the
+n-gram) are judged by the share of their words that are words of the corpus.
 
     python -m bench.text_quality                  # the default recipe
     python -m bench.text_quality --steps 300      # a shorter run, to compare recipes
@@ -51,6 +54,8 @@ class TextScores:
     seconds: float
     cpu_seconds: float
     sample: str
+    network_bits_per_byte: float | None = None
+    network_weight: float | None = None
 
 
 def split_corpus(text: str) -> tuple[str, str]:
@@ -87,16 +92,16 @@ def ngram_scores(train: str, held_out: str, vocabulary: set[str]) -> tuple[int, 
     )
 
 
-def held_out_bits_per_byte(lm: Any, train: np.ndarray, held: np.ndarray, held_bytes: int) -> float:
-    """Every held-out token scored once, with at least half a context before it: windows
-    of the context length stepping by half of it over the last training tokens and the
-    held-out ones."""
+def held_out_log_probabilities(lm: Any, train: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """The network's log-probability of every held-out token, each read with at least half
+    a context before it: windows of the context length stepping by half of it over the
+    last training tokens and the held-out ones."""
     import keras
 
     length = int(lm.backbone.max_sequence_length)
     stride = length // 2
     stream = np.concatenate([train[-stride:], held])
-    nats, scored = 0.0, 0
+    scores = []
     for start in range(0, len(stream) - stride, stride):
         window = stream[start : start + length + 1]
         inputs, targets = window[:-1], window[1:]
@@ -106,10 +111,53 @@ def held_out_bits_per_byte(lm: Any, train: np.ndarray, held: np.ndarray, held_by
         )
         # Targets stride-1 .. 2·stride-2 are tokens start+stride .. start+2·stride-1: the
         # windows share out the held-out tokens, each scored once.
-        kept = np.asarray(losses)[0, stride - 1 : 2 * stride - 1]
-        nats, scored = nats + float(np.sum(kept)), scored + len(kept)
-    assert scored == len(held), (scored, len(held))
-    return nats / held_bytes / math.log(2)
+        scores.append(-np.asarray(losses)[0, stride - 1 : 2 * stride - 1])
+    log_p = np.concatenate(scores)
+    assert len(log_p) == len(held), (len(log_p), len(held))
+    return log_p
+
+
+def cross_fitted_mixture(network: np.ndarray, ngram: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each half's mixture probabilities with the weight fitted on the other half; and the
+    mean of the two weights (what samples are drawn with)."""
+    from atelier.workers.kinds.textgen_ngram import fit_mixture_weight
+
+    half = len(network) // 2
+    first = fit_mixture_weight(network[:half], ngram[:half])
+    second = fit_mixture_weight(network[half:], ngram[half:])
+    mixed = np.concatenate(
+        [
+            second * network[:half] + (1 - second) * ngram[:half],
+            first * network[half:] + (1 - first) * ngram[half:],
+        ]
+    )
+    return mixed, (first + second) / 2
+
+
+def bits(probabilities: np.ndarray, held_bytes: int) -> float:
+    return float(-np.log(probabilities).sum() / held_bytes / math.log(2))
+
+
+def held_out_scores(
+    lm: Any, ngram: Any, train_ids: np.ndarray, held_ids: np.ndarray, held_bytes: int
+) -> tuple[dict[str, float], Any]:
+    """Bits per byte of the model (the mixture, if there is an n-gram; the network's own
+    beside it) and the mixture its samples are drawn from."""
+    from atelier.workers.kinds.textgen_ngram import NgramMixture
+
+    network = np.exp(held_out_log_probabilities(lm, train_ids, held_ids))
+    if ngram is None:
+        return {"bits_per_byte": bits(network, held_bytes)}, None
+    width = ngram.order - 1
+    history = np.concatenate([train_ids[len(train_ids) - width :], held_ids])
+    counted = ngram.target_probabilities(history, width)
+    mixed, weight = cross_fitted_mixture(network, counted)
+    scores = {
+        "bits_per_byte": bits(mixed, held_bytes),
+        "network_bits_per_byte": bits(network, held_bytes),
+        "network_weight": weight,
+    }
+    return scores, NgramMixture(ngram, weight)
 
 
 def model_scores(
@@ -126,6 +174,7 @@ def model_scores(
         compile_for_training,
         training_windows,
     )
+    from atelier.workers.kinds.textgen_ngram import TokenNgram
     from atelier.workers.kinds.textgen_tokens import new_tokens
 
     p = TextgenTrainParams.model_validate({"dataset": "bench", **params})
@@ -133,6 +182,7 @@ def model_scores(
     started, cpu = time.perf_counter(), time.process_time()
     tokens = new_tokens(train, p.vocabulary_size)
     train_ids, held_ids = tokens.encode(train), tokens.encode(held_out)
+    ngram = TokenNgram(train_ids, tokens.vocabulary_size, p.ngram_order) if p.ngram_order else None
     config = TextgenConfig(
         p.sequence_length,
         p.num_layers,
@@ -142,17 +192,23 @@ def model_scores(
         tokens.vocabulary_size,
     )
     lm = build_language_model(config)
-    compile_for_training(lm, p.learning_rate, p.steps)
+    compile_for_training(lm, p.learning_rate, p.steps, jit_compile=True)
     batches = training_windows(train_ids, p.sequence_length, p.batch_size, p.seed)
     lm.fit(batches, steps_per_epoch=p.steps, epochs=1, verbose=0)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-    bits = held_out_bits_per_byte(lm, train_ids, held_ids, len(held_out.encode()))
+    scores, mixture = held_out_scores(lm, ngram, train_ids, held_ids, len(held_out.encode()))
     g = TextgenGenerateParams.model_validate({"model_id": "bench"})
     spec = SamplerSpec(g.temperature, g.top_k, g.top_p)
-    decoder = Decoder(lm, tokens)
+    decoder = Decoder(lm, tokens, mixture=mixture)
     per_byte = len(train.encode()) / len(train_ids)
     texts = decoder.sample(PROMPT, int(SAMPLE_BYTES / per_byte), SAMPLES, spec, seed=1)
-    return TextScores(bits, word_share(texts, vocabulary), seconds, cpu_seconds, PROMPT + texts[0])
+    return TextScores(
+        word_share=word_share(texts, vocabulary),
+        seconds=seconds,
+        cpu_seconds=cpu_seconds,
+        sample=PROMPT + texts[0],
+        **scores,
+    )
 
 
 def text_quality(size: str, params: dict[str, Any] | None = None) -> list[Result]:
@@ -179,6 +235,12 @@ def text_quality(size: str, params: dict[str, Any] | None = None) -> list[Result
             notes=(
                 f"{corpus}; default textgen recipe trained in {model.seconds:.0f} s wall, "
                 f"{model.cpu_seconds:.0f} s CPU (n-gram {ngram.seconds:.0f} s)"
+                + (
+                    f"; its network alone {model.network_bits_per_byte:.3f} bits/byte, "
+                    f"weight {model.network_weight:.2f} in the mixture"
+                    if model.network_bits_per_byte is not None
+                    else ""
+                )
             ),
         ),
         Result(

@@ -43,7 +43,12 @@ def test_text_upload_trains_a_textgen_model(local_stack: RunningStack, tmp_path:
         timeout=300,
     )
     assert train["status"] == "succeeded", train["error"]
-    assert {"val_loss", "val_perplexity", "loss"} <= set(train["progress"]["metrics"])
+    metrics = train["progress"]["metrics"]
+    assert {"val_loss", "val_perplexity", "loss"} <= set(metrics)
+    # The default model mixes its network with a 4-gram: both figures, and the weight.
+    assert {"val_bits_per_byte_network", "ngram_weight"} <= set(metrics)
+    assert 0 < metrics["ngram_weight"] < 1
+    assert metrics["val_bits_per_byte"] <= metrics["val_bits_per_byte_network"] + 0.01
     samples = [o for o in train["outputs"] if o["name"].startswith("samples/")]
     assert samples and (samples[0]["text"] or "").startswith("The ")
 

@@ -73,3 +73,24 @@ def test_long_generation_is_reproducible_and_continues_its_window(decoder: Decod
     assert long != lossless.sample("The ", 200, 2, spec, seed=4)
     short = lossless.sample("The ", 60, 2, spec, seed=3)  # fills the 64-token context
     assert [text[:60] for text in long] == short
+
+
+def test_a_model_with_an_n_gram_samples_from_the_mixture() -> None:
+    """An untrained network beside an n-gram that has memorised a phrase: with the
+    n-gram's weight high, greedy decoding continues the phrase, through the sliding window
+    too; sampling stays reproducible by seed."""
+    import keras
+
+    from atelier.workers.kinds.textgen_ngram import NgramMixture, TokenNgram
+
+    keras.utils.set_random_seed(0)
+    config = TextgenConfig(sequence_length=32, num_layers=1, num_heads=2, hidden_dim=16)
+    # No three bytes of it recur, so an order-4 n-gram knows each next byte for sure.
+    phrase = b"abcdefghijklmnopqrstuvwxyz 0123456789."
+    corpus = np.frombuffer(phrase * 20, dtype=np.uint8).astype(np.int64)
+    mixture = NgramMixture(TokenNgram(corpus, 256, 4), 0.01)
+    decoder = Decoder(build_language_model(config), Latin1Bytes(), mixture=mixture)
+    greedy = decoder.sample("abc", 100, 1, SamplerSpec(temperature=0.0))[0]
+    assert ("abc" + greedy).encode() == (phrase * 4)[: 3 + 100]
+    spec = SamplerSpec(temperature=1.0, top_k=0, top_p=0.9)
+    assert decoder.sample("ab", 40, 2, spec, seed=3) == decoder.sample("ab", 40, 2, spec, seed=3)

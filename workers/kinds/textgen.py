@@ -33,6 +33,15 @@ from atelier.workers.kinds.textgen_model import (
     compile_for_training,
     training_windows,
 )
+from atelier.workers.kinds.textgen_ngram import (
+    NGRAM_KEYS,
+    NGRAM_ORDER_KEY,
+    NGRAM_TOKENS_KEY,
+    NGRAM_WEIGHT_KEY,
+    NgramMixture,
+    TokenArray,
+    TokenNgram,
+)
 from atelier.workers.kinds.textgen_tokens import TOKENIZER_KEY, new_tokens, tokens_from_config
 from atelier.workers.training import Groups, Sample, Trainer, run_training
 
@@ -75,8 +84,15 @@ class TextgenTrainer(Trainer[TextgenTrainParams]):
                 f"{4 * (p.sequence_length + 1)} for sequence_length {p.sequence_length}"
             )
         self.train_tokens = train
+        vocabulary = self.tokens.vocabulary_size
+        self.ngram = TokenNgram(train, vocabulary, p.ngram_order) if p.ngram_order else None
         self.held_out = HeldOut(
-            validation, p.sequence_length, VALIDATION_WINDOWS, p.seed, self.tokens.byte_lengths()
+            validation,
+            p.sequence_length,
+            VALIDATION_WINDOWS,
+            p.seed,
+            self.tokens.byte_lengths(),
+            self.ngram,
         )
         self.model_config = TextgenConfig(
             p.sequence_length,
@@ -87,8 +103,9 @@ class TextgenTrainer(Trainer[TextgenTrainParams]):
             self.tokens.vocabulary_size,
         )
         self.lm = build_language_model(self.model_config)
-        compile_for_training(self.lm, p.learning_rate, p.steps)
-        self.decoder = Decoder(self.lm, self.tokens)
+        compile_for_training(self.lm, p.learning_rate, p.steps, jit_compile=True)
+        self.mixture = None if self.ngram is None else NgramMixture(self.ngram, 0.5)
+        self.decoder = Decoder(self.lm, self.tokens, mixture=self.mixture)
         return self.lm
 
     def batches(self, start_step: int) -> Any:
@@ -104,11 +121,17 @@ class TextgenTrainer(Trainer[TextgenTrainParams]):
         self.lm.optimizer.build(self.lm.trainable_variables)
 
     def weights(self) -> Groups:
-        return {"lm": self.lm.weights}
+        if self.ngram is None:
+            return {"lm": self.lm.weights}
+        return {"lm": self.lm.weights, "ngram": [TokenArray(self.train_tokens)]}
 
     def sample(self, step: int) -> Sample:
-        """Validation loss, and a continuation of the sample prompt."""
+        """Validation loss (which also refits the n-gram's share of the mixture), and a
+        continuation of the sample prompt."""
         p = self.params
+        metrics = self.held_out.metrics(self.lm)
+        if self.mixture is not None:
+            self.mixture.weight = self.held_out.network_weight
         sampled = self.decoder.sample(p.sample_prompt, SAMPLE_TOKENS, 1, SAMPLES, p.seed)
         text = p.sample_prompt + sampled[0]
         return Sample(
@@ -116,11 +139,20 @@ class TextgenTrainer(Trainer[TextgenTrainParams]):
             "txt",
             "text/plain; charset=utf-8",
             text=text,
-            metrics=self.held_out.metrics(self.lm),
+            metrics=metrics,
         )
 
     def config(self) -> dict[str, Any]:
-        return {**self.model_config.to_dict(), **self.tokens.to_config()}
+        mixture: dict[str, Any] = {}
+        if self.mixture is not None:
+            # Fitted for the final weights here, whether or not this attempt sampled them.
+            self.held_out.metrics(self.lm)
+            mixture = {
+                NGRAM_ORDER_KEY: self.params.ngram_order,
+                NGRAM_WEIGHT_KEY: self.held_out.network_weight,
+                NGRAM_TOKENS_KEY: len(self.train_tokens),
+            }
+        return {**self.model_config.to_dict(), **self.tokens.to_config(), **mixture}
 
     def describe(self) -> str:
         size = len(self.train_tokens)
@@ -165,10 +197,18 @@ class TextgenKind(ModelKind):
     @staticmethod
     def _load(model: ModelRecord, ctx: JobContext) -> Decoder:
         """A model's network and tokenizer; a record without a tokenizer is byte-level."""
-        config = TextgenConfig(**{k: v for k, v in model.config.items() if k != TOKENIZER_KEY})
+        stored = model.config
+        extra = {TOKENIZER_KEY, *NGRAM_KEYS}
+        config = TextgenConfig(**{k: v for k, v in stored.items() if k not in extra})
         lm = build_language_model(config)
-        restore_checkpoint({"lm": lm.weights}, ctx.objects.get_bytes(model.weights_key))
-        return Decoder(lm, tokens_from_config(model.config))
+        corpus = TokenArray()
+        groups = {"lm": lm.weights, "ngram": [corpus]} if NGRAM_ORDER_KEY in stored else {}
+        restore_checkpoint(groups or {"lm": lm.weights}, ctx.objects.get_bytes(model.weights_key))
+        mixture = None
+        if groups:
+            ngram = TokenNgram(corpus.value, config.vocabulary_size, int(stored[NGRAM_ORDER_KEY]))
+            mixture = NgramMixture(ngram, float(stored[NGRAM_WEIGHT_KEY]))
+        return Decoder(lm, tokens_from_config(stored), mixture=mixture)
 
     @staticmethod
     def _store_texts(texts: list[str], ctx: JobContext) -> list[OutputRef]:

@@ -10,7 +10,11 @@ per sampler (bounded, since temperatures are free-form floats).
 
 Generation longer than the context slides a window: once the context is full, the newest
 half of it becomes the prompt of the next call (keras-hub rebuilds the key/value cache from
-it), so any length can be asked of any model."""
+it), so any length can be asked of any model.
+
+A model with a token n-gram (``textgen_ngram``) samples from the interpolation of the two:
+each step's network logits are mixed with the n-gram's distribution on the host, so its
+loop is traced without XLA (XLA cannot call back into Python)."""
 
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ from typing import Any
 import keras_hub
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
+from atelier.workers.kinds.textgen_ngram import NgramMixture
 from atelier.workers.kinds.textgen_tokens import ByteTokens, TextTokens
 
 LENGTH_BUCKET = 32  # tokens: at most 31 generated and thrown away per row
@@ -64,10 +70,17 @@ def _next_power_of_two(value: int) -> int:
 class Decoder:
     """Samples continuations from one language model, reusing compiled generate functions."""
 
-    def __init__(self, lm: Any, tokens: TextTokens | None = None, jit_compile: bool = True) -> None:
+    def __init__(
+        self,
+        lm: Any,
+        tokens: TextTokens | None = None,
+        jit_compile: bool = True,
+        mixture: NgramMixture | None = None,
+    ) -> None:
         self.lm = lm
         self.tokens = tokens or ByteTokens()
-        self.jit_compile = jit_compile
+        self.mixture = mixture
+        self.jit_compile = jit_compile and mixture is None
         self._compiled: OrderedDict[SamplerSpec, tuple[Any, Any]] = OrderedDict()
 
     @property
@@ -135,8 +148,44 @@ class Decoder:
         # The function closes over `self.lm.sampler`, read at trace time: it is traced
         # while this sampler is the model's, and each entry keeps its own sampler.
         self.lm.sampler = sampler
-        function = tf.function(self.lm.generate_step, jit_compile=self.jit_compile)
+        step = self.lm.generate_step
+        if self.mixture is not None:
+            mixture = self.mixture
+            step = lambda inputs, stop_token_ids=None: mixed_generate_step(  # noqa: E731
+                self.lm, mixture, inputs
+            )
+        function = tf.function(step, jit_compile=self.jit_compile)
         self._compiled[spec] = (sampler, function)
         if len(self._compiled) > COMPILED_SAMPLERS:
             self._compiled.popitem(last=False)
         return sampler, function
+
+
+def mixed_generate_step(lm: Any, mixture: NgramMixture, inputs: dict[str, Any]) -> dict[str, Any]:
+    """keras-hub's GPT-2 generate step (``GPT2CausalLM.generate_step``, without stop
+    tokens), with each step's logits replaced by the log of the network-n-gram mixture."""
+    token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
+    hidden_states, cache = lm._build_cache(token_ids)
+    index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
+
+    def next_logits(prompt: Any, cache: Any, index: Any) -> tuple[Any, Any, Any]:
+        position = index - 1
+        last = ops.slice(prompt, [0, position], [ops.shape(prompt)[0], 1])
+        logits, hidden, cache = lm.call_with_cache(last, cache, position)
+        logits = ops.squeeze(logits, axis=1)
+        mixed = tf.numpy_function(
+            mixture.mixed_logits, [logits, prompt, index], tf.float32, stateful=False
+        )
+        mixed.set_shape(logits.shape)
+        return mixed, ops.squeeze(hidden, axis=1), cache
+
+    token_ids = lm.sampler(
+        next=next_logits,
+        prompt=token_ids,
+        cache=cache,
+        index=index,
+        mask=padding_mask,
+        hidden_states=hidden_states,
+        model=lm,
+    )
+    return {"token_ids": token_ids, "padding_mask": ops.ones_like(token_ids, dtype="bool")}
