@@ -62,6 +62,7 @@ def facts_for(
             image_size=dataset.image_size or facts.image_size,
             channels=dataset.channels or facts.channels,
             dataset_count=dataset.count,
+            classes=dataset.classes,
             checkpoints_kept=settings.checkpoints_kept,
         )
     if model is not None:

@@ -188,6 +188,9 @@ class DatasetOut(BaseModel):
     image_size: int | None
     channels: int | None
     count: int = Field(description="Images, characters of text, or tunes.")
+    classes: int = Field(
+        0, description="Class labels the images carry (a dcgan learns each); 0: unlabelled."
+    )
     size_bytes: int
     builtin: bool
     preview_url: str | None = Field(description="A grid of the first images (uploads).")

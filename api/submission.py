@@ -99,12 +99,17 @@ def _check_model(model_id: str, kind: str, owner: str, svc: Services) -> ModelRe
 
 
 def _check_fits_model(
-    check: Callable[[Any, dict[str, Any]], list[str]] | None, params: Any, model: ModelRecord
+    check: Callable[[Any, dict[str, Any]], list[tuple[str, str]]] | None,
+    params: Any,
+    model: ModelRecord,
 ) -> None:
-    """Refuse now what would fail at run time: params this model cannot serve."""
+    """Refuse now what would fail at run time: params this model cannot serve (a record it
+    cannot rebuild is the model's fault; anything else is the named param's)."""
     problems = check(params, model.config) if check else []
-    if problems:
-        raise UnknownModel(
-            f"Model {model.id!r} cannot serve this job: {'; '.join(problems)}.",
-            errors=[{"field": "params.model_id", "message": p} for p in problems],
-        )
+    if not problems:
+        return
+    errors = [{"field": f"params.{field}", "message": message} for field, message in problems]
+    detail = f"Model {model.id!r} cannot serve this job: {'; '.join(m for _, m in problems)}."
+    if any(field == "model_id" for field, _ in problems):
+        raise UnknownModel(detail, errors=errors)
+    raise ValidationFailed(detail, errors=errors)

@@ -73,6 +73,8 @@ class Dataset(TypedDict):
     builtin: bool
     image_size: int | None
     channels: int | None
+    classes: int
+    """Class labels the images carry (0: none)."""
     description: str
     preview_url: str | None
     """A grid of the first images (uploads)."""

@@ -124,13 +124,14 @@ def _raw_forward_pass(settings: Settings, model_id: str) -> Callable[[], float]:
     this process, with the same conversion to uint8 the job does."""
     from atelier.shared.images import to_uint8
     from atelier.workers.checkpoints import restore_checkpoint
-    from atelier.workers.kinds.dcgan_model import CompiledGenerator, DcganConfig, build_generator
+    from atelier.workers.kinds.dcgan_inference import CompiledGenerator
+    from atelier.workers.kinds.dcgan_model import DcganConfig, build_generator
 
     record, weights = model_weights(settings, model_id)
     config = DcganConfig(**record.config)
     generator = build_generator(config)
     restore_checkpoint({"g": generator.weights}, weights)
-    forward = CompiledGenerator(generator, config.latent_dim)
+    forward = CompiledGenerator(generator, config)
     z = np.random.default_rng(0).standard_normal((IMAGES, config.latent_dim)).astype(np.float32)
     return lambda: timed(lambda: to_uint8(forward(z)))
 

@@ -15,22 +15,17 @@ import time
 
 def steps_per_second(steps: int, batch: int, filters: int, latent: int) -> float:
     import keras
-    import tensorflow as tf
 
-    from atelier.workers.datasets import load_builtin
+    from atelier.workers.datasets import load_builtin, load_labels
     from atelier.workers.kinds.dcgan_model import DCGAN, DcganConfig
+    from atelier.workers.kinds.dcgan_training import image_batches
 
     keras.utils.set_random_seed(0)
-    images = load_builtin("digits")
-    gan = DCGAN(DcganConfig(latent_dim=latent, base_filters=filters))
+    images, labels = load_builtin("digits"), load_labels("digits")
+    # The default job's network: conditional on the digits' ten classes.
+    gan = DCGAN(DcganConfig(latent_dim=latent, base_filters=filters, classes=10))
     gan.compile(keras.optimizers.Adam(1e-3, beta_1=0.5), keras.optimizers.Adam(5e-4, beta_1=0.5))
-    data = (
-        tf.data.Dataset.from_tensor_slices(images)
-        .shuffle(len(images), seed=0)
-        .repeat()
-        .batch(batch, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    data = image_batches(images, labels, batch, seed=0)
     warm = steps // 5
     gan.fit(data, steps_per_epoch=warm, epochs=1, verbose=0)
     started = time.perf_counter()

@@ -30,14 +30,15 @@ _generators: dict[str, Any] = {}
 def raw_generate(weights_path: str, config_json: str, n: int, seed: int) -> str:
     from atelier.shared.images import encode_png, grid, to_uint8
     from atelier.workers.checkpoints import restore_checkpoint
-    from atelier.workers.kinds.dcgan_model import CompiledGenerator, DcganConfig, build_generator
+    from atelier.workers.kinds.dcgan_inference import CompiledGenerator
+    from atelier.workers.kinds.dcgan_model import DcganConfig, build_generator
 
     config = DcganConfig(**json.loads(config_json))
     if weights_path not in _generators:  # the same per-process model cache a worker keeps
         generator = build_generator(config)
         with open(weights_path, "rb") as weights:
             restore_checkpoint({"g": generator.weights}, weights.read())
-        _generators[weights_path] = CompiledGenerator(generator, config.latent_dim)
+        _generators[weights_path] = CompiledGenerator(generator, config)
     z = np.random.default_rng(seed).standard_normal((n, config.latent_dim)).astype(np.float32)
     pixels = to_uint8(_generators[weights_path](z))
     return base64.b64encode(encode_png(grid(pixels))).decode()

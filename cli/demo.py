@@ -45,16 +45,22 @@ def run_demo(client: Client, out_dir: Path, steps: int | None) -> Job:
     click.echo(
         f"  grid URL: {next(o['url'] for o in generate['outputs'] if o['name'] == 'grid.png')}"
     )
-    _report_quality([p for p in paths if p.name != "grid.png"])
+    classes = int((model.get("config") or {}).get("classes", 0))
+    _report_quality(sorted(p for p in paths if p.name != "grid.png"), classes)
     return generate
 
 
-def _report_quality(paths: list[Path]) -> None:
+def _report_quality(paths: list[Path], classes: int) -> None:
+    """What the classifier reads; for a conditional model (images drawn every class in
+    turn: 0000.png a 0, 0001.png a 1, …) also whether each is the digit it was asked for."""
     from atelier.workers.quality import digit_report
 
     images = np.stack([np.asarray(Image.open(p), dtype=np.float32) for p in paths])
-    report = digit_report(images[..., np.newaxis] / 127.5 - 1.0)
+    drawn_as = np.array([int(p.stem) % classes for p in paths]) if classes else None
+    report = digit_report(images[..., np.newaxis] / 127.5 - 1.0, drawn_as)
     click.echo(
         f"  a digits classifier reads {report.confident_fraction:.0%} of them confidently, "
         f"covering {report.classes_seen}/10 classes: {report.class_counts}"
     )
+    if report.agreement is not None:
+        click.echo(f"  {report.agreement:.0%} of those are the digit they were drawn as")

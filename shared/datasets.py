@@ -27,6 +27,9 @@ class DatasetInfo(BaseModel):
     channels: int | None = None
     count: int
     """Images, characters of text, or tunes."""
+    classes: int = 0
+    """Class labels the images carry (digits: 10); 0 when unlabelled. A dcgan trained on a
+    labelled set draws the class it is asked for."""
     size_bytes: int = 0
     builtin: bool = True
     owner: str | None = None
@@ -50,6 +53,7 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
             image_size=28,
             channels=1,
             count=1797,
+            classes=10,
         ),
         DatasetInfo(
             name="shapes",
@@ -62,6 +66,7 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
             image_size=28,
             channels=1,
             count=4096,
+            classes=3,
         ),
         DatasetInfo(
             name="fables",

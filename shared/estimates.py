@@ -129,6 +129,8 @@ class JobFacts:
     channels: int = 1
     dataset_count: int = 0
     """Images, or bytes of text, the worker holds in memory."""
+    classes: int = 0
+    """The image dataset's class labels (0: unlabelled)."""
     model_config: dict[str, Any] | None = None
     checkpoints_kept: int = 2
 
@@ -136,12 +138,14 @@ class JobFacts:
 # --- dcgan (workers/kinds/dcgan_model.py) ----------------------------------------------------
 @dataclass(frozen=True)
 class ConvNetShape:
-    """A DCGAN's geometry: ``image_size`` = ``start`` x 2^``upsamplings``."""
+    """A DCGAN's geometry: ``image_size`` = ``start`` x 2^``upsamplings``; ``classes`` > 0
+    for a conditional one."""
 
     image_size: int
     channels: int
     latent_dim: int
     base_filters: int
+    classes: int = 0
 
     @property
     def start(self) -> int:
@@ -152,23 +156,29 @@ class ConvNetShape:
         return max(1, round(math.log2(self.image_size / self.start)))
 
     def generator(self) -> NetworkSize:
-        """Dense (no bias) + batch norm on its flat output, then k-1 transposed convs
-        (4x4, no bias) halving the width with batch norm, then a 4x4 conv to the image."""
+        """A class embedding of z's width (conditional), Dense (no bias) + batch norm on its
+        flat output, then k-1 transposed convs (4x4, no bias) halving the width with batch
+        norm, then a 4x4 conv to the image."""
         k, base, flat = self.upsamplings, self.base_filters, self.start**2
         width = base << k
-        size = NetworkSize(self.latent_dim * flat * width, arrays=1) + batch_norm(flat * width)
+        inputs = self.latent_dim * (2 if self.classes else 1)
+        size = NetworkSize(self.classes * self.latent_dim, arrays=1 if self.classes else 0)
+        size += NetworkSize(inputs * flat * width, arrays=1) + batch_norm(flat * width)
         for _ in range(k - 1):
             size += NetworkSize(16 * width * (width // 2), arrays=1) + batch_norm(width // 2)
             width //= 2
         return size + NetworkSize(16 * width * self.channels + self.channels, arrays=2)
 
     def discriminator(self) -> NetworkSize:
-        """k strided 4x4 convs doubling from ``base_filters``, then Dense(1)."""
+        """k strided 4x4 convs doubling from ``base_filters``, then Dense(1) and (conditional)
+        a class projection of the flat features."""
         size, width_in, width = NetworkSize(0), self.channels, self.base_filters
         for _ in range(self.upsamplings):
             size += NetworkSize(16 * width_in * width + width, arrays=2)
             width_in, width = width, width * 2
-        return size + NetworkSize(self.start**2 * width_in + 1, arrays=2)
+        features = self.start**2 * width_in
+        projection = NetworkSize(self.classes * features, arrays=1 if self.classes else 0)
+        return size + NetworkSize(features + 1, arrays=2) + projection
 
     def generator_activations(self) -> int:
         """Per image: each feature map three times (layer out, batch norm, LeakyReLU)."""

@@ -10,13 +10,19 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
+from atelier.shared.dcgan_params import DcganGenerateParams as DcganGenerateParams
+from atelier.shared.dcgan_params import DcganTrainParams as DcganTrainParams
+from atelier.shared.dcgan_params import (
+    check_dcgan_generate,
+    estimate_dcgan_generate,
+    estimate_dcgan_train,
+)
 from atelier.shared.estimates import (
     FLOAT_BYTES,
-    ConvNetShape,
     Estimate,
     JobFacts,
     gpt2_size,
@@ -34,111 +40,6 @@ from atelier.shared.melody_params import (
     estimate_melody_generate,
     estimate_melody_train,
 )
-
-
-class DcganTrainParams(TrainParams):
-    dataset: str = Field("digits", description="Dataset name; see GET /v1/datasets.")
-    steps: int = Field(1500, ge=1, le=1_000_000, description="Optimizer steps.")
-    batch_size: int = Field(64, ge=8, le=1024)
-    generator_lr: float = Field(1e-3, gt=0, le=0.1, description="Adam learning rate of G.")
-    discriminator_lr: float = Field(5e-4, gt=0, le=0.1, description="Adam learning rate of D.")
-    beta_1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta_1 for both networks.")
-    latent_dim: int = Field(64, ge=2, le=512)
-    base_filters: int = Field(32, ge=4, le=256, description="Width of the smallest conv layer.")
-    loss: Literal["bce", "hinge"] = Field(
-        "bce", description="bce: non-saturating cross-entropy; hinge: the SNGAN hinge loss."
-    )
-    spectral_norm: bool = Field(False, description="Spectral normalisation of D's layers.")
-    minibatch_std: bool = Field(
-        False, description="D sees each batch's feature spread (against too few kinds of image)."
-    )
-    ema_decay: float = Field(
-        0.0,
-        ge=0.0,
-        lt=1.0,
-        description="Generation uses a moving average of G's weights with this decay; 0: G itself.",
-    )
-    augment: tuple[Literal["translation", "cutout", "brightness"], ...] = Field(
-        (),
-        max_length=3,
-        description="DiffAugment: random changes applied to every image D sees, real and fake.",
-    )
-    r1_gamma: float = Field(
-        0.0, ge=0.0, le=100.0, description="Weight of the R1 penalty on D's slope at real images."
-    )
-    label_smoothing: float = Field(
-        0.1, ge=0.0, lt=1.0, description="bce's real label is 1 - this (one-sided smoothing)."
-    )
-    pack: int = Field(
-        1, ge=1, le=8, description="D judges this many images at once (PacGAN; 1: one at a time)."
-    )
-    sample_every: int = Field(200, ge=1, le=1_000_000, description="Steps between sample grids.")
-    checkpoint_every: int = Field(500, ge=1, le=1_000_000, description="Steps between checkpoints.")
-
-
-def estimate_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> Estimate:
-    """G and D with Adam; activations of G once and of D on the real and the fake batch
-    (the real one twice with R1, whose gradient of D's gradient keeps a second pass);
-    the dataset as float32, twice (the array and tf.data's copy)."""
-    shape = ConvNetShape(facts.image_size, facts.channels, params.latent_dim, params.base_filters)
-    generator = shape.generator()
-    size = generator + shape.discriminator()
-    pixels = facts.image_size**2 * facts.channels
-    d_passes = 3 if params.r1_gamma > 0 else 2
-    per_image = shape.generator_activations() + d_passes * shape.discriminator_activations()
-    activations = params.batch_size * per_image + 2 * facts.dataset_count * pixels
-    samples = samples_written(params.steps, params.sample_every)
-    grid_bytes = 64 * pixels + 1024  # an 8x8 PNG grid, never larger than its raw pixels
-    checkpoint = size.checkpoint_bytes()
-    kept = kept_checkpoint_bytes(
-        checkpoint, params.steps, params.checkpoint_every, facts.checkpoints_kept
-    )
-    return Estimate(
-        parameters=size.total,
-        memory_bytes=training_memory(size, activations),
-        checkpoint_bytes=checkpoint,
-        output_bytes=kept + samples * grid_bytes + generator.checkpoint_bytes(False),
-        samples=samples,
-    )
-
-
-# Up to this many images are stored one object each; more go into one archive (a job
-# record listing 1,000 URLs, and 1,000 storage writes, help no one).
-SINGLE_IMAGE_OUTPUTS_MAX = 64
-
-
-class DcganGenerateParams(StrictParams):
-    model_id: str = Field(description="A model produced by a dcgan training job.")
-    n: int = Field(16, ge=1, le=1000, description="Images to generate.")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same images.")
-    format: Literal["png", "npy"] = Field(
-        "png",
-        description=(
-            f"png: one PNG per image up to {SINGLE_IMAGE_OUTPUTS_MAX}, else images.zip of "
-            "PNGs; npy: images.npy, one (n, h, w, c) uint8 array. Always grid.png too."
-        ),
-    )
-
-
-def estimate_dcgan_generate(params: DcganGenerateParams, facts: JobFacts) -> Estimate:
-    """G in inference, 500 images a pass; the images as floats and as encoded files."""
-    config = facts.model_config or {}
-    shape = ConvNetShape(
-        config.get("image_size", 28),
-        config.get("channels", 1),
-        config.get("latent_dim", 64),
-        config.get("base_filters", 32),
-    )
-    generator = shape.generator()
-    pixels = shape.image_size**2 * shape.channels
-    activations = min(params.n, 500) * shape.generator_activations() + 2 * params.n * pixels
-    return Estimate(
-        parameters=generator.total,
-        memory_bytes=inference_memory(generator, activations),
-        checkpoint_bytes=0,
-        output_bytes=(params.n + 64) * pixels + 1024,
-        samples=0,
-    )
 
 
 class TextgenTrainParams(TrainParams):
@@ -292,18 +193,21 @@ def _ngram_of(config: dict[str, Any]) -> int:
 TEXTGEN_MODEL_FIELDS = ("sequence_length", "num_layers", "num_heads", "hidden_dim")
 
 
-def check_textgen_generate(params: TextgenGenerateParams, config: dict[str, Any]) -> list[str]:
+def check_textgen_generate(
+    params: TextgenGenerateParams, config: dict[str, Any]
+) -> list[tuple[str, str]]:
     """A textgen model generates any length from any prompt (the window slides), so what
     can fail is the model itself: a record that cannot rebuild its network or tokenizer."""
     missing = [name for name in TEXTGEN_MODEL_FIELDS if not isinstance(config.get(name), int)]
     if missing:
-        return [
+        message = (
             f"the model's record has no {', '.join(missing)}: it cannot be rebuilt by this "
             "version of textgen; train it again"
-        ]
+        )
+        return [("model_id", message)]
     vocabulary = config.get("vocabulary_size", 256)
     if not isinstance(vocabulary, int) or (vocabulary > 256 and not config.get("tokenizer")):
-        return [f"the model's {vocabulary}-token vocabulary has no tokenizer in its record"]
+        return [("model_id", f"the model's {vocabulary}-token vocabulary has no tokenizer")]
     return []
 
 
@@ -323,9 +227,10 @@ class KindSpec:
     estimate_train: Estimator | None = None
     """Peak memory and output volume of a training job; None: not estimated (admitted)."""
     estimate_generate: Estimator | None = None
-    check_generate: Callable[[Any, dict[str, Any]], list[str]] | None = None
-    """Why validated generation params cannot work with a model of this config (messages
-    for a 422 at submit, never a failure at run time); empty when they can."""
+    check_generate: Callable[[Any, dict[str, Any]], list[tuple[str, str]]] | None = None
+    """Why validated generation params cannot work with a model of this config: (param,
+    message) pairs for a 422 at submit, never a failure at run time ("model_id" when the
+    record itself cannot serve); empty when they can."""
 
 
 KINDS: dict[str, KindSpec] = {
@@ -340,6 +245,7 @@ KINDS: dict[str, KindSpec] = {
             modality="image",
             estimate_train=estimate_dcgan_train,
             estimate_generate=estimate_dcgan_generate,
+            check_generate=check_dcgan_generate,
         ),
         KindSpec(
             name="textgen",

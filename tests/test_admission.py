@@ -15,13 +15,9 @@ import pytest
 
 from atelier.api.admission import MAX_PERIODIC_WRITES, smallest_period
 from atelier.shared.datasets import DatasetInfo, DatasetStore
+from atelier.shared.dcgan_params import DcganTrainParams, estimate_dcgan_train
 from atelier.shared.estimates import JobFacts
-from atelier.shared.kinds import (
-    DcganTrainParams,
-    TextgenTrainParams,
-    estimate_dcgan_train,
-    estimate_textgen_train,
-)
+from atelier.shared.kinds import TextgenTrainParams, estimate_textgen_train
 from atelier.shared.settings import Settings
 from tests.conftest import InProcessApi
 from tests.test_api_errors import Api, assert_nothing_enqueued, assert_problem, post_job
@@ -88,7 +84,9 @@ def test_dcgan_at_its_maxima_is_refused(api: Api) -> None:
 def test_defaults_are_accepted_with_room_to_spare(api: Api) -> None:
     assert post_job(api, **train("dcgan")).status_code == 202
     assert post_job(api, **train("textgen")).status_code == 202
-    digits = estimate_dcgan_train(DcganTrainParams.model_validate({}), JobFacts(28, 1, 1797))
+    digits = estimate_dcgan_train(
+        DcganTrainParams.model_validate({}), JobFacts(28, 1, 1797, classes=10)
+    )
     fables = estimate_textgen_train(
         TextgenTrainParams.model_validate({}), JobFacts(dataset_count=300_000)
     )

@@ -23,13 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from atelier.shared.dcgan_params import DcganTrainParams, estimate_dcgan_train
 from atelier.shared.estimates import ConvNetShape, JobFacts, NetworkSize, gpt2_size
-from atelier.shared.kinds import (
-    DcganTrainParams,
-    TextgenTrainParams,
-    estimate_dcgan_train,
-    estimate_textgen_train,
-)
+from atelier.shared.kinds import TextgenTrainParams, estimate_textgen_train
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +42,13 @@ def assert_checkpoint_close(estimated: NetworkSize, real: bytes) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [{"latent_dim": 8, "base_filters": 4}, {}, {"image_size": 64, "channels": 3}],
-    ids=["tiny", "default", "default-64px-rgb"],
+    [
+        {"latent_dim": 8, "base_filters": 4},
+        {},
+        {"classes": 10},
+        {"image_size": 64, "channels": 3},
+    ],
+    ids=["tiny", "default", "conditional", "default-64px-rgb"],
 )
 def test_dcgan_estimate_matches_the_network(config: dict[str, Any]) -> None:
     import keras
@@ -69,6 +70,7 @@ def test_dcgan_estimate_matches_the_network(config: dict[str, Any]) -> None:
         real_config.channels,
         real_config.latent_dim,
         real_config.base_filters,
+        real_config.classes,
     )
     generator, discriminator = shape.generator(), shape.discriminator()
     assert generator.total == elements(gan.generator.weights)
@@ -124,14 +126,14 @@ PEAK_RSS = textwrap.dedent(
         data = np.random.default_rng(0).integers(0, 256, 300_000).astype(np.uint8)
         batches = training_windows(data, config.sequence_length, params["batch_size"], 0)
     else:
-        import keras, tensorflow as tf
-        from atelier.workers.kinds.dcgan_model import DCGAN, DcganConfig
-        model = DCGAN(DcganConfig(latent_dim=params["latent_dim"],
-                                  base_filters=params["base_filters"]))
-        model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+        import keras
+        from atelier.shared.dcgan_params import DcganTrainParams
+        from atelier.workers.kinds.dcgan_training import build_gan, image_batches
+        # The job's own builders: conditional on the digits' ten classes, as the default is.
+        model = build_gan(DcganTrainParams.model_validate(params), 28, 1, classes=10)
         images = np.random.default_rng(0).uniform(-1, 1, (1797, 28, 28, 1)).astype("float32")
-        batches = (tf.data.Dataset.from_tensor_slices(images).repeat()
-                   .batch(params["batch_size"], drop_remainder=True))
+        labels = (np.arange(1797) % 10).astype("int32")
+        batches = image_batches(images, labels, params["batch_size"], seed=0)
     model.fit(batches, steps_per_epoch=5, epochs=1, verbose=0)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     """
@@ -151,7 +153,7 @@ PEAK_RSS = textwrap.dedent(
 def test_peak_memory_is_within_the_estimate(kind: str, params: dict[str, Any]) -> None:
     if kind == "dcgan":
         p: Any = DcganTrainParams.model_validate(params)
-        found = estimate_dcgan_train(p, JobFacts(28, 1, dataset_count=1797))
+        found = estimate_dcgan_train(p, JobFacts(28, 1, dataset_count=1797, classes=10))
     else:
         p = TextgenTrainParams.model_validate(params)
         found = estimate_textgen_train(p, JobFacts(dataset_count=300_000))

@@ -73,3 +73,52 @@ def test_a_model_generation_cannot_use_is_refused(
     body = assert_problem(post_job(api, **generate(model)), 422, "unknown-model")
     assert says in body["detail"] and body["errors"][0]["field"] == "params.model_id"
     assert_nothing_enqueued(api[0])
+
+
+def dcgan_model(app: InProcessApi, classes: int) -> str:
+    config = {"image_size": 28, "channels": 1, "latent_dim": 64, "base_filters": 32}
+    model = ModelRecord(
+        id=ModelStore.new_id(),
+        owner="erin",
+        kind="dcgan",
+        config={**config, "classes": classes} if classes else config,
+        weights_key="owners/erin/models/g/weights.zip",
+        source_job_id="job_y",
+        dataset="digits",
+        steps=10,
+        created_at=time.time(),
+    )
+    return ModelStore(app.redis).save(model).id
+
+
+def draw(model_id: str, labels: Any) -> dict[str, Any]:
+    params = {"model_id": model_id, "labels": labels}
+    return {"json": {"type": "generate", "kind": "dcgan", "params": params}}
+
+
+def test_a_conditional_model_draws_the_classes_it_knows(api: Api) -> None:
+    model = dcgan_model(api[0], classes=10)
+    for labels in ([7], [0, 9], None):
+        assert post_job(api, **draw(model, labels)).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("classes", "labels", "says"),
+    [
+        (10, [3, 10, 12], "[10, 12] are not classes of this model (0 to 9)"),
+        (0, [1], "learned no classes"),
+        (10, [], "at least 1 item"),
+        (10, [-1], "greater than or equal to 0"),
+        (10, ["seven"], "valid integer"),
+    ],
+    ids=["unknown-class", "unconditional-model", "empty", "negative", "not-a-number"],
+)
+def test_labels_a_model_cannot_draw_are_refused(
+    api: Api, classes: int, labels: Any, says: str
+) -> None:
+    model = dcgan_model(api[0], classes)
+    response = post_job(api, **draw(model, labels))
+    body = assert_problem(response, 422, "validation-failed")
+    assert says in body["detail"], body
+    assert body["errors"][0]["field"].startswith("params.labels"), body
+    assert_nothing_enqueued(api[0])

@@ -76,6 +76,7 @@ def test_datasets_and_kinds(inprocess_api: InProcessApi) -> None:
     datasets = client.datasets()
     digits = next(d for d in datasets if d["name"] == "digits")
     assert (digits["image_size"], digits["channels"], digits["count"]) == (28, 1, 1797)
+    assert digits["classes"] == 10
     assert {d["name"] for d in datasets} >= {"digits", "shapes"}
     kinds = client.kinds()
     assert kinds[0]["name"] == "dcgan"

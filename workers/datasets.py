@@ -58,8 +58,21 @@ def load_shapes(size: int = 28, count: int = 4096, seed: int = 1234) -> np.ndarr
     return _to_unit_range(images)
 
 
+def digit_labels() -> np.ndarray:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    labels: np.ndarray = sklearn_digits().target.astype(np.int32)
+    return labels
+
+
+def shape_labels(count: int = 4096) -> np.ndarray:
+    """0 circle, 1 square, 2 triangle: ``load_shapes`` draws them in turn."""
+    return (np.arange(count) % 3).astype(np.int32)
+
+
 _LOADERS: dict[str, Callable[[], np.ndarray]] = {"digits": load_digits, "shapes": load_shapes}
 """Built-in image datasets (the text corpus lives in workers/corpus.py)."""
+_LABELS: dict[str, Callable[[], np.ndarray]] = {"digits": digit_labels, "shapes": shape_labels}
 
 
 def load_images(name: str, owner: str, datasets: DatasetStore, objects: ObjectStore) -> np.ndarray:
@@ -73,6 +86,16 @@ def load_images(name: str, owner: str, datasets: DatasetStore, objects: ObjectSt
         pixels: np.ndarray = arrays["images"]
     scaled: np.ndarray = pixels.astype(np.float32) / 127.5 - 1.0
     return scaled
+
+
+def load_labels(name: str) -> np.ndarray | None:
+    """Each image's class (int32, 0 … classes - 1) for a labelled built-in; None otherwise
+    (uploads carry no labels)."""
+    if name not in BUILTIN_DATASETS or not BUILTIN_DATASETS[name].classes:
+        return None
+    labels = _LABELS[name]()
+    assert int(labels.max()) < BUILTIN_DATASETS[name].classes
+    return labels
 
 
 @cache

@@ -29,6 +29,9 @@ class DigitReport(BaseModel):
     half as frequent as a uniform tenth)."""
     frechet_distance: float
     """Between the classifier's class scores of these images and of the real digits."""
+    agreement: float | None = None
+    """Share of the confident samples read as the class they were drawn as (for real
+    digits: their label); None when the images were drawn without a class."""
 
 
 @cache
@@ -85,13 +88,19 @@ def downscale_to_digits(images: np.ndarray) -> np.ndarray:
     return (small / 255.0 * 16.0).reshape(len(images), 64)
 
 
-def digit_report(images: np.ndarray, threshold: float = 0.7) -> DigitReport:
+def digit_report(
+    images: np.ndarray, drawn_as: np.ndarray | None = None, threshold: float = 0.7
+) -> DigitReport:
+    """The figures for ``images``; ``drawn_as``: the class each was asked to be, if any."""
     model = _classifier()
     features = downscale_to_digits(images) / 16.0
     probabilities = model.predict_proba(features)  # type: ignore[attr-defined]
     confident = probabilities.max(axis=1) >= threshold
     labels = probabilities.argmax(axis=1)[confident]
     counts = {int(d): int((labels == d).sum()) for d in range(10)}
+    agreement = None
+    if drawn_as is not None and confident.any():
+        agreement = float((labels == np.asarray(drawn_as)[confident]).mean())
     return DigitReport(
         samples=len(images),
         confident_fraction=float(confident.mean()),
@@ -99,12 +108,15 @@ def digit_report(images: np.ndarray, threshold: float = 0.7) -> DigitReport:
         class_counts=counts,
         rarest_class_share=min(counts.values()) * 10 / max(int(confident.sum()), 1),
         frechet_distance=frechet_distance(_scores(features)),
+        agreement=agreement,
     )
 
 
 def real_digits_report(samples: int = 1000, seed: int = 0) -> DigitReport:
     """The same figures for ``samples`` real digits: what a perfect generator would score
     (its Fréchet distance is the floor a sample of that size reaches, not zero)."""
+    from atelier.workers.datasets import digit_labels
+
     images = _real_images()
     chosen = np.random.default_rng(seed).choice(len(images), samples, replace=False)
-    return digit_report(images[chosen])
+    return digit_report(images[chosen], digit_labels()[chosen])

@@ -9,9 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from atelier.shared.dcgan_params import (
+    SINGLE_IMAGE_OUTPUTS_MAX,
+    DcganGenerateParams,
+    DcganTrainParams,
+)
 from atelier.shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
 from atelier.shared.jobs import OutputRef
-from atelier.shared.kinds import SINGLE_IMAGE_OUTPUTS_MAX, DcganGenerateParams, DcganTrainParams
 from atelier.shared.models import ModelRecord
 from atelier.workers.cache import LoadedModels
 from atelier.workers.checkpoints import restore_checkpoint
@@ -23,7 +27,8 @@ from atelier.workers.kinds.base import (
     TrainResult,
     timing_metrics,
 )
-from atelier.workers.kinds.dcgan_model import CompiledGenerator, DcganConfig, build_generator
+from atelier.workers.kinds.dcgan_inference import CompiledGenerator, labels_in_turn
+from atelier.workers.kinds.dcgan_model import DcganConfig, build_generator
 from atelier.workers.kinds.dcgan_training import DcganTrainer
 from atelier.workers.training import run_training
 
@@ -56,7 +61,8 @@ class DcganKind(ModelKind):
         loaded = time.perf_counter()
         config = DcganConfig(**model.config)
         z = np.random.default_rng(p.seed).standard_normal((p.n, config.latent_dim))
-        pixels = to_uint8(generator(z.astype(np.float32)))
+        labels = labels_in_turn(p.n, max(config.classes, 1), p.labels)
+        pixels = to_uint8(generator(z.astype(np.float32), labels))
         outputs = self._store_images(pixels, p.format, ctx)
         return GenerateResult(
             outputs=outputs,
@@ -70,7 +76,7 @@ class DcganKind(ModelKind):
         config = DcganConfig(**model.config)
         generator = build_generator(config)
         restore_checkpoint({"g": generator.weights}, ctx.objects.get_bytes(model.weights_key))
-        return CompiledGenerator(generator, config.latent_dim)
+        return CompiledGenerator(generator, config)
 
     def _store_images(
         self, pixels: np.ndarray, image_format: str, ctx: JobContext

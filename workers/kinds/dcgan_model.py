@@ -16,6 +16,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from atelier.workers.kinds.dcgan_augment import diff_augment, pack_images
+
 
 @dataclass(frozen=True)
 class DcganConfig:
@@ -23,6 +25,9 @@ class DcganConfig:
     channels: int = 1
     latent_dim: int = 64
     base_filters: int = 32
+    classes: int = 0
+    """> 0: a conditional GAN. G draws the class it is given, D judges an image together with
+    its class (a projection discriminator). 0: one unlabelled distribution."""
 
     @classmethod
     def tiny(cls) -> DcganConfig:
@@ -46,10 +51,22 @@ class DcganConfig:
 
 
 def build_generator(config: DcganConfig) -> keras.Model:
+    """z (and, when conditional, each image's class) → an image in [-1, 1].
+
+    A conditional G reads its class as a learned vector beside z (Mirza & Osindero 2014):
+    on the built-in digits an unconditional G drew some digits far more often than others
+    (8s at a quarter of their share, issue 16) whatever its loss; told the class, it draws
+    each one as often as it is asked to."""
     k = config.upsamplings
     width = config.base_filters * 2**k
     z = keras.Input((config.latent_dim,), name="z")
-    x = keras.layers.Dense(config.start_size**2 * width, use_bias=False)(z)
+    inputs, x = [z], z
+    if config.classes:
+        label = keras.Input((), dtype="int32", name="label")
+        inputs.append(label)
+        embedded = keras.layers.Embedding(config.classes, config.latent_dim)(label)
+        x = keras.layers.Concatenate()([z, embedded])
+    x = keras.layers.Dense(config.start_size**2 * width, use_bias=False)(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.LeakyReLU(0.2)(x)
     x = keras.layers.Reshape((config.start_size, config.start_size, width))(x)
@@ -63,7 +80,7 @@ def build_generator(config: DcganConfig) -> keras.Model:
         config.channels, 4, strides=2, padding="same", activation="tanh", dtype="float32"
     )(x)
     assert image.shape[1:] == (config.image_size, config.image_size, config.channels)
-    return keras.Model(z, image, name="generator")
+    return keras.Model(inputs if config.classes else z, image, name="generator")
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,9 @@ class GanRecipe:
     penalises D's gradient on real images (Mescheder et al. 2018); ``label_smoothing`` is
     the one-sided smoothing of bce's real label. ``pack`` > 1 lets D judge that many images
     at once, stacked as channels (PacGAN, Lin et al. 2018): a G drawing few kinds of image
-    gives itself away in a pack more easily than in one image."""
+    gives itself away in a pack more easily than in one image. ``mode_seeking`` > 0 (a
+    conditional GAN only) weighs the reward for two draws of one class being different
+    (``DCGAN._pair_spread``)."""
 
     loss: str = "bce"
     spectral_norm: bool = False
@@ -88,71 +107,7 @@ class GanRecipe:
     r1_gamma: float = 0.0
     label_smoothing: float = 0.1
     pack: int = 1
-
-
-# --- DiffAugment (Zhao et al. 2020) --------------------------------------------------------
-# D sees real and generated images through the same random, differentiable changes, in its
-# own step and in G's: on 1,797 digits D otherwise memorises the real set and its feedback
-# to G collapses onto a few digits. The changes reach only D, so G does not learn them.
-BACKGROUND = -1.0  # the [-1, 1] value of an empty pixel: what shifted-in borders show
-
-
-def translate(images: tf.Tensor, ratio: float = 0.125) -> tf.Tensor:
-    """Each image shifted by up to ``ratio`` of its side (3 px of 28), background shifted in.
-
-    The shift is a product with one-hot row and column matrices rather than a gather:
-    a gather's gradient is a scatter, which cost more CPU here than D itself."""
-    size = images.shape[1]
-    shift = max(1, int(size * ratio))
-    n = tf.shape(images)[0]
-    offsets = tf.random.uniform((2, n, 1), -shift, shift + 1, dtype=tf.int32)
-    span = tf.range(size)[tf.newaxis]
-    # picks[i, r, s] = 1 where output row r of image i reads input row s.
-    rows = tf.one_hot(span + offsets[0], size, dtype=images.dtype)
-    cols = tf.one_hot(span + offsets[1], size, dtype=images.dtype)
-    # Shift the foreground (image + 1 >= 0, background 0) so shifted-in pixels are
-    # background: a one-hot row off the edge is all zeros.
-    moved = tf.einsum("nrs,nsth,nct->nrch", rows, images - BACKGROUND, cols)
-    return moved + BACKGROUND
-
-
-def cutout(images: tf.Tensor, ratio: float = 0.5) -> tf.Tensor:
-    """A square of ``ratio`` of the side, at a random place in each image, set to background."""
-    size = images.shape[1]
-    half = int(size * ratio + 0.5) // 2
-    n = tf.shape(images)[0]
-    centres = tf.random.uniform((2, n, 1), 0, size, dtype=tf.int32)
-    span = tf.range(size)[tf.newaxis]
-    inside_rows = tf.abs(span - centres[0]) < half  # (n, size)
-    inside_cols = tf.abs(span - centres[1]) < half
-    hole = tf.logical_and(inside_rows[:, :, tf.newaxis], inside_cols[:, tf.newaxis, :])
-    return tf.where(hole[..., tf.newaxis], tf.cast(BACKGROUND, images.dtype), images)
-
-
-def brightness(images: tf.Tensor) -> tf.Tensor:
-    """Each image lightened or darkened by up to a quarter of the range."""
-    n = tf.shape(images)[0]
-    return images + tf.random.uniform((n, 1, 1, 1), -0.5, 0.5, dtype=images.dtype)
-
-
-AUGMENTS = {"translation": translate, "cutout": cutout, "brightness": brightness}
-
-
-def diff_augment(images: tf.Tensor, policies: Sequence[str]) -> tf.Tensor:
-    for policy in policies:
-        images = AUGMENTS[policy](images)
-    return images
-
-
-def pack_images(images: tf.Tensor, pack: int) -> tf.Tensor:
-    """(n, h, w, c) → (n // pack, h, w, c · pack): consecutive images side by side as
-    channels (a remainder of the batch is left out)."""
-    if pack == 1:
-        return images
-    n = tf.shape(images)[0] // pack
-    _, height, width, channels = images.shape
-    grouped = tf.reshape(images[: n * pack], (n, pack, height, width, channels))
-    return tf.reshape(tf.transpose(grouped, (0, 2, 3, 1, 4)), (n, height, width, pack * channels))
+    mode_seeking: float = 0.0
 
 
 class MinibatchStd(keras.layers.Layer):  # type: ignore[misc]
@@ -166,9 +121,33 @@ class MinibatchStd(keras.layers.Layer):  # type: ignore[misc]
         return tf.concat([x, tf.fill(shape, tf.cast(spread, x.dtype))], axis=-1)
 
 
+class ClassProjection(keras.layers.Layer):  # type: ignore[misc]
+    """The projection discriminator's class term (Miyato & Koyama 2018): the inner product
+    of D's features with a learned vector per class, summed over a pack's classes. D's
+    verdict becomes "a real image *of this class*", so G is pushed towards every class it
+    is asked for, not only towards the easiest ones."""
+
+    def __init__(self, classes: int, **kwargs: Any) -> None:
+        super().__init__(dtype="float32", **kwargs)
+        self.classes = classes
+
+    def build(self, input_shape: Any) -> None:
+        features = int(input_shape[0][-1])
+        self.embeddings = self.add_weight(
+            shape=(self.classes, features), initializer="glorot_uniform", name="embeddings"
+        )
+
+    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+        features, labels = inputs  # (n, f) and the pack's labels (n, pack)
+        vectors = tf.reduce_sum(tf.gather(self.embeddings, labels), axis=1)
+        return tf.reduce_sum(tf.cast(features, tf.float32) * vectors, axis=-1, keepdims=True)
+
+
 def build_discriminator(
     config: DcganConfig, spectral_norm: bool = False, minibatch_std: bool = False, pack: int = 1
 ) -> keras.Model:
+    """An image (a pack of them) → one logit; with classes, [images, labels (n, pack)]."""
+
     def bounded(layer: keras.layers.Layer) -> keras.layers.Layer:
         return keras.layers.SpectralNormalization(layer) if spectral_norm else layer
 
@@ -185,7 +164,11 @@ def build_discriminator(
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dropout(0.2)(x)
     logit = bounded(keras.layers.Dense(1, dtype="float32"))(x)
-    return keras.Model(image, logit, name="discriminator")
+    if not config.classes:
+        return keras.Model(image, logit, name="discriminator")
+    labels = keras.Input((pack,), dtype="int32", name="labels")
+    logit = keras.layers.Add(dtype="float32")([logit, ClassProjection(config.classes)([x, labels])])
+    return keras.Model([image, labels], logit, name="discriminator")
 
 
 class DCGAN(keras.Model):  # type: ignore[misc]
@@ -219,12 +202,16 @@ class DCGAN(keras.Model):  # type: ignore[misc]
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
 
-    def train_step(self, real: tf.Tensor) -> dict[str, tf.Tensor]:
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """``data``: a batch of images, or (images, labels) for a conditional GAN; G draws
+        the real batch's classes, so both sides see the dataset's class balance."""
+        real, labels = data if self.config.classes else (data, None)
+        packed = self._pack_labels(labels)
         batch = tf.shape(real)[0]
         z = tf.random.normal((batch, self.config.latent_dim))
-        fake = self.generator(z, training=True)
+        fake = self._draw(z, labels)
         with tf.GradientTape() as tape:
-            d_loss, penalty = self._d_loss(self._augment(real), self._augment(fake))
+            d_loss, penalty = self._d_loss(self._augment(real), self._augment(fake), packed)
             # The identity without loss scaling: one path serves both precisions.
             scaled = self.d_optimizer.scale_loss(d_loss + penalty)
         grads = tape.gradient(scaled, self.discriminator.trainable_weights)
@@ -232,34 +219,78 @@ class DCGAN(keras.Model):  # type: ignore[misc]
             zip(grads, self.discriminator.trainable_weights, strict=True)
         )
 
-        z = tf.random.normal((batch, self.config.latent_dim))
-        with tf.GradientTape() as tape:
-            fake = self._augment(self.generator(z, training=True))
-            fake_logits = self.discriminator(fake, training=True)
-            if self.recipe.loss == "hinge":
-                g_loss = -tf.reduce_mean(fake_logits)
-            else:
-                g_loss = self.bce(tf.ones_like(fake_logits), fake_logits)
-            scaled = self.g_optimizer.scale_loss(g_loss)
-        grads = tape.gradient(scaled, self.generator.trainable_weights)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))
+        g_loss, spread = self._g_step(batch, labels)
         if self.ema_decay > 0:
             self._update_average()
 
         # This step's losses, not a running mean: progress shows where training is now.
         losses = {"d_loss": d_loss, "g_loss": g_loss}
+        if self.recipe.mode_seeking > 0 and labels is not None:
+            losses["spread"] = spread
         return {**losses, "r1": penalty} if self.recipe.r1_gamma > 0 else losses
+
+    def _g_step(self, batch: tf.Tensor, labels: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+        """One G update; returns G's loss and (mode seeking) how far apart its pairs are."""
+        z = tf.random.normal((batch, self.config.latent_dim))
+        half = batch // 2
+        # Conditional models only: on the unlabelled digits it measured no better.
+        seeking = self.recipe.mode_seeking > 0 and labels is not None
+        if seeking and labels is not None:
+            # Pairs: the second half draws the first half's classes from other noise.
+            labels = tf.concat([labels[:half], labels[:half], labels[2 * half :]], axis=0)
+        with tf.GradientTape() as tape:
+            drawn = self._draw(z, labels)
+            fake_logits = self._judge(self._augment(drawn), self._pack_labels(labels))
+            if self.recipe.loss == "hinge":
+                g_loss = -tf.reduce_mean(fake_logits)
+            else:
+                g_loss = self.bce(tf.ones_like(fake_logits), fake_logits)
+            spread = tf.constant(0.0)
+            total = g_loss
+            if seeking:
+                spread = self._pair_spread(z, tf.cast(drawn, tf.float32), half)
+                total = g_loss + self.recipe.mode_seeking / (spread + 1e-5)
+            scaled = self.g_optimizer.scale_loss(total)
+        grads = tape.gradient(scaled, self.generator.trainable_weights)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))
+        return g_loss, spread
+
+    @staticmethod
+    def _pair_spread(z: tf.Tensor, drawn: tf.Tensor, half: tf.Tensor) -> tf.Tensor:
+        """Mode seeking (Mao et al. 2019, MSGAN): how far apart two images of one class are
+        for how far apart their noise is. G is rewarded for keeping it large, so it cannot
+        draw one prototype per class and ignore z, which our conditional G did."""
+        images = tf.reduce_mean(tf.abs(drawn[:half] - drawn[half : 2 * half]))
+        noise = tf.reduce_mean(tf.abs(z[:half] - z[half : 2 * half]))
+        return images / noise
+
+    def _draw(self, z: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor:
+        return self.generator(z if labels is None else [z, labels], training=True)
+
+    def _judge(self, images: tf.Tensor, packed: tf.Tensor | None) -> tf.Tensor:
+        inputs = images if packed is None else [images, packed]
+        return self.discriminator(inputs, training=True)
+
+    def _pack_labels(self, labels: tf.Tensor | None) -> tf.Tensor | None:
+        """(n,) → (n // pack, pack): the classes of the images ``pack_images`` stacks."""
+        if labels is None:
+            return None
+        pack = self.recipe.pack
+        n = tf.shape(labels)[0] // pack
+        return tf.reshape(labels[: n * pack], (n, pack))
 
     def _augment(self, images: tf.Tensor) -> tf.Tensor:
         """What D is shown of a batch: augmented, then packed."""
         return pack_images(diff_augment(images, self.recipe.augment), self.recipe.pack)
 
-    def _d_loss(self, real: tf.Tensor, fake: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _d_loss(
+        self, real: tf.Tensor, fake: tf.Tensor, packed: tf.Tensor | None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """D's loss and its R1 penalty: gamma/2 · E‖∇D(real)‖², the slope of D at the real
         images, which keeps D from growing a cliff G cannot climb (Mescheder et al. 2018)."""
         with tf.GradientTape(watch_accessed_variables=False) as slope:
             slope.watch(real)
-            real_logits = self.discriminator(real, training=True)
+            real_logits = self._judge(real, packed)
             # The sum must be taken inside the tape: a target the tape did not record
             # has no path back to ``real`` and the gradient comes back None.
             total = tf.reduce_sum(tf.cast(real_logits, tf.float32))
@@ -268,7 +299,7 @@ class DCGAN(keras.Model):  # type: ignore[misc]
             grads = slope.gradient(total, real)
             squared = tf.reduce_sum(tf.square(grads), axis=[1, 2, 3])
             penalty = 0.5 * self.recipe.r1_gamma * tf.reduce_mean(squared)
-        fake_logits = self.discriminator(fake, training=True)
+        fake_logits = self._judge(fake, packed)
         if self.recipe.loss == "hinge":
             loss = tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + tf.reduce_mean(
                 tf.nn.relu(1.0 + fake_logits)
@@ -309,38 +340,3 @@ def training_state(gan: DCGAN) -> dict[str, Sequence[Any]]:
 def build_optimizer_state(gan: DCGAN) -> None:
     gan.g_optimizer.build(gan.generator.trainable_variables)
     gan.d_optimizer.build(gan.discriminator.trainable_variables)
-
-
-class CompiledGenerator:
-    """A generator's inference pass, traced once for every batch size.
-
-    Calling the Keras model eagerly dispatches each layer from Python: 8 ms for one
-    image here (cProfile), most of a minimal generate job. The traced graph runs the same
-    ops without that; it is built on first use, so a worker's model cache keeps it warm.
-    """
-
-    def __init__(self, generator: keras.Model, latent_dim: int, batch_size: int = 500) -> None:
-        self.generator = generator
-        self.batch_size = batch_size
-        self._forward = tf.function(
-            lambda z: generator(z, training=False),
-            input_signature=[tf.TensorSpec([None, latent_dim], tf.float32)],
-        )
-
-    def __call__(self, z: Any) -> Any:
-        """[-1, 1] floats for the rows of ``z`` (float32, (n, latent_dim))."""
-        return _in_batches(self._forward, z, self.batch_size)
-
-
-def generate_images(generator: keras.Model, z: Any, batch_size: int = 500) -> Any:
-    """Run the generator in inference mode over ``z`` in batches; returns [-1, 1] floats."""
-    return _in_batches(lambda batch: generator(batch, training=False), z, batch_size)
-
-
-def _in_batches(forward: Any, z: Any, batch_size: int) -> Any:
-    import numpy as np
-
-    outputs = [
-        np.asarray(forward(z[start : start + batch_size])) for start in range(0, len(z), batch_size)
-    ]
-    return np.concatenate(outputs, axis=0)

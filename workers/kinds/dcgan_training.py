@@ -9,15 +9,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from atelier.shared.dcgan_params import DcganTrainParams
 from atelier.shared.images import encode_png, grid, to_uint8
-from atelier.shared.kinds import DcganTrainParams
-from atelier.workers.datasets import load_images
+from atelier.workers.datasets import load_images, load_labels
+from atelier.workers.kinds.dcgan_inference import generate_images, labels_in_turn
 from atelier.workers.kinds.dcgan_model import (
     DCGAN,
     DcganConfig,
     GanRecipe,
     build_optimizer_state,
-    generate_images,
     training_state,
 )
 from atelier.workers.training import Groups, Sample, Trainer
@@ -25,13 +25,29 @@ from atelier.workers.training import Groups, Sample, Trainer
 SAMPLE_GRID_SIZE = 64  # an 8x8 grid, from noise fixed for the whole run
 
 
-def build_gan(p: DcganTrainParams, image_size: int, channels: int) -> DCGAN:
-    """The GAN of a training job's params, compiled with its optimizers."""
+def image_batches(
+    images: np.ndarray, labels: np.ndarray | None, batch_size: int, seed: int
+) -> tf.data.Dataset:
+    """Shuffled batches, forever: images, or (images, labels) for a conditional GAN."""
+    data = images if labels is None else (images, labels)
+    return (
+        tf.data.Dataset.from_tensor_slices(data)
+        .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def build_gan(p: DcganTrainParams, image_size: int, channels: int, classes: int = 0) -> DCGAN:
+    """The GAN of a training job's params, compiled with its optimizers; conditional on
+    ``classes`` labels when the dataset has them and the params allow it."""
     config = DcganConfig(
         image_size=image_size,
         channels=channels,
         latent_dim=p.latent_dim,
         base_filters=p.base_filters,
+        classes=classes if p.conditional else 0,
     )
     recipe = GanRecipe(
         p.loss,
@@ -42,6 +58,7 @@ def build_gan(p: DcganTrainParams, image_size: int, channels: int) -> DCGAN:
         r1_gamma=p.r1_gamma,
         label_smoothing=p.label_smoothing,
         pack=p.pack,
+        mode_seeking=p.mode_seeking,
     )
     gan = DCGAN(config, recipe)
     gan.compile(
@@ -54,28 +71,28 @@ def build_gan(p: DcganTrainParams, image_size: int, channels: int) -> DCGAN:
 class DcganTrainer(Trainer[DcganTrainParams]):
     gan: DCGAN
     images: np.ndarray
+    labels: np.ndarray | None
 
     def build(self) -> keras.Model:
         p, ctx = self.params, self.ctx
         self.images = load_images(p.dataset, ctx.job.owner, ctx.datasets, ctx.objects)
-        self.gan = build_gan(p, self.images.shape[1], self.images.shape[3])
+        labels = load_labels(p.dataset) if p.conditional else None
+        classes = 0 if labels is None else int(labels.max()) + 1
+        self.gan = build_gan(p, self.images.shape[1], self.images.shape[3], classes)
+        self.labels = labels
         self._noise = (
             np.random.default_rng(p.seed + 1)
             .standard_normal((SAMPLE_GRID_SIZE, p.latent_dim))
             .astype(np.float32)
         )
+        # The grid's rows run through the classes, so a sample shows every one of them.
+        self._grid_labels = labels_in_turn(SAMPLE_GRID_SIZE, max(classes, 1))
         return self.gan
 
     def batches(self, start_step: int) -> tf.data.Dataset:
+        # A resumed run sees a different data order, not a replay of the first.
         p = self.params
-        return (
-            tf.data.Dataset.from_tensor_slices(self.images)
-            # A resumed run sees a different data order, not a replay of the first.
-            .shuffle(len(self.images), seed=p.seed + start_step, reshuffle_each_iteration=True)
-            .repeat()
-            .batch(p.batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE)
-        )
+        return image_batches(self.images, self.labels, p.batch_size, p.seed + start_step)
 
     def state(self) -> Groups:
         return training_state(self.gan)
@@ -88,7 +105,7 @@ class DcganTrainer(Trainer[DcganTrainParams]):
         return {"g": self.gan.averaged.weights}
 
     def sample(self, step: int) -> Sample:
-        pixels = to_uint8(generate_images(self.gan.averaged, self._noise))
+        pixels = to_uint8(generate_images(self.gan.averaged, self._noise, self._grid_labels))
         return Sample(encode_png(grid(pixels)), "png", "image/png")
 
     def config(self) -> dict[str, Any]:

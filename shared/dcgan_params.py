@@ -1,0 +1,173 @@
+"""The ``dcgan`` kind's parameters, estimates and submit-time checks (pure pydantic: the API
+imports them, ``shared.kinds`` puts them in the table)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from atelier.shared.estimates import (
+    ConvNetShape,
+    Estimate,
+    JobFacts,
+    inference_memory,
+    kept_checkpoint_bytes,
+    samples_written,
+    training_memory,
+)
+from atelier.shared.kinds_base import StrictParams, TrainParams
+
+
+class DcganTrainParams(TrainParams):
+    """The defaults are the recipe measured by ``bench/digits_quality.py`` (README, dcgan
+    quality): on a labelled dataset a conditional G and projection D, with a mode-seeking
+    term (without it each digit collapsed to one drawing) and a moving average of G, for
+    1,300 steps: less CPU time than the earlier unconditional 1,500."""
+
+    dataset: str = Field("digits", description="Dataset name; see GET /v1/datasets.")
+    steps: int = Field(1300, ge=1, le=1_000_000, description="Optimizer steps.")
+    batch_size: int = Field(64, ge=8, le=1024)
+    generator_lr: float = Field(1e-3, gt=0, le=0.1, description="Adam learning rate of G.")
+    discriminator_lr: float = Field(5e-4, gt=0, le=0.1, description="Adam learning rate of D.")
+    beta_1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta_1 for both networks.")
+    latent_dim: int = Field(64, ge=2, le=512)
+    base_filters: int = Field(32, ge=4, le=256, description="Width of the smallest conv layer.")
+    loss: Literal["bce", "hinge"] = Field(
+        "bce", description="bce: non-saturating cross-entropy; hinge: the SNGAN hinge loss."
+    )
+    spectral_norm: bool = Field(False, description="Spectral normalisation of D's layers.")
+    minibatch_std: bool = Field(
+        False, description="D sees each batch's feature spread (against too few kinds of image)."
+    )
+    ema_decay: float = Field(
+        0.99,
+        ge=0.0,
+        lt=1.0,
+        description="Generation uses a moving average of G's weights with this decay; 0: G itself.",
+    )
+    augment: tuple[Literal["translation", "cutout", "brightness"], ...] = Field(
+        (),
+        max_length=3,
+        description="DiffAugment: random changes applied to every image D sees, real and fake.",
+    )
+    r1_gamma: float = Field(
+        0.0, ge=0.0, le=100.0, description="Weight of the R1 penalty on D's slope at real images."
+    )
+    label_smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="bce's real label is 1 - this (one-sided smoothing)."
+    )
+    pack: int = Field(
+        1, ge=1, le=8, description="D judges this many images at once (PacGAN; 1: one at a time)."
+    )
+    mode_seeking: float = Field(
+        0.25,
+        ge=0.0,
+        le=100.0,
+        description=(
+            "Conditional models: weight of the mode-seeking term (G keeps two draws of one "
+            "class apart)."
+        ),
+    )
+    conditional: bool = Field(
+        True,
+        description=(
+            "On a labelled dataset (digits, shapes), learn each class: generation then draws "
+            "the classes it is asked for. False: ignore the labels."
+        ),
+    )
+    sample_every: int = Field(200, ge=1, le=1_000_000, description="Steps between sample grids.")
+    checkpoint_every: int = Field(500, ge=1, le=1_000_000, description="Steps between checkpoints.")
+
+
+def estimate_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> Estimate:
+    """G and D with Adam; activations of G once and of D on the real and the fake batch
+    (the real one twice with R1, whose gradient of D's gradient keeps a second pass);
+    the dataset as float32, twice (the array and tf.data's copy)."""
+    classes = facts.classes if params.conditional else 0
+    shape = ConvNetShape(
+        facts.image_size, facts.channels, params.latent_dim, params.base_filters, classes
+    )
+    generator = shape.generator()
+    size = generator + shape.discriminator()
+    pixels = facts.image_size**2 * facts.channels
+    d_passes = 3 if params.r1_gamma > 0 else 2
+    per_image = shape.generator_activations() + d_passes * shape.discriminator_activations()
+    activations = params.batch_size * per_image + 2 * facts.dataset_count * pixels
+    samples = samples_written(params.steps, params.sample_every)
+    grid_bytes = 64 * pixels + 1024  # an 8x8 PNG grid, never larger than its raw pixels
+    checkpoint = size.checkpoint_bytes()
+    kept = kept_checkpoint_bytes(
+        checkpoint, params.steps, params.checkpoint_every, facts.checkpoints_kept
+    )
+    return Estimate(
+        parameters=size.total,
+        memory_bytes=training_memory(size, activations),
+        checkpoint_bytes=checkpoint,
+        output_bytes=kept + samples * grid_bytes + generator.checkpoint_bytes(False),
+        samples=samples,
+    )
+
+
+# Up to this many images are stored one object each; more go into one archive (a job
+# record listing 1,000 URLs, and 1,000 storage writes, help no one).
+SINGLE_IMAGE_OUTPUTS_MAX = 64
+
+
+class DcganGenerateParams(StrictParams):
+    model_id: str = Field(description="A model produced by a dcgan training job.")
+    n: int = Field(16, ge=1, le=1000, description="Images to generate.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same images.")
+    format: Literal["png", "npy"] = Field(
+        "png",
+        description=(
+            f"png: one PNG per image up to {SINGLE_IMAGE_OUTPUTS_MAX}, else images.zip of "
+            "PNGs; npy: images.npy, one (n, h, w, c) uint8 array. Always grid.png too."
+        ),
+    )
+    labels: list[Annotated[int, Field(ge=0, le=9999)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description=(
+            "A conditional model's classes to draw, in turn over the n images (digits: "
+            "[7] for sevens, [0, 1] for zeros and ones alternately); default: every class in turn."
+        ),
+    )
+
+
+def check_dcgan_generate(
+    params: DcganGenerateParams, config: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """Labels only for a conditional model, and only classes it learned."""
+    classes = config.get("classes", 0)
+    if params.labels is None:
+        return []
+    if not isinstance(classes, int) or classes < 1:
+        return [("labels", "this model learned no classes (its dataset was unlabelled)")]
+    unknown = sorted({label for label in params.labels if label >= classes})
+    if unknown:
+        return [("labels", f"{unknown} are not classes of this model (0 to {classes - 1})")]
+    return []
+
+
+def estimate_dcgan_generate(params: DcganGenerateParams, facts: JobFacts) -> Estimate:
+    """G in inference, 500 images a pass; the images as floats and as encoded files."""
+    config = facts.model_config or {}
+    shape = ConvNetShape(
+        config.get("image_size", 28),
+        config.get("channels", 1),
+        config.get("latent_dim", 64),
+        config.get("base_filters", 32),
+        config.get("classes", 0),
+    )
+    generator = shape.generator()
+    pixels = shape.image_size**2 * shape.channels
+    activations = min(params.n, 500) * shape.generator_activations() + 2 * params.n * pixels
+    return Estimate(
+        parameters=generator.total,
+        memory_bytes=inference_memory(generator, activations),
+        checkpoint_bytes=0,
+        output_bytes=(params.n + 64) * pixels + 1024,
+        samples=0,
+    )
