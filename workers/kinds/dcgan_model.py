@@ -56,7 +56,8 @@ def build_generator(config: DcganConfig) -> keras.Model:
     A conditional G reads its class as a learned vector beside z (Mirza & Osindero 2014):
     on the built-in digits an unconditional G drew some digits far more often than others
     (8s at a quarter of their share, issue 16) whatever its loss; told the class, it draws
-    each one as often as it is asked to."""
+    each one as often as it is asked to (``bench/digits_quality``: the rarest at 0.78 of
+    uniform, real digits 0.71)."""
     k = config.upsamplings
     width = config.base_filters * 2**k
     z = keras.Input((config.latent_dim,), name="z")

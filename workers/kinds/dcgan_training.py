@@ -85,7 +85,7 @@ class DcganTrainer(Trainer[DcganTrainParams]):
             .standard_normal((SAMPLE_GRID_SIZE, p.latent_dim))
             .astype(np.float32)
         )
-        # The grid's rows run through the classes, so a sample shows every one of them.
+        # The grid draws every class in turn, so each sample shows all of them.
         self._grid_labels = labels_in_turn(SAMPLE_GRID_SIZE, max(classes, 1))
         return self.gan
 
