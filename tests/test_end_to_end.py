@@ -95,7 +95,9 @@ def test_the_model_records_its_source_config_metrics_and_grid(trained: Trained) 
     model = trained.model
     assert model["source_job_id"] == trained.job["id"]
     assert model["config"]["image_size"] == 28 and model["config"]["channels"] == 1
-    assert set(model["metrics"]) == {"d_loss", "g_loss"}
+    # Digits carry labels: the model is conditional and reports its mode-seeking spread.
+    assert model["config"]["classes"] == 10
+    assert set(model["metrics"]) == {"d_loss", "g_loss", "spread"}
     assert model["sample_grid_url"] is not None
     grid = Image.open(io.BytesIO(trained.client.fetch(model["sample_grid_url"])))
     assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 8x8 tiles of 28 px with 2 px gutters
