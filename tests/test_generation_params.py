@@ -26,19 +26,24 @@ def api(inprocess_api: InProcessApi) -> Api:
     return inprocess_api, {"Authorization": f"Bearer {key}"}
 
 
-def textgen_model(app: InProcessApi, config: dict[str, Any]) -> str:
+def saved_model(app: InProcessApi, kind: str, config: dict[str, Any], dataset: str) -> str:
+    """A model record of ``kind`` owned by erin (no weights: only submit reads it)."""
     model = ModelRecord(
         id=ModelStore.new_id(),
         owner="erin",
-        kind="textgen",
+        kind=kind,
         config=config,
-        weights_key="owners/erin/models/m/weights.zip",
+        weights_key=f"owners/erin/models/{kind}/weights.zip",
         source_job_id="job_x",
-        dataset="fables",
+        dataset=dataset,
         steps=10,
         created_at=time.time(),
     )
     return ModelStore(app.redis).save(model).id
+
+
+def textgen_model(app: InProcessApi, config: dict[str, Any]) -> str:
+    return saved_model(app, "textgen", config, "fables")
 
 
 def generate(model_id: str, **params: Any) -> dict[str, Any]:
@@ -77,18 +82,9 @@ def test_a_model_generation_cannot_use_is_refused(
 
 def dcgan_model(app: InProcessApi, classes: int) -> str:
     config = {"image_size": 28, "channels": 1, "latent_dim": 64, "base_filters": 32}
-    model = ModelRecord(
-        id=ModelStore.new_id(),
-        owner="erin",
-        kind="dcgan",
-        config={**config, "classes": classes} if classes else config,
-        weights_key="owners/erin/models/g/weights.zip",
-        source_job_id="job_y",
-        dataset="digits",
-        steps=10,
-        created_at=time.time(),
+    return saved_model(
+        app, "dcgan", {**config, "classes": classes} if classes else config, "digits"
     )
-    return ModelStore(app.redis).save(model).id
 
 
 def draw(model_id: str, labels: Any) -> dict[str, Any]:
