@@ -118,7 +118,7 @@ class EventHub:
             threading.Event().wait(RECONNECT_SECONDS)
 
     def _listen(self) -> None:
-        pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
         try:
             pubsub.subscribe(self._keys.events_wake)
             while True:
