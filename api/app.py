@@ -6,6 +6,7 @@ from flask import Flask, Response
 
 from atelier.api.auth import record_audit
 from atelier.api.contract import document_contract
+from atelier.api.durability import install_durability
 from atelier.api.limits_doc import document_limits
 from atelier.api.metrics import install_metrics
 from atelier.api.paging import bound_page_limits
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(guard_json_body)
     app.teardown_request(_forget_log_context)
     app.after_request(_security_headers)
+    install_durability(app)  # before record_audit: its after_request runs after the audit's
     app.after_request(record_audit)
     install_dashboard(app)  # before v1: it adds GET /v1/system
     app.register_blueprint(v1)

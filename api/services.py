@@ -11,6 +11,7 @@ from flask import current_app
 from atelier.api.event_hub import EventHub, LongRequests
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.datasets import DatasetStore
+from atelier.shared.durability import Durability
 from atelier.shared.idempotency import IdempotencyStore
 from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import JobStore
@@ -40,11 +41,18 @@ class Services:
     rate_limiter: RateLimiter
     quotas: Quotas
     hub: EventHub
+    durability: Durability
     long_requests: LongRequests
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        client = connect(settings.redis_url)
+        # Patient for a failover's length, then a 503 (``api.durability``).
+        client = connect(
+            settings.redis_url,
+            sentinel_password=settings.redis_sentinel_password,
+            patience_seconds=settings.redis_failover_wait_seconds,
+            connect_timeout=1.0,
+        )
         return cls(
             settings=settings,
             redis=client,
@@ -59,6 +67,9 @@ class Services:
             rate_limiter=RateLimiter(client),
             quotas=Quotas(client),
             hub=EventHub(client),
+            durability=Durability(
+                client, settings.redis_min_replicas, settings.redis_replica_wait_seconds
+            ),
             long_requests=LongRequests(
                 settings.api_long_requests, settings.api_long_requests_per_owner
             ),

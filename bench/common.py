@@ -14,7 +14,7 @@ from atelier.cli.processes import free_port
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import Client, Job, Json, epoch_seconds
 from atelier.shared.models import ModelRecord, ModelStore
-from atelier.shared.redis_client import connect
+from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings
 from atelier.shared.storage import make_object_store
 
@@ -98,7 +98,7 @@ def train_dcgan(client: Client, params: Json | None = None) -> str:
 
 def model_weights(settings: Settings, model_id: str) -> tuple[ModelRecord, bytes]:
     """A stored model's record and its weights file."""
-    record = ModelStore(connect(settings.redis_url)).get(model_id)
+    record = ModelStore(redis_for(settings)).get(model_id)
     assert record is not None, model_id
     return record, make_object_store(settings).get_bytes(record.weights_key)
 

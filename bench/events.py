@@ -25,7 +25,7 @@ from typing import Any, cast
 from atelier.cli.processes import ManagedProcess, api_argv, child_env, free_port, wait_until
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.jobs import JobStore, JobType, Progress
-from atelier.shared.redis_client import connect
+from atelier.shared.redis_client import connect, redis_for
 from atelier.shared.redis_keys import KEYS
 from bench.common import Result, percentile, stack
 from bench.polling import _answers, _load
@@ -41,6 +41,7 @@ class ProgressWriter(threading.Thread):
     def __init__(self, store: JobStore, job_ids: list[str]) -> None:
         super().__init__(daemon=True)
         self.store, self.job_ids = store, job_ids
+        self.fences = {job_id: store.fence(job_id) or "" for job_id in job_ids}
         self.stop = threading.Event()
         self.written = 0
 
@@ -51,7 +52,7 @@ class ProgressWriter(threading.Thread):
             step += 1
             for job_id in self.job_ids:
                 progress = Progress(step=step, total=10**6, updated_at=time.time())
-                self.store.set_progress(job_id, 1, progress)
+                self.store.set_progress(job_id, self.fences[job_id], progress)
                 self.written += 1
                 if self.stop.wait(gap):
                     return
@@ -92,7 +93,7 @@ def event_streams(size: str) -> list[Result]:
     with stack(()) as (running, _client):
         settings = running.settings
         assert settings is not None
-        client = connect(settings.redis_url)
+        client = redis_for(settings)
         store = JobStore(client)
         streams = _running_jobs(store, ApiKeyStore(client))
         job_ids = list(streams)

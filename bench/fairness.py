@@ -9,7 +9,7 @@ from __future__ import annotations
 from atelier.client import Client
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.jobs import JobStore
-from atelier.shared.redis_client import connect
+from atelier.shared.redis_client import redis_for
 from bench.common import Result, stack, train_dcgan
 
 
@@ -18,7 +18,7 @@ def fairness(size: str) -> list[Result]:
     with stack(("train", "generate")) as (running, _client):
         assert running.settings is not None
         settings = running.settings
-        r = connect(settings.redis_url)
+        r = redis_for(settings)
         busy, new = (Client(settings.api_url, ApiKeyStore(r).create(o)) for o in ("busy", "new"))
         models = [train_dcgan(busy), train_dcgan(new)]
         queued = [

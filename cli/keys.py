@@ -11,13 +11,29 @@ import redis
 
 from atelier.shared.audit import AuditLog
 from atelier.shared.auth import DEFAULT_SCOPES, ID_CHARS, SCOPES, ApiKeyStore, hash_key
+from atelier.shared.durability import Durability
+from atelier.shared.errors import NotReplicated
+from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings
 
 OWNER = click.option("--owner", required=True, help="Owner the key acts as (a-z, 0-9, _ and -).")
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(Settings.from_env().redis_url)
+    return redis_for(Settings.from_env())
+
+
+def _confirmed(client: redis.Redis, what: str) -> None:
+    """A key change is printed only once ``ATELIER_REDIS_MIN_REPLICAS`` replicas hold it: a
+    key shown to an operator must not vanish in a failover."""
+    settings = Settings.from_env()
+    durability = Durability(
+        client, settings.redis_min_replicas, settings.redis_replica_wait_seconds
+    )
+    try:
+        durability.confirm(what)
+    except NotReplicated as exc:
+        raise click.ClickException(f"{exc.detail} Run the command again.") from exc
 
 
 def _when(stamp: float | None) -> str:
@@ -51,6 +67,7 @@ def keys_create(owner: str, name: str, scopes: tuple[str, ...], expires_days: fl
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--owner") from exc
     AuditLog(client).append(owner, "key.create", actor="cli", id=hash_key(key)[:ID_CHARS])
+    _confirmed(client, "The new key")
     click.echo(key)
 
 
@@ -75,6 +92,7 @@ def keys_revoke(owner: str, key_id: str) -> None:
     if ApiKeyStore(client).revoke(owner, key_id) is None:
         raise click.ClickException(f"{owner} has no key {key_id!r} (see `atelier keys list`).")
     AuditLog(client).append(owner, "key.revoke", actor="cli", key_id=key_id)
+    _confirmed(client, "The revocation")
     click.echo(f"revoked {key_id}")
 
 
@@ -90,4 +108,5 @@ def keys_rotate(owner: str, key_id: str) -> None:
     AuditLog(client).append(
         owner, "key.rotate", actor="cli", key_id=key_id, id=hash_key(key)[:ID_CHARS]
     )
+    _confirmed(client, "The rotation")
     click.echo(key)

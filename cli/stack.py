@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 import requests
 
 from atelier.cli.datadir import DataDirLock, private_secret, write_private
@@ -23,6 +22,7 @@ from atelier.cli.processes import (
 )
 from atelier.cli.supervisor import RestartPolicy, Supervisor
 from atelier.shared.auth import SCOPES, ApiKeyStore
+from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class EmbeddedStack:
     def _api_key(self, settings: Settings) -> str:
         """The key made on the first ``up``, kept (0600) in the data directory."""
         path = self.data_dir / API_KEY_FILE
-        keys = ApiKeyStore(redis.Redis.from_url(settings.redis_url))
+        keys = ApiKeyStore(redis_for(settings))
         if path.exists():
             key = path.read_text().strip()
             if keys.lookup(key) is not None:

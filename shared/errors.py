@@ -19,7 +19,8 @@
     │   │   ├── TooLarge          422 the job's estimated memory or output does not fit
     │   │   └── IdempotencyKeyReused 422 same Idempotency-Key, different body
     │   ├── RateLimited           429 a rate budget is spent; ``Retry-After`` says when to retry
-    │   └── ServiceUnavailable    503 Redis or storage is unreachable
+    │   └── ServiceUnavailable    503 Redis or storage is unreachable; ``Retry-After``
+    │       └── NotReplicated     503 a write was made but too few replicas confirmed it
     └── JobError                  raised inside a running job; the runner maps it to a status
         ├── JobCanceled           the job saw its cancel flag and stopped cooperatively → canceled
         ├── JobPreempted          its worker is shutting down; checkpointed → queued (no failure)
@@ -149,6 +150,13 @@ class RateLimited(ProblemError):
 
 class ServiceUnavailable(ProblemError):
     status, slug, title = 503, "service-unavailable", "A backing service is unavailable"
+
+
+class NotReplicated(ServiceUnavailable):
+    """Fewer than ``ATELIER_REDIS_MIN_REPLICAS`` replicas confirmed a write in time: it may
+    not survive a failover, so it is not acknowledged (``shared.durability``)."""
+
+    slug, title = "not-replicated", "The write was not confirmed by enough replicas"
 
 
 class JobError(AtelierError):

@@ -7,12 +7,15 @@ Which index a job is in says what is owed to it (key names in ``shared.redis_key
 backoff, ``start-deadlines`` an expiry, ``running`` a lease. A job leaves them all through
 ``leave_indexes`` when it finishes, is canceled, expires or is deleted.
 
-**Fencing.** A claim writes the attempt number into the job hash's ``fence`` field in the
-same MULTI. Every write a running attempt makes (lease renewal, progress, checkpoint
-pointer, outputs, log lines, the final status) names its attempt and is refused once the
-fence holds another: a paused process that wakes after its job moved on can write nothing
-(Kleppmann, "How to do distributed locking", 2016). The conditional writes are Lua scripts:
-one round trip, atomic with the check.
+**Fencing.** A claim writes a token of its own (``{attempt}-{random}``,
+``job_records.fence_token``) into the job hash's ``fence`` field in the same MULTI. Every
+write a running attempt makes (lease renewal, progress, checkpoint pointer, outputs, log
+lines, the final status) names its token and is refused once the fence holds another: a
+paused process that wakes after its job moved on can write nothing (Kleppmann, "How to do
+distributed locking", 2016). The token is not just the attempt number because a claim can
+be lost in a Sentinel failover (replication is asynchronous): the next claim of the job
+then counts the same attempt again, and with numbers for tokens the two runs would share
+one. The conditional writes are Lua scripts: one round trip, atomic with the check.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from atelier.shared.metric_history import MetricHistory
 from atelier.shared.redis_keys import RedisKeys
 from atelier.shared.scheduling import FairQueue
 
-# KEYS[1] job hash, KEYS[2] running; ARGV attempt, new expiry, job id.
+# KEYS[1] job hash, KEYS[2] running; ARGV fence token, new expiry, job id.
 _RENEW = """
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
 return redis.call('ZADD', KEYS[2], 'XX', 'CH', ARGV[2], ARGV[3])
 """
-# KEYS[1] job hash; ARGV attempt, field, value.
+# KEYS[1] job hash; ARGV fence token, field, value.
 _FENCED_HSET = """
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
@@ -73,14 +76,14 @@ class JobIndexes:
         self._fenced_hset = client.register_script(_FENCED_HSET)
 
     # --- fenced writes of a running attempt ---------------------------------------------------
-    def fenced_set(self, job_id: str, attempt: int, field: str, value: str) -> bool:
-        """Set one field of the job's hash if ``attempt`` is still the job's; else False."""
-        return bool(self._fenced_hset(keys=[self._keys.job(job_id)], args=[attempt, field, value]))
+    def fenced_set(self, job_id: str, fence: str, field: str, value: str) -> bool:
+        """Set one field of the job's hash if ``fence`` still holds it; else False."""
+        return bool(self._fenced_hset(keys=[self._keys.job(job_id)], args=[fence, field, value]))
 
-    def fence(self, job_id: str) -> int | None:
-        """The attempt that may write now (None before the first claim)."""
-        raw = self._redis.hget(self._keys.job(job_id), "fence")
-        return int(raw) if raw else None
+    def fence(self, job_id: str) -> str | None:
+        """The token of the attempt that may write now (None before the first claim)."""
+        raw = cast(bytes | None, self._redis.hget(self._keys.job(job_id), "fence"))
+        return raw.decode() if raw else None
 
     def leave_indexes(self, pipe: Pipeline, job: Job) -> None:
         """Queue in ``pipe`` the removal of ``job`` from every scheduling index."""
@@ -135,33 +138,33 @@ class JobIndexes:
         return found, upper[1:]
 
     # --- a running attempt: stop flags and fenced writes -------------------------------------
-    def stop_requested(self, job_id: str, attempt: int, generation: str | None) -> StopFlags:
+    def stop_requested(self, job_id: str, fence: str, generation: str | None) -> StopFlags:
         """Whether a running attempt should stop, in one round trip: a cancel was asked
         for, its worker generation is draining, or a newer attempt holds the job."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.hmget(self._keys.job(job_id), ["cancel", "fence"])
         pipe.exists(self._keys.draining(generation or "-"))
-        (cancel, fence), draining = pipe.execute()
-        return StopFlags(cancel == b"1", bool(draining), fence != str(attempt).encode())
+        (cancel, held), draining = pipe.execute()
+        return StopFlags(cancel == b"1", bool(draining), held != fence.encode())
 
     def cancel_requested(self, job_id: str) -> bool:
         return self._redis.hget(self._keys.job(job_id), "cancel") == b"1"
 
-    def set_progress(self, job_id: str, attempt: int, progress: Progress) -> bool:
-        """False (nothing written) once ``attempt`` is not the job's current one. With its
+    def set_progress(self, job_id: str, fence: str, progress: Progress) -> bool:
+        """False (nothing written) once ``fence`` is not the job's current one. With its
         ``progress`` event and metric-history points (``shared.metric_history``)."""
-        return self.history.write_progress(job_id, attempt, progress)
+        return self.history.write_progress(job_id, fence, progress)
 
-    def set_checkpoint(self, job_id: str, attempt: int, checkpoint: CheckpointRef) -> bool:
-        return self.fenced_set(job_id, attempt, "checkpoint", checkpoint.model_dump_json())
+    def set_checkpoint(self, job_id: str, fence: str, checkpoint: CheckpointRef) -> bool:
+        return self.fenced_set(job_id, fence, "checkpoint", checkpoint.model_dump_json())
 
     # --- leases -----------------------------------------------------------------------------
-    def renew_lease(self, job_id: str, attempt: int, lease_seconds: float) -> bool:
-        """Push the lease out; False once ``attempt`` no longer holds the job (it was
+    def renew_lease(self, job_id: str, fence: str, lease_seconds: float) -> bool:
+        """Push the lease out; False once ``fence`` no longer holds the job (it was
         requeued, or a newer attempt claimed it)."""
         expiry = time.time() + lease_seconds
         keys = [self._keys.job(job_id), self._keys.running]
-        return bool(self._renew(keys=keys, args=[attempt, expiry, job_id]))
+        return bool(self._renew(keys=keys, args=[fence, expiry, job_id]))
 
     def leased(self) -> list[str]:
         """Every job holding a lease (running, or a worker presumed dead)."""

@@ -17,7 +17,7 @@ from atelier.shared.events import EMIT_LUA
 from atelier.shared.redis_keys import KEYS, RedisKeys
 
 MAX_LINE_CHARS = 2000
-# KEYS[1] job hash, KEYS[2] log list; ARGV attempt, line, lines kept, key prefix, job id,
+# KEYS[1] job hash, KEYS[2] log list; ARGV fence token, line, lines kept, key prefix, job id,
 # the line's event data (JSON). Each kept line is also a ``log`` event (shared.events).
 _FENCED_APPEND = (
     EMIT_LUA
@@ -38,12 +38,12 @@ class JobLogs:
         self._keys = keys
         self._fenced_append = client.register_script(_FENCED_APPEND)
 
-    def append(self, job_id: str, attempt: int, line: str) -> bool:
-        """False (nothing written) once ``attempt`` no longer holds the job."""
+    def append(self, job_id: str, fence: str, line: str) -> bool:
+        """False (nothing written) once ``fence`` no longer holds the job."""
         keys = [self._keys.job(job_id), self._keys.job_logs(job_id)]
         line = line[:MAX_LINE_CHARS]
         data = json.dumps({"line": line})
-        args: list[str | int] = [attempt, line, self._limit, self._keys.prefix, job_id, data]
+        args: list[str | int] = [fence, line, self._limit, self._keys.prefix, job_id, data]
         return bool(self._fenced_append(keys=keys, args=args))
 
     def read(self, job_id: str) -> list[str]:
@@ -78,13 +78,13 @@ class JobLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         logs = getattr(record, "atelier_job_logs", None)
         job_id = getattr(record, "atelier_job_id", None)
-        attempt = getattr(record, "atelier_attempt", None)
+        fence = getattr(record, "atelier_fence", None)
         if not isinstance(logs, JobLogs) or not isinstance(job_id, str):
             return
-        if not isinstance(attempt, int):
+        if not isinstance(fence, str):
             return
         try:
-            logs.append(job_id, attempt, self.format(record))
+            logs.append(job_id, fence, self.format(record))
         except Exception:
             self.handleError(record)
 
@@ -98,7 +98,13 @@ _JOB_LOGGER.addHandler(JobLogHandler())
 JobLogger = logging.LoggerAdapter[logging.Logger]
 
 
-def job_logger(logs: JobLogs, job_id: str, attempt: int) -> JobLogger:
-    """A logger whose records also land in the job's own log, while ``attempt`` holds it."""
-    extra = {"atelier_job_logs": logs, "atelier_job_id": job_id, "atelier_attempt": attempt}
+def job_logger(logs: JobLogs, job_id: str, attempt: int, fence: str) -> JobLogger:
+    """A logger whose records also land in the job's own log, while ``fence`` (the
+    attempt's token) holds it. Lines name the attempt by its number."""
+    extra = {
+        "atelier_job_logs": logs,
+        "atelier_job_id": job_id,
+        "atelier_attempt": attempt,
+        "atelier_fence": fence,
+    }
     return logging.LoggerAdapter(_JOB_LOGGER, extra)

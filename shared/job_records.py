@@ -107,9 +107,13 @@ class Job(BaseModel):
     progress: Progress = Field(default_factory=Progress)
     checkpoint: CheckpointRef | None = None
     cancel_requested: bool = False
+    fence: str | None = None
+    """The running attempt's fencing token (``shared.job_indexes``), made by its claim and
+    unique to it, so a claim lost in a failover and made again never repeats one. None
+    before the first claim."""
 
 
-SIDE_FIELDS = frozenset({"progress", "checkpoint", "cancel_requested"})
+SIDE_FIELDS = frozenset({"progress", "checkpoint", "cancel_requested", "fence"})
 RECORD_FIELDS = frozenset(Job.model_fields) - SIDE_FIELDS
 
 
@@ -145,4 +149,12 @@ def decode(raw: dict[bytes, bytes]) -> Job:
     if b"checkpoint" in raw:
         job.checkpoint = CheckpointRef.model_validate_json(raw[b"checkpoint"])
     job.cancel_requested = raw.get(b"cancel") == b"1"
+    if b"fence" in raw:
+        job.fence = raw[b"fence"].decode()
     return job
+
+
+def fence_token(attempt: int) -> str:
+    """A new claim's fencing token: the attempt (for people reading it) and randomness
+    (so that two claims of one attempt number, one of them lost in a failover, differ)."""
+    return f"{attempt}-{secrets.token_hex(4)}"

@@ -40,6 +40,7 @@ from atelier.shared.job_records import (
     Progress,
     decode,
     encode,
+    fence_token,
     new_id,
     record_json,
 )
@@ -84,6 +85,7 @@ def _starter(worker: str) -> Callable[[Job], None]:
     def start(job: Job) -> None:
         job.started_at = time.time()
         job.attempt += 1
+        job.fence = fence_token(job.attempt)
         job.worker = worker
 
     return start
@@ -204,9 +206,9 @@ class JobStore(JobIndexes):
     def _hold_lease(self, pipe: Pipeline, job: Job, lease_seconds: float) -> None:
         self.leave_indexes(pipe, job)
         pipe.zadd(self._keys.running, {job.id: time.time() + lease_seconds})
-        pipe.hset(self._keys.job(job.id), "fence", job.attempt)
+        pipe.hset(self._keys.job(job.id), "fence", job.fence or "")
 
-    def requeue(self, job_id: str, *, attempt: int) -> Job | None:
+    def requeue(self, job_id: str, *, fence: str) -> Job | None:
         """running → queued with no attempt counted: its worker is shutting down."""
 
         def back(job: Job) -> None:
@@ -218,17 +220,17 @@ class JobStore(JobIndexes):
             JobStatus.QUEUED,
             back,
             also=lambda pipe, job: self._schedule_message(pipe, job, 0.0),
-            only_if=lambda job: job.attempt == attempt,
+            only_if=lambda job: job.fence == fence,
             quiet=True,
         )
 
-    def attempt_failed(self, job_id: str, error: JobErrorInfo, *, attempt: int) -> Job | None:
+    def attempt_failed(self, job_id: str, error: JobErrorInfo, *, fence: str) -> Job | None:
         """A run ended by a transient error or a lost worker: queued again after the
         policy's backoff, or failed once its attempts are used up. One decision, made in
         one transition, whether the runner or the reaper saw the failure.
 
-        ``attempt`` guards both: a late reaper or a stale worker must not touch a job that
-        another attempt has since claimed."""
+        ``fence`` (the attempt's token) guards both: a late reaper or a stale worker must
+        not touch a job that another attempt has since claimed."""
         retry = self.retry
 
         def count(job: Job) -> None:
@@ -254,7 +256,7 @@ class JobStore(JobIndexes):
             lambda job: JobStatus.FAILED if retry.gives_up(job.failures + 1) else JobStatus.QUEUED,
             count,
             also=indexes,
-            only_if=lambda job: job.attempt == attempt and job.status is JobStatus.RUNNING,
+            only_if=lambda job: job.fence == fence and job.status is JobStatus.RUNNING,
             quiet=True,
         )
 
@@ -311,10 +313,10 @@ class JobStore(JobIndexes):
         error: JobErrorInfo | None = None,
         model_id: str | None = None,
         metrics: dict[str, float] | None = None,
-        attempt: int | None = None,
+        fence: str | None = None,
         also: Also | None = None,
     ) -> Job | None:
-        """To a terminal status. With ``attempt`` (a worker finishing its run): only while
+        """To a terminal status. With ``fence`` (a worker finishing its run): only while
         that attempt holds the job, else None. Without: Conflict if not allowed. ``also``
         adds writes that must happen with it or not at all (the model record)."""
         def complete(job: Job) -> None:
@@ -325,7 +327,7 @@ class JobStore(JobIndexes):
             job.metrics = {**job.metrics, **(metrics or {})}
 
         def still_ours(job: Job) -> bool:
-            return attempt is None or job.attempt == attempt
+            return fence is None or job.fence == fence
 
         def release(pipe: Pipeline, job: Job) -> None:
             self.leave_indexes(pipe, job)
@@ -333,18 +335,17 @@ class JobStore(JobIndexes):
                 also(pipe, job)
 
         return self._transition(
-            job_id, status, complete, also=release, only_if=still_ours, quiet=attempt is not None
+            job_id, status, complete, also=release, only_if=still_ours, quiet=fence is not None
         )
 
-    def add_outputs(self, job_id: str, attempt: int, outputs: list[OutputRef]) -> bool:
-        """Append outputs (e.g. sample grids) to a running attempt's job, keeping its status;
-        False once the attempt no longer holds it."""
+    def add_outputs(self, job_id: str, fence: str, outputs: list[OutputRef]) -> bool:
+        """Append outputs (sample grids) to a running attempt's job; False once it lost it."""
 
         def append(job: Job) -> None:
             job.outputs = [*job.outputs, *outputs]
 
         def ours(job: Job) -> bool:
-            return job.attempt == attempt and job.status is JobStatus.RUNNING
+            return job.fence == fence and job.status is JobStatus.RUNNING
 
         return self._transition(job_id, None, append, only_if=ours, quiet=True) is not None
 

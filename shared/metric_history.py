@@ -28,7 +28,7 @@ HISTORY_CAP = 512
 """Points kept per series at most."""
 
 # KEYS[1] job hash, KEYS[2] meta hash, KEYS[3] train list, KEYS[4] validation list.
-# ARGV attempt, progress JSON, prefix, job id, step, time, train metrics JSON (or ""),
+# ARGV fence token, progress JSON, prefix, job id, step, time, train metrics JSON (or ""),
 # validation metrics JSON (or ""), cap.
 _PROGRESS = (
     EMIT_LUA
@@ -97,10 +97,10 @@ class MetricHistory:
         self._progress = client.register_script(_PROGRESS)
 
     def write_progress(
-        self, job_id: str, attempt: int, progress: Progress, *, validation_fresh: bool = True
+        self, job_id: str, fence: str, progress: Progress, *, validation_fresh: bool = True
     ) -> bool:
         """Fenced: the progress field, its event and the history points in one step; False
-        (nothing written) once ``attempt`` is not the job's. ``validation_fresh=False`` keeps
+        (nothing written) once ``fence`` is not the job's. ``validation_fresh=False`` keeps
         a repeated, already-recorded validation figure out of the validation series."""
         train, validation = split_metrics(progress.metrics)
         if not validation_fresh:
@@ -112,7 +112,7 @@ class MetricHistory:
             self._keys.job_metrics(job_id, "validation"),
         ]
         args: list[str | int | float] = [
-            attempt,
+            fence,
             progress.model_dump_json(),
             self._keys.prefix,
             job_id,

@@ -10,10 +10,13 @@ Why these keys:
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from celery import Celery
 
 from atelier.shared.jobs import JobType
+from atelier.shared.redis_client import SentinelUrl, is_sentinel_url
 from atelier.shared.settings import Settings
 
 RUN_JOB_TASK = "atelier.run_job"
@@ -21,8 +24,9 @@ RUN_JOB_TASK = "atelier.run_job"
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("atelier", set_as_current=False)
+    broker_url, transport_options = broker_for(settings)
     app.conf.update(
-        broker_url=settings.effective_broker_url,
+        broker_url=broker_url,
         broker_connection_retry_on_startup=True,
         # Keep reconnecting through a Redis restart instead of exiting the worker.
         broker_connection_retry=True,
@@ -38,9 +42,31 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=settings.train_queue,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
-        broker_transport_options={"visibility_timeout": 12 * 3600},
+        broker_transport_options=transport_options,
+        # A publish rides out a failover (sentinels elect a primary in ~10 s) before the
+        # submit gives up with a 503; the reaper re-sends any message lost anyway.
+        task_publish_retry_policy={
+            "max_retries": 6,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 2.0,
+        },
     )
     return app
+
+
+def broker_for(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker URL and transport options kombu needs: a ``redis+sentinel://`` URL
+    becomes kombu's ``sentinel://…;sentinel://…`` with the service as ``master_name``."""
+    url = settings.effective_broker_url
+    options: dict[str, Any] = {"visibility_timeout": 12 * 3600}
+    if not is_sentinel_url(url):
+        return url, options
+    where = SentinelUrl.parse(url)
+    options["master_name"] = where.service
+    if settings.redis_sentinel_password:
+        options["sentinel_kwargs"] = {"password": settings.redis_sentinel_password}
+    return where.kombu_url(), options
 
 
 def queue_for(settings: Settings, job_type: JobType) -> str:

@@ -74,6 +74,10 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:webhooks:due                zset   pending delivery ids scored by when to try next;
                                            the webhooks worker's sweep sends the due ones
     {p}:owner:{owner}:webhook-secret string the owner's signing secret ``whsec_<base64>``
+    {p}:durable                     string a counter each acknowledgement bumps before its
+                                           WAIT: a write on the WAIT's own connection that
+                                           comes after every write it vouches for
+                                           (shared.durability)
     {p}:dashboard-session:{sha256(id)} string a dashboard sign-in (JSON: the key's hash, the
                                            CSRF token); expires with the session
                                            (api.dashboard.sessions)
@@ -121,6 +125,10 @@ class RedisKeys:
     @property
     def events_wake(self) -> str:
         return f"{self.prefix}:events:wake"
+
+    @property
+    def durable(self) -> str:
+        return f"{self.prefix}:durable"
 
     @property
     def running(self) -> str:

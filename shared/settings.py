@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from atelier.shared.redis_client import check_url, is_sentinel_url
+
 StorageBackend = Literal["local", "s3"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -34,9 +36,23 @@ PRESIGN_MAX_SECONDS = 7 * 86_400
 class Settings:
     # --- services ---------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis holding job records, models, API keys and (by default) the Celery broker."""
+    """Redis holding job records, models, API keys and (by default) the Celery broker:
+    ``redis://[user:password@]host:port/DB``, or through Sentinel
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/DB]``."""
     broker_url: str = ""
-    """Celery broker; empty means the same Redis as ``redis_url``."""
+    """Celery broker; empty means the same Redis as ``redis_url`` (Sentinel included)."""
+    redis_sentinel_password: str = ""
+    """Password of the sentinels themselves (their ``requirepass``); empty: they need none."""
+    redis_min_replicas: int = 0
+    """Replicas that must hold a write (Redis ``WAIT``) before Atelier acknowledges it: a
+    2xx answer to a write, a claim before its attempt starts, a finish before its cleanup.
+    Short of that the API answers 503 and a worker gives the job back. 0 on a single Redis;
+    1 with Sentinel, so a failover cannot take back what a user was told."""
+    redis_replica_wait_seconds: float = 2.0
+    """Longest ``WAIT`` for those replicas before the write is reported unconfirmed."""
+    redis_failover_wait_seconds: float = 8.0
+    """How long an API request keeps retrying a Redis that went away (a failover, a restart)
+    before it answers 503 with ``Retry-After``; workers and the CLI wait about 30 s."""
 
     # --- storage ----------------------------------------------------------------------------
     storage: StorageBackend = "local"
@@ -250,6 +266,11 @@ class Settings:
             value = getattr(self, name)
             if get_origin(annotation) is Literal and value not in get_args(annotation):
                 raise ValueError(_must_be(name, _choices(annotation), value))
+        _check_redis_url("redis_url", self.redis_url)
+        if is_sentinel_url(self.broker_url):  # other brokers (amqp://…) are kombu's to judge
+            _check_redis_url("broker_url", self.broker_url)
+        if self.redis_min_replicas < 0:
+            raise ValueError(_must_be("redis_min_replicas", "0 or more", self.redis_min_replicas))
         if not GPUS_PATTERN.fullmatch(self.gpus.strip()):
             raise ValueError(_must_be("gpus", "auto, none or a comma list of indices", self.gpus))
         if not 1 <= self.s3_presign_expires_seconds <= PRESIGN_MAX_SECONDS:
@@ -339,6 +360,14 @@ def _format(value: Any) -> str:
 
 def _choices(annotation: Any) -> str:
     return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
+
+
+def _check_redis_url(name: str, url: str) -> None:
+    """The URL itself stays out of the message: it may carry a password."""
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise ValueError(f"{env_name(name)} is not a usable Redis URL: {exc}") from None
 
 
 def _must_be(name: str, allowed: str, value: object) -> str:

@@ -1,12 +1,13 @@
 """Object storage: one interface, two backends, one key layout.
 
 Key layout (every key starts with its owner, which is how the local download route
-checks ownership; what an attempt of a job writes is under that attempt's own prefix, so a
-stale attempt can never overwrite the current one's objects)::
+checks ownership; what an attempt of a job writes is under that attempt's own prefix, named
+by its fencing token ``{attempt}-{random}``, so a stale attempt can never overwrite the
+current one's objects, even one whose claim a failover lost and made again)::
 
-    owners/{owner}/jobs/{job_id}/a{attempt}/samples/step-{step:07d}.png   samples (.txt for text)
-    owners/{owner}/jobs/{job_id}/a{attempt}/checkpoints/step-{step:07d}.npz
-    owners/{owner}/jobs/{job_id}/a{attempt}/outputs/{name}      generation outputs
+    owners/{owner}/jobs/{job_id}/a{fence}/samples/step-{step:07d}.png   samples (.txt for text)
+    owners/{owner}/jobs/{job_id}/a{fence}/checkpoints/step-{step:07d}.npz
+    owners/{owner}/jobs/{job_id}/a{fence}/outputs/{name}      generation outputs
     owners/{owner}/models/{model_id}/weights.npz                a trained model's weights
     owners/{owner}/datasets/{dataset_id}/images.npz             an uploaded image dataset
     owners/{owner}/datasets/{dataset_id}/corpus.txt             an uploaded text corpus
@@ -49,22 +50,30 @@ class ObjectLayout:
         return f"owners/{owner}/jobs/{job_id}/"
 
     @classmethod
-    def attempt_prefix(cls, owner: str, job_id: str, attempt: int) -> str:
-        return f"{cls.job_prefix(owner, job_id)}a{attempt}/"
+    def attempt_prefix(cls, owner: str, job_id: str, fence: str) -> str:
+        return f"{cls.job_prefix(owner, job_id)}a{fence}/"
+
+    @staticmethod
+    def attempt_of(job_prefix: str, key: str) -> tuple[int, str] | None:
+        """``(attempt number, fence)`` of a key under ``job_prefix``; keys stored before
+        fencing tokens have a bare attempt number for their fence."""
+        folder = key[len(job_prefix) :].split("/", 1)[0] if key.startswith(job_prefix) else ""
+        number = folder[1:].split("-", 1)[0]
+        if not folder.startswith("a") or not number.isdigit():
+            return None
+        return int(number), folder[1:]
 
     @classmethod
-    def sample(
-        cls, owner: str, job_id: str, attempt: int, step: int, extension: str = "png"
-    ) -> str:
-        return f"{cls.attempt_prefix(owner, job_id, attempt)}samples/step-{step:07d}.{extension}"
+    def sample(cls, owner: str, job_id: str, fence: str, step: int, extension: str = "png") -> str:
+        return f"{cls.attempt_prefix(owner, job_id, fence)}samples/step-{step:07d}.{extension}"
 
     @classmethod
-    def checkpoint(cls, owner: str, job_id: str, attempt: int, step: int) -> str:
-        return f"{cls.attempt_prefix(owner, job_id, attempt)}checkpoints/step-{step:07d}.npz"
+    def checkpoint(cls, owner: str, job_id: str, fence: str, step: int) -> str:
+        return f"{cls.attempt_prefix(owner, job_id, fence)}checkpoints/step-{step:07d}.npz"
 
     @classmethod
-    def output(cls, owner: str, job_id: str, attempt: int, name: str) -> str:
-        return f"{cls.attempt_prefix(owner, job_id, attempt)}outputs/{name}"
+    def output(cls, owner: str, job_id: str, fence: str, name: str) -> str:
+        return f"{cls.attempt_prefix(owner, job_id, fence)}outputs/{name}"
 
     @staticmethod
     def dataset_object(owner: str, dataset_id: str, name: str) -> str:

@@ -35,15 +35,21 @@ def store(redis_client: redis.Redis) -> JobStore:
     return JobStore(redis_client)
 
 
+def _claim(store: JobStore, job_id: str, worker: str = "w1") -> str:
+    """Claim the job; its fencing token."""
+    claimed = store.claim(job_id, worker, 30)
+    assert claimed is not None and claimed.fence is not None
+    return claimed.fence
+
+
 def _run_a_job(store: JobStore, owner: str = "alice") -> Job:
     """A job through its whole life: claimed, progress, a log line, a sample, succeeded."""
     job = store.create(owner, JobType.TRAIN, "dcgan", {})
-    claimed = store.claim(job.id, "w1", 30)
-    assert claimed is not None
-    assert store.set_progress(job.id, 1, Progress(step=5, total=10, metrics={"loss": 0.5}))
-    assert JobLogs(store._redis, 100).append(job.id, 1, "step 5/10")
-    assert store.add_outputs(job.id, 1, [SAMPLE])
-    done = store.finish(job.id, JobStatus.SUCCEEDED, attempt=1, model_id="mdl_1")
+    fence = _claim(store, job.id)
+    assert store.set_progress(job.id, fence, Progress(step=5, total=10, metrics={"loss": 0.5}))
+    assert JobLogs(store._redis, 100).append(job.id, fence, "step 5/10")
+    assert store.add_outputs(job.id, fence, [SAMPLE])
+    done = store.finish(job.id, JobStatus.SUCCEEDED, fence=fence, model_id="mdl_1")
     assert done is not None
     return done
 
@@ -94,13 +100,13 @@ def test_resuming_after_an_id_gives_only_what_came_after(store: JobStore) -> Non
 
 def test_a_fenced_off_attempt_writes_no_event(store: JobStore) -> None:
     job = store.create("alice", JobType.TRAIN, "dcgan", {})
-    store.claim(job.id, "w1", 30)
-    store.attempt_failed(job.id, JobErrorInfo(type="WorkerLost", message="gone"), attempt=1)
+    fence = _claim(store, job.id)
+    store.attempt_failed(job.id, JobErrorInfo(type="WorkerLost", message="gone"), fence=fence)
     store._redis.zadd(KEYS.requeued, {job.id: 0})
     assert store.claim(job.id, "w2", 30) is not None  # attempt 2 holds the fence
     before = len(store.events.for_job(job.id))
-    assert not store.set_progress(job.id, 1, Progress(step=9, total=10))
-    assert not JobLogs(store._redis, 100).append(job.id, 1, "a paused worker wakes")
+    assert not store.set_progress(job.id, fence, Progress(step=9, total=10))
+    assert not JobLogs(store._redis, 100).append(job.id, fence, "a paused worker wakes")
     assert len(store.events.for_job(job.id)) == before
 
 
@@ -127,9 +133,9 @@ def test_a_million_step_curve_stays_small_and_spans_the_run(redis_client: redis.
     store = JobStore(redis_client)
     history = MetricHistory(redis_client, KEYS, cap=64)
     job = store.create("alice", JobType.TRAIN, "dcgan", {})
-    store.claim(job.id, "w1", 30)
+    fence = _claim(store, job.id)
     for step in range(1, 1_000_001, 997):  # ~1,000 writes over a million steps
-        assert history.write_progress(job.id, 1, _progress(step, loss=1 / step))
+        assert history.write_progress(job.id, fence, _progress(step, loss=1 / step))
     train = history.read(job.id)["train"]
     steps = [point["step"] for point in train]
     assert 32 <= len(train) <= 64
@@ -141,10 +147,10 @@ def test_a_million_step_curve_stays_small_and_spans_the_run(redis_client: redis.
 
 def test_validation_points_are_their_own_series(store: JobStore) -> None:
     job = store.create("alice", JobType.TRAIN, "textgen", {})
-    store.claim(job.id, "w1", 30)
-    store.history.write_progress(job.id, 1, _progress(10, loss=2.0, val_loss=2.5))
+    fence = _claim(store, job.id)
+    store.history.write_progress(job.id, fence, _progress(10, loss=2.0, val_loss=2.5))
     store.history.write_progress(
-        job.id, 1, _progress(20, loss=1.5, val_loss=2.5), validation_fresh=False
+        job.id, fence, _progress(20, loss=1.5, val_loss=2.5), validation_fresh=False
     )
     series = store.history.read(job.id)
     assert [p["metrics"] for p in series["train"]] == [{"loss": 2.0}, {"loss": 1.5}]
@@ -153,13 +159,13 @@ def test_validation_points_are_their_own_series(store: JobStore) -> None:
 
 def test_a_resumed_attempt_rewinds_the_curve_to_its_checkpoint(store: JobStore) -> None:
     job = store.create("alice", JobType.TRAIN, "dcgan", {})
-    store.claim(job.id, "w1", 30)
+    fence = _claim(store, job.id)
     for step in (100, 200, 300, 400):
-        store.set_progress(job.id, 1, _progress(step, loss=1.0))
-    store.attempt_failed(job.id, JobErrorInfo(type="WorkerLost", message="gone"), attempt=1)
+        store.set_progress(job.id, fence, _progress(step, loss=1.0))
+    store.attempt_failed(job.id, JobErrorInfo(type="WorkerLost", message="gone"), fence=fence)
     store._redis.zadd(KEYS.requeued, {job.id: 0})
-    store.claim(job.id, "w2", 30)
-    store.set_progress(job.id, 2, _progress(250, loss=0.9))  # resumed from step 200
+    second = _claim(store, job.id, "w2")
+    store.set_progress(job.id, second, _progress(250, loss=0.9))  # resumed from step 200
     steps = [p["step"] for p in store.history.read(job.id)["train"]]
     assert steps == [100, 200, 250]
 
@@ -246,11 +252,11 @@ def test_a_running_jobs_stream_delivers_events_as_they_happen(inprocess_api: InP
 
     def work() -> None:
         time.sleep(0.3)
-        store.claim(job.id, "w1", 30)
+        fence = _claim(store, job.id)
         for step in (1, 2, 3):
-            store.set_progress(job.id, 1, Progress(step=step, total=3, updated_at=time.time()))
+            store.set_progress(job.id, fence, Progress(step=step, total=3, updated_at=time.time()))
             time.sleep(0.1)
-        store.finish(job.id, JobStatus.SUCCEEDED, attempt=1)
+        store.finish(job.id, JobStatus.SUCCEEDED, fence=fence)
 
     worker = threading.Thread(target=work)
     worker.start()
@@ -353,8 +359,7 @@ def test_get_with_prefer_wait_answers_when_the_job_ends(inprocess_api: InProcess
 
     def work() -> None:
         time.sleep(0.4)
-        store.claim(job.id, "w1", 30)
-        store.finish(job.id, JobStatus.SUCCEEDED, attempt=1)
+        store.finish(job.id, JobStatus.SUCCEEDED, fence=_claim(store, job.id))
 
     threading.Thread(target=work).start()
     started = time.monotonic()
@@ -387,9 +392,9 @@ def test_prefer_wait_gives_up_after_n_seconds(inprocess_api: InProcessApi) -> No
 def test_metric_history_endpoint(inprocess_api: InProcessApi) -> None:
     store = JobStore(inprocess_api.redis)
     job = store.create("alice", JobType.TRAIN, "textgen", {})
-    store.claim(job.id, "w1", 30)
-    store.set_progress(job.id, 1, _progress(10, loss=2.0, val_loss=2.4))
-    store.set_progress(job.id, 1, _progress(20, loss=1.0))
+    fence = _claim(store, job.id)
+    store.set_progress(job.id, fence, _progress(10, loss=2.0, val_loss=2.4))
+    store.set_progress(job.id, fence, _progress(20, loss=1.0))
     body = inprocess_api.http.get(
         inprocess_api.url(f"/v1/jobs/{job.id}/metrics"), headers=_bearer(inprocess_api)
     ).json()

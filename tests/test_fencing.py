@@ -132,7 +132,12 @@ def test_a_paused_attempt_that_wakes_writes_nothing(fenced: FencingStack) -> Non
     assert done["model_id"] is not None
     model = fenced.client.model(done["model_id"])
     referenced = {o["name"] for o in done["outputs"]}
-    attempt_one = objects.list_keys(ObjectLayout.attempt_prefix(OWNER, job_id, 1))
+    job_prefix = ObjectLayout.job_prefix(OWNER, job_id)
+    attempt_one = [
+        key
+        for key in objects.list_keys(job_prefix)
+        if (ObjectLayout.attempt_of(job_prefix, key) or (0, ""))[0] == 1
+    ]
     record = redis.Redis.from_url(fenced.settings.redis_url).hget(f"atelier:job:{job_id}", "record")
     assert record is not None
     keys = {o["key"] for o in json.loads(record)["outputs"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import cast
 
 import pytest
 import redis
@@ -90,8 +91,9 @@ def test_cancel_running_job_sets_flag_and_keeps_running(store: JobStore) -> None
 
 def test_finish_keeps_progress_and_outputs(store: JobStore) -> None:
     job = store.create("alice", JobType.GENERATE, "dcgan", {})
-    store.claim(job.id, "w", 30)
-    store.set_progress(job.id, 1, Progress(step=5, total=10, fraction=0.5))
+    claimed = store.claim(job.id, "w", 30)
+    assert claimed is not None and claimed.fence is not None
+    store.set_progress(job.id, claimed.fence, Progress(step=5, total=10, fraction=0.5))
     ref = OutputRef(name="grid.png", key="owners/alice/x", content_type="image/png", size_bytes=9)
     store.finish(job.id, JobStatus.SUCCEEDED, outputs=[ref], metrics={"predict_time": 0.1})
     done = store.get(job.id)
@@ -150,11 +152,12 @@ def test_queued_index_follows_the_state_machine(
     first = store.create("alice", JobType.TRAIN, "dcgan", {})
     second = store.create("alice", JobType.GENERATE, "dcgan", {})
     assert overdue() == [first.id] and overdue(JobType.GENERATE) == [second.id]
-    assert store.claim(first.id, "w1", 30) is not None
+    claimed = store.claim(first.id, "w1", 30)
+    assert claimed is not None and claimed.fence is not None
     assert overdue() == []
     patient = JobStore(redis_client, retry=RetryPolicy(backoff_seconds=60))
     lost = JobErrorInfo(type="WorkerLost", message="gone")
-    assert patient.attempt_failed(first.id, lost, attempt=1) is not None
+    assert patient.attempt_failed(first.id, lost, fence=claimed.fence) is not None
     assert store.overdue_queued(JobType.TRAIN, time.time()) == []  # due in a minute
     assert overdue() == [first.id]
     store.request_cancel(first.id)
@@ -203,10 +206,11 @@ def test_one_retry_policy_for_runner_and_reaper(redis_client: redis.Redis) -> No
     job = store.create("alice", JobType.TRAIN, "dcgan", {})
     flaky = JobErrorInfo(type="StorageUnavailable", message="storage away")
 
-    assert store.claim(job.id, "w1", 30) is not None
-    assert store.attempt_failed(job.id, flaky, attempt=2) is None  # attempt 1 holds it
+    one = store.claim(job.id, "w1", 30)
+    assert one is not None and one.fence is not None
+    assert store.attempt_failed(job.id, flaky, fence="2-0") is None  # attempt 1 holds it
     before = time.time()
-    first = store.attempt_failed(job.id, flaky, attempt=1)
+    first = store.attempt_failed(job.id, flaky, fence=one.fence)
     assert first is not None and first.status is JobStatus.QUEUED and first.failures == 1
     assert first.error == flaky and first.worker is None
     due = redis_client.zscore("atelier:requeued", job.id)
@@ -224,8 +228,9 @@ def test_one_retry_policy_for_runner_and_reaper(redis_client: redis.Redis) -> No
     assert due is not None and due >= time.time() + 14  # doubled, capped at 15 s
 
     redis_client.zadd("atelier:requeued", {job.id: 0})
-    assert store.claim(job.id, "w3", 30) is not None
-    last = store.attempt_failed(job.id, flaky, attempt=3)
+    three = store.claim(job.id, "w3", 30)
+    assert three is not None and three.fence is not None
+    last = store.attempt_failed(job.id, flaky, fence=three.fence)
     assert last is not None and last.status is JobStatus.FAILED and last.failures == 3
     assert last.error is not None and last.error.type == "StorageUnavailable"
     assert last.error.message == "gave up after 3 failed attempts: storage away"
@@ -240,36 +245,64 @@ def test_cancel_of_a_missing_job_is_none(store: JobStore) -> None:
 def test_a_stale_attempt_can_write_nothing(store: JobStore, redis_client: redis.Redis) -> None:
     """Fencing: once attempt 2 holds the job, every write of attempt 1 is refused and
     leaves the record as attempt 2 made it."""
+    job = store.create("alice", JobType.TRAIN, "dcgan", {})
+    one = store.claim(job.id, "w1", 30)
+    assert one is not None and one.fence is not None and one.fence.startswith("1-")
+    assert store.renew_lease(job.id, one.fence, 30)
+    lost = JobErrorInfo(type="WorkerLost", message="paused")
+    assert store.attempt_failed(job.id, lost, fence=one.fence) is not None  # the reaper
+    assert not store.renew_lease(job.id, one.fence, 30)  # requeued: attempt 1 holds nothing
+    redis_client.zadd("atelier:requeued", {job.id: 0})
+    two = store.claim(job.id, "w2", 30)
+    assert two is not None and two.fence is not None and two.fence.startswith("2-")
+    assert store.fence(job.id) == two.fence
+    _stale_writes_refused(store, redis_client, job.id, stale=one.fence, current=two.fence)
+
+
+def test_a_claim_lost_in_a_failover_never_repeats_its_fence(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """A failover can lose a claim (replication is asynchronous): the promoted replica has
+    the job queued, and the next claim counts the same attempt again. Its token still
+    differs, so the first claimant's writes are refused. The database is put back as it
+    was before the claim, as a replica that never received the claim would have it."""
+    job = store.create("alice", JobType.TRAIN, "dcgan", {})
+    before = {key: redis_client.dump(key) for key in redis_client.keys("*")}
+    lost_claim = store.claim(job.id, "w1", 30)
+    assert lost_claim is not None and lost_claim.fence is not None
+    redis_client.flushdb()
+    for key, value in before.items():
+        redis_client.restore(key, 0, cast(bytes, value))
+    again = store.claim(job.id, "w2", 30)
+    assert again is not None and again.fence is not None
+    assert again.attempt == lost_claim.attempt == 1  # the number repeats ...
+    assert again.fence != lost_claim.fence  # ... the token does not
+    _stale_writes_refused(store, redis_client, job.id, stale=lost_claim.fence, current=again.fence)
+
+
+def _stale_writes_refused(
+    store: JobStore, redis_client: redis.Redis, job_id: str, *, stale: str, current: str
+) -> None:
     from atelier.shared.job_logs import JobLogs
 
-    job = store.create("alice", JobType.TRAIN, "dcgan", {})
-    assert store.claim(job.id, "w1", 30) is not None
-    assert store.renew_lease(job.id, 1, 30)
-    lost = JobErrorInfo(type="WorkerLost", message="paused")
-    assert store.attempt_failed(job.id, lost, attempt=1) is not None  # the reaper
-    assert not store.renew_lease(job.id, 1, 30)  # requeued: attempt 1 holds nothing
-    redis_client.zadd("atelier:requeued", {job.id: 0})
-    assert store.claim(job.id, "w2", 30) is not None
-    assert store.fence(job.id) == 2
     logs = JobLogs(redis_client, 100)
-    assert logs.append(job.id, 2, "attempt 2 runs")
-
-    stale = Progress(step=900, total=1000, fraction=0.9)
-    assert not store.renew_lease(job.id, 1, 30)
-    assert not store.set_progress(job.id, 1, stale)
-    assert not store.set_checkpoint(job.id, 1, CheckpointRef(step=800, key="a1/ck"))
+    assert logs.append(job_id, current, "the current attempt runs")
+    lost = JobErrorInfo(type="WorkerLost", message="paused")
     ref = OutputRef(name="samples/x.png", key="a1/x.png", content_type="image/png", size_bytes=1)
-    assert not store.add_outputs(job.id, 1, [ref])
-    assert not logs.append(job.id, 1, "attempt 1 woke up")
-    assert store.finish(job.id, JobStatus.SUCCEEDED, attempt=1) is None
-    assert store.requeue(job.id, attempt=1) is None
-    assert store.attempt_failed(job.id, lost, attempt=1) is None
-    flags = store.stop_requested(job.id, 1, None)
+    assert not store.renew_lease(job_id, stale, 30)
+    assert not store.set_progress(job_id, stale, Progress(step=900, total=1000, fraction=0.9))
+    assert not store.set_checkpoint(job_id, stale, CheckpointRef(step=800, key="a1/ck"))
+    assert not store.add_outputs(job_id, stale, [ref])
+    assert not logs.append(job_id, stale, "the stale attempt woke up")
+    assert store.finish(job_id, JobStatus.SUCCEEDED, fence=stale) is None
+    assert store.requeue(job_id, fence=stale) is None
+    assert store.attempt_failed(job_id, lost, fence=stale) is None
+    flags = store.stop_requested(job_id, stale, None)
     assert flags.fenced and not flags.canceled and not flags.draining
 
-    assert store.set_progress(job.id, 2, Progress(step=10, total=1000, fraction=0.01))
-    done = store.finish(job.id, JobStatus.SUCCEEDED, attempt=2)
-    assert done is not None and done.attempt == 2 and done.outputs == []
+    assert store.set_progress(job_id, current, Progress(step=10, total=1000, fraction=0.01))
+    done = store.finish(job_id, JobStatus.SUCCEEDED, fence=current)
+    assert done is not None and done.fence == current and done.outputs == []
     assert done.checkpoint is None and done.progress.step == 10
-    assert logs.read(job.id) == ["attempt 2 runs"]
-    assert not store.stop_requested(job.id, 2, None).fenced
+    assert logs.read(job_id) == ["the current attempt runs"]
+    assert not store.stop_requested(job_id, current, None).fenced

@@ -25,15 +25,17 @@ def finished_training(api: InProcessApi, owner: str, finished_ago: float = 0) ->
     a sample, a checkpoint, a log line and a model with weights. (job id, model id)"""
     store, objects = JobStore(api.redis), make_object_store(api.settings)
     job = store.create(owner, JobType.TRAIN, "dcgan", {"dataset": "digits"})
-    assert store.claim(job.id, "w", 30) is not None
-    sample = ObjectLayout.sample(owner, job.id, 1, 10)
-    for key in (sample, ObjectLayout.checkpoint(owner, job.id, 1, 10)):
+    claimed = store.claim(job.id, "w", 30)
+    assert claimed is not None and claimed.fence is not None
+    fence = claimed.fence
+    sample = ObjectLayout.sample(owner, job.id, fence, 10)
+    for key in (sample, ObjectLayout.checkpoint(owner, job.id, fence, 10)):
         objects.put_bytes(key, b"x", "application/octet-stream")
     ref = OutputRef(
         name="samples/step-0000010.png", key=sample, content_type="image/png", size_bytes=1
     )
-    assert store.add_outputs(job.id, 1, [ref])
-    JobLogs(api.redis, 100).append(job.id, 1, "trained")
+    assert store.add_outputs(job.id, fence, [ref])
+    JobLogs(api.redis, 100).append(job.id, fence, "trained")
     model = ModelRecord(
         id=ModelStore.new_id(),
         owner=owner,
@@ -48,7 +50,7 @@ def finished_training(api: InProcessApi, owner: str, finished_ago: float = 0) ->
     )
     objects.put_bytes(model.weights_key, b"w", "application/zip")
     ModelStore(api.redis).save(model)
-    assert store.finish(job.id, JobStatus.SUCCEEDED, model_id=model.id, attempt=1) is not None
+    assert store.finish(job.id, JobStatus.SUCCEEDED, model_id=model.id, fence=fence) is not None
     api.redis.zadd("atelier:finished", {job.id: time.time() - finished_ago})
     return job.id, model.id
 
@@ -66,7 +68,7 @@ def test_a_finished_job_is_deleted_with_its_objects_and_log(inprocess_api: InPro
     objects = make_object_store(inprocess_api.settings)
     left = objects.list_keys(ObjectLayout.job_prefix("dora", job_id))
     model = client.model(model_id)  # the model stays, and so does the grid it shows
-    assert left == [ObjectLayout.sample("dora", job_id, 1, 10)]
+    assert [key.split("/")[-2:] for key in left] == [["samples", "step-0000010.png"]]
     assert model["sample_grid_url"] is not None
     assert JobLogs(inprocess_api.redis, 100).read(job_id) == []
 

@@ -31,7 +31,7 @@ def expect_status(status: int, call: Callable[..., Any], *args: object) -> dict[
 
 def trained_model(api: InProcessApi, owner: str, job_id: str) -> str:
     """What a finished training job leaves: a model record and its sample grid."""
-    grid_key = ObjectLayout.sample(owner, job_id, 1, 30)
+    grid_key = ObjectLayout.sample(owner, job_id, "1-0", 30)
     size = make_object_store(api.settings).put_bytes(grid_key, png((8, 8)), "image/png")
     model = ModelRecord(
         id=ModelStore.new_id(),

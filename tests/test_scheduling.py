@@ -80,9 +80,9 @@ def test_what_leaves_the_queue_leaves_the_fair_structures(
     store.request_cancel(canceled.id)
     store.expire(expired.id, "too late")
     job = store.claim_next(GEN, "w", 30, limits())
-    assert job is not None and job.id == retried.id
+    assert job is not None and job.id == retried.id and job.fence is not None
     lost = JobErrorInfo(type="WorkerLost", message="gone")
-    assert store.attempt_failed(job.id, lost, attempt=1) is not None  # backoff: 60 s
+    assert store.attempt_failed(job.id, lost, fence=job.fence) is not None  # backoff: 60 s
     assert claim(store) is None  # not claimable while it waits out its backoff
     again = store.get(job.id)
     assert again is not None

@@ -87,15 +87,16 @@ def run_job(hooks: Hooks, job_id: str, log_lines: int = 3) -> None:
 def run_job_in(client: redis.Redis, job_id: str, log_lines: int = 3) -> None:
     """Start, log, write an output and finish the job, as a worker would (no TensorFlow)."""
     jobs = JobStore(client)
-    assert jobs.claim(job_id, "worker-test", 30) is not None
+    claimed = jobs.claim(job_id, "worker-test", 30)
+    assert claimed is not None and claimed.fence is not None
     logs = JobLogs(client, 100)
     for n in range(log_lines):
-        assert logs.append(job_id, 1, f"step {n}")
+        assert logs.append(job_id, claimed.fence, f"step {n}")
     output = OutputRef(
         name="a.txt", key=f"jobs/{job_id}/a.txt", content_type="text/plain", size_bytes=1
     )
-    assert jobs.add_outputs(job_id, 1, [output])
-    assert jobs.finish(job_id, JobStatus.SUCCEEDED, attempt=1) is not None
+    assert jobs.add_outputs(job_id, claimed.fence, [output])
+    assert jobs.finish(job_id, JobStatus.SUCCEEDED, fence=claimed.fence) is not None
 
 
 def events_of(received: list[Any]) -> list[str]:

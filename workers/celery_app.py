@@ -28,7 +28,7 @@ from atelier.shared.lifecycle import sweep_retention
 from atelier.shared.logs import configure_logging
 from atelier.shared.models import ModelStore
 from atelier.shared.queue import enqueue, make_celery, queue_for, queue_length
-from atelier.shared.redis_client import connect
+from atelier.shared.redis_client import connect_quickly, redis_for
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectStore, make_object_store
 from atelier.workers.metrics import preinitialise, serve
@@ -67,7 +67,7 @@ def _retention(client: redis.Redis, jobs: JobStore) -> Callable[[int], int] | No
 
 @worker_ready.connect
 def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
-    client = connect(settings.redis_url)
+    client = redis_for(settings)
     jobs = JobStore(client, retry=RetryPolicy.from_settings(settings))
 
     def waiting(job_type: str) -> int:
@@ -106,7 +106,7 @@ def flag_draining(sender: Any = None, **_: Any) -> None:
     retries. An unreachable Redis cannot take the flag anyway; the job process drains on
     its own SIGTERM, or its lease hands the job on."""
     log = logging.getLogger(__name__)
-    quick = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+    quick = connect_quickly(settings.redis_url, sentinel_password=settings.redis_sentinel_password)
     try:
         JobStore(quick).mark_draining(GENERATION, DRAIN_FLAG_SECONDS)
     except redis.RedisError as exc:

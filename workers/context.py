@@ -1,10 +1,10 @@
 """A running attempt's link to the system: progress, stop signals, lease, storage, log.
 
-Everything the attempt writes names it: Redis writes carry its fencing token (the attempt
-number) and are refused once a newer attempt holds the job; objects go under the attempt's
-own key prefix (``ObjectLayout.attempt_prefix``). A refused write stops the attempt at its
-next step, and ``discard_stale_objects`` removes what it stored that the record does not
-reference."""
+Everything the attempt writes names it: Redis writes carry its fencing token (made by its
+claim, unique to it) and are refused once a newer attempt holds the job; objects go under
+the attempt's own key prefix (``ObjectLayout.attempt_prefix``). A refused write stops the
+attempt at its next step, and ``discard_stale_objects`` removes what it stored that the
+record does not reference."""
 
 from __future__ import annotations
 
@@ -75,7 +75,9 @@ class JobContext:
         self.unlisted_samples: list[OutputRef] = []
         """Samples stored past ``max_listed_samples``: in storage, not in the record."""
         self._listed_samples = sum(1 for o in job.outputs if is_sample(o))
-        self.log = job_logger(logs, job.id, job.attempt)
+        assert job.fence is not None, "a running job has the fence its claim made"
+        self.fence: str = job.fence
+        self.log = job_logger(logs, job.id, job.attempt, self.fence)
         self.uploader = Uploader(
             objects,
             settings.upload_threads,
@@ -84,7 +86,7 @@ class JobContext:
             upload_pool,
             queue_bytes=settings.upload_queue_bytes,
         )
-        self.lease = LeaseKeeper(jobs, job.id, job.attempt, settings.lease_seconds)
+        self.lease = LeaseKeeper(jobs, job.id, self.fence, settings.lease_seconds)
         self._started = time.monotonic()
         self._first_step: int | None = None
         self._last_report = 0.0
@@ -121,7 +123,7 @@ class JobContext:
         )
         try:
             written = self.jobs.history.write_progress(
-                self.job.id, self.job.attempt, progress, validation_fresh=fresh_validation
+                self.job.id, self.fence, progress, validation_fresh=fresh_validation
             )
             self._fenced(written)
             self._last_validation = validation
@@ -137,13 +139,13 @@ class JobContext:
                 self.unlisted_samples.append(ref)
                 return
             self._listed_samples += 1
-        if self._fenced(self.jobs.add_outputs(self.job.id, self.job.attempt, [ref])):
+        if self._fenced(self.jobs.add_outputs(self.job.id, self.fence, [ref])):
             self.outputs_added.append(ref)
 
     def record_checkpoint(self, ref: OutputRef, step: int) -> bool:
         """Point the job at a checkpoint once it is fully stored; False if fenced off."""
         pointed = self.jobs.set_checkpoint(
-            self.job.id, self.job.attempt, CheckpointRef(step=step, key=ref.key)
+            self.job.id, self.fence, CheckpointRef(step=step, key=ref.key)
         )
         if self._fenced(pointed):
             self.log.info("checkpoint at step %d stored", step)
@@ -157,13 +159,13 @@ class JobContext:
 
     # --- object keys of this attempt --------------------------------------------------------
     def output_key(self, name: str) -> str:
-        return ObjectLayout.output(self.job.owner, self.job.id, self.job.attempt, name)
+        return ObjectLayout.output(self.job.owner, self.job.id, self.fence, name)
 
     def sample_key(self, step: int, extension: str) -> str:
-        return ObjectLayout.sample(self.job.owner, self.job.id, self.job.attempt, step, extension)
+        return ObjectLayout.sample(self.job.owner, self.job.id, self.fence, step, extension)
 
     def checkpoint_key(self, step: int) -> str:
-        return ObjectLayout.checkpoint(self.job.owner, self.job.id, self.job.attempt, step)
+        return ObjectLayout.checkpoint(self.job.owner, self.job.id, self.fence, step)
 
     def delete_object(self, key: str) -> None:
         """Best effort: an object left behind costs storage, not correctness."""
@@ -177,7 +179,8 @@ class JobContext:
         """Delete what this attempt stored that ``current`` (the job's record now) does not
         reference, and the weights of a model that was never recorded. Runs when the
         attempt was fenced off, after its uploads finished."""
-        stale = self._unreferenced(current, self.job.attempt)
+        prefix = ObjectLayout.attempt_prefix(self.job.owner, self.job.id, self.fence)
+        stale = self._unreferenced(current, self.objects.list_keys(prefix))
         if weights_key is not None:
             stale.append(weights_key)
         for key in stale:
@@ -188,22 +191,24 @@ class JobContext:
         """Once the job is finished: delete what its earlier attempts stored that the
         record does not reference (a checkpoint superseded, a stale attempt's leftovers).
         Their samples stay: those past the record's cap are listed from storage."""
-        stale = [
+        job_prefix = ObjectLayout.job_prefix(self.job.owner, self.job.id)
+        earlier = [
             key
-            for n in range(1, finished.attempt)
-            for key in self._unreferenced(finished, n)
-            if SAMPLES_FOLDER not in key
+            for key in self.objects.list_keys(job_prefix)
+            if (where := ObjectLayout.attempt_of(job_prefix, key)) is not None
+            and where[1] != finished.fence
         ]
+        stale = [key for key in self._unreferenced(finished, earlier) if SAMPLES_FOLDER not in key]
         for key in stale:
             self.delete_object(key)
         return len(stale)
 
-    def _unreferenced(self, current: Job | None, attempt: int) -> list[str]:
+    @staticmethod
+    def _unreferenced(current: Job | None, keys: list[str]) -> list[str]:
         referenced = {o.key for o in current.outputs} if current else set()
         if current is not None and current.checkpoint is not None:
             referenced.add(current.checkpoint.key)
-        prefix = ObjectLayout.attempt_prefix(self.job.owner, self.job.id, attempt)
-        return [key for key in self.objects.list_keys(prefix) if key not in referenced]
+        return [key for key in keys if key not in referenced]
 
     # --- stopping ---------------------------------------------------------------------------
     def stop_reason(self) -> StopReason | None:
@@ -225,7 +230,7 @@ class JobContext:
 
     def _ask_redis(self) -> StopReason | None:
         try:
-            flags = self.jobs.stop_requested(self.job.id, self.job.attempt, self.generation)
+            flags = self.jobs.stop_requested(self.job.id, self.fence, self.generation)
         except Exception:
             self.log.warning("stop check failed", exc_info=True)
             return None

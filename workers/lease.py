@@ -14,10 +14,10 @@ log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    def __init__(self, jobs: JobStore, job_id: str, attempt: int, lease_seconds: float) -> None:
+    def __init__(self, jobs: JobStore, job_id: str, fence: str, lease_seconds: float) -> None:
         self._jobs = jobs
         self._job_id = job_id
-        self._attempt = attempt
+        self._fence = fence
         self._lease = lease_seconds
         self._stop = threading.Event()
         self.lost = threading.Event()
@@ -35,7 +35,7 @@ class LeaseKeeper:
     def _run(self) -> None:
         while not self._stop.wait(self._lease / 3):
             try:
-                if not self._jobs.renew_lease(self._job_id, self._attempt, self._lease):
+                if not self._jobs.renew_lease(self._job_id, self._fence, self._lease):
                     self.lost.set()
                     return
             except Exception:

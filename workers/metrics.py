@@ -21,7 +21,7 @@ from prometheus_client import (
 
 from atelier.shared.jobs import Job, JobStatus
 from atelier.shared.queue_metrics import QueueDepthCollector
-from atelier.shared.redis_client import connect
+from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings
 from atelier.workers.gpu import gpu_memory_used
 
@@ -148,7 +148,7 @@ def serve(settings: Settings) -> None:
     Path(directory).mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    registry.register(QueueDepthCollector(connect(settings.redis_url), settings))
+    registry.register(QueueDepthCollector(redis_for(settings), settings))
     start_http_server(port, addr=settings.worker_metrics_bind, registry=registry)
     WORKER_UP.set(1)
     log.info("worker metrics on %s:%d/metrics", settings.worker_metrics_bind, port)

@@ -130,7 +130,7 @@ def _recover(
         "(killed, out of memory, or cut off)"
     )
     error = JobErrorInfo(type=type(lost).__name__, message=str(lost))
-    after = jobs.attempt_failed(job_id, error, attempt=job.attempt)
+    after = jobs.attempt_failed(job_id, error, fence=job.fence or "")
     if after is None:
         return
     if jobs.fair.take_owed_wakeup(job.type):  # its running slot is free again

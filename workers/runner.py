@@ -16,6 +16,7 @@ import botocore.exceptions
 import redis
 
 from atelier.shared.datasets import DatasetStore
+from atelier.shared.durability import Durability
 from atelier.shared.errors import (
     AtelierError,
     JobCanceled,
@@ -29,7 +30,7 @@ from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType,
 from atelier.shared.kinds import KINDS, load_kind_plugins
 from atelier.shared.logs import JOB_ID, OWNER
 from atelier.shared.models import ModelRecord, ModelStore
-from atelier.shared.redis_client import connect
+from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, ObjectStore, make_object_store
 from atelier.workers.context import JobContext
@@ -62,7 +63,10 @@ class JobRunner:
         enqueue): used when a running slot frees while a wake-up is owed."""
         self.settings = settings
         self._wake = wake
-        client = connect(settings.redis_url)
+        client = redis_for(settings)
+        self.durability = Durability(
+            client, settings.redis_min_replicas, settings.redis_replica_wait_seconds
+        )
         load_kind_plugins(settings.kind_plugins)
         self.jobs = JobStore(client, retry=RetryPolicy.from_settings(settings))
         self.models = ModelStore(client)
@@ -87,6 +91,7 @@ class JobRunner:
         self.observer = MetricsObserver()
         self._kinds: dict[str, ModelKind] = {}
         self._finished: Job | None = None  # the record of the current job, once finished
+        self._finish_durable = False  # ... and confirmed by the replicas it must reach
         # Threads start on first use, so building this before a prefork fork is safe.
         self._upload_pool = ThreadPoolExecutor(
             max_workers=settings.upload_threads, thread_name_prefix="upload"
@@ -132,6 +137,7 @@ class JobRunner:
         self.busy = True
         started = self.observer.started(job)
         self._finished = None
+        self._finish_durable = False
         outcome: JobStatus | None = None
         try:
             outcome = self._attempt(job, ctx)
@@ -159,6 +165,14 @@ class JobRunner:
         if job is None:
             self.jobs.fair.owe_wakeup(job_type)
             log.info("message for %s: no %s job may start now", hint_id, job_type.value)
+            return None
+        if not self.durability.confirmed():
+            # A claim a failover could take back must not start work: the job would run
+            # here and, claimed again after the failover, elsewhere too. Give it back; its
+            # message comes again from the reaper (``JobStore.requeue``).
+            log.warning("%s: the claim was not confirmed by the replicas; giving it back", job.id)
+            self.jobs.requeue(job.id, fence=job.fence or "")
+            return None
         return job
 
     def _free_slot(self, job: Job) -> None:
@@ -179,7 +193,7 @@ class JobRunner:
             return self._finish(job, JobStatus.CANCELED)
         except JobPreempted as exc:
             ctx.log.info("requeued: %s", exc)
-            requeued = self.jobs.requeue(job.id, attempt=job.attempt)
+            requeued = self.jobs.requeue(job.id, fence=ctx.fence)
             return JobStatus.QUEUED if requeued is not None else None
         except LeaseLost as exc:
             ctx.log.warning("stopped, another worker owns the job now: %s", exc)
@@ -188,9 +202,10 @@ class JobRunner:
             # The job's log says what the owner may read; the worker's log has the details.
             ctx.log.warning("transient failure: %s", _error_info(exc).message)
             log.warning("%s: transient failure: %s: %s", job.id, type(exc).__name__, exc)
-            after = self.jobs.attempt_failed(job.id, _error_info(exc), attempt=job.attempt)
+            after = self.jobs.attempt_failed(job.id, _error_info(exc), fence=ctx.fence)
             if after is not None and after.status.is_terminal():
                 self._finished = after
+                self._finish_durable = self.durability.confirmed()
             return after.status if after is not None else None
         except Exception as exc:
             ctx.log.exception("failed")
@@ -199,11 +214,16 @@ class JobRunner:
             return self._finish(job, JobStatus.FAILED, error=_error_info(exc))
 
     def _finish(self, job: Job, status: JobStatus, **fields: Any) -> JobStatus | None:
-        done = self.jobs.finish(job.id, status, attempt=job.attempt, **fields)
+        done = self.jobs.finish(job.id, status, fence=job.fence, **fields)
         if done is None:
             log.warning("%s: not ours any more; %s not recorded", job.id, status)
             return None
         self._finished = done
+        self._finish_durable = self.durability.confirmed()
+        if not self._finish_durable:
+            # Recorded, not yet safe from a failover: keep what earlier attempts stored
+            # (``_tidy``); a finish the failover loses runs the job again from its checkpoint.
+            log.warning("%s: the %s finish was not confirmed by the replicas", job.id, status)
         return status
 
     def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus | None:
@@ -245,7 +265,7 @@ class JobRunner:
         removes what its earlier attempts stored that the record does not reference."""
         try:
             current = self.jobs.get(job.id)
-            if outcome is None and _moved_on(current, job.attempt):
+            if outcome is None and _moved_on(current, ctx.fence):
                 weights = ObjectLayout.model_weights(job.owner, ctx.model_id)
                 dropped = ctx.discard_stale_objects(
                     current, weights_key=weights if job.type is JobType.TRAIN else None
@@ -253,16 +273,17 @@ class JobRunner:
                 log.warning(
                     "%s: attempt %d fenced off, %d objects discarded", job.id, job.attempt, dropped
                 )
-            elif current is not None and outcome is not None and outcome.is_terminal():
+            elif current is not None and outcome is not None and self._finish_durable:
                 ctx.discard_earlier_attempts(current)
         except Exception:
             log.warning("%s: could not tidy storage", job.id, exc_info=True)
 
 
-def _moved_on(current: Job | None, attempt: int) -> bool:
-    """The job no longer runs as ``attempt``: requeued by the reaper, or a newer attempt
-    claimed it. (An attempt whose process is dying holds it until its lease runs out.)"""
-    return current is None or current.attempt != attempt or current.status is not JobStatus.RUNNING
+def _moved_on(current: Job | None, fence: str) -> bool:
+    """The job no longer runs as the attempt of ``fence``: requeued by the reaper, a newer
+    attempt claimed it, or a failover lost the claim. (An attempt whose process is dying
+    holds it until its lease runs out.)"""
+    return current is None or current.fence != fence or current.status is not JobStatus.RUNNING
 
 
 def _error_info(exc: BaseException, prefix: str = "") -> JobErrorInfo:

@@ -16,7 +16,7 @@ from celery import Celery
 from prometheus_client import Counter
 
 from atelier.shared.job_records import WebhookEvent
-from atelier.shared.redis_client import connect
+from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings
 from atelier.shared.webhooks import (
     Delivery,
@@ -111,7 +111,7 @@ def register_webhook_tasks(app: Celery, settings: Settings) -> None:
     @functools.cache
     def store() -> WebhookStore:
         # Built at the first message, in the process (or thread pool) that sends.
-        return WebhookStore(connect(settings.redis_url))
+        return WebhookStore(redis_for(settings))
 
     @app.task(name=SEND_WEBHOOK_TASK, ignore_result=True)
     def send_webhook(delivery_id: str) -> None:

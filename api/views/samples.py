@@ -55,13 +55,16 @@ def list_samples(job_id: str, query: PageQuery) -> SamplePage:
 
 def stored_samples(job: Job) -> dict[str, str]:
     """Sample name (``samples/step-…``) → key, from the newest attempt that stored it."""
-    objects = services().objects
-    found: dict[str, str] = {}
-    for attempt in range(1, job.attempt + 1):
-        prefix = ObjectLayout.attempt_prefix(job.owner, job.id, attempt)
-        for key in objects.list_keys(prefix + "samples/"):
-            found[key[len(prefix) :]] = key
-    return found
+    job_prefix = ObjectLayout.job_prefix(job.owner, job.id)
+    by_attempt: list[tuple[int, str, str]] = []
+    for key in services().objects.list_keys(job_prefix):
+        where = ObjectLayout.attempt_of(job_prefix, key)
+        if where is None:
+            continue
+        name = key[len(ObjectLayout.attempt_prefix(job.owner, job.id, where[1])) :]
+        if name.startswith("samples/"):
+            by_attempt.append((where[0], name, key))
+    return {name: key for _, name, key in sorted(by_attempt)}
 
 
 def _present(name: str, key: str, size: int | None) -> SampleOut:
