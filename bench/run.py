@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.common import Result
 from bench.digits_quality import digits_quality
 from bench.events import event_streams
+from bench.failover import failover
 from bench.fairness import fairness
 from bench.generation import bulk_generation, textgen_cache
 from bench.housekeeping import housekeeping
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "events": event_streams,
     "warm-cold": warm_vs_cold,
     "fairness": fairness,
+    "failover": failover,
     "housekeeping": housekeeping,
     "text-quality": text_quality,
     "digits-quality": digits_quality,
