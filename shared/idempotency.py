@@ -1,9 +1,15 @@
-"""Idempotent submits: an ``Idempotency-Key`` maps to the job it created, for 24 hours."""
+"""Idempotent submits: an ``Idempotency-Key`` maps to the job it created, for 24 hours.
+
+A submit reserves the key for its job id before it creates the job. If the creation fails
+with Redis away (a failover), the release of the key may fail too: the key then names a job
+that was never made. A retry of that submit, within ``ADOPT_SECONDS`` of the reservation,
+creates the job under the reserved id (``adoptable``) instead of calling it deleted."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any, cast
 
 import redis
@@ -13,11 +19,20 @@ from atelier.shared.errors import IdempotencyKeyReused
 from atelier.shared.redis_keys import KEYS, RedisKeys
 
 KEY_LIFETIME_SECONDS = 24 * 3600
+ADOPT_SECONDS = 300.0
+"""How long after its reservation a key whose job does not exist is taken to name a job
+never made (its submit failed mid-way), not one deleted since: longer than a client's
+retries through a failover, far shorter than anyone deleting a job they just submitted."""
 
 
 class IdempotencyRecord(BaseModel):
     job_id: str
     fingerprint: str
+    reserved_at: float = 0.0
+    """Epoch seconds; 0 in records written before it was kept (never adoptable)."""
+
+    def adoptable(self, now: float | None = None) -> bool:
+        return (now or time.time()) - self.reserved_at < ADOPT_SECONDS
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -29,11 +44,15 @@ class IdempotencyStore:
         self._redis = client
         self._keys = keys
 
-    def reserve(self, owner: str, key: str, body_fingerprint: str, job_id: str) -> str | None:
-        """Claim ``key`` for a new job ``job_id``; or return the job an earlier identical
-        request created. The same key with a different body is a 422."""
+    def reserve(
+        self, owner: str, key: str, body_fingerprint: str, job_id: str
+    ) -> IdempotencyRecord | None:
+        """Claim ``key`` for a new job ``job_id``; or return the reservation of an earlier
+        identical request. The same key with a different body is a 422."""
         redis_key = self._keys.idempotency(owner, key)
-        record = IdempotencyRecord(job_id=job_id, fingerprint=body_fingerprint)
+        record = IdempotencyRecord(
+            job_id=job_id, fingerprint=body_fingerprint, reserved_at=round(time.time(), 3)
+        )
         if self._redis.set(redis_key, record.model_dump_json(), nx=True, ex=KEY_LIFETIME_SECONDS):
             return None
         raw = cast(bytes | None, self._redis.get(redis_key))
@@ -46,7 +65,7 @@ class IdempotencyStore:
                 f"{earlier.job_id}); use a new key for a new job.",
                 errors=[{"field": "Idempotency-Key", "message": "reused with another body"}],
             )
-        return earlier.job_id
+        return earlier
 
     def release(self, owner: str, key: str) -> None:
         """Forget a key whose job could not be created, so a retry can succeed."""

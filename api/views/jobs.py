@@ -29,7 +29,7 @@ from atelier.api.spec import spec
 from atelier.api.submission import validated_params
 from atelier.api.views import v1
 from atelier.shared.errors import Conflict, NotFound, ServiceUnavailable
-from atelier.shared.idempotency import fingerprint
+from atelier.shared.idempotency import IdempotencyRecord, fingerprint
 from atelier.shared.jobs import Job, new_id
 from atelier.shared.limits import limits_for
 from atelier.shared.logs import JOB_ID
@@ -68,7 +68,11 @@ def create_job(json: JobCreate, headers: SubmitHeaders) -> tuple[JobOut, int, di
             owner, key, fingerprint(json.model_dump(mode="json")), job_id
         )
         if earlier is not None:
-            job, extra = _await_created(earlier), {"Idempotent-Replayed": "true"}
+            found = _await_created(earlier)
+            if found is not None:
+                job, extra = found, {"Idempotent-Replayed": "true"}
+            else:  # its submit failed mid-way and could not release the key: make it now
+                job_id = earlier.job_id
     if not extra:
         try:
             job = _create_and_enqueue(svc, owner, json, params, job_id)
@@ -114,18 +118,22 @@ def _create_and_enqueue(
     return job
 
 
-def _await_created(job_id: str) -> Job:
+def _await_created(earlier: IdempotencyRecord) -> Job | None:
     """The job an identical earlier request created (it may be a few ms from existing).
-    Still missing after 2 s, it is gone: deleted since (``DELETE /v1/jobs/{id}``), or its
-    submit died before it could release the key. A 409, not a 503 a client would retry."""
+    Still missing after 2 s: None if the reservation is recent (that submit failed before
+    creating it, with Redis away, and could not release the key), else a 409: the job was
+    deleted since (``DELETE /v1/jobs/{id}``)."""
     for _ in range(40):
-        job = services().jobs.get(job_id)
+        job = services().jobs.get(earlier.job_id)
         if job is not None:
             return job
         time.sleep(0.05)
+    if earlier.adoptable():
+        log.warning("adopting %s: its submit failed before creating it", earlier.job_id)
+        return None
     raise Conflict(
-        f"Job {job_id}, created for this Idempotency-Key, no longer exists (deleted); "
-        "send the request with a new Idempotency-Key."
+        f"Job {earlier.job_id}, created for this Idempotency-Key, no longer exists "
+        "(deleted); send the request with a new Idempotency-Key."
     )
 
 
