@@ -29,6 +29,8 @@ from atelier.cli.redis_ha import Address, RedisGroup, start_group
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import Client
 from atelier.shared.auth import ApiKeyStore
+from atelier.shared.jobs import JobStatus, JobStore, JobType
+from atelier.shared.queue import enqueue, make_celery
 from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings
 from tests.conftest import ROOMY_LIMITS, TINY_TRAIN, TOY_KIND, wait_for
@@ -68,6 +70,7 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaStack]:
         lease_seconds=5.0,
         reaper_interval_seconds=0.5,
         retry_backoff_seconds=0.5,
+        lost_message_seconds=3.0,
         progress_interval_seconds=0.2,
         **ROOMY_LIMITS,
     )
@@ -177,9 +180,16 @@ def test_a_write_no_replica_confirms_is_not_acknowledged(ha: HaStack) -> None:
     body = {"type": "train", "kind": "toy", "params": {"steps": 2}}
     headers = {"Authorization": f"Bearer {ha.key}", "Idempotency-Key": uuid.uuid4().hex}
     url = f"{ha.settings.api_url}/v1/jobs"
+    store = JobStore(redis_for(ha.settings))
     replica.process.signal_group(signal.SIGSTOP)
     try:
         refused = requests.post(url, json=body, headers=headers, timeout=30)
+        # A job and its message as a submit makes them, unacknowledged: no worker may
+        # claim it while no replica can confirm the claim.
+        unclaimed = store.create("ha", JobType.TRAIN, "toy", {"steps": 1, "dataset": "digits"})
+        enqueue(make_celery(ha.settings), ha.settings, unclaimed.id, JobType.TRAIN)
+        time.sleep(4)
+        waiting = store.get(unclaimed.id)
         cli = subprocess.run(
             [*ATELIER_COMMAND, "keys", "create", "--owner", "ha"],
             env=child_env(ha.settings),
@@ -195,9 +205,13 @@ def test_a_write_no_replica_confirms_is_not_acknowledged(ha: HaStack) -> None:
     assert refused.headers["Retry-After"] == "2"
     assert cli.returncode != 0 and "0 of the 1 Redis replicas" in cli.stderr
     assert not cli.stdout.strip()  # no key shown
+    assert waiting is not None and waiting.status is JobStatus.QUEUED and waiting.attempt == 0
+    assert client.wait(unclaimed.id, timeout=120)["status"] == "succeeded"  # message resent
 
     again = requests.post(url, json=body, headers=headers, timeout=30)
-    assert again.status_code == 202 and again.headers.get("Idempotent-Replayed") == "true"
+    # The refused submit's job was made, only not acknowledged: the retry finds it (201 if
+    # it has run meanwhile), and no second job is made.
+    assert again.status_code in (201, 202) and again.headers.get("Idempotent-Replayed") == "true"
     assert client.wait(again.json()["id"], timeout=120)["status"] == "succeeded"
     made = [j for j in client.jobs(kind="toy")["data"] if j["params"].get("steps") == 2]
     assert [j["id"] for j in made] == [again.json()["id"]]

@@ -159,6 +159,13 @@ class JobRunner:
                 log.info("skip %s: no such job", hint_id)
                 return None
             job_type = hint.type
+        if not self.durability.confirmed():
+            # No replica to confirm a claim (one is down, or a failover left none yet):
+            # claim nothing rather than claim and give back, which would cycle every
+            # queued job through running and queued, with events and webhooks each time.
+            # The job stays queued; the reaper sends its message again.
+            log.warning("message for %s: too few Redis replicas to claim now", hint_id)
+            return None
         job = self.jobs.claim_next(
             job_type, self.worker_name, self.settings.lease_seconds, self.settings
         )
