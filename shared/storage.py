@@ -20,7 +20,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import boto3
 import redis
@@ -176,6 +176,7 @@ class S3ObjectStore:
     def __init__(self, settings: Settings) -> None:
         self.bucket = settings.s3_bucket
         self.expires = settings.s3_presign_expires_seconds
+        self._region = settings.s3_region
         self._client = boto3.client(
             "s3",
             endpoint_url=settings.s3_endpoint_url or None,
@@ -190,10 +191,26 @@ class S3ObjectStore:
         )
 
     def ensure_bucket(self) -> None:
+        """Make the bucket if S3 says it is missing. Any other answer (a refused key) is
+        raised as it is, and another process making it first is no error."""
         try:
             self._client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            self._client.create_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if not _is_missing(exc):
+                raise
+        # AWS makes a bucket outside us-east-1 only when told where, and refuses being told
+        # us-east-1 (the stubs' type lists AWS's regions; other S3 servers name their own).
+        where: dict[str, Any] = (
+            {}
+            if self._region == "us-east-1"
+            else {"CreateBucketConfiguration": {"LocationConstraint": self._region}}
+        )
+        try:
+            self._client.create_bucket(Bucket=self.bucket, **where)
+        except ClientError as exc:
+            if _error_code(exc) != "BucketAlreadyOwnedByYou":
+                raise
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
         self._client.upload_fileobj(
@@ -210,7 +227,7 @@ class S3ObjectStore:
         try:
             self._client.download_fileobj(self.bucket, key, buffer)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+            if _is_missing(exc):
                 raise NotFound(f"No object {key!r}.") from exc
             raise
         return buffer.getvalue()
@@ -218,8 +235,10 @@ class S3ObjectStore:
     def exists(self, key: str) -> bool:
         try:
             self._client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError:
-            return False
+        except ClientError as exc:
+            if _is_missing(exc):
+                return False
+            raise  # refused or failing is not "missing": callers would act on a lie
         return True
 
     def delete(self, key: str) -> None:
@@ -242,6 +261,15 @@ class S3ObjectStore:
             self._client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise ServiceUnavailable(f"S3 bucket {self.bucket!r} unreachable: {exc}") from exc
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _is_missing(exc: ClientError) -> bool:
+    """S3's "no such key or bucket"; a HEAD's answer has no body, so only its status."""
+    return _error_code(exc) in {"404", "NoSuchKey", "NotFound"}
 
 
 def make_object_store(settings: Settings, meter_with: redis.Redis | None = None) -> ObjectStore:

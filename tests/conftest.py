@@ -1,6 +1,6 @@
-"""Test fixtures against the real things: one redis-server and one S3 server (moto's, over
-HTTP) per session, and stacks of gunicorn + Celery worker processes built the way
-``atelier up`` builds them.
+"""Test fixtures against the real things: one redis-server and one S3 server (SeaweedFS,
+over HTTP, requiring the tests' credentials) per session, and stacks of gunicorn + Celery
+worker processes built the way ``atelier up`` builds them.
 
 Two tiers. The fast tier (``-m "not slow"``) runs the Flask app in this process against
 the real redis-server (``inprocess_api``), with no worker and no TensorFlow: jobs it
@@ -27,6 +27,7 @@ from flask import Flask
 
 from atelier.api.app import create_app
 from atelier.cli.processes import free_port, start_redis
+from atelier.cli.seaweedfs import SeaweedServer
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import Client
 from atelier.shared.auth import ApiKeyStore
@@ -164,16 +165,23 @@ def inprocess_api_for(settings: Settings) -> Iterator[InProcessApi]:
         client.close()
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server speaking the S3 HTTP API on a free port."""
-    from moto.server import ThreadedMotoServer
+# The one identity the tests' S3 server accepts; a secret unlike the key, so a mix-up of
+# the two is refused rather than passing by luck.
+S3_ACCESS_KEY = "atelier-test"
+S3_SECRET_KEY = "atelier-test-secret"
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A SeaweedFS S3 server of our own (``weed mini``, ~1 s to start) on a free port."""
+    server = s3_server(tmp_path_factory.mktemp("seaweedfs"))
+    yield server.start()
     server.stop()
+
+
+def s3_server(directory: Path) -> SeaweedServer:
+    """A SeaweedFS server (not yet started) on a free port, for a test that stops it."""
+    return SeaweedServer(directory, free_port(), S3_ACCESS_KEY, S3_SECRET_KEY)
 
 
 def s3_settings(endpoint: str, bucket: str = "atelier-test") -> dict[str, str]:
@@ -181,8 +189,8 @@ def s3_settings(endpoint: str, bucket: str = "atelier-test") -> dict[str, str]:
         "storage": "s3",
         "s3_endpoint_url": endpoint,
         "s3_bucket": bucket,
-        "s3_access_key_id": "testing",
-        "s3_secret_access_key": "testing",
+        "s3_access_key_id": S3_ACCESS_KEY,
+        "s3_secret_access_key": S3_SECRET_KEY,
     }
 
 
