@@ -2,8 +2,8 @@
 enqueued, instead of killing a worker three times (issue 12).
 
 - Its kind's estimate (``shared.estimates``) of peak memory must fit ``worker_memory_bytes``
-  and of output volume ``max_job_output_bytes``: else 422 ``too-large`` with the estimate
-  and the limits.
+  (or, where jobs run on GPUs, its device memory ``worker_gpu_memory_bytes``) and of output
+  volume ``max_job_output_bytes``: else 422 ``too-large`` with the estimate and the limits.
 - ``checkpoint_every`` and ``sample_every`` may not write more than ``MAX_PERIODIC_WRITES``
   objects per job: else 422 naming the field and its smallest allowed value.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from atelier.shared.datasets import DatasetInfo
 from atelier.shared.errors import TooLarge, ValidationFailed
-from atelier.shared.estimates import Estimate, JobFacts
+from atelier.shared.estimates import Estimate, JobFacts, device_memory
 from atelier.shared.jobs import JobType
 from atelier.shared.kinds import KindSpec, StrictParams
 from atelier.shared.models import ModelRecord
@@ -82,20 +82,26 @@ def check_fits(found: Estimate | None, settings: Settings) -> None:
     """422 ``too-large`` when the estimate passes a worker's memory or the output bound."""
     if found is None:
         return
-    limits = {"memory_bytes": settings.worker_memory_bytes}
+    needs = {"output_bytes": found.output_bytes}
+    if settings.worker_gpu_memory_bytes > 0:
+        limits = {"gpu_memory_bytes": settings.worker_gpu_memory_bytes}
+        needs["gpu_memory_bytes"] = device_memory(found)
+    else:
+        limits = {"memory_bytes": settings.worker_memory_bytes}
+        needs["memory_bytes"] = found.memory_bytes
     limits["output_bytes"] = settings.max_job_output_bytes
-    over = [name for name, limit in limits.items() if limit > 0 and getattr(found, name) > limit]
+    over = [name for name, limit in limits.items() if limit > 0 and needs[name] > limit]
     if not over:
         return
     reasons = [
-        f"estimated {name.removesuffix('_bytes')} {_gib(getattr(found, name))} over the "
-        f"limit of {_gib(limits[name])}"
+        f"estimated {name.removesuffix('_bytes').replace('_', ' ')} {_gib(needs[name])} over "
+        f"the limit of {_gib(limits[name])}"
         for name in over
     ]
     raise TooLarge(
         f"This job cannot fit a worker: {'; '.join(reasons)} ({found.parameters:,} "
         "parameters). Use a smaller batch, sequence, width or depth.",
-        estimate=found.to_dict(),
+        estimate={**found.to_dict(), **needs},
         limits=limits,
         exceeded=over,
     )

@@ -102,6 +102,19 @@ def inference_memory(size: NetworkSize, activation_elements: int) -> int:
     return RUNTIME_BYTES + math.ceil(SAFETY_FACTOR * work)
 
 
+GPU_RUNTIME_BYTES = 1 << 30
+"""What a GPU holds for TensorFlow beyond the job's own tensors: the CUDA context and the
+cuDNN/cuBLAS workspaces. An allowance from TensorFlow's and CUDA's documented footprints,
+not measured here (this project's machines have no GPU)."""
+
+
+def device_memory(found: Estimate) -> int:
+    """Peak GPU memory of a job whose estimate is ``found``: its work (the same safety
+    factor) without the host runtime, plus the GPU's own runtime. What the host alone holds
+    (a checkpoint's copies, the dataset) is still counted: a safe over-estimate."""
+    return found.memory_bytes - RUNTIME_BYTES + GPU_RUNTIME_BYTES
+
+
 def samples_written(steps: int, sample_every: int) -> int:
     """Every ``sample_every`` steps, and once more at the end when that is not one of them."""
     return steps // sample_every + (1 if steps % sample_every else 0)

@@ -118,6 +118,10 @@ class Settings:
     """Train in float16 with loss scaling on GPUs (ignored on CPU, where it is slower)."""
     exit_after_job: bool = False
     """A worker stops after its first job (``atelier worker --once``)."""
+    once_idle_seconds: float = 60.0
+    """A ``--once`` worker that has held no job this long since it became ready stops
+    (exit 0) instead of holding its GPU: KEDA may start a pod for a message another pod
+    took. 0: wait for a job forever."""
     kind_plugins: str = ""
     """Comma list of ``module:ATTRIBUTE`` naming extra model kinds (``KindSpec`` objects) to
     add to the table, read by the API and the workers alike; empty: the built-in kinds."""
@@ -185,6 +189,10 @@ class Settings:
     """Memory one job process may use; a job whose estimated peak is larger is refused at
     submit (422 ``too-large``). 12 GiB: half of a 24 GiB machine that also runs a generation
     worker, Redis and the API. 0: no check."""
+    worker_gpu_memory_bytes: int = 0
+    """Memory of the GPU one job runs on. When set (jobs run on GPUs), a job's estimated
+    device memory is checked against it instead of ``worker_memory_bytes`` (whose estimate
+    counts a CPU process, where everything lives in host RAM). 0: jobs run on CPUs."""
     max_job_output_bytes: int = 16 << 30
     """Largest estimated output volume of one job (kept checkpoints, samples, weights,
     outputs); a larger one is refused at submit (422 ``too-large``). 0: no check."""

@@ -123,6 +123,38 @@ def test_output_volume_has_its_own_limit(redis_base_url: str, tmp_path: Any) -> 
         assert body["exceeded"] == ["output_bytes"]
 
 
+def test_gpu_workers_are_checked_against_the_gpu_memory(
+    redis_base_url: str, tmp_path: Any
+) -> None:
+    """With ``worker_gpu_memory_bytes`` set, the device estimate meets the GPU's memory and
+    host RAM is no longer the limit: a job too big for a 1 GiB host fits a 16 GiB GPU, and
+    one too big for a 4 GiB GPU is refused naming the GPU."""
+    from atelier.api.admission import check_fits
+    from atelier.shared.errors import TooLarge
+    from atelier.shared.estimates import GPU_RUNTIME_BYTES, device_memory
+    from tests.conftest import inprocess_api_for, inprocess_settings
+
+    settings = inprocess_settings(redis_base_url, tmp_path).replace(
+        worker_memory_bytes=GIB, worker_gpu_memory_bytes=16 * GIB
+    )
+    wide = {"hidden_dim": 1024, "num_layers": 8, "batch_size": 32}
+    found = estimate_textgen_train(
+        TextgenTrainParams.model_validate(wide), JobFacts(dataset_count=300_000)
+    )
+    assert GIB < found.memory_bytes and 4 * GIB < device_memory(found) < 16 * GIB
+    assert device_memory(found) > GPU_RUNTIME_BYTES
+    for app in inprocess_api_for(settings):
+        key = {"Authorization": f"Bearer {app.raw_key('erin')}"}
+        fits = app.http.post(app.url("/v1/jobs"), headers=key, **train("textgen", **wide))
+        assert fits.status_code == 202, fits.text
+        small_gpu = settings.replace(worker_gpu_memory_bytes=4 * GIB)
+        with pytest.raises(TooLarge) as refused:
+            check_fits(found, small_gpu)
+        assert refused.value.extensions["exceeded"] == ["gpu_memory_bytes"]
+        assert refused.value.extensions["limits"]["gpu_memory_bytes"] == 4 * GIB
+        assert "gpu memory" in str(refused.value)
+
+
 @pytest.mark.parametrize("field", ["checkpoint_every", "sample_every"])
 def test_periodic_writes_have_a_floor(api: Api, field: str) -> None:
     params = {"checkpoint_every": 1000, "sample_every": 1000, field: 1}

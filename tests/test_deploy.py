@@ -247,6 +247,57 @@ def test_once_worker_exits_after_one_job(tmp_path: Path, redis_base_url: str) ->
     client.flushdb()
 
 
+def test_idle_exit_waits_for_a_whole_idle_stretch() -> None:
+    """Busy resets the wait: the stop comes ``idle_seconds`` after the last busy look."""
+    from atelier.workers.idle_exit import IdleExit
+
+    looks = iter([True, True, False, True] + [False] * 100)
+    stopped: list[float] = []
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    thread = IdleExit(3.0, lambda: next(looks), lambda: stopped.append(now[0]), clock)
+    thread.poll_seconds = 0.0
+    thread.run()
+    assert stopped == [8.0]  # busy at t=2, 3 and 5 (looks 1, 2, 4); idle 3 s by t=8
+
+
+@pytest.mark.slow  # a real Celery worker (it never gets a job, so no TensorFlow)
+def test_an_idle_once_worker_stops_instead_of_holding_its_gpu(
+    tmp_path: Path, redis_base_url: str
+) -> None:
+    """`atelier worker --once` with nothing to claim exits 0 after ``once_idle_seconds``."""
+    import time
+
+    from atelier.cli.processes import ManagedProcess, child_env
+
+    settings = Settings(
+        redis_url=f"{redis_base_url}/7",
+        train_queue="idle-train",
+        once_idle_seconds=3.0,
+        local_storage_dir=tmp_path / "objects",
+        worker_metrics_port=0,
+        metrics_dir=str(tmp_path / "metrics"),
+    )
+    started = time.monotonic()
+    worker = ManagedProcess(
+        "idle-once",
+        [sys.executable, "-m", "atelier.cli.main", "worker", "--queues", "train", "--once"],
+        {**child_env(settings), "PATH": os.environ["PATH"]},
+        tmp_path / "idle.log",
+    )
+    try:
+        worker.process.wait(timeout=120)
+    finally:
+        worker.stop()
+    log = (tmp_path / "idle.log").read_text()
+    assert worker.process.returncode == 0, log[-2000:]
+    assert "no job for" in log and time.monotonic() - started >= 3.0
+
+
 # Secrets of the compose deployment: empty in .env.example, made by deploy/make-env.sh.
 COMPOSE_SECRETS = (
     "REDIS_PASSWORD",

@@ -3,7 +3,8 @@ builds that command). Importing this module must stay cheap and TensorFlow-free.
 
 Hooks, not lines in the runner:
 - ``worker_ready`` (parent): start the reaper thread, and in a worker that serves the
-  webhooks queue the webhook router (``workers.webhook_router``).
+  webhooks queue the webhook router (``workers.webhook_router``); in a ``--once`` worker,
+  the idle exit (``workers.idle_exit``).
 - ``worker_shutting_down`` (parent): flag this process generation as draining, so its
   running job checkpoints and goes back to the queue at once instead of being waited on or
   killed. The flag names the generation, not the node: a worker restarted under the same
@@ -16,11 +17,14 @@ its first task (``workers.tasks.drain_on_sigterm`` says why not here).
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import redis
 from celery.signals import worker_ready, worker_shutting_down
+from celery.worker import state as worker_state
 
 from atelier.shared.jobs import JobStore, JobType, RetryPolicy
 from atelier.shared.kinds import KINDS, load_kind_plugins
@@ -31,6 +35,7 @@ from atelier.shared.queue import enqueue, make_celery, queue_for, queue_length
 from atelier.shared.redis_client import connect_quickly, redis_for
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectStore, make_object_store
+from atelier.workers.idle_exit import IdleExit
 from atelier.workers.metrics import preinitialise, serve
 from atelier.workers.reaper import ReaperThread
 from atelier.workers.tasks import GENERATION, register_tasks
@@ -76,8 +81,19 @@ def start_reaper_and_metrics(sender: Any = None, **_: Any) -> None:
     ReaperThread(jobs, settings, _send, waiting, _retention(client, jobs)).start()
     if _serves(settings.webhook_queue):
         _start_webhook_router(client)
+    if settings.exit_after_job and settings.once_idle_seconds > 0:
+        IdleExit(settings.once_idle_seconds, _holds_a_job, _stop_warmly).start()
     preinitialise(list(KINDS), [t.value for t in JobType])
     serve(settings)
+
+
+def _holds_a_job() -> bool:
+    """Whether this worker has a message it took and has not finished with."""
+    return bool(worker_state.reserved_requests or worker_state.active_requests)
+
+
+def _stop_warmly() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown: exit 0
 
 
 def _serves(queue: str) -> bool:
