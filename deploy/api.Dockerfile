@@ -1,9 +1,13 @@
-# The API image: Flask + gunicorn, no TensorFlow (`pip install .[api]`).
+# The API image: Flask + gunicorn, no TensorFlow (`pip install .[api]`). Also runs the
+# webhooks worker.
 #   docker build -f deploy/api.Dockerfile -t atelier-api .
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# Dependencies first, in a layer of their own: a change to the code keeps it.
+COPY pyproject.toml deploy/requirements.py ./
+RUN python requirements.py api > /tmp/requirements.txt && pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY api api
 COPY workers workers
 COPY shared shared
@@ -11,7 +15,7 @@ COPY cli cli
 # The import root: the client and the links that make the folders above atelier.*.
 COPY atelier atelier
 COPY src src
-RUN pip install ".[api]" && useradd --create-home atelier
+RUN pip install --no-deps . && useradd --create-home atelier
 COPY deploy/boot.sh /boot.sh
 USER atelier
 EXPOSE 8000

@@ -1,10 +1,19 @@
-# The worker image: TensorFlow and the model kinds. For NVIDIA GPUs build with
+# The worker image: TensorFlow and the model kinds. For NVIDIA GPUs build with CUDA
+# TensorFlow (compose's `gpu` profile does):
 #   docker build -f deploy/worker.Dockerfile --build-arg TF_EXTRA="tensorflow[and-cuda]" -t atelier-worker-gpu .
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 ARG TF_EXTRA=""
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=2
+# FluidSynth and the General MIDI soundfont: the melody kind renders its .wav with them.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm \
+  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# Dependencies first, in a layer of their own: a change to the code keeps it.
+COPY pyproject.toml deploy/requirements.py ./
+RUN python requirements.py worker > /tmp/requirements.txt \
+  && pip install -r /tmp/requirements.txt ${TF_EXTRA}
+COPY README.md ./
 COPY api api
 COPY workers workers
 COPY shared shared
@@ -12,7 +21,11 @@ COPY cli cli
 # The import root: the client and the links that make the folders above atelier.*.
 COPY atelier atelier
 COPY src src
-RUN pip install ".[worker]" ${TF_EXTRA} && useradd --create-home atelier
+# A cache the worker may write (the folk corpus, parsed once per machine: five minutes of
+# CPU): ATELIER_DATA_DIR/cache. Compose mounts a volume here that the workers share.
+RUN pip install --no-deps . && useradd --create-home atelier \
+  && mkdir -p /var/cache/atelier && chown atelier: /var/cache/atelier
+ENV ATELIER_DATA_DIR=/var/cache/atelier
 COPY deploy/boot.sh /boot.sh
 USER atelier
 EXPOSE 9808

@@ -141,7 +141,7 @@ def test_gpu_workers_are_checked_against_the_gpu_memory(
     found = estimate_textgen_train(
         TextgenTrainParams.model_validate(wide), JobFacts(dataset_count=300_000)
     )
-    assert GIB < found.memory_bytes and 4 * GIB < device_memory(found) < 16 * GIB
+    assert found.memory_bytes > GIB and 4 * GIB < device_memory(found) < 16 * GIB
     assert device_memory(found) > GPU_RUNTIME_BYTES
     for app in inprocess_api_for(settings):
         key = {"Authorization": f"Bearer {app.raw_key('erin')}"}
