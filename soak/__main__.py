@@ -83,7 +83,7 @@ def _isolated_worker(cluster: Cluster, disabled: bool) -> IsolatedWorker | None:
     redis_port = int(cluster.settings.redis_url.rsplit(":", 1)[1].split("/")[0])
     log = cluster.stack.data_dir / "logs" / "worker-isolated.log"
     cluster.stack.processes.append(
-        isolated.start(cluster.settings, redis_port, cluster.s3_port, log)
+        isolated.start(cluster.settings, redis_port, cluster.s3.port, log)
     )
     cluster.extra_metrics.append(isolated.metrics_url)
     return isolated

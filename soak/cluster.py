@@ -2,15 +2,15 @@
 
 An embedded stack as `atelier up` builds it (its own redis-server with an append-only file,
 the API under gunicorn, supervised), with two training workers and one generation worker
-under distinct node names, storing objects in an S3 server spoken to over HTTP (moto's, in
-this process, so it can be stopped and started again with its objects kept). The stack's
-supervisor restarts what a fault kills, as it does for an operator.
+under distinct node names, storing objects in an S3 server spoken to over HTTP (SeaweedFS's
+``weed mini``, with credentials of its own, stopped and started again on the same data
+with its objects kept). The stack's supervisor restarts what a fault kills, as it does for
+an operator.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import threading
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from moto.server import ThreadedMotoServer
 
 from atelier.cli.processes import ManagedProcess, free_port
+from atelier.cli.seaweedfs import SeaweedServer
 from atelier.cli.stack import EmbeddedStack
 from atelier.cli.supervisor import RestartPolicy
 from atelier.shared.auth import ApiKeyStore
@@ -38,8 +38,7 @@ class Cluster:
     root: Path
     stack: EmbeddedStack = field(init=False)
     settings: Settings = field(init=False)
-    s3: ThreadedMotoServer = field(init=False)
-    s3_port: int = field(init=False)
+    s3: SeaweedServer = field(init=False)
     restarts_said: list[str] = field(default_factory=list)
     extra_metrics: list[str] = field(default_factory=list)
     """/metrics URLs of workers the stack does not know (the partitioned node)."""
@@ -47,17 +46,16 @@ class Cluster:
     _supervising: threading.Thread | None = None
 
     def start(self) -> None:
-        self.s3_port = free_port()
-        self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
+        self.s3 = SeaweedServer(self.root / "seaweedfs", free_port(), "soak", "soak-secret")
         self.s3.start()
         base = Settings.from_env(
             {},
             data_dir=self.root / "stack",
             storage="s3",
-            s3_endpoint_url=f"http://127.0.0.1:{self.s3_port}",
+            s3_endpoint_url=self.s3.endpoint,
             s3_bucket="soak",
-            s3_access_key_id="soak",
-            s3_secret_access_key="soak",
+            s3_access_key_id=self.s3.access_key,
+            s3_secret_access_key=self.s3.secret_key,
             lease_seconds=LEASE_SECONDS,
             reaper_interval_seconds=0.5,
             lost_message_seconds=5.0,
@@ -72,7 +70,6 @@ class Cluster:
             reads_per_minute=60_000,
             reads_burst=10_000,
         )
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request lines
         # Faults kill children on purpose, often the same one: never give up on them here.
         policy = RestartPolicy(max_crashes=10_000, first_backoff_seconds=0.5, max_backoff_seconds=2)
         self.stack = EmbeddedStack(
@@ -138,11 +135,10 @@ class Cluster:
         self.process("api").signal_group(signal.SIGTERM)
 
     def stop_s3(self, seconds: float) -> None:
+        """Down for ``seconds`` after weed's ~1 s stop, and until it is ready again."""
         self.s3.stop()
         time.sleep(seconds)
-        # moto keeps its buckets in this process, so the new server has every object.
-        self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
-        self.s3.start()
+        self.s3.start()  # the same data directory and port: every object is still there
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -1,8 +1,9 @@
 """Long-job reliability with real processes: kill -9 a job process, SIGTERM a worker,
 restart redis-server, stop the S3 server.
 
-This module runs its own stack (its own redis-server, which it restarts, and its own S3
-server, which it stops) with short leases, and two training workers.
+This module runs its own stack (its own redis-server, which it restarts, and its own
+SeaweedFS S3 server, which it stops and starts again on the same data) with short leases,
+and two training workers.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from moto.server import ThreadedMotoServer
 
 from atelier.cli.processes import ManagedProcess, free_port, start_redis
+from atelier.cli.seaweedfs import SeaweedServer
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import ApiError, Client, Job, epoch_seconds
 from atelier.shared.auth import ApiKeyStore
@@ -28,7 +29,7 @@ from atelier.shared.jobs import JobType
 from atelier.shared.queue import enqueue, make_celery, queue_length
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, make_object_store
-from tests.conftest import TINY_TRAIN, s3_settings, wait_for
+from tests.conftest import TINY_TRAIN, s3_server, s3_settings, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -46,10 +47,8 @@ class ReliabilityStack:
     redis_process: ManagedProcess
     redis_dir: Path
     redis_port: int
-    s3: ThreadedMotoServer
-    s3_port: int
+    s3: SeaweedServer
     client: Client
-    s3_up: bool = True
     stopped_workers: frozenset[int] = frozenset()
     """Pids of workers a test sent SIGTERM (they may take a moment to exit)."""
 
@@ -62,13 +61,9 @@ class ReliabilityStack:
 
     def stop_s3(self) -> None:
         self.s3.stop()
-        self.s3_up = False
 
     def start_s3(self) -> None:
-        # moto keeps its buckets in this process, so a new server sees the same objects.
-        self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
-        self.s3.start()
-        self.s3_up = True
+        self.s3.start()  # the same data directory and port: every object is still there
 
     def stop_worker(self, pid: int) -> None:
         """SIGTERM a worker, as Kubernetes and docker stop do."""
@@ -78,7 +73,7 @@ class ReliabilityStack:
     def settle(self) -> None:
         """The state every test starts from, whatever ran before it: S3 up, no unfinished
         job of ours, and two training workers that were not told to stop."""
-        if not self.s3_up:
+        if not self.s3.running:
             self.start_s3()
         for status in ("queued", "running"):
             for job in self.client.jobs(status=status, limit=100)["data"]:
@@ -115,8 +110,7 @@ def rel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilityStack]:
     redis_process, redis_url = start_redis(
         Settings(), redis_dir, redis_port, redis_dir / "redis.log"
     )
-    s3_port = free_port()
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    s3 = s3_server(root / "seaweedfs")
     s3.start()
     base = Settings.from_env(
         {},
@@ -129,7 +123,7 @@ def rel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilityStack]:
         max_attempts=MAX_ATTEMPTS,
         retry_backoff_seconds=0.5,
         upload_retry_seconds=60,
-        **s3_settings(f"http://127.0.0.1:{s3_port}", "reliability"),
+        **s3_settings(s3.endpoint, "reliability"),
     )
     stack = EmbeddedStack(base, port=free_port(), external_redis_url=redis_url)
     settings = stack.start()
@@ -142,7 +136,6 @@ def rel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilityStack]:
         redis_dir,
         redis_port,
         s3,
-        s3_port,
         Client(settings.api_url, key, timeout=60),
     )
     try:
