@@ -127,6 +127,10 @@ def test_files_on_s3_redirect_to_a_presigned_url(s3_api: InProcessApi) -> None:
     assert requests.get(answer.headers["Location"], timeout=10).content == b"hello"
     missing = s3_api.http.get(s3_api.url("/v1/files/owners/dora/nope"), headers=headers)
     assert missing.status_code == 404
+    # SeaweedFS answers a HEAD of a folder 200 (AWS: 404); a folder is still no file.
+    for folder in ("owners/dora/jobs/", "owners/dora/jobs/job_1/a1/outputs/"):
+        answer = s3_api.http.get(s3_api.url(f"/v1/files/{folder}"), headers=headers)
+        assert answer.status_code == 404, folder
 
 
 def test_presigned_lifetime_is_capped() -> None:

@@ -22,8 +22,11 @@ def download_file(key: str) -> BaseResponse:
     store = unmetered(services().objects)
     parts = PurePosixPath(key).parts
     # "owners/me/../you/…" starts with my prefix but is not mine: refuse any dot segment.
-    if not key.startswith(ObjectLayout.owner_prefix(current_owner())) or any(
-        part in {"..", "."} for part in parts
+    # A folder ("…/jobs/") is no object, though some S3 servers (SeaweedFS) answer it 200.
+    if (
+        not key.startswith(ObjectLayout.owner_prefix(current_owner()))
+        or key.endswith("/")
+        or any(part in {"..", "."} for part in parts)
     ):
         raise NotFound(f"No object {key!r}.")
     if isinstance(store, LocalObjectStore):
