@@ -170,10 +170,10 @@ def test_kubernetes_manifests_validate_against_the_schemas(overlay: str | None) 
                 kubernetes_validate.validate(job, "1.30.0", strict=True)
             continue
         kubernetes_validate.validate(doc, "1.30.0", strict=True)
-    (job,) = [d for d in manifests() if d["kind"] == "ScaledJob"]
-    job["spec"]["scalingStrategy"] = {"stratgy": "accurate"}
+    (typo,) = [d for d in manifests() if d["kind"] == "ScaledJob"]
+    typo["spec"]["scalingStrategy"] = {"stratgy": "accurate"}
     with pytest.raises(jsonschema.ValidationError, match="stratgy"):  # a typo is refused
-        jsonschema.validate(job, SCHEMAS["ScaledJob"])
+        jsonschema.validate(typo, SCHEMAS["ScaledJob"])
 
 
 def test_keda_objects_scale_the_right_queues_and_never_kill_training() -> None:
