@@ -115,6 +115,7 @@ class Stack:
     env: dict[str, str]
     api: str
     s3_port: int
+    ha: bool
 
     def compose(self, *args: str, timeout: float = WAIT_SECONDS) -> str:
         done = subprocess.run(
@@ -180,7 +181,7 @@ def stack(request: pytest.FixtureRequest, podman: Podman) -> Iterator[Stack]:
         "--profile",
         "cpu",
     ]
-    stack = Stack(podman, argv, env, f"http://127.0.0.1:{api_port}", s3_port)
+    stack = Stack(podman, argv, env, f"http://127.0.0.1:{api_port}", s3_port, request.param)
     started = time.monotonic()
     stack.compose("build", *SERVICES)
     print(f"Atelier images built in {time.monotonic() - started:.0f} s")
@@ -267,6 +268,20 @@ def test_compose_trains_generates_and_serves_a_download(stack: Stack) -> None:
     assert presigned_download(stack, grid["url"])[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"key, train, generate, download: {time.monotonic() - started:.0f} s")
     assert_only_atelier_secrets(stack)
+    if stack.ha:
+        assert_through_the_sentinels(stack)
+
+
+def assert_through_the_sentinels(stack: Stack) -> None:
+    """Atelier went through the sentinels, and the replica holds what it wrote."""
+    env = stack.compose("exec", "-T", "api", "env")
+    assert "ATELIER_REDIS_URL=redis+sentinel://atelier:" in env
+    assert "ATELIER_REDIS_MIN_REPLICAS=1" in env
+    auth = ["--no-auth-warning", "--user", "atelier", "--pass", stack.env["REDIS_PASSWORD"]]
+    role = stack.compose("exec", "-T", "redis-replica", "redis-cli", *auth, "role")
+    assert role.split()[0] == "slave", role
+    keys = stack.compose("exec", "-T", "redis-replica", "redis-cli", *auth, "dbsize")
+    assert int(keys.split()[-1]) > 0
 
 
 def assert_only_atelier_secrets(stack: Stack) -> None:
