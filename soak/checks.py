@@ -7,32 +7,86 @@ import re
 import time
 import uuid
 from collections import Counter
+from typing import Protocol
 
+import redis
 import requests
 
-from atelier.client import Client
+from atelier.client import ApiError
 from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import JobStore
-from atelier.shared.models import ModelStore
+from atelier.shared.models import ModelRecord, ModelStore
+from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, make_object_store
-from soak.cluster import Cluster
 from soak.ledger import Entry, Ledger
+from soak.spread import SpreadClient
+from soak.writers import two_writers
 
 ATTEMPT = re.compile(r"\[attempt (\d+)\]")
 
 
-def check_all(cluster: Cluster, ledger: Ledger) -> None:
+class SoakCluster(Protocol):
+    """What the checks read: one host's stack (``soak.cluster``) or many hosts'
+    (``soak.hostcluster``)."""
+
+    settings: Settings
+
+    def redis(self) -> redis.Redis: ...
+
+    def api_key(self, owner: str) -> str: ...
+
+    def api_urls(self) -> list[str]: ...
+
+    def worker_metrics_urls(self) -> list[str]: ...
+
+
+def check_all(cluster: SoakCluster, ledger: Ledger) -> None:
     """Every check adds what it finds to ``ledger.violations``."""
     for entry in ledger.entries.values():
         if entry.final is None:
             ledger.violation(f"{entry.job_id} ({entry.job_type}) still unfinished after the drain")
+        if entry.cancel_answer == "canceled" and entry.final != "canceled":
+            ledger.violation(f"{entry.job_id} was answered canceled, then ended {entry.final}")
+    check_outcomes_kept(cluster, ledger)
     check_attempts_never_overlap(cluster, ledger)
     check_no_stale_objects(cluster, ledger)
     check_models(cluster, ledger)
+    check_one_writer_at_a_time(cluster, ledger)
     check_metrics(cluster, ledger)
 
 
-def check_attempts_never_overlap(cluster: Cluster, ledger: Ledger) -> None:
+def check_outcomes_kept(cluster: SoakCluster, ledger: Ledger) -> None:
+    """Each job ends as the driver was first shown it ending: status and model."""
+    store = JobStore(cluster.redis())
+    for entry in ledger.entries.values():
+        job = store.get(entry.job_id)
+        if entry.final in (None, "vanished"):
+            continue
+        if job is None:
+            ledger.violation(f"{entry.job_id} was shown {entry.final}, then vanished")
+        elif (job.status.value, job.model_id) != (entry.final, entry.model_id):
+            ledger.violation(
+                f"{entry.job_id} was shown {entry.final} (model {entry.model_id}), "
+                f"is {job.status.value} (model {job.model_id})"
+            )
+
+
+def check_one_writer_at_a_time(cluster: SoakCluster, ledger: Ledger) -> None:
+    """No finished job holds writes of two attempts (``soak.writers``)."""
+    store = JobStore(cluster.redis())
+    models = ModelStore(cluster.redis())
+    owned: dict[str, list[ModelRecord]] = {}
+    for entry in ledger.entries.values():
+        job = store.get(entry.job_id)
+        if job is None or not job.status.is_terminal():
+            continue
+        if job.owner not in owned:
+            owned[job.owner] = models.list_for_owner(job.owner, limit=100_000)[0]
+        for problem in two_writers(job, owned[job.owner]):
+            ledger.violation(problem)
+
+
+def check_attempts_never_overlap(cluster: SoakCluster, ledger: Ledger) -> None:
     """In each job's log, lines of attempt N never follow a line of a later attempt: once an
     attempt has started, no earlier one wrote again (fencing)."""
     store = JobStore(cluster.redis())
@@ -50,7 +104,7 @@ def check_attempts_never_overlap(cluster: Cluster, ledger: Ledger) -> None:
             ledger.violation(f"{entry.job_id}: log names attempt {max(attempts)} > {job.attempt}")
 
 
-def check_no_stale_objects(cluster: Cluster, ledger: Ledger) -> None:
+def check_no_stale_objects(cluster: SoakCluster, ledger: Ledger) -> None:
     """What a finished job's attempts stored is referenced by its record, except the older
     kept checkpoints of its last attempt and samples (those past ``max_listed_samples``
     are in storage only, listed by ``GET /v1/jobs/{id}/samples``)."""
@@ -65,13 +119,13 @@ def check_no_stale_objects(cluster: Cluster, ledger: Ledger) -> None:
             referenced.add(job.checkpoint.key)
         prefix = ObjectLayout.job_prefix(job.owner, job.id)
         for key in objects.list_keys(prefix):
-            attempt = int(key[len(prefix) + 1 :].split("/", 1)[0])
-            own_checkpoint = attempt == job.attempt and "/checkpoints/" in key
+            fence = (ObjectLayout.attempt_of(prefix, key) or (0, "?"))[1]
+            own_checkpoint = fence == job.fence and "/checkpoints/" in key
             if key not in referenced and not own_checkpoint and "/samples/" not in key:
-                ledger.violation(f"{job.id}: {key} left by attempt {attempt} of {job.attempt}")
+                ledger.violation(f"{job.id}: {key} left by {fence}, the job ended as {job.fence}")
 
 
-def check_models(cluster: Cluster, ledger: Ledger) -> None:
+def check_models(cluster: SoakCluster, ledger: Ledger) -> None:
     """Each succeeded training job has one model, named by its record, that generates; and
     no weights are stored for a model nobody recorded."""
     models = ModelStore(cluster.redis())
@@ -79,35 +133,41 @@ def check_models(cluster: Cluster, ledger: Ledger) -> None:
     trained = [
         e for e in ledger.entries.values() if e.job_type == "train" and e.final == "succeeded"
     ]
-    recorded = set()
+    recorded, found = set(), []
     for entry in trained:
         model = models.get(entry.model_id or "")
         if model is None or model.source_job_id != entry.job_id:
             ledger.violation(f"{entry.job_id} succeeded without its model {entry.model_id}")
             continue
         recorded.add(model.weights_key)
+        found.append(entry)
     for owner in {e.owner for e in ledger.entries.values()}:
         for key in objects.list_keys(f"owners/{owner}/models/"):
             if key not in recorded:
                 ledger.violation(f"weights {key} belong to no recorded model")
-    _generate_from_each(cluster, ledger, trained)
+    _generate_from_each(cluster, ledger, found)
 
 
-def _generate_from_each(cluster: Cluster, ledger: Ledger, trained: list[Entry]) -> None:
+def _generate_from_each(cluster: SoakCluster, ledger: Ledger, trained: list[Entry]) -> None:
     generated = {
         e.body.get("model_id")
         for e in ledger.entries.values()
         if e.job_type == "generate" and e.final == "succeeded"
     }
     clients = {
-        o: Client(cluster.settings.api_url, cluster.api_key(o)) for o in {e.owner for e in trained}
+        o: SpreadClient(cluster.api_urls(), cluster.api_key(o), ledger)
+        for o in {e.owner for e in trained}
     }
     waiting = []
     for entry in trained:
         if entry.model_id in generated:
             continue
         body = {"model_id": entry.model_id, "n": 2}
-        job = clients[entry.owner].submit("generate", "dcgan", body)
+        try:
+            job = clients[entry.owner].submit("generate", "dcgan", body)
+        except ApiError as exc:
+            ledger.violation(f"model {entry.model_id} of {entry.job_id} refused: {exc}")
+            continue
         ledger.accepted(
             Entry(job["id"], entry.owner, "generate", "dcgan", uuid.uuid4().hex, body, time.time())
         )
@@ -119,14 +179,20 @@ def _generate_from_each(cluster: Cluster, ledger: Ledger, trained: list[Entry]) 
             ledger.violation(f"model {entry.model_id} did not generate: {done['error']}")
 
 
-def check_metrics(cluster: Cluster, ledger: Ledger) -> None:
-    """Prometheus agrees with the ledger: jobs the API accepted, and attempts the workers
-    ended as succeeded (one per succeeded job)."""
-    text = requests.get(cluster.settings.api_url + "/metrics", timeout=10).text
-    submitted = _sum(text, "atelier_jobs_submitted_total")
-    if submitted != len(ledger.entries):
+def check_metrics(cluster: SoakCluster, ledger: Ledger) -> None:
+    """Prometheus agrees with the ledger: jobs the APIs accepted, and attempts the workers
+    ended as succeeded (one per succeeded job). A submit that got no 2xx may have made a
+    job and counted it (then lost it in a failover, so its retry made another): each may
+    add one to the APIs' count."""
+    submitted = sum(
+        _sum(requests.get(url + "/metrics", timeout=10).text, "atelier_jobs_submitted_total")
+        for url in cluster.api_urls()
+    )
+    accepted = len(ledger.entries)
+    if not accepted <= submitted <= accepted + ledger.unanswered_posts:
         ledger.violation(
-            f"atelier_jobs_submitted_total {submitted:g} != {len(ledger.entries)} accepted"
+            f"atelier_jobs_submitted_total {submitted:g}: {accepted} accepted, "
+            f"{ledger.unanswered_posts} submits unanswered"
         )
     succeeded = 0.0
     for url in cluster.worker_metrics_urls():

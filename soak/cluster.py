@@ -94,6 +94,9 @@ class Cluster:
     def api_key(self, owner: str) -> str:
         return ApiKeyStore(self.redis()).create(owner, name="soak")
 
+    def api_urls(self) -> list[str]:
+        return [self.settings.api_url]
+
     def worker_metrics_urls(self) -> list[str]:
         ports = self.stack.worker_metrics_ports.values()
         return [f"http://127.0.0.1:{port}/metrics" for port in ports] + self.extra_metrics

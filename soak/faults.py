@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from typing import Protocol
 
 from soak.cluster import LEASE_SECONDS, TRAIN_WORKERS, Cluster
 from soak.ledger import Fault, Ledger
@@ -24,6 +25,32 @@ KINDS = (
     "restart-api",
     "cut-network",
 )
+
+
+class JobProcesses(Protocol):
+    """A cluster whose running jobs' processes can be found and signalled."""
+
+    def running_job_pids(self) -> dict[str, int]: ...
+
+    def kill_job_process(self, pid: int) -> None: ...
+
+    def pause_job_process(self, pid: int, seconds: float) -> None: ...
+
+
+def job_process_fault(
+    cluster: JobProcesses, kind: str, rng: random.Random, pause_seconds: float
+) -> str | None:
+    """kill -9, or SIGSTOP for ``pause_seconds``, of a running job's process: the job's
+    id, or None when no job runs."""
+    running = cluster.running_job_pids()
+    if not running:
+        return None
+    job_id = rng.choice(sorted(running))
+    if kind == "kill-job-process":
+        cluster.kill_job_process(running[job_id])
+    else:  # past the lease, so the job moves on and the old process is fenced off
+        cluster.pause_job_process(running[job_id], pause_seconds)
+    return job_id
 
 
 class FaultInjector(threading.Thread):
@@ -54,14 +81,9 @@ class FaultInjector(threading.Thread):
     def inject(self, kind: str) -> Fault:
         started = time.time()
         if kind in ("kill-job-process", "pause-job-process"):
-            running = self.cluster.running_job_pids()
-            if not running:
+            job_id = job_process_fault(self.cluster, kind, self.rng, LEASE_SECONDS * 2.5)
+            if job_id is None:
                 return self.inject("restart-worker")
-            job_id = self.rng.choice(sorted(running))
-            if kind == "kill-job-process":
-                self.cluster.kill_job_process(running[job_id])
-            else:  # past the lease, so the job moves on and the old process is fenced off
-                self.cluster.pause_job_process(running[job_id], LEASE_SECONDS * 2.5)
             return Fault(kind, job_id, started)
         return Fault(kind, self._node_fault(kind), started)
 

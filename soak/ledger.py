@@ -25,6 +25,8 @@ class Entry:
     body: dict[str, Any]
     accepted_at: float
     cancel_requested: bool = False
+    cancel_answer: str | None = None
+    """The status a 2xx answer to its cancel named: ``canceled`` is a promise."""
     final: str | None = None
     final_at: float | None = None
     model_id: str | None = None
@@ -50,6 +52,18 @@ class Fault:
 
 
 @dataclass
+class Failover:
+    """The Redis primary lost (killed, or its host cut off) and another promoted."""
+
+    cause: str
+    started: float
+    promoted_after: float | None = None
+    """Seconds until the sentinels named a new primary (None: they never did)."""
+    confirmed_after: float | None = None
+    """Seconds until a write was confirmed by a replica again."""
+
+
+@dataclass
 class Ledger:
     entries: dict[str, Entry] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
@@ -58,6 +72,12 @@ class Ledger:
     cancels: int = 0
     progress_events: list[float] = field(default_factory=list)
     """Times at which a job was seen advancing or finishing (recovery is measured by it)."""
+    submit_waits: list[float] = field(default_factory=list)
+    """Seconds from each accepted submit's first send to its 2xx answer."""
+    unanswered_posts: int = 0
+    """Submits sent that got no 2xx (unreachable, 5xx), counted by ``soak.spread``: each
+    may have made a job that was never acknowledged, and counted it."""
+    failovers: list[Failover] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def accepted(self, entry: Entry) -> None:

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -62,7 +62,7 @@ class Workload(threading.Thread):
             return
         entry = self.rng.choice(mine)
         try:
-            self.clients[owner].cancel(entry.job_id)
+            answer = self.clients[owner].cancel(entry.job_id)
         except ApiError as exc:
             if exc.status != 409:  # 409: it finished first, which is fine
                 self.ledger.violation(f"cancel of {entry.job_id}: {exc}")
@@ -70,6 +70,7 @@ class Workload(threading.Thread):
         except UNREACHABLE:
             return
         entry.cancel_requested = True
+        entry.cancel_answer = answer["status"]
         self.ledger.cancels += 1
 
     def _replay(self, owner: str) -> None:
@@ -94,12 +95,12 @@ class Workload(threading.Thread):
     def _send(self, owner: str, job_type: str, body: dict[str, Any], key: str) -> str | None:
         """POST until answered (bounded: the soak's drain must end); the job id, or None if
         refused (4xx, recorded as a violation: the workload sends only valid bodies)."""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        while time.monotonic() < started + 120:
             try:
-                return self.clients[owner].submit(job_type, "dcgan", body, idempotency_key=key)[
-                    "id"
-                ]
+                job = self.clients[owner].submit(job_type, "dcgan", body, idempotency_key=key)
+                self.ledger.submit_waits.append(time.monotonic() - started)
+                return job["id"]
             except UNREACHABLE:
                 pass
             except ApiError as exc:
@@ -137,3 +138,31 @@ class Watcher(threading.Thread):
                     entry.final = "vanished"
                 continue
             self.ledger.observe(entry, dict(job))
+
+
+class FaultThread(Protocol):
+    stop_event: threading.Event
+
+    def start(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+def drive(ledger: Ledger, clients: dict[str, Client], faults: FaultThread, args: Any) -> None:
+    """The workload and the faults for ``args.minutes``, then the jobs drain (at most
+    ``args.drain_seconds``) while the watcher records how each ended."""
+    workload = Workload(ledger, clients, args.seed, args.jobs_per_minute)
+    watcher = Watcher(ledger, clients)
+    for thread in (workload, watcher, faults):
+        thread.start()
+    time.sleep(args.minutes * 60)
+    for stopping in (workload, faults):
+        stopping.stop_event.set()
+    for stopping in (workload, faults):
+        stopping.join()
+    deadline = time.monotonic() + args.drain_seconds
+    while ledger.active() and time.monotonic() < deadline:
+        time.sleep(1)
+    watcher.stop_event.set()
+    watcher.join()
+    watcher.poll_once()
