@@ -10,6 +10,12 @@ stopped for 10-30 s, the API restarted, and a worker node in its own network nam
 off for longer than a lease (where namespaces can be made). Then the faults stop, the jobs
 drain, and the invariants are checked against the driver's own ledger. Prints a table;
 exits 1 on any violation.
+
+    ./dev soak --hosts 3 --minutes 30
+
+runs it across three hosts made of network namespaces instead (``soak.hosts_soak``):
+Redis through Sentinel, failovers, hosts cut off whole. It needs root; without, it says
+why and exits 2.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 from atelier.client import Client
@@ -29,7 +34,8 @@ from soak.cluster import Cluster
 from soak.faults import FaultInjector, measure_recovery
 from soak.ledger import Ledger
 from soak.netns import IsolatedWorker
-from soak.workload import OWNERS, Watcher, Workload
+from soak.report import report
+from soak.workload import OWNERS, drive
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,13 +53,30 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--drain-seconds", type=float, default=240.0)
     parser.add_argument("--no-netns", action="store_true", help="skip the partitioned node")
+    parser.add_argument(
+        "--hosts", type=int, choices=(1, 3), default=1, help="3: the cluster soak (needs root)"
+    )
+    parser.add_argument("--faults", default="", help="comma list: only these faults (--hosts 3)")
+    parser.add_argument(
+        "--keep", default="", help="keep data and logs in this directory (--hosts 3)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the cluster (and any namespace) is always torn down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    ledger, text = soak(parse(argv))
+    args = parse(argv)
+    if args.hosts == 1:
+        ledger, text = soak(args)
+    else:
+        from soak.hosts_soak import soak_hosts
+
+        try:
+            ledger, text = soak_hosts(args)
+        except (RuntimeError, ValueError) as exc:
+            print(f"soak: {exc}", file=sys.stderr)
+            return 2
     print(text)
     return 1 if ledger.violations else 0
 
@@ -93,65 +116,10 @@ def _run(
     cluster: Cluster, ledger: Ledger, args: argparse.Namespace, isolated: IsolatedWorker | None
 ) -> None:
     clients = {o: Client(cluster.settings.api_url, cluster.api_key(o), timeout=10) for o in OWNERS}
-    workload = Workload(ledger, clients, args.seed, args.jobs_per_minute)
-    watcher = Watcher(ledger, clients)
     faults = FaultInjector(cluster, ledger, args.seed, tuple(args.fault_every), isolated)
-    for thread in (workload, watcher, faults):
-        thread.start()
-    time.sleep(args.minutes * 60)
-    for thread in (workload, faults):
-        thread.stop_event.set()
-    for thread in (workload, faults):
-        thread.join()
-    deadline = time.monotonic() + args.drain_seconds
-    while ledger.active() and time.monotonic() < deadline:
-        time.sleep(1)
-    watcher.stop_event.set()
-    watcher.join()
-    watcher.poll_once()
+    drive(ledger, clients, faults, args)
     measure_recovery(ledger)
     check_all(cluster, ledger)
-
-
-def report(ledger: Ledger, seconds: float, restarts: list[str]) -> str:
-    outcomes = ledger.outcomes()
-    lost = sum(1 for e in ledger.entries.values() if e.final in (None, "vanished"))
-    twice = sum(1 for v in ledger.violations if "earlier attempt wrote" in v)
-    recovered = [f.recovered - f.ended for f in ledger.faults if f.recovered is not None]
-    lines = [
-        f"## Chaos soak: {seconds / 60:.1f} min, {len(ledger.entries)} jobs, "
-        f"{len(ledger.faults)} faults, {len(restarts)} supervised restarts",
-        "",
-        "| Jobs | succeeded | failed | canceled | expired | unfinished |",
-        "|---|---|---|---|---|---|",
-    ]
-    for job_type in ("train", "generate"):
-        row = [outcomes[(job_type, s)] for s in ("succeeded", "failed", "canceled", "expired")]
-        unfinished = outcomes[(job_type, "unfinished")] + outcomes[(job_type, "vanished")]
-        lines.append(f"| {job_type} | " + " | ".join(map(str, row)) + f" | {unfinished} |")
-    lines += ["", "| Fault | count |", "|---|---|"]
-    for kind, count in sorted(Counter(f.kind for f in ledger.faults).items()):
-        lines.append(f"| {kind} | {count} |")
-    unrecovered = sum(1 for f in ledger.faults if f.recovered is None)
-    reasons = Counter(
-        (e.error or "?").split(":", 1)[0] for e in ledger.entries.values() if e.final == "failed"
-    )
-    lines += [
-        "",
-        "Failed jobs by error: " + (", ".join(f"{k} {v}" for k, v in reasons.items()) or "none"),
-    ]
-    lines += [
-        "",
-        f"- cancels accepted: {ledger.cancels}; idempotent re-submits: {ledger.replays}",
-        f"- lost: {lost}; run twice: {twice}",
-        "- worst time from a fault's end to progress: "
-        + (f"{max(recovered):.1f} s" if recovered else "n/a")
-        + f" (median {sorted(recovered)[len(recovered) // 2]:.1f} s)" * bool(recovered)
-        + (f"; {unrecovered} faults with no progress after them" if unrecovered else ""),
-        f"- violations: {len(ledger.violations)}",
-    ]
-    lines += [f"  - {v}" for v in ledger.violations[:50]]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

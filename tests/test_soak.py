@@ -1,13 +1,17 @@
-"""The chaos soak: a short seeded run in the suite (the README has a full one), and the
-ledger's checks shown to catch what they look for."""
+"""The chaos soak: short seeded runs in the suite, on one host and across three (the
+README has full ones), and the ledger's checks shown to catch what they look for (the
+cluster soak's two-writers check has its own tests: test_soak_writers.py)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from soak.__main__ import parse, soak
+from soak.hosts import unavailable
+from soak.hosts_soak import soak_hosts
 from soak.ledger import Entry, Ledger
 
 
@@ -54,3 +58,23 @@ def test_a_short_soak_holds_every_invariant() -> None:
     assert len(ledger.faults) >= 5 and len(ledger.entries) >= 15, report
     assert all(e.final in ("succeeded", "failed", "canceled") for e in ledger.entries.values())
     assert any(e.final == "succeeded" and e.job_type == "generate" for e in ledger.entries.values())
+
+
+@pytest.mark.slow
+def test_a_short_cluster_soak_across_three_hosts_holds_every_invariant() -> None:
+    """Three hosts of network namespaces; the seed's first faults are kill -9 of the
+    primary, a host cut off, a SeaweedFS restart and a job process killed. Within 3 min."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(f"the cluster soak needs network namespaces, and here {reason}")
+    faults = "kill-primary,cut-host,restart-sentinel,restart-s3,kill-job-process"
+    short = ["--minutes", "1.25", "--fault-every", "4", "7", "--drain-seconds", "45"]
+    args = parse(["--hosts", "3", "--seed", "19", *short, "--faults", faults])
+    started = time.monotonic()
+    ledger, report = soak_hosts(args)
+    print(report)
+    assert ledger.violations == [], report
+    assert len(ledger.failovers) >= 1 and len(ledger.faults) >= 3, report
+    assert all(e.final in ("succeeded", "failed", "canceled") for e in ledger.entries.values())
+    assert any(e.final == "succeeded" and e.job_type == "train" for e in ledger.entries.values())
+    assert time.monotonic() - started < 180, report
