@@ -1,6 +1,11 @@
 """Redis going away under a request (a failover, a restart) and writes too few replicas
 confirmed: both are 503s with ``Retry-After``, never 500s, and the process keeps serving.
 
+A read that shows a job's outcome (a terminal status, its model, its outputs) is held to
+the same rule as a write: a primary cut off from its replica keeps taking writes from the
+processes beside it, a worker's finish among them, and a failover throws them away; a
+client shown that outcome would act on one the job never had.
+
 Each request's Redis client retries for ``ATELIER_REDIS_FAILOVER_WAIT_SECONDS`` first
 (``api.services``), so a failover shorter than that is only a slow answer.
 """
@@ -10,7 +15,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 from atelier.api.problems import problem_response
 from atelier.api.services import services
@@ -45,13 +50,20 @@ def _redis_refused(exc: redis.ResponseError) -> Response:
     return problem_response(ProblemError("The server failed; the error has been logged."))
 
 
+def outcome_shown() -> None:
+    """This answer shows a job's outcome: ``confirm_writes`` sends it only once the
+    replicas hold it."""
+    g.atelier_outcome_shown = True
+
+
 def confirm_writes(response: Response) -> Response:
-    """A write answered 2xx or 3xx only once enough replicas hold it
-    (``shared.durability``); else the answer becomes a 503."""
-    if request.method not in WRITE_METHODS or response.status_code >= 400:
+    """A write, or an answer showing an outcome, answered 2xx or 3xx only once enough
+    replicas hold it (``shared.durability``); else the answer becomes a 503."""
+    shows_outcome = bool(g.get("atelier_outcome_shown"))
+    if (request.method not in WRITE_METHODS and not shows_outcome) or response.status_code >= 400:
         return response
     try:
-        services().durability.confirm()
+        services().durability.confirm("The job's outcome" if shows_outcome else "The write")
     except NotReplicated as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         return problem_response(exc)

@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from flask import url_for
 
+from atelier.api.durability import outcome_shown
 from atelier.api.schemas import (
     ErrorOut,
     JobOut,
@@ -53,6 +54,8 @@ def present_output(output: OutputRef, files_route: str | None = None) -> OutputO
 
 
 def present_job(job: Job) -> JobOut:
+    if job.status.is_terminal():
+        outcome_shown()
     progress = job.progress
     files_route = _files_route() if job.outputs else None
     return JobOut(
@@ -92,6 +95,7 @@ def present_job(job: Job) -> JobOut:
 
 
 def present_model(model: ModelRecord) -> ModelOut:
+    outcome_shown()  # a model is a training job's outcome
     grid = model.samples[-1] if model.samples else None
     return ModelOut(
         id=model.id,
