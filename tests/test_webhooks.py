@@ -179,3 +179,29 @@ def test_a_job_canceled_before_it_ran_is_told_completed(hooks: Hooks) -> None:
     (request,) = hooks.receiver.requests  # no start: it never ran
     body = Webhook(hooks.secret()).verify(request.body, request.headers)
     assert (body["event"], body["status"], body["attempt"]) == ("completed", "canceled", 0)
+
+
+def test_completed_waits_for_the_replicas_to_hold_the_finish(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finish no replica confirms (this Redis has none; with ATELIER_REDIS_MIN_REPLICAS=1
+    it plays a primary cut off from its replica) is not told to the receiver: the other
+    events are, and ``completed`` comes once the finish is held (here: once the router no
+    longer needs a replica)."""
+    job = hooks.submit(webhook=hooks.receiver.url)
+    run_job(hooks, job["id"])
+    strict = hooks.api.settings.replace(redis_min_replicas=1, redis_replica_wait_seconds=0.05)
+    hooks.router = WebhookRouter(hooks.api.redis, strict, api_renderer(strict), hooks.sent.append)
+    hooks.route()
+    time.sleep(0.6)
+    hooks.route()
+    hooks.send_all()
+    assert "completed" not in events_of(hooks.receiver.requests)
+    assert "start" in events_of(hooks.receiver.requests)
+    monkeypatch.setattr(webhook_router, "STALE_SECONDS", 0.0)
+    hooks.router = WebhookRouter(
+        hooks.api.redis, hooks.api.settings, api_renderer(hooks.api.settings), hooks.sent.append
+    )
+    hooks.route()
+    hooks.send_all()
+    assert events_of(hooks.receiver.requests).count("completed") == 1

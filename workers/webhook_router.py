@@ -19,6 +19,12 @@ log                                 logs: at most one per job every
 end                                 completed
 =================================  ===========
 
+A ``completed`` delivery is recorded only once ``ATELIER_REDIS_MIN_REPLICAS`` replicas hold
+the job's finish (``shared.durability``): a finish made on a primary cut off from its
+replicas is thrown away when that primary is demoted, and the receiver would have been told
+of an outcome the job never had. Until then its event stays unacknowledged and comes back
+after ``STALE_SECONDS``.
+
 Each delivery's body is rendered once, here: the job's JSON as ``GET /v1/jobs/{id}``
 returns it (status fields as of the event), plus ``event`` and, for ``logs``, ``logs``.
 Every attempt sends that same body under the same ``webhook-id``.
@@ -40,6 +46,8 @@ from typing import Any, cast
 
 import redis
 
+from atelier.shared.durability import Durability
+from atelier.shared.errors import NotReplicated
 from atelier.shared.events import Event, EventType, parse_entry
 from atelier.shared.job_logs import JobLogs
 from atelier.shared.job_records import Job, JobStatus, WebhookEvent
@@ -82,6 +90,9 @@ class WebhookRouter:
         self.jobs = JobStore(client, keys)
         self.logs = JobLogs(client, settings.job_log_lines, keys)
         self.store = WebhookStore(client, keys)
+        self.durability = Durability(
+            client, settings.redis_min_replicas, settings.redis_replica_wait_seconds, keys
+        )
         self._logs_sent: dict[str, float] = {}
         self._logs_owed: dict[str, float] = {}
         self._next_sweep = 0.0
@@ -98,6 +109,9 @@ class WebhookRouter:
                 self._route(parse_entry(entry_id, fields))
             except redis.RedisError:
                 raise  # not acknowledged: routed again once Redis answers
+            except NotReplicated as exc:
+                log.info("webhook router: event %r held: %s", entry_id, exc)
+                continue  # not acknowledged: claimed again after STALE_SECONDS
             except Exception:
                 # An event we cannot read would otherwise come back forever (XAUTOCLAIM).
                 log.exception("webhook router: event %r skipped", entry_id)
@@ -164,6 +178,8 @@ class WebhookRouter:
             self.deliver(job, WebhookEvent.LOGS)
         if not hears(job, webhook_event):
             return
+        if webhook_event is WebhookEvent.COMPLETED:
+            self.durability.confirm("The job's finish")
         if webhook_event is WebhookEvent.LOGS:
             self._logs_arrived(job)
         else:
