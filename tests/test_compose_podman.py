@@ -160,6 +160,7 @@ def stack(request: pytest.FixtureRequest, podman: Podman) -> Iterator[Stack]:
     env = {
         **podman.env,
         "COMPOSE_PROJECT_NAME": f"atelier-test-{os.getpid()}",
+        "COMPOSE_PROFILES": "cpu",  # over a developer's .env, if there is one
         "API_PORT": str(api_port),
         "S3_PORT": str(s3_port),
         **{
