@@ -269,6 +269,9 @@ def test_compose_trains_generates_and_serves_a_download(stack: Stack) -> None:
     assert presigned_download(stack, grid["url"])[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"key, train, generate, download: {time.monotonic() - started:.0f} s")
     assert_only_atelier_secrets(stack)
+    melody_audio = "fluidsynth --version && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2"
+    cache = 'touch "$ATELIER_DATA_DIR/cache-probe"'  # the shared cache volume is writable
+    stack.compose("exec", "-T", "worker-cpu", "sh", "-c", f"{melody_audio} && {cache}")
     if stack.ha:
         assert_through_the_sentinels(stack)
 
