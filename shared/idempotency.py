@@ -3,7 +3,8 @@
 A submit reserves the key for its job id before it creates the job. If the creation fails
 with Redis away (a failover), the release of the key may fail too: the key then names a job
 that was never made. A retry of that submit, within ``ADOPT_SECONDS`` of the reservation,
-creates the job under the reserved id (``adoptable``) instead of calling it deleted."""
+creates the job under the reserved id (``adoptable``), unless the job was made and then
+deleted by its owner (``forget_job`` leaves a mark for the key's lifetime): that is a 409."""
 
 from __future__ import annotations
 
@@ -66,6 +67,13 @@ class IdempotencyStore:
                 errors=[{"field": "Idempotency-Key", "message": "reused with another body"}],
             )
         return earlier
+
+    def was_deleted(self, job_id: str) -> bool:
+        return bool(self._redis.exists(self._keys.deleted_job(job_id)))
+
+    def forget_job(self, job_id: str) -> None:
+        """An owner deleted ``job_id``: a key naming it must not make it again."""
+        self._redis.set(self._keys.deleted_job(job_id), "1", ex=KEY_LIFETIME_SECONDS)
 
     def release(self, owner: str, key: str) -> None:
         """Forget a key whose job could not be created, so a retry can succeed."""

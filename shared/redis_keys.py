@@ -74,6 +74,9 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:webhooks:due                zset   pending delivery ids scored by when to try next;
                                            the webhooks worker's sweep sends the due ones
     {p}:owner:{owner}:webhook-secret string the owner's signing secret ``whsec_<base64>``
+    {p}:deleted-job:{job_id}        string set when an owner's job is deleted (24 h): a submit's
+                                           Idempotency-Key naming it is a 409, not a job
+                                           to make again (shared.idempotency)
     {p}:durable                     string a counter each acknowledgement bumps before its
                                            WAIT: a write on the WAIT's own connection that
                                            comes after every write it vouches for
@@ -125,6 +128,9 @@ class RedisKeys:
     @property
     def events_wake(self) -> str:
         return f"{self.prefix}:events:wake"
+
+    def deleted_job(self, job_id: str) -> str:
+        return f"{self.prefix}:deleted-job:{job_id}"
 
     @property
     def durable(self) -> str:

@@ -128,7 +128,7 @@ def _await_created(earlier: IdempotencyRecord) -> Job | None:
         if job is not None:
             return job
         time.sleep(0.05)
-    if earlier.adoptable():
+    if earlier.adoptable() and not services().idempotency.was_deleted(earlier.job_id):
         log.warning("adopting %s: its submit failed before creating it", earlier.job_id)
         return None
     raise Conflict(

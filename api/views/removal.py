@@ -23,6 +23,7 @@ def delete_finished_job(job_id: str) -> tuple[str, int]:
     svc = services()
     job = owned_job(job_id)
     delete_job(svc.jobs, svc.models, svc.objects, job)
+    svc.idempotency.forget_job(job.id)
     for dataset in [job.params.get("dataset")]:
         if isinstance(dataset, str):
             svc.datasets.remove_user(dataset, job.id)
