@@ -33,12 +33,17 @@ from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, ObjectStore, make_object_store
-from atelier.workers.context import JobContext
+from atelier.workers.context import PROCESS_DRAINING, JobContext
 from atelier.workers.kinds.base import ModelKind
 from atelier.workers.metrics import MetricsObserver
 from atelier.workers.uploads import PatientReads, patiently
 
 log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 60.0
+"""How long a job process waits, after a finish the replicas did not confirm, to learn
+whether it stands: longer than a failover and a cut-off primary's rejoining (about 30 s in
+the cluster soak)."""
 
 # Failures that may not recur: a service was briefly away. Everything else is permanent.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -141,6 +146,8 @@ class JobRunner:
         outcome: JobStatus | None = None
         try:
             outcome = self._attempt(job, ctx)
+            if self._finished is not None and not self._finish_durable:
+                outcome = self._settle(job, ctx, outcome)
             return outcome
         finally:
             self.busy = False
@@ -232,6 +239,32 @@ class JobRunner:
             # (``_tidy``); a finish the failover loses runs the job again from its checkpoint.
             log.warning("%s: the %s finish was not confirmed by the replicas", job.id, status)
         return status
+
+    def _settle(self, job: Job, ctx: JobContext, outcome: JobStatus | None) -> JobStatus | None:
+        """A finish the replicas did not confirm: wait (at most ``SETTLE_SECONDS``) until
+        writes are confirmed again, then read whether it stands. It may not: made on a
+        primary cut off from its replica, it was thrown away when that node rejoined as a
+        replica. Then the job goes back to the queue if this attempt still holds it, and
+        this attempt counts as fenced off (None): its objects and its model's weights go,
+        and its success is not counted. Still unknown at the deadline, or when the process
+        is told to stop, all is kept."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while not self.durability.confirmed():
+            if time.monotonic() > deadline or PROCESS_DRAINING.is_set():
+                log.warning("%s: still unconfirmed after %.0f s", job.id, SETTLE_SECONDS)
+                return outcome
+            time.sleep(1.0)
+        try:
+            current = self.jobs.get(job.id)
+            if current is not None and current.fence == ctx.fence:
+                if current.status.is_terminal():
+                    self._finish_durable = True
+                    return outcome
+                self.jobs.requeue(job.id, fence=ctx.fence)
+        except redis.RedisError:
+            return outcome
+        log.warning("%s: the %s finish was taken back by a failover", job.id, outcome)
+        return None
 
     def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus | None:
         plugin = self.kind(job.kind)
