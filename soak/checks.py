@@ -133,15 +133,16 @@ def check_models(cluster: SoakCluster, ledger: Ledger) -> None:
     trained = [
         e for e in ledger.entries.values() if e.job_type == "train" and e.final == "succeeded"
     ]
-    recorded, found = set(), []
+    found = []
     for entry in trained:
         model = models.get(entry.model_id or "")
         if model is None or model.source_job_id != entry.job_id:
             ledger.violation(f"{entry.job_id} succeeded without its model {entry.model_id}")
             continue
-        recorded.add(model.weights_key)
         found.append(entry)
     for owner in {e.owner for e in ledger.entries.values()}:
+        owned = models.list_for_owner(owner, limit=100_000)[0]
+        recorded = {model.weights_key for model in owned}
         for key in objects.list_keys(f"owners/{owner}/models/"):
             if key not in recorded:
                 ledger.violation(f"weights {key} belong to no recorded model")

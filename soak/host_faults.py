@@ -79,11 +79,21 @@ class HostFaultInjector(threading.Thread):
         return self.cluster.group
 
     def run(self) -> None:
+        """Faults until stopped, each logged as it ends; one that cannot be made (the
+        sentinels never agree) is a violation and ends the faults: what follows would
+        not be the cluster the soak describes."""
         while not self.stop_event.wait(self.rng.uniform(*self.every)):
-            fault = self.inject(self.rng.choice(self.kinds))
+            kind = self.rng.choice(self.kinds)
+            try:
+                fault = self.inject(kind)
+            except Exception as exc:
+                self.ledger.violation(f"fault {kind} could not be made: {exc!r}")
+                return
             fault.ended = time.time()
             with self.ledger.lock:
                 self.ledger.faults.append(fault)
+            took = fault.ended - fault.started
+            print(f"soak: {fault.kind} {fault.target} ({took:.0f} s)", flush=True)
 
     def inject(self, kind: str) -> Fault:
         started = time.time()

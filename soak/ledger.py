@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
+STALE_SECONDS = 5.0
+"""After writes are confirmed again, how long a reader may still see a failover's
+before-and-after (an API's pooled connection to the demoted primary, resyncing)."""
 
 
 @dataclass
@@ -34,6 +37,8 @@ class Entry:
     """``type: message`` of a failed job."""
     last_step: int = 0
     last_checkpoint: int = 0
+    checkpoint_seen_at: float = 0.0
+    """When ``last_checkpoint`` was first seen."""
     last_attempt: int = 0
 
     @property
@@ -78,6 +83,8 @@ class Ledger:
     """Submits sent that got no 2xx (unreachable, 5xx), counted by ``soak.spread``: each
     may have made a job that was never acknowledged, and counted it."""
     failovers: list[Failover] = field(default_factory=list)
+    rewound_by_failovers: set[str] = field(default_factory=set)
+    """Jobs seen going back past a checkpoint while a failover was under way."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def accepted(self, entry: Entry) -> None:
@@ -102,7 +109,13 @@ class Ledger:
 
     def observe(self, entry: Entry, job: dict[str, Any]) -> None:
         """One poll of a job: terminal once and for ever; training steps never go back
-        further than the checkpoint seen before."""
+        further than the checkpoint seen before, unless a failover came between.
+
+        Replication is asynchronous and only claims, finishes and what the API answers
+        2xx wait for a replica: a checkpoint pointer or a progress write the primary took
+        may be gone after a failover, and a primary cut off from its replica shows the
+        processes beside it its own progress until it rejoins. So a failover may rewind a
+        running job to an earlier checkpoint; such jobs are counted, not violations."""
         now = time.time()
         status = job["status"]
         if entry.final is not None:
@@ -111,19 +124,34 @@ class Ledger:
             return
         step, checkpoint = job["progress"]["step"], job["checkpoint_step"] or 0
         if step < entry.last_step and step < entry.last_checkpoint:
-            self.violation(
-                f"{entry.job_id} went back from step {entry.last_step} to {step}, past its "
-                f"checkpoint at {entry.last_checkpoint} (attempt {job['attempt']})"
-            )
+            if self.failover_since(entry.checkpoint_seen_at, now):
+                self.rewound_by_failovers.add(entry.job_id)
+            else:
+                self.violation(
+                    f"{entry.job_id} went back from step {entry.last_step} to {step}, past its "
+                    f"checkpoint at {entry.last_checkpoint} (attempt {job['attempt']})"
+                )
         if step > entry.last_step or status in TERMINAL:
             with self.lock:
                 self.progress_events.append(now)
+        if checkpoint > entry.last_checkpoint:
+            entry.checkpoint_seen_at = now
         entry.last_step, entry.last_checkpoint = step, max(checkpoint, entry.last_checkpoint)
         entry.last_attempt = job["attempt"]
         if status in TERMINAL:
             entry.final, entry.final_at, entry.model_id = status, now, job["model_id"]
             if job.get("error"):
                 entry.error = f"{job['error']['type']}: {job['error']['message']}"
+
+    def failover_since(self, since: float, now: float) -> bool:
+        """A failover was under way at some time from ``since`` to ``now``: until writes
+        were confirmed again, and ``STALE_SECONDS`` after."""
+        for failover in self.failovers:
+            settled = failover.confirmed_after
+            ended = failover.started + (settled if settled is not None else now) + STALE_SECONDS
+            if failover.started <= now and ended >= since:
+                return True
+        return False
 
     def outcomes(self) -> Counter[tuple[str, str]]:
         with self.lock:

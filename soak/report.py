@@ -60,6 +60,8 @@ def failover_lines(ledger: Ledger) -> list[str]:
     waits = sorted(ledger.submit_waits)
     causes = Counter(f.cause.split(" ", 1)[0] for f in ledger.failovers)
     return [
+        f"- jobs rewound past a checkpoint by a failover (unconfirmed progress lost): "
+        f"{len(ledger.rewound_by_failovers)}",
         f"- failovers: {len(ledger.failovers)} ("
         + ", ".join(f"{cause} {n}" for cause, n in sorted(causes.items()))
         + f"); replica promoted after {_spread(promoted)}",

@@ -12,7 +12,7 @@ import pytest
 from soak.__main__ import parse, soak
 from soak.hosts import unavailable
 from soak.hosts_soak import soak_hosts
-from soak.ledger import Entry, Ledger
+from soak.ledger import Entry, Failover, Ledger
 
 
 def poll(
@@ -45,6 +45,24 @@ def test_the_ledger_sees_a_terminal_state_change() -> None:
     assert ledger.violations == []
     ledger.observe(entry, poll(0, None, "failed"))
     assert ledger.violations == ["job_2 was succeeded, then failed"]
+
+
+def test_only_a_failover_may_rewind_a_job_past_its_checkpoint() -> None:
+    """Progress and checkpoint pointers are not confirmed by a replica: a failover may
+    lose the newest. Across one, a rewind is counted; with none under way, it is a
+    violation."""
+    ledger = Ledger()
+    rewound = Entry("job_3", "ana", "train", "dcgan", "k", {}, 0.0)
+    ledger.observe(rewound, poll(60, 50))
+    ledger.failovers.append(Failover("kill-primary", time.time(), 3.0, None))
+    ledger.observe(rewound, poll(10, None))
+    assert ledger.violations == [] and ledger.rewound_by_failovers == {"job_3"}
+
+    ledger.failovers[0] = Failover("kill-primary", time.time() - 100, 3.0, 5.0)  # long over
+    later = Entry("job_4", "ana", "train", "dcgan", "k", {}, 0.0)
+    ledger.observe(later, poll(60, 50))
+    ledger.observe(later, poll(10, None))
+    assert ledger.violations and "job_4 went back from step 60 to 10" in ledger.violations[0]
 
 
 @pytest.mark.slow
