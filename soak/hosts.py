@@ -63,8 +63,8 @@ class Host:
     number: int
     namespace: str
     address: str
-    port: str
-    """The host's end of its link on the bridge (in the root namespace)."""
+    link: str
+    """The bridge's end of the host's link (in the root namespace)."""
 
     @property
     def name(self) -> str:
@@ -118,10 +118,10 @@ class HostNetwork:
         )
         inside = f"{self.bridge}n{number}"
         run_ip("netns", "add", host.namespace)
-        run_ip("link", "add", host.port, "type", "veth", "peer", "name", inside)
+        run_ip("link", "add", host.link, "type", "veth", "peer", "name", inside)
         run_ip("link", "set", inside, "netns", host.namespace)
-        run_ip("link", "set", host.port, "master", self.bridge)
-        run_ip("link", "set", host.port, "up")
+        run_ip("link", "set", host.link, "master", self.bridge)
+        run_ip("link", "set", host.link, "up")
         for args in (
             ("addr", "add", f"{host.address}/24", "dev", inside),
             ("link", "set", inside, "up"),
@@ -132,10 +132,10 @@ class HostNetwork:
 
     def cut(self, host: Host) -> None:
         """The host's link down: it reaches no other host, and nothing reaches it."""
-        run_ip("link", "set", host.port, "down")
+        run_ip("link", "set", host.link, "down")
 
     def restore(self, host: Host) -> None:
-        run_ip("link", "set", host.port, "up")
+        run_ip("link", "set", host.link, "up")
 
     def teardown(self) -> None:
         """Kill what still runs in our namespaces, then delete them and the bridge (their
@@ -151,9 +151,7 @@ def free_subnet() -> ipaddress.IPv4Network:
     """A /24 of ``SUBNETS`` that no address or route of this machine touches."""
     taken = _routes_and_addresses()
     for subnet in SUBNETS.subnets(new_prefix=24):
-        if subnet.network_address.packed[2] >= 20 and not any(
-            subnet.overlaps(other) for other in taken
-        ):
+        if not any(subnet.overlaps(other) for other in taken):
             return subnet
     raise RuntimeError(f"no free /24 left in {SUBNETS}")
 
