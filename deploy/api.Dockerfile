@@ -5,9 +5,9 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 # Dependencies first, in a layer of their own: a change to the code keeps it.
-COPY pyproject.toml deploy/requirements.py ./
-RUN python requirements.py api > /tmp/requirements.txt && pip install -r /tmp/requirements.txt
-COPY README.md ./
+COPY requirements/api.lock /tmp/requirements.lock
+RUN pip install --require-hashes -r /tmp/requirements.lock
+COPY pyproject.toml README.md ./
 COPY api api
 COPY workers workers
 COPY shared shared

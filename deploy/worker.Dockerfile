@@ -1,8 +1,8 @@
-# The worker image: TensorFlow and the model kinds. For NVIDIA GPUs build with CUDA
-# TensorFlow (compose's `gpu` profile does):
-#   docker build -f deploy/worker.Dockerfile --build-arg TF_EXTRA="tensorflow[and-cuda]" -t atelier-worker-gpu .
+# The worker image: TensorFlow and the model kinds, every package from a lock file (pinned,
+# with hashes). For NVIDIA GPUs build with CUDA TensorFlow (compose's `gpu` profile does):
+#   docker build -f deploy/worker.Dockerfile --build-arg LOCK=worker-gpu -t atelier-worker-gpu .
 FROM python:3.11-slim-bookworm
-ARG TF_EXTRA=""
+ARG LOCK=worker
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=2
 # FluidSynth and the General MIDI soundfont: the melody kind renders its .wav with them.
 RUN apt-get update \
@@ -10,10 +10,9 @@ RUN apt-get update \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # Dependencies first, in a layer of their own: a change to the code keeps it.
-COPY pyproject.toml deploy/requirements.py ./
-RUN python requirements.py worker > /tmp/requirements.txt \
-  && pip install -r /tmp/requirements.txt ${TF_EXTRA}
-COPY README.md ./
+COPY requirements/${LOCK}.lock /tmp/requirements.lock
+RUN pip install --require-hashes -r /tmp/requirements.lock
+COPY pyproject.toml README.md ./
 COPY api api
 COPY workers workers
 COPY shared shared

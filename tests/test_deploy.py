@@ -93,10 +93,11 @@ def test_dashboard_and_alerts_use_only_metrics_that_exist() -> None:
 def test_dockerfiles_keep_tensorflow_out_of_the_api_image() -> None:
     api = (DEPLOY / "api.Dockerfile").read_text()
     worker = (DEPLOY / "worker.Dockerfile").read_text()
-    assert "requirements.py api" in api and "tensorflow" not in api.lower().split("#")[0]
-    assert "requirements.py worker" in worker and "${TF_EXTRA}" in worker
-    for dockerfile in (api, worker):  # dependencies in a layer before the source
-        assert dockerfile.index("pip install -r") < dockerfile.index("COPY api api")
+    assert "requirements/api.lock" in api and "tensorflow" not in api.lower().split("#")[0]
+    assert "ARG LOCK=worker" in worker and "requirements/${LOCK}.lock" in worker
+    for dockerfile in (api, worker):  # locked dependencies in a layer before the source
+        install = "pip install --require-hashes -r /tmp/requirements.lock"
+        assert dockerfile.index(install) < dockerfile.index("COPY api api")
         assert "pip install --no-deps ." in dockerfile
     assert "EXPOSE 8000" in api and "EXPOSE 9808" in worker
     assert str(Settings().worker_metrics_port) == "9808"
@@ -107,8 +108,10 @@ def test_dockerfiles_keep_tensorflow_out_of_the_api_image() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     assert not any("tensorflow" in dep or "keras" in dep for dep in extras["api"])
-    listed = run([sys.executable, str(DEPLOY / "requirements.py"), "worker"]).split()
-    assert listed == [*project["dependencies"], *extras["worker"]]
+    api_lock = (ROOT / "requirements" / "api.lock").read_text()
+    assert "\ntensorflow==" not in api_lock and "\nkeras==" not in api_lock
+    gpu_lock = (ROOT / "requirements" / "worker-gpu.lock").read_text()
+    assert "\nnvidia-cudnn-cu12==" in gpu_lock and "\ntensorflow==" in gpu_lock
 
 
 def manifests(overlay: str | None = None) -> list[dict[str, Any]]:

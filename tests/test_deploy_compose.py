@@ -77,7 +77,7 @@ def test_gpu_workers_get_cuda_tensorflow_and_one_gpu_each_cpu_keeps_cpu() -> Non
     for name in ("worker-train", "worker-generate"):
         service = services[name]
         assert service["profiles"] == ["gpu"]
-        assert service["build"]["args"]["TF_EXTRA"] == "tensorflow[and-cuda]"
+        assert service["build"]["args"]["LOCK"] == "worker-gpu"
         assert service["image"] == "atelier-worker-gpu"
         (device,) = service["deploy"]["resources"]["reservations"]["devices"]
         assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
