@@ -11,6 +11,7 @@ with the most data; a killed primary started again rejoins as a replica of the n
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,7 +292,10 @@ def _sentinel(
             down_after=down_after_ms,
         ),
     )
-    argv = [*wrap, find_redis_server(settings), str(config), "--sentinel"]
+    # Debian's redis-sentinel where installed; the same binary as redis-server elsewhere.
+    sentinel = shutil.which("redis-sentinel")
+    binary = [sentinel] if sentinel else [find_redis_server(settings), "--sentinel"]
+    argv = [*wrap, binary[0], str(config), *binary[1:]]
     process = ManagedProcess(
         f"sentinel-{address.port}",
         argv,
