@@ -4,12 +4,24 @@ state) and the step, in one .npz."""
 from __future__ import annotations
 
 import io
+import logging
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from atelier.shared.errors import PermanentJobError
+from atelier.shared.errors import NotFound, PermanentJobError
+from atelier.shared.jobs import CheckpointRef
+
+_STEP = re.compile(r"/checkpoints/step-(\d+)\.npz$")
+
+
+class _Reads(Protocol):
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
 
 Groups = Mapping[str, Sequence[Any]]
 """Group name → variables (anything ``np.asarray`` reads and that has ``assign``)."""
@@ -36,3 +48,43 @@ def restore_checkpoint(groups: Groups, data: bytes) -> int:
             for i, variable in enumerate(variables):
                 variable.assign(arrays[f"{prefix}/{i}"])
         return int(arrays["step"])
+
+
+def read_checkpoint(
+    objects: _Reads,
+    job_prefix: str,
+    pointed: CheckpointRef,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> bytes | None:
+    """The checkpoint the job's record points at, or, when that object is gone, the newest
+    one of this job still stored (None: none is, train from the start).
+
+    A pointer can be older than the objects: pointers are not confirmed by a replica, so a
+    Redis failover may take back the newest ones and leave one whose object the retention
+    of checkpoints (the newest ``checkpoints_kept``) has since deleted. Failing the job
+    for that would lose every step it made."""
+    try:
+        return objects.get_bytes(pointed.key)
+    except NotFound:
+        pass
+    stored = sorted(
+        (
+            (int(found.group(1)), key)
+            for key in objects.list_keys(job_prefix)
+            if (found := _STEP.search(key))
+        ),
+        reverse=True,
+    )
+    for step, key in stored:
+        try:
+            data = objects.get_bytes(key)
+        except NotFound:
+            continue
+        log.warning(
+            "the checkpoint at step %d is gone; resuming from the one at step %d",
+            pointed.step,
+            step,
+        )
+        return data
+    log.warning("the checkpoint at step %d is gone and no other is stored", pointed.step)
+    return None

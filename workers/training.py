@@ -22,7 +22,7 @@ import keras
 from atelier.shared.jobs import OutputRef
 from atelier.shared.kinds import TrainParams
 from atelier.shared.storage import ObjectLayout
-from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
+from atelier.workers.checkpoints import encode_checkpoint, read_checkpoint, restore_checkpoint
 from atelier.workers.context import JobContext, StopReason, is_sample
 from atelier.workers.kinds.base import TrainResult
 from atelier.workers.metrics import TRAINING_STEPS
@@ -147,7 +147,12 @@ def _resume(trainer: Trainer[Any], ctx: JobContext) -> int:
     if checkpoint is None:
         return 0
     trainer.build_optimizers()
-    step = restore_checkpoint(trainer.state(), ctx.objects.get_bytes(checkpoint.key))
+    job_prefix = ObjectLayout.job_prefix(ctx.job.owner, ctx.job.id)
+    data = read_checkpoint(ctx.objects, job_prefix, checkpoint, ctx.log)
+    if data is None:
+        ctx.log.warning("training from the start (attempt %d)", ctx.job.attempt)
+        return 0
+    step = restore_checkpoint(trainer.state(), data)
     ctx.log.info("resuming from the checkpoint at step %d (attempt %d)", step, ctx.job.attempt)
     return step
 
