@@ -17,7 +17,11 @@ answer, and also when the primary refuses the INCR for lagging replicas
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import redis
+from redis.client import Pipeline
 
 from atelier.shared.errors import NotReplicated
 from atelier.shared.redis_keys import KEYS, RedisKeys
@@ -48,6 +52,23 @@ class Durability:
         pipe.wait(self.min_replicas, self._wait_ms)
         _, acknowledged = pipe.execute()
         return int(acknowledged)
+
+    def confirmed_read(self, read: Callable[[Pipeline], object]) -> list[Any] | None:
+        """The answers to the commands ``read`` queues, sent on one connection with the
+        INCR and WAIT: None when too few replicas hold what that node has. What a node no
+        replica follows shows may be a view a failover throws away (a primary cut off from
+        its replica, or an old one a process still reaches), so it must not be acted on.
+        A confirmation on another connection could reach another node."""
+        pipe = self._redis.pipeline(transaction=False)
+        read(pipe)
+        queued = len(pipe)
+        if self.min_replicas > 0:
+            pipe.incr(self._keys.durable)
+            pipe.wait(self.min_replicas, self._wait_ms)
+        answers = pipe.execute()
+        if self.min_replicas > 0 and int(answers[-1]) < self.min_replicas:
+            return None
+        return list(answers[:queued])
 
     def confirm(self, what: str = "The write") -> None:
         """Return once enough replicas hold every write made so far; else NotReplicated."""

@@ -8,13 +8,17 @@ job hash back as the claim left it (what the promoted replica held)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import pytest
 import redis
+from redis.client import Pipeline
 
-from atelier.shared.jobs import JobStatus, JobType
+from atelier.shared.durability import Durability
+from atelier.shared.errors import LeaseLost
+from atelier.shared.jobs import CheckpointRef, JobStatus, JobType
 from atelier.shared.kinds import KINDS, DcganGenerateParams, DcganTrainParams, KindSpec
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.settings import Settings
@@ -25,13 +29,14 @@ from atelier.workers.runner import JobRunner
 from tests.conftest import UNIT_DB
 
 
-class Replication:
+class Replication(Durability):
     """Confirms every write until armed (``lose_after``, which remembers the database as
     it is then): the next confirm (the finish's) fails; the one after, with ``failover``,
     first puts the database back as it was when armed, as a promoted replica that never
-    got the finish would hold it."""
+    got the finish would hold it. Reads are confirmed as writes are."""
 
     def __init__(self, client: redis.Redis, failover: bool) -> None:
+        super().__init__(client, 0, 1.0)
         self.client = client
         self.failover = failover
         self.kept: dict[bytes, bytes] | None = None
@@ -53,6 +58,9 @@ class Replication:
                 self.client.restore(key, 0, dumped)
         self.kept = None
         return True
+
+    def confirmed_read(self, read: Callable[[Pipeline], object]) -> list[Any] | None:
+        return super().confirmed_read(read) if self.confirmed() else None
 
 
 class FinishingKind(ModelKind):
@@ -98,7 +106,7 @@ def runner(
 def test_an_unconfirmed_finish_is_settled_before_tidying(
     runner: JobRunner, redis_client: redis.Redis, failover: bool
 ) -> None:
-    FinishingKind.replication = runner.durability = cast(Any, Replication(redis_client, failover))
+    FinishingKind.replication = runner.durability = Replication(redis_client, failover)
     job = runner.jobs.create("alice", JobType.TRAIN, "finishing", {})
     outcome = runner.run(job.id)
     after = runner.jobs.get(job.id)
@@ -115,3 +123,73 @@ def test_an_unconfirmed_finish_is_settled_before_tidying(
         assert outcome is JobStatus.SUCCEEDED and after.status is JobStatus.SUCCEEDED
         assert [m.id for m in models] == [after.model_id]
         assert any(key.endswith("weights.npz") for key in stored)
+
+
+class FencedOffKind(ModelKind):
+    """Stores two checkpoints, points its record at the second, then finds another
+    attempt holding the job (as the soak's did on a primary cut off from its replica,
+    whose record pointed at a checkpoint the real one did not)."""
+
+    name = "fenced-off"
+
+    def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
+        for step in (1, 2):
+            ctx.objects.put_bytes(ctx.checkpoint_key(step), b"checkpoint", "application/zip")
+        pointer = CheckpointRef(step=2, key=ctx.checkpoint_key(2))
+        ctx.jobs.set_checkpoint(ctx.job.id, ctx.fence, pointer)
+        ctx.jobs.fenced_set(ctx.job.id, ctx.fence, "fence", "1-another")
+        raise LeaseLost("lease lost at step 2")
+
+    def generate(
+        self, model: ModelRecord, params: dict[str, Any], ctx: JobContext
+    ) -> GenerateResult:
+        raise NotImplementedError
+
+
+class NothingConfirmed(Durability):
+    """Writes are confirmed (the claim goes through); every read comes from a node no
+    replica follows."""
+
+    def confirmed(self) -> bool:
+        return True
+
+    def confirmed_read(self, read: Callable[[Pipeline], object]) -> list[Any] | None:
+        return None
+
+
+def test_a_fenced_off_attempt_deletes_nothing_on_a_record_no_replica_confirms(
+    runner: JobRunner, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        KINDS,
+        "fenced-off",
+        KindSpec(
+            name="fenced-off",
+            description="test",
+            train_params=DcganTrainParams,
+            generate_params=DcganGenerateParams,
+            implementation=f"{__name__}:FencedOffKind",
+            modality="image",
+        ),
+    )
+    monkeypatch.setattr("atelier.workers.runner.SETTLE_SECONDS", 0.5)
+    runner.durability = NothingConfirmed(redis_client, 1, 0.05)
+    job = runner.jobs.create("alice", JobType.TRAIN, "fenced-off", {})
+    assert runner.run(job.id) is None
+    kept = runner.objects.list_keys(f"owners/alice/jobs/{job.id}/")
+    assert [key.rsplit("/", 1)[1] for key in sorted(kept)] == [
+        "step-0000001.npz",
+        "step-0000002.npz",
+    ]
+
+
+def test_a_read_is_confirmed_on_its_own_connection(redis_client: redis.Redis) -> None:
+    """On a Redis no replica follows, a read wanting one is not confirmed; wanting none,
+    it is answered as it is."""
+
+    def read(pipe: Pipeline) -> None:
+        pipe.set("k", "v")
+        pipe.get("k")
+
+    assert Durability(redis_client, 1, 0.05).confirmed_read(read) is None
+    assert Durability(redis_client, 0, 0.05).confirmed_read(read) == [True, b"v"]

@@ -26,11 +26,13 @@ from atelier.shared.errors import (
     TransientJobError,
 )
 from atelier.shared.job_logs import JobLogs
+from atelier.shared.job_records import decode
 from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
 from atelier.shared.kinds import KINDS, load_kind_plugins
 from atelier.shared.logs import JOB_ID, OWNER
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.redis_client import redis_for
+from atelier.shared.redis_keys import KEYS
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, ObjectStore, make_object_store
 from atelier.workers.context import PROCESS_DRAINING, JobContext
@@ -241,30 +243,46 @@ class JobRunner:
         return status
 
     def _settle(self, job: Job, ctx: JobContext, outcome: JobStatus | None) -> JobStatus | None:
-        """A finish the replicas did not confirm: wait (at most ``SETTLE_SECONDS``) until
-        writes are confirmed again, then read whether it stands. It may not: made on a
+        """A finish the replicas did not confirm: read the job once a replica confirms
+        the read (``_durable_record``) to learn whether it stands. It may not: made on a
         primary cut off from its replica, it was thrown away when that node rejoined as a
         replica. Then the job goes back to the queue if this attempt still holds it, and
         this attempt counts as fenced off (None): its objects and its model's weights go,
-        and its success is not counted. Still unknown at the deadline, or when the process
-        is told to stop, all is kept."""
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while not self.durability.confirmed():
-            if time.monotonic() > deadline or PROCESS_DRAINING.is_set():
-                log.warning("%s: still unconfirmed after %.0f s", job.id, SETTLE_SECONDS)
-                return outcome
-            time.sleep(1.0)
-        try:
-            current = self.jobs.get(job.id)
-            if current is not None and current.fence == ctx.fence:
-                if current.status.is_terminal():
-                    self._finish_durable = True
-                    return outcome
-                self.jobs.requeue(job.id, fence=ctx.fence)
-        except redis.RedisError:
+        and its success is not counted. Still unknown, all is kept."""
+        known, current = self._durable_record(job.id)
+        if not known:
+            log.warning("%s: the %s finish is still unconfirmed", job.id, outcome)
             return outcome
+        if current is not None and current.fence == ctx.fence:
+            if current.status.is_terminal():
+                self._finish_durable = True
+                return outcome
+            try:
+                self.jobs.requeue(job.id, fence=ctx.fence)
+            except redis.RedisError:
+                return outcome
         log.warning("%s: the %s finish was taken back by a failover", job.id, outcome)
         return None
+
+    def _durable_record(self, job_id: str) -> tuple[bool, Job | None]:
+        """The job as a primary a replica follows holds it, read with the confirmation on
+        one connection (``Durability.confirmed_read``), tried for at most
+        ``SETTLE_SECONDS`` (less once the process is told to stop): ``(True, job)``, or
+        ``(False, None)`` when no such read could be made. Storage is tidied on what this
+        says: a primary cut off from its replica may point at another checkpoint."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            try:
+                answers = self.durability.confirmed_read(
+                    lambda pipe: pipe.hgetall(KEYS.job(job_id))
+                )
+            except redis.RedisError:
+                answers = None
+            if answers is not None:
+                return True, decode(answers[0]) if answers[0] else None
+            if time.monotonic() > deadline or PROCESS_DRAINING.is_set():
+                return False, None
+            time.sleep(1.0)
 
     def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus | None:
         plugin = self.kind(job.kind)
@@ -302,10 +320,15 @@ class JobRunner:
     def _tidy(self, job: Job, ctx: JobContext, outcome: JobStatus | None) -> None:
         """Storage an attempt leaves behind: a fenced-off attempt removes what it stored
         that the record does not reference (its model's weights included); a finished job
-        removes what its earlier attempts stored that the record does not reference."""
+        removes what its earlier attempts stored that the record does not reference.
+        Either is decided on a record a replica confirms; short of one, all is kept."""
+        if outcome is not None and not self._finish_durable:
+            return  # requeued, retried later, or a finish still unconfirmed: nothing to drop
         try:
-            current = self.jobs.get(job.id)
-            if outcome is None and _moved_on(current, ctx.fence):
+            known, current = self._durable_record(job.id)
+            if not known:
+                log.warning("%s: its record could not be confirmed; storage kept", job.id)
+            elif outcome is None and _moved_on(current, ctx.fence):
                 weights = ObjectLayout.model_weights(job.owner, ctx.model_id)
                 dropped = ctx.discard_stale_objects(
                     current, weights_key=weights if job.type is JobType.TRAIN else None
@@ -313,7 +336,7 @@ class JobRunner:
                 log.warning(
                     "%s: attempt %d fenced off, %d objects discarded", job.id, job.attempt, dropped
                 )
-            elif current is not None and outcome is not None and self._finish_durable:
+            elif current is not None and outcome is not None:
                 ctx.discard_earlier_attempts(current)
         except Exception:
             log.warning("%s: could not tidy storage", job.id, exc_info=True)
