@@ -47,6 +47,9 @@ def check_all(cluster: SoakCluster, ledger: Ledger) -> None:
             ledger.violation(f"{entry.job_id} ({entry.job_type}) still unfinished after the drain")
         if entry.cancel_answer == "canceled" and entry.final != "canceled":
             ledger.violation(f"{entry.job_id} was answered canceled, then ended {entry.final}")
+        if entry.final == "failed" and "gave up after" not in (entry.error or ""):
+            # The workload sends valid jobs: only faults fail them, by using up attempts.
+            ledger.violation(f"{entry.job_id} failed, and no fault explains it: {entry.error}")
     check_outcomes_kept(cluster, ledger)
     check_attempts_never_overlap(cluster, ledger)
     check_no_stale_objects(cluster, ledger)

@@ -151,7 +151,7 @@ class HostFaultInjector(threading.Thread):
         sentinel.process.stop(5)
         time.sleep(self.rng.uniform(1, 3))
         self.group.start_again(sentinel)
-        return sentinel.name
+        return f"sentinel at {sentinel.address}"
 
     def _restart_s3(self) -> str:
         assert self.cluster.s3 is not None
