@@ -44,8 +44,17 @@ EVENTS_SENT = Counter(
 )
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _route() -> str:
     return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+def _method() -> str:
+    """The request's method, or ``other``: a client may send any token as its method, and
+    each would be a new label set of every request series, for good."""
+    return request.method if request.method in KNOWN_METHODS else "other"
 
 
 def _start_timer() -> None:
@@ -54,10 +63,10 @@ def _start_timer() -> None:
 
 def _observe(response: Response) -> Response:
     started = g.pop("request_started", None)
-    route = _route()
-    HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    route, method = _route(), _method()
+    HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
     if started is not None:
-        HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
     return response
 
 

@@ -323,3 +323,35 @@ def test_the_dashboard_keeps_to_the_keys_scopes(inprocess_api: InProcessApi) -> 
         "/jobs/job_x/cancel", data={"csrf_token": _csrf(reader)}, content_type=FORM
     )
     assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/%09/evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/\x7f/evil.example",
+    ],
+)
+def test_sign_in_never_sends_the_browser_to_another_site(
+    inprocess_api: InProcessApi, target: str
+) -> None:
+    """``next`` after sign-in is a local path: a tab, newline or backslash that a browser
+    or Werkzeug would drop or turn into a slash (``/\\t/evil`` → ``//evil``) is refused."""
+    client = inprocess_api.app.test_client()
+    form = client.get("/sign-in").get_data(as_text=True)
+    found = SIGN_IN_TOKEN.search(form)
+    assert found is not None
+    answer = client.post(
+        "/sign-in?next=" + target.replace("\t", "%09").replace("\n", "%0A"),
+        data={"api_key": inprocess_api.raw_key(), "csrf_token": found.group(1)},
+        content_type=FORM,
+    )
+    assert answer.status_code == 302
+    location = answer.headers["Location"]
+    assert location.startswith("/") and not location.startswith("//"), location
+    assert "evil" not in location, location

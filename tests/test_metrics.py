@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from atelier.cli.processes import ManagedProcess, free_port
-from tests.conftest import IN_CI, TINY_TRAIN, RunningStack, wait_for
+from tests.conftest import IN_CI, TINY_TRAIN, InProcessApi, RunningStack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +135,33 @@ def _targets_up(base: str) -> int:
     except (requests.ConnectionError, KeyError, ValueError):
         return 0
     return sum(1 for t in targets if t["health"] == "up")
+
+
+def test_made_up_methods_and_paths_add_no_series(inprocess_api: InProcessApi) -> None:
+    """500 requests with random methods and paths, no key: the request series do not grow
+    beyond one ``other`` method and one ``unmatched`` route."""
+    import random
+    import string
+
+    def series() -> set[str]:
+        text = inprocess_api.http.get(inprocess_api.url("/metrics")).text
+        return {line.split(" ")[0] for line in text.splitlines() if line.startswith("atelier_http")}
+
+    rng = random.Random(7)
+
+    def made_up(count: int) -> None:
+        for _ in range(count):
+            method = "".join(rng.choices(string.ascii_uppercase, k=rng.randint(3, 8)))
+            path = "/" + "".join(rng.choices(string.ascii_lowercase + "/", k=rng.randint(1, 20)))
+            inprocess_api.http.request(method, inprocess_api.url(path))
+
+    # The first `other` method and `unmatched` route with each status they can get (404,
+    # and 405 on a real route's path), and the series of /metrics itself.
+    made_up(100)
+    inprocess_api.http.request("ZQ", inprocess_api.url("/healthz"))
+    series()
+    before = series()
+    made_up(500)
+    after = series()
+    assert len(before) < 60
+    assert after - before == set(), sorted(after - before)[:10]

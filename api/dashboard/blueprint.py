@@ -127,7 +127,10 @@ def _signed_in(key: str) -> BaseResponse:
 def _next() -> str:
     """Where to go after sign-in: a local path only (never another site)."""
     target = request.values.get("next", "")
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    # Browsers and Werkzeug drop tabs and newlines from a Location (and read a backslash
+    # as a slash): "/\t/evil.example" would leave as "//evil.example", another site.
+    controls = any(ch < " " or ch == "\x7f" for ch in target)
+    if controls or "\\" in target or not target.startswith("/") or target.startswith("//"):
         return url_for("dashboard.jobs")
     return target
 
