@@ -16,11 +16,12 @@ DOCKERFILES = [ROOT / "deploy" / "api.Dockerfile", ROOT / "deploy" / "worker.Doc
 
 
 def _copied(dockerfile: Path) -> list[str]:
-    """The repository paths a Dockerfile copies before its `pip install`."""
-    text = dockerfile.read_text().split("RUN pip install", 1)[0]
+    """The repository paths a Dockerfile copies into its build context before it installs
+    Atelier (`pip install --no-deps .`); the lock file it installs first goes to /tmp."""
+    text = dockerfile.read_text().split("pip install --no-deps .", 1)[0]
     sources: list[str] = []
     for line in text.splitlines():
-        if match := re.match(r"COPY (.+) \S+$", line):
+        if (match := re.match(r"COPY (.+) (\S+)$", line)) and not match.group(2).startswith("/tmp"):
             sources += match.group(1).split()
     return sources
 
