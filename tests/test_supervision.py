@@ -152,7 +152,9 @@ def test_stop_kills_a_child_that_ignores_sigterm_and_all_it_started(tmp_path: Pa
     started = time.monotonic()
     stubborn.stop(timeout=0.5)
     assert time.monotonic() - started < 2
-    assert session_members({stubborn.process.pid}) == []
+    # SIGKILL is delivered to the whole group by then; a grandchild's death still takes the
+    # kernel a moment (1 of 4 runs here saw a sleep alive right after the stop returned).
+    wait_for(lambda: session_members({stubborn.process.pid}) == [], 1, "the group to die")
     stubborn.stop(timeout=0.5)  # again: nothing to do, no error
 
 
