@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -102,33 +103,43 @@ def start_seaweedfs(
     secret_key: str,
     log: Path,
     registry: list[ManagedProcess] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    wrap: Sequence[str] = (),
 ) -> tuple[ManagedProcess, str]:
-    """``weed mini`` keeping its data in ``directory``, its S3 gateway on 127.0.0.1:``port``;
+    """``weed mini`` keeping its data in ``directory``, its S3 gateway on ``host``:``port``;
     returns the process and the endpoint URL once a request signed with ``access_key`` and
     ``secret_key`` is answered. The identity may do anything (the tests make a bucket each).
-    It joins ``registry`` before the wait, so an interrupted start can still stop it."""
+    It joins ``registry`` before the wait, so an interrupted start can still stop it.
+
+    ``wrap`` prefixes the command (``ip netns exec HOST``: a host of the cluster soak, whose
+    address ``host`` is; its ports are its own, so this machine's are not checked)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    _refuse_port_in_use(port)
+    if not wrap:
+        _refuse_port_in_use(host, port)
     identities = _write_identities(directory, access_key, secret_key)
     ports = _component_ports(directory)
     argv = [
+        *wrap,
         find_weed(),
         # Everything it logs to ``log``: glog would write its files to /tmp otherwise.
         "-logtostderr",
         "mini",
         f"-dir={directory}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={host}",
+        f"-ip.bind={host}",
         f"-s3.port={port}",
         f"-s3.config={identities}",
         *(f"-{flag}={number}" for flag, number in ports.items()),
         *_SERVER_FLAGS,
     ]
     volumes = len(list(directory.glob("*.dat")))  # counted before weed can make more
-    process = ManagedProcess("seaweedfs", argv, _weed_env(directory), log, registry=registry)
-    endpoint = f"http://127.0.0.1:{port}"
-    ready = _Readiness(process, endpoint, ports["master.port"], volumes, access_key, secret_key)
+    name = f"seaweedfs@{host}" if wrap else "seaweedfs"
+    process = ManagedProcess(name, argv, _weed_env(directory), log, registry=registry)
+    endpoint = f"http://{host}:{port}"
+    master = f"http://{host}:{ports['master.port']}"
+    ready = _Readiness(process, endpoint, master, volumes, access_key, secret_key)
     try:
         wait_until(ready, START_TIMEOUT_SECONDS, "weed")
     except BaseException:
@@ -148,10 +159,13 @@ class SeaweedServer:
     access_key: str
     secret_key: str
     process: ManagedProcess | None = None
+    host: str = "127.0.0.1"
+    wrap: tuple[str, ...] = ()
+    """See ``start_seaweedfs``: a host of the cluster soak, in its namespace."""
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -160,7 +174,13 @@ class SeaweedServer:
     def start(self) -> str:
         """Start it and wait until it answers; returns the endpoint."""
         self.process, endpoint = start_seaweedfs(
-            self.directory, self.port, self.access_key, self.secret_key, self.log
+            self.directory,
+            self.port,
+            self.access_key,
+            self.secret_key,
+            self.log,
+            host=self.host,
+            wrap=self.wrap,
         )
         return endpoint
 
@@ -177,7 +197,7 @@ class SeaweedServer:
         return self.directory / "weed.log"
 
 
-def _refuse_port_in_use(port: int) -> None:
+def _refuse_port_in_use(host: str, port: int) -> None:
     """A server already listening there (one a killed test left behind) would answer our
     readiness probe while our own ``weed`` exits on the taken port."""
     with socket.socket() as probe:
@@ -185,9 +205,9 @@ def _refuse_port_in_use(port: int) -> None:
         # (TIME_WAIT) would count as a listener.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError as exc:
-            raise RuntimeError(f"127.0.0.1:{port} is in use; cannot start weed there") from exc
+            raise RuntimeError(f"{host}:{port} is in use; cannot start weed there") from exc
 
 
 def _remove_stale_sockets(ports: list[int]) -> None:
@@ -259,12 +279,12 @@ class _Readiness:
     volume server (seen for 5 s after restarts, before ``-master.resumeState=false``)."""
 
     def __init__(
-        self, process: ManagedProcess, endpoint: str, master_port: int, volumes: int, *keys: str
+        self, process: ManagedProcess, endpoint: str, master: str, volumes: int, *keys: str
     ) -> None:
-        """``keys``: the access key and the secret."""
+        """``master``: the master's URL; ``keys``: the access key and the secret."""
         self.process = process
         self.endpoint = endpoint
-        self.master = f"http://127.0.0.1:{master_port}"
+        self.master = master
         self.volumes = volumes
         access_key, secret_key = keys
         self.client: S3Client = boto3.client(
