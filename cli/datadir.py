@@ -92,7 +92,7 @@ class DataDirLock:
             f"{self.path.parent} is in use by another `atelier up` (pid {pid}, started "
             f"{holder.get('started', '?')}, API at {holder.get('api_url', '?')})."
         )
-        if isinstance(pid, int) and not _alive(pid):
+        if isinstance(pid, int) and not pid_alive(pid):
             holders = ", ".join(f"{p} ({name})" for p, name in _holders(self.path)) or "?"
             message += (
                 f" That process is gone, but processes it started still hold the lock: "
@@ -109,7 +109,8 @@ def _parse(text: str) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -10,8 +10,6 @@ an operator.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import threading
 import time
@@ -25,8 +23,8 @@ from atelier.cli.seaweedfs import SeaweedServer
 from atelier.cli.stack import EmbeddedStack
 from atelier.cli.supervisor import RestartPolicy
 from atelier.shared.auth import ApiKeyStore
-from atelier.shared.jobs import JobStatus, JobStore
 from atelier.shared.settings import Settings
+from soak.job_processes import JobProcessFaults
 
 LEASE_SECONDS = 4.0
 TRAIN_WORKERS = ("worker-train", "worker-train-2")
@@ -34,7 +32,7 @@ GENERATE_WORKERS = ("worker-generate",)
 
 
 @dataclass
-class Cluster:
+class Cluster(JobProcessFaults):
     root: Path
     stack: EmbeddedStack = field(init=False)
     settings: Settings = field(init=False)
@@ -107,25 +105,7 @@ class Cluster:
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.stack.processes if p.name == name)
 
-    # --- what the faults find ---------------------------------------------------------------
-    def running_job_pids(self) -> dict[str, int]:
-        """job id → pid of the process running it (the record names ``host:pid``)."""
-        store = JobStore(self.redis())
-        found = {}
-        for job in store.get_many(store.leased()):
-            if job.status is JobStatus.RUNNING and job.worker:
-                found[job.id] = int(job.worker.rsplit(":", 1)[1])
-        return found
-
-    # --- faults -----------------------------------------------------------------------------
-    def kill_job_process(self, pid: int) -> None:
-        _signal(pid, signal.SIGKILL)
-
-    def pause_job_process(self, pid: int, seconds: float) -> None:
-        _signal(pid, signal.SIGSTOP)
-        time.sleep(seconds)
-        _signal(pid, signal.SIGCONT)
-
+    # --- faults (and those of JobProcessFaults) ----------------------------------------------
     def terminate_worker(self, name: str) -> None:
         """SIGTERM to a worker's group; the supervisor starts it again under its name."""
         self.process(name).signal_group(signal.SIGTERM)
@@ -142,8 +122,3 @@ class Cluster:
         self.s3.stop()
         time.sleep(seconds)
         self.s3.start()  # the same data directory and port: every object is still there
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)

@@ -18,13 +18,10 @@ Redis nodes and SeaweedFS are started again by the faults that stop them
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +35,11 @@ from atelier.cli.redis_ha import Address, RedisGroup, start_group
 from atelier.cli.supervisor import RestartPolicy, Supervisor
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.durability import Durability
-from atelier.shared.jobs import JobStatus, JobStore
 from atelier.shared.redis_client import redis_for
 from atelier.shared.settings import Settings, env_name
 from soak.host_s3 import HostSeaweed
 from soak.hosts import Host, HostNetwork
+from soak.job_processes import JobProcessFaults
 
 LEASE_SECONDS = 8.0
 """Longer than a failover's pause in Redis writes (about 5 s after kill -9 here), so a
@@ -94,7 +91,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 @dataclass
-class HostCluster:
+class HostCluster(JobProcessFaults):
     root: Path
     network: HostNetwork = field(default_factory=lambda: HostNetwork(3))
     processes: list[ManagedProcess] = field(default_factory=list)
@@ -245,28 +242,6 @@ class HostCluster:
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
 
-    def running_job_pids(self) -> dict[str, int]:
-        """job id → pid of the process running it (the record names ``host:pid``; the
-        namespaces share one pid space)."""
-        store = JobStore(self.redis())
-        return {
-            job.id: int(job.worker.rsplit(":", 1)[1])
-            for job in store.get_many(store.leased())
-            if job.status is JobStatus.RUNNING and job.worker
-        }
-
-    def kill_job_process(self, pid: int) -> None:
-        _signal(pid, signal.SIGKILL)
-
-    def pause_job_process(self, pid: int, seconds: float) -> None:
-        _signal(pid, signal.SIGSTOP)
-        time.sleep(seconds)
-        _signal(pid, signal.SIGCONT)
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
 
 
 def _port_on_host(index: int) -> int:

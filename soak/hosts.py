@@ -22,6 +22,8 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 
+from atelier.cli.datadir import pid_alive
+
 NAMESPACE_PREFIX = "atelier-"
 BRIDGE_PREFIX = "atb"
 _OURS = re.compile(rf"^{NAMESPACE_PREFIX}(\d+)-h\d+$")
@@ -169,12 +171,12 @@ def sweep_stale() -> None:
     """Remove the namespaces and bridges of runs whose driver is gone (killed with -9)."""
     for namespace in _namespaces():
         match = _OURS.match(namespace)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             _remove_namespace(namespace)
     for line in run_ip("-o", "link", "show", "type", "bridge").splitlines():
         name = line.split(":", 2)[1].strip().split("@", 1)[0]
         match = _OUR_BRIDGE.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             subprocess.run(["ip", "link", "delete", name], capture_output=True)
 
 
@@ -190,13 +192,3 @@ def _remove_namespace(namespace: str) -> None:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
     subprocess.run(["ip", "netns", "delete", namespace], capture_output=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
