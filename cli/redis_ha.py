@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -238,15 +238,27 @@ def _data_node(
         text += f"replicaof {primary.host} {primary.port}\n"
     write_private(config, text)
     argv = [*wrap, find_redis_server(settings), str(config)]
+    return _start_node("redis", argv, address, directory, group, group.client)
+
+
+def _start_node(
+    kind: str,
+    argv: list[str],
+    address: Address,
+    directory: Path,
+    group: RedisGroup,
+    client: Callable[[RedisNode], redis.Redis],
+) -> RedisNode:
+    """Start one node (it joins the group's registry at once) and wait until it answers."""
     process = ManagedProcess(
-        f"redis-{address.port}",
+        f"{kind}-{address.port}",
         argv,
         dict(os.environ),
-        directory / "redis.log",
+        directory / f"{kind}.log",
         registry=group.registry,
     )
     node = RedisNode(process.name, address, process)
-    wait_until(lambda: bool(group.client(node).ping()), 20, f"redis at {address}")
+    wait_until(lambda: bool(client(node).ping()), 20, f"{kind} at {address}")
     return node
 
 
@@ -296,14 +308,5 @@ def _sentinel(
     sentinel = shutil.which("redis-sentinel")
     binary = [sentinel] if sentinel else [find_redis_server(settings), "--sentinel"]
     argv = [*wrap, binary[0], str(config), *binary[1:]]
-    process = ManagedProcess(
-        f"sentinel-{address.port}",
-        argv,
-        dict(os.environ),
-        directory / "sentinel.log",
-        registry=group.registry,
-    )
-    node = RedisNode(process.name, address, process)
     probe = redis.Redis(address.host, address.port, socket_timeout=1)
-    wait_until(lambda: bool(probe.ping()), 20, f"sentinel at {address}")
-    return node
+    return _start_node("sentinel", argv, address, directory, group, lambda _node: probe)
