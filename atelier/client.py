@@ -9,8 +9,9 @@
 
 Answers 429 (rate limited) and 503 (a backing service is away) are retried after the
 server's ``Retry-After`` (else the ``t`` of a spent budget in its ``RateLimit`` header, else
-an exponential backoff), up to ``max_retries`` times. Every submit carries an
-``Idempotency-Key``, so a retried submit can never create a second job.
+an exponential backoff), up to ``max_retries`` times; so is a dropped connection, for a
+request that is safe to repeat. Every submit carries an ``Idempotency-Key``, so a retried
+submit can never create a second job.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = ["Dataset", "Event", "Job", "Json", "Model", "Output", "Progress", "pa
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
 RETRYABLE_STATUSES = frozenset({429, 503})
+SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class ApiError(Exception):
@@ -338,7 +340,9 @@ class Client:
                     method, self.api_url + path, **{"timeout": self.timeout, **kwargs, **extra}
                 )
 
-        response = self._send(attempt)
+        headers = kwargs.get("headers") or {}
+        repeatable = method.upper() in SAFE_TO_REPEAT or "Idempotency-Key" in headers
+        response = self._send(attempt, repeatable=repeatable)
         if response.status_code >= 400:
             raise ApiError(response.status_code, _problem(response))
         if response.status_code == 204 or not response.content:
@@ -346,9 +350,20 @@ class Client:
         answer: Json = response.json()
         return answer
 
-    def _send(self, attempt: Callable[[], requests.Response]) -> requests.Response:
+    def _send(
+        self, attempt: Callable[[], requests.Response], *, repeatable: bool = True
+    ) -> requests.Response:
+        """``attempt`` until it answers other than 429/503. A dropped connection (a keep-alive
+        the server closed while we waited, an API restart) is tried again only when
+        ``repeatable``: a POST without an ``Idempotency-Key`` may have been carried out."""
         for retry in range(self.max_retries + 1):
-            response = attempt()
+            try:
+                response = attempt()
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                if not repeatable or retry == self.max_retries:
+                    raise
+                time.sleep(retry_after_seconds(None, retry, self.max_retry_wait))
+                continue
             if response.status_code not in RETRYABLE_STATUSES or retry == self.max_retries:
                 return response
             header = response.headers.get("Retry-After") or spent_budget_wait(
