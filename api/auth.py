@@ -3,6 +3,8 @@ for every ``/v1`` route, and the audit hook."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Response, g, request
 
 from atelier.api.dashboard.sessions import (
@@ -55,9 +57,11 @@ def require_api_key() -> None:
     header = request.headers.get("Authorization", "")
     if not header and COOKIE_NAME in request.cookies:
         record, digest = _session_credentials()
+        g.session_id = request.cookies.get(COOKIE_NAME)
     else:
         record, digest = _bearer_credentials(header)
     g.owner = record.owner
+    g.key_digest = digest
     g.key_id = digest[:ID_CHARS]
     OWNER.set(record.owner)
     job_id = (request.view_args or {}).get("job_id")
@@ -106,6 +110,23 @@ def _session_credentials() -> tuple[ApiKeyRecord, str]:
     if record is None:
         raise Unauthorized("The key this session was made from is revoked or expired; sign in.")
     return record, session.key_digest
+
+
+def credentials_check() -> Callable[[], bool]:
+    """For a long request (an event stream): whether the key it was authenticated with is
+    still valid, and, for a cookie, its session still open. A revoke, an expiry or a
+    sign-out ends the stream at its next check instead of an hour later."""
+    digest: str = g.key_digest
+    session_id: str | None = g.get("session_id")
+    api_keys = services().api_keys
+    sessions = session_store() if session_id is not None else None
+
+    def still_valid() -> bool:
+        if sessions is not None and sessions.get(session_id) is None:
+            return False
+        return api_keys.lookup_digest(digest) is not None
+
+    return still_valid
 
 
 def current_owner() -> str:

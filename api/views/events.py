@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Response as FlaskResponse
 from flask import request, stream_with_context
 from spectree import Response
 
-from atelier.api.auth import current_owner
+from atelier.api.auth import credentials_check, current_owner
 from atelier.api.event_schemas import JobMetricsOut, MetricPoint
 from atelier.api.metrics import EVENTS_SENT
 from atelier.api.present import present_output
@@ -76,21 +76,47 @@ def _last_event_id() -> str | None:
 
 
 def _stream(owner: str, job: Job | None, after: str) -> FlaskResponse:
+    if request.method == "HEAD":
+        # A HEAD gets the headers and no body: it never runs the stream, so it must not
+        # take a slot (one taken would be given back only by the stream's end).
+        return FlaskResponse(b"", mimetype="text/event-stream", headers=SSE_HEADERS)
     svc = services()
     svc.long_requests.acquire(owner)  # 429/503 when the owner's or the process's are held
+    slot = _Slot(owner)
     try:
-        body = stream_with_context(_events(owner, job, after))
+        body = stream_with_context(_events(owner, job, after, slot, credentials_check()))
     except BaseException:
-        svc.long_requests.release(owner)
+        slot.release()
         raise
-    return FlaskResponse(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    response = FlaskResponse(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    # A client gone before the first chunk leaves the generator unstarted, so its own
+    # ``finally`` never runs; the server's close of the body gives the slot back then.
+    response.call_on_close(slot.release)
+    return response
 
 
-def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
+class _Slot:
+    """A long-request slot given back once, by whichever of the stream's end and the
+    body's close comes first."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self._pool = services().long_requests  # the close may come after the app context
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._pool.release(self.owner)
+
+
+def _events(
+    owner: str, job: Job | None, after: str, slot: _Slot, still_valid: Callable[[], bool]
+) -> Iterator[str]:
     svc = services()
     settings = svc.settings
     store = svc.jobs.events
-    deadline = time.monotonic() + settings.event_stream_max_seconds
+    lifetime = _Lifetime(settings.event_stream_max_seconds, settings.event_heartbeat_seconds)
     # A job already over replays what is left and closes; one still going closes on its
     # ``end`` event, which the transition to a terminal status writes in the same step.
     over = job is not None and job.status.is_terminal()
@@ -117,12 +143,31 @@ def _events(owner: str, job: Job | None, after: str) -> Iterator[str]:
                     return
                 if events and len(events) == store.PAGE:
                     continue  # more to catch up on before waiting
-                if time.monotonic() >= deadline or svc.hub.closing:
+                if svc.hub.closing or lifetime.over(still_valid):
                     return
                 if not waiter.wait(settings.event_heartbeat_seconds):
                     yield ": heartbeat\n\n"
     finally:
-        svc.long_requests.release(owner)
+        slot.release()
+
+
+class _Lifetime:
+    """When a stream ends by itself: at its time limit, or once the key (or session) it
+    was opened with is no longer valid, checked at most once a heartbeat."""
+
+    def __init__(self, max_seconds: float, check_every: float) -> None:
+        self.deadline = time.monotonic() + max_seconds
+        self.check_every = check_every
+        self.checked = time.monotonic()
+
+    def over(self, still_valid: Callable[[], bool]) -> bool:
+        now = time.monotonic()
+        if now >= self.deadline:
+            return True
+        if now - self.checked < self.check_every:
+            return False
+        self.checked = now
+        return not still_valid()
 
 
 def _created(event: Event) -> dict[str, Any]:
