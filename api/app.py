@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Callable
+
 from flask import Flask, Response
 
+from atelier.api.address_limits import install_address_limits
 from atelier.api.auth import record_audit
 from atelier.api.contract import document_contract
 from atelier.api.durability import install_durability
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     from atelier.api.views.health import health
 
+    install_address_limits(app, settings.trusted_proxy_hops)  # before the body is read
     app.before_request(guard_json_body)
     app.teardown_request(_forget_log_context)
     app.after_request(_security_headers)
@@ -72,11 +78,22 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_metrics(app, settings, svc.redis)
     register_problem_handlers(app)
     spec.register(app)
-    app.add_url_rule(
-        "/v1/openapi.json",
-        "openapi",
-        lambda: document_limits(
-            document_contract(bound_page_limits(spec.spec, settings.list_page_max))
-        ),
-    )
+    app.add_url_rule("/v1/openapi.json", "openapi", _built_once(settings))
     return app
+
+
+def _built_once(settings: Settings) -> Callable[[], Response]:
+    """The served document, built and serialised at its first request and kept for the
+    process: building it takes three deep copies, too much work to do for anyone who asks."""
+
+    @functools.cache
+    def body() -> bytes:
+        document = document_limits(
+            document_contract(bound_page_limits(spec.spec, settings.list_page_max))
+        )
+        return json.dumps(document).encode()
+
+    def openapi() -> Response:
+        return Response(body(), mimetype="application/json")
+
+    return openapi

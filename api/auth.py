@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from flask import Response, g, request
 
+from atelier.api.address_limits import spend_address_budget
 from atelier.api.dashboard.sessions import (
     COOKIE_NAME,
     CSRF_HEADER,
@@ -55,11 +56,16 @@ def require_api_key() -> None:
     made from (the dashboard's fetch calls and EventSource cannot send headers of their
     own choosing to every route, and must not hold the key in script)."""
     header = request.headers.get("Authorization", "")
-    if not header and COOKIE_NAME in request.cookies:
-        record, digest = _session_credentials()
-        g.session_id = request.cookies.get(COOKIE_NAME)
-    else:
-        record, digest = _bearer_credentials(header)
+    try:
+        if not header and COOKIE_NAME in request.cookies:
+            record, digest = _session_credentials()
+            g.session_id = request.cookies.get(COOKIE_NAME)
+        else:
+            record, digest = _bearer_credentials(header)
+    except Unauthorized:
+        # No owner pays for a failed authentication: its client address does (429 over).
+        spend_address_budget()
+        raise
     g.owner = record.owner
     g.key_digest = digest
     g.key_id = digest[:ID_CHARS]

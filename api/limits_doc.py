@@ -8,6 +8,9 @@ import copy
 from typing import Any
 
 QUOTA_ROUTES = {("/v1/jobs", "post"), ("/v1/datasets", "post")}
+ADDRESS_LIMITED_PATHS = frozenset({"/readyz"})
+"""Open routes in the document that spend the client address's budget (api.address_limits);
+every authenticated route's 429 may come from that budget too, when its key fails."""
 _STRING = {"schema": {"type": "string"}}
 HEADERS = {
     "RateLimit": {
@@ -34,8 +37,17 @@ def document_limits(doc: dict[str, Any]) -> dict[str, Any]:
     for path, operations in doc.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.get("responses", {})
+            if path in ADDRESS_LIMITED_PATHS:
+                responses["429"] = _answer(
+                    "Over the client address's budget (`anonymous`); retry after "
+                    "`Retry-After` seconds.",
+                    _extended(
+                        schemas, _problem_ref(responses["503"]), "RateLimitedProblem", _RATE_FIELDS
+                    ),
+                    {**HEADERS, "Retry-After": RETRY_AFTER},
+                )
             if not path.startswith("/v1/") or "401" not in responses:
-                continue  # unauthenticated: never limited
+                continue  # no owner's budget
             problem = _problem_ref(responses["401"])
             for status, response in responses.items():
                 if status.startswith("2"):
@@ -55,7 +67,11 @@ def document_limits(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 _RATE_FIELDS = {
-    "policy": {"type": "string", "description": "The budget: submits, uploads or reads."},
+    "policy": {
+        "type": "string",
+        "description": "The budget: submits, uploads or reads (the owner's), or anonymous "
+        "(the client address's, spent by requests without valid credentials).",
+    },
     "retry_after": {"type": "integer", "description": "As the Retry-After header."},
 }
 _QUOTA_FIELDS = {

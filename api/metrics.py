@@ -3,7 +3,9 @@ methods, status codes, job types and kinds, queue names)."""
 
 from __future__ import annotations
 
+import hmac
 import time
+from collections.abc import Callable
 
 import redis
 from flask import Flask, Response, g, request
@@ -19,6 +21,7 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from atelier.shared.errors import NotFound, Unauthorized
 from atelier.shared.queue_metrics import QueueDepthCollector
 from atelier.shared.settings import Settings
 
@@ -70,8 +73,29 @@ def _observe(response: Response) -> Response:
     return response
 
 
+def _listeners_apart(metrics_port: str) -> Callable[[], None]:
+    """With a metrics listener of its own: ``/metrics`` is answered there only, and that
+    listener answers nothing else. gunicorn sets ``SERVER_PORT`` from the socket the
+    request came in on, not from anything the client sends."""
+
+    def check() -> None:
+        on_metrics_listener = request.environ.get("SERVER_PORT") == metrics_port
+        if on_metrics_listener != (request.endpoint == "metrics"):
+            raise NotFound("No such route on this listener.")
+
+    return check
+
+
+def _check_token(token: str) -> None:
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.encode(), token.encode()):
+        raise Unauthorized("/metrics needs 'Authorization: Bearer <ATELIER_METRICS_TOKEN>'.")
+
+
 def install_metrics(app: Flask, settings: Settings, client: redis.Redis) -> None:
     """Hooks that time every request, and the ``/metrics`` route."""
+    if settings.api_metrics_bind:
+        app.before_request(_listeners_apart(settings.api_metrics_bind.rpartition(":")[2]))
     app.before_request(_start_timer)
     app.after_request(_observe)
     queue_collector = QueueDepthCollector(client, settings)
@@ -79,6 +103,8 @@ def install_metrics(app: Flask, settings: Settings, client: redis.Redis) -> None
     @app.get("/metrics")
     def metrics() -> Response:
         """Prometheus exposition; aggregates every gunicorn worker in multiprocess mode."""
+        if settings.metrics_token:
+            _check_token(settings.metrics_token)
         registry: CollectorRegistry
         if settings.metrics_dir:
             registry = CollectorRegistry()

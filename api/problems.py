@@ -112,6 +112,9 @@ def guard_json_body() -> None:
     from atelier.api.services import services
 
     settings = services().settings
+    if request.blueprint == "dashboard":
+        _guard_form_body()
+        return
     if request.mimetype == "multipart/form-data":
         if not request.mimetype_params.get("boundary"):
             # Werkzeug's form parser raises ValueError (a 500) on this.
@@ -131,6 +134,29 @@ def guard_json_body() -> None:
         )
     body = parse_json_object(raw)
     check_json_strings(body, settings.max_json_string_chars)
+
+
+DASHBOARD_FORM_BYTES = 16 << 10
+"""The dashboard's forms hold a key, a CSRF token and a path: nothing near this."""
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _guard_form_body() -> None:
+    """A dashboard form, as browsers send one (urlencoded by default, or multipart), and
+    small: a sign-in post must not be a 64 MiB body spooled to disk."""
+    request.max_content_length = DASHBOARD_FORM_BYTES
+    if (request.content_length or 0) > DASHBOARD_FORM_BYTES:
+        raise PayloadTooLarge(
+            f"A dashboard form is at most {DASHBOARD_FORM_BYTES} bytes.",
+            limit_bytes=DASHBOARD_FORM_BYTES,
+        )
+    if request.mimetype == "multipart/form-data" and not request.mimetype_params.get("boundary"):
+        raise MalformedRequest("A multipart/form-data body needs a boundary parameter.")
+    if request.mimetype not in FORM_TYPES and request.content_length:
+        raise MalformedRequest(
+            "Send the form as application/x-www-form-urlencoded or multipart/form-data "
+            f"(got {request.mimetype or 'no content type'!r})."
+        )
 
 
 def _read_body(limit: int) -> bytes:

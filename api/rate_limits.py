@@ -56,16 +56,5 @@ def add_rate_limit_headers(response: Response) -> Response:
     """After-request hook: the budget's headers on every answer it limited, 429 or not."""
     decision: Decision | None = g.get("rate_decision")
     if decision is not None:
-        response.headers.update(rate_limit_headers(decision))
+        response.headers.update(decision.headers())
     return response
-
-
-def rate_limit_headers(decision: Decision) -> dict[str, str]:
-    budget = decision.budget
-    headers = {
-        "RateLimit-Policy": f'"{budget.name}";q={budget.burst};w={budget.window_seconds}',
-        "RateLimit": f'"{budget.name}";r={decision.remaining};t={decision.reset_seconds}',
-    }
-    if not decision.allowed:
-        headers["Retry-After"] = str(decision.retry_after)
-    return headers

@@ -50,8 +50,9 @@ def main() -> None:
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
 def api(bind: str, workers: int) -> None:
     """Run the HTTP API under gunicorn."""
-    argv = api_argv(bind, workers)
-    os.execvpe(argv[0], argv, child_env(_own_metrics(_settings(), "api", 0)))
+    settings = _settings()
+    argv = api_argv(bind, workers, settings.api_metrics_bind)
+    os.execvpe(argv[0], argv, child_env(_own_metrics(settings, "api", 0)))
 
 
 @main.command()

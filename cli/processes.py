@@ -278,7 +278,10 @@ def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[s
 ATELIER_COMMAND = [sys.executable, "-m", "atelier.cli.main"]
 
 
-def api_argv(bind: str, workers: int) -> list[str]:
+def api_argv(bind: str, workers: int, metrics_bind: str = "") -> list[str]:
+    """gunicorn for the API on ``bind``, and on ``metrics_bind`` too when given (the app
+    keeps ``/metrics`` to that listener: ``ATELIER_API_METRICS_BIND``)."""
+    extra_bind = ["--bind", metrics_bind] if metrics_bind else []
     return [
         sys.executable,
         "-m",
@@ -287,6 +290,7 @@ def api_argv(bind: str, workers: int) -> list[str]:
         "python:atelier.api.gunicorn_conf",
         "--bind",
         bind,
+        *extra_bind,
         "--workers",
         str(workers),
         "atelier.api.wsgi:app",

@@ -84,6 +84,17 @@ class Decision:
     retry_after: int
     """Whole seconds to wait before this request would be allowed (0 when it was)."""
 
+    def headers(self) -> dict[str, str]:
+        """The HTTP fields that say it (``api.rate_limits`` documents their format)."""
+        budget = self.budget
+        fields = {
+            "RateLimit-Policy": f'"{budget.name}";q={budget.burst};w={budget.window_seconds}',
+            "RateLimit": f'"{budget.name}";r={self.remaining};t={self.reset_seconds}',
+        }
+        if not self.allowed:
+            fields["Retry-After"] = str(self.retry_after)
+        return fields
+
 
 class RateLimiter:
     def __init__(self, client: redis.Redis, keys: RedisKeys = KEYS) -> None:
@@ -93,7 +104,12 @@ class RateLimiter:
 
     def spend(self, owner: str, budget: Budget) -> Decision:
         """Spend one request of ``budget`` if it has one; one round trip to Redis."""
-        key = self._keys.rate_limit(owner, budget.name)
+        return self.spend_key(self._keys.rate_limit(owner, budget.name), budget)
+
+    def spend_for_address(self, address: str, budget: Budget) -> Decision:
+        return self.spend_key(self._keys.address_rate_limit(address), budget)
+
+    def spend_key(self, key: str, budget: Budget) -> Decision:
         allowed, debt, retry = cast(
             list[int], self._gcra(keys=[key], args=[budget.interval_ms, budget.burst])
         )

@@ -56,6 +56,8 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:ratelimit:{owner}:{budget}  string GCRA theoretical arrival time (ms since the epoch)
                                            of one rate budget (submits, uploads, reads);
                                            expires once the budget is full again
+    {p}:ratelimit:address:{addr}    string the same, for a client address without valid
+                                           credentials (api.address_limits)
     {p}:owner:{owner}:objects       hash   object key -> size in bytes of every object stored
                                            under ``owners/{owner}/`` (shared.quotas)
     {p}:owner:{owner}:stored-bytes  string the sum of that hash, kept in the same Lua step
@@ -205,6 +207,11 @@ class RedisKeys:
 
     def rate_limit(self, owner: str, budget: str) -> str:
         return f"{self.prefix}:ratelimit:{owner}:{budget}"
+
+    def address_rate_limit(self, address: str) -> str:
+        """The budget of a client address without valid credentials (owners cannot hold a
+        colon, so these never meet an owner's)."""
+        return f"{self.prefix}:ratelimit:address:{address}"
 
     def owner_objects(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:objects"

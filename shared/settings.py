@@ -174,6 +174,18 @@ class Settings:
     0: no limit."""
     reads_burst: int = 300
     """Other requests one owner may make at once before the per-minute rate applies."""
+    anonymous_per_minute: int = 120
+    """Requests per minute one client address may make without a valid key or session:
+    failed authentication, sign-in, ``/readyz`` and the API documents (``api.address_limits``).
+    0: no limit. Over it: 429 with ``Retry-After``."""
+    anonymous_burst: int = 60
+    """Of those, how many one address may make at once."""
+    trusted_proxy_hops: int = 0
+    """Reverse proxies in front of the API whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` to believe (Werkzeug's ProxyFix). Set it to the number of proxies
+    (1 behind one ingress): the client address the budgets key on is then the client's, and
+    behind TLS the dashboard's cookies are ``Secure`` and answers carry HSTS. Too high lets a
+    client choose its own address."""
     max_queued_jobs: int = 1000
     """Jobs one owner may have waiting to start; a submit over it is refused (403
     ``quota-exceeded``). 0: no quota."""
@@ -227,6 +239,10 @@ class Settings:
     its own size and the training size (``image_size``²), read from headers before any
     is decoded. Checking runs at about 50-80 million pixels a second on one core, so the
     default (268 M) bounds one upload's check to a few seconds. 0: no limit."""
+    api_concurrent_uploads: int = 2
+    """Uploads one API process checks at once (each is held in memory while it is checked:
+    up to a few hundred MiB); one more is answered 503 with ``Retry-After``, nothing
+    stored. ABC tunes are read in a pool of as many processes (``api.upload_gate``)."""
     api_url: str = "http://127.0.0.1:8000"
     """Where the CLI and Python client find the API."""
     api_key: str = ""
@@ -267,6 +283,13 @@ class Settings:
     """``json`` (one object a line, with job_id and owner) or ``text``."""
     metrics_dir: str = ""
     """Prometheus multiprocess directory (gunicorn and Celery); empty means single process."""
+    api_metrics_bind: str = ""
+    """``host:port`` of a listener of its own for the API's ``/metrics`` (``atelier api``
+    adds it to gunicorn's binds): ``/metrics`` is then answered there only, and that
+    listener answers nothing else. Empty: ``/metrics`` is on the API's own port."""
+    metrics_token: str = ""
+    """When set, ``/metrics`` needs ``Authorization: Bearer <token>`` (Prometheus's
+    ``authorization`` scrape setting); empty: no token."""
 
     def __post_init__(self) -> None:
         """Values set in code are held to the same rules as values read from the environment."""
@@ -275,8 +298,17 @@ class Settings:
             if get_origin(annotation) is Literal and value not in get_args(annotation):
                 raise ValueError(_must_be(name, _choices(annotation), value))
         _check_redis_url("redis_url", self.redis_url)
+        if self.api_metrics_bind and not _is_host_port(self.api_metrics_bind):
+            raise ValueError(
+                "ATELIER_API_METRICS_BIND must be host:port (e.g. 0.0.0.0:9100); "
+                f"got {self.api_metrics_bind!r}"
+            )
         if is_sentinel_url(self.broker_url):  # other brokers (amqp://…) are kombu's to judge
             _check_redis_url("broker_url", self.broker_url)
+        if self.api_concurrent_uploads < 1:
+            raise ValueError(
+                _must_be("api_concurrent_uploads", "1 or more", self.api_concurrent_uploads)
+            )
         if self.redis_min_replicas < 0:
             raise ValueError(_must_be("redis_min_replicas", "0 or more", self.redis_min_replicas))
         if not GPUS_PATTERN.fullmatch(self.gpus.strip()):
@@ -312,6 +344,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _is_host_port(value: str) -> bool:
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def env_name(field_name: str) -> str:

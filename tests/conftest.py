@@ -52,6 +52,8 @@ ROOMY_LIMITS: dict[str, Any] = {
     "uploads_burst": 100_000,
     "reads_per_minute": 600_000,
     "reads_burst": 100_000,
+    "anonymous_per_minute": 600_000,
+    "anonymous_burst": 100_000,
     "max_queued_jobs": 0,
     "max_stored_bytes": 0,
     "max_datasets": 0,

@@ -189,4 +189,4 @@ def test_each_route_lists_the_errors_it_can_give(inprocess_api: InProcessApi) ->
     assert statuses("/v1/jobs/{job_id}") == {"200", "401", "403", "404", "414", "429", "503"}
     assert statuses("/v1/jobs") == {"200", "401", "403", "414", "422", "429"}
     assert {"400", "403", "409", "413", "422", "503"} <= statuses("/v1/jobs", "post")
-    assert statuses("/readyz") == {"200", "414", "503"}
+    assert statuses("/readyz") == {"200", "414", "429", "503"}

@@ -355,3 +355,22 @@ def test_sign_in_never_sends_the_browser_to_another_site(
     location = answer.headers["Location"]
     assert location.startswith("/") and not location.startswith("//"), location
     assert "evil" not in location, location
+
+
+def test_sign_in_takes_a_plain_html_form_and_only_a_small_one(
+    inprocess_api: InProcessApi,
+) -> None:
+    """Before: a form-urlencoded sign-in (what a browser sends by default) was answered 400
+    'Send the body as JSON', and a multipart sign-in could be 64 MiB spooled to disk."""
+    client = inprocess_api.app.test_client()
+    found = SIGN_IN_TOKEN.search(client.get("/sign-in").get_data(as_text=True))
+    assert found is not None
+    form = {"api_key": inprocess_api.raw_key("alice"), "csrf_token": found.group(1)}
+    answer = client.post("/sign-in", data=form, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 302 and COOKIE_NAME in answer.headers["Set-Cookie"]
+    padded = {**form, "padding": "x" * (64 << 10)}
+    too_big = client.post("/sign-in", data=padded, content_type=FORM)
+    assert too_big.status_code == 413
+    assert too_big.headers["Content-Type"] == "application/problem+json"
+    odd = client.post("/sign-in", data=b"api_key=x", content_type="text/plain")
+    assert odd.status_code == 400 and "x-www-form-urlencoded" in odd.get_json()["detail"]

@@ -19,8 +19,10 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from atelier.api.address_limits import spend_address_budget
 from atelier.api.auth import session_store
 from atelier.api.dashboard.sessions import COOKIE_NAME, CSRF_FIELD, csrf_matches
+from atelier.api.rate_limits import spend_rate_budget
 from atelier.api.services import services
 from atelier.shared.auth import ID_CHARS
 
@@ -44,9 +46,11 @@ def require_session() -> BaseResponse | None:
         return None
     session = session_store().get(request.cookies.get(COOKIE_NAME))
     if session is None:
+        spend_address_budget()  # no owner to pay for it: the client's address does
         return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?")))
     record = services().api_keys.lookup_digest(session.key_digest)
     if record is None:  # the key was revoked or expired since
+        spend_address_budget()
         return redirect(url_for("dashboard.sign_in"))
     if request.method == "POST" and not csrf_matches(
         session.csrf_token, request.form.get(CSRF_FIELD)
@@ -58,6 +62,7 @@ def require_session() -> BaseResponse | None:
     g.dashboard_key = record
     g.owner = record.owner
     g.key_id = session.key_digest[:ID_CHARS]
+    spend_rate_budget()  # a page is a read of its owner's, like the API's (429 over)
     return None
 
 

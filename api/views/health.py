@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
-from atelier.api.services import services
+from atelier.api.services import Services, services
 from atelier.shared.errors import ServiceUnavailable
 
 health = Blueprint("health", __name__)
@@ -21,17 +24,47 @@ def healthz() -> Response:
 
 @health.get("/readyz")
 def readyz() -> Response:
-    """Redis answers and the object store can be reached."""
+    """Redis answers and the object store can be reached (checked at most once per
+    ``READY_CACHE_SECONDS`` per process: a flood of probes costs no Redis PING or S3
+    HeadBucket each)."""
     svc = services()
+    readiness = current_app.extensions.setdefault(READINESS_EXTENSION, _Readiness())
+    down = readiness.check(lambda: _probe(svc))
+    if down is not None:
+        raise down
+    return jsonify(status="ready", redis="ok", storage=svc.settings.storage)
+
+
+READY_CACHE_SECONDS = 1.5
+READINESS_EXTENSION = "atelier.readiness"
+
+
+class _Readiness:
+    """The last probe's outcome, shared by the process's threads for a moment."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self._down: ServiceUnavailable | None = None
+
+    def check(self, probe: Callable[[], ServiceUnavailable | None]) -> ServiceUnavailable | None:
+        with self._lock:  # one thread probes; the others wait for its answer
+            if time.monotonic() >= self._until:
+                self._down = probe()
+                self._until = time.monotonic() + READY_CACHE_SECONDS
+            return self._down
+
+
+def _probe(svc: Services) -> ServiceUnavailable | None:
     try:
         svc.redis.ping()
     except Exception as exc:
-        raise _down("Redis", exc) from None
+        return _down("Redis", exc)
     try:
         svc.objects.check()
     except Exception as exc:
-        raise _down("Object storage", exc) from None
-    return jsonify(status="ready", redis="ok", storage=svc.settings.storage)
+        return _down("Object storage", exc)
+    return None
 
 
 def _down(dependency: str, exc: Exception) -> ServiceUnavailable:
