@@ -1,5 +1,6 @@
-"""Event-stream slots and credentials under the real API (gunicorn, two worker processes):
-a HEAD takes no slot, and a stream ends when its key is revoked or its session ends."""
+"""The real API under gunicorn (two worker processes): a HEAD on an event stream takes no
+slot, a stream ends when its key is revoked or its session ends, and /metrics can have a
+listener of its own."""
 
 from __future__ import annotations
 
@@ -110,3 +111,28 @@ def test_a_signed_out_sessions_stream_ends_and_a_live_one_does_not(api: Settings
     assert _ended_within(ending, 4 * HEARTBEAT + 1) <= 4 * HEARTBEAT + 1
     assert _ended_within(kept, 3 * HEARTBEAT) == float("inf"), "a live session's stream ended"
     kept.close()
+
+
+def test_metrics_on_a_listener_of_their_own(
+    redis_base_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """ATELIER_API_METRICS_BIND under gunicorn: /metrics only there, and only /metrics."""
+    metrics_port = free_port()
+    url = f"{redis_base_url}/8"
+    base = Settings.from_env(
+        {},
+        data_dir=tmp_path_factory.mktemp("metrics") / "data",
+        api_metrics_bind=f"127.0.0.1:{metrics_port}",
+    )
+    stack = EmbeddedStack(base, port=free_port(), external_redis_url=url, worker_roles=())
+    settings = stack.start()
+    try:
+        scrape = f"http://127.0.0.1:{metrics_port}"
+        assert requests.get(f"{settings.api_url}/metrics", timeout=10).status_code == 404
+        assert requests.get(f"{settings.api_url}/healthz", timeout=10).status_code == 200
+        answer = requests.get(f"{scrape}/metrics", timeout=10)
+        assert answer.status_code == 200 and "atelier_http_requests_total" in answer.text
+        for path in ("/healthz", "/v1/jobs", "/sign-in"):
+            assert requests.get(scrape + path, timeout=10).status_code == 404, path
+    finally:
+        stack.stop()
