@@ -259,6 +259,13 @@ class QuotaOut(BaseModel):
     usage: int
     limit: int = Field(description="The owner's quota; 0: none.")
     unit: str = Field(description="`jobs`, `bytes` or `datasets`.")
+    reserved: int = Field(
+        0,
+        description="Held against the limit for what is not stored yet: the estimated "
+        "outputs of the owner's unfinished jobs, released as each ends (`stored_bytes`; "
+        "0 for the others). A submit is refused when usage + reserved + its estimate would "
+        "pass the limit.",
+    )
 
 
 class RateBudgetOut(BaseModel):

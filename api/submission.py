@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,9 +26,18 @@ from atelier.shared.models import ModelRecord
 from atelier.shared.webhook_urls import check_webhook_url
 
 
-def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, Any]:
-    """The kind's params with defaults filled in, or a 422 naming what is wrong (including
-    a job too large to admit: ``api.admission``)."""
+@dataclass(frozen=True)
+class ValidSubmit:
+    params: dict[str, Any]
+    """The kind's params with defaults filled in."""
+    output_bytes: int
+    """The job's estimated output, reserved against the stored-bytes quota until it ends
+    (``shared.reservations``); 0 when its kind does not estimate."""
+
+
+def validated_params(body: JobCreate, owner: str, svc: Services) -> ValidSubmit:
+    """The kind's params with defaults filled in and the job's estimated output, or a 422
+    naming what is wrong (including a job too large to admit: ``api.admission``)."""
     spec = KINDS.get(body.kind)
     if spec is None:
         raise UnknownKind(
@@ -51,8 +61,9 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> dict[str, An
         model = _check_model(values["model_id"], body.kind, owner, svc)
         _check_fits_model(spec.check_generate, params, model)
         facts = facts_for(svc.settings, model=model)
-    check_fits(estimate(spec, body.type, params, facts), svc.settings)
-    return values
+    found = estimate(spec, body.type, params, facts)
+    check_fits(found, svc.settings)
+    return ValidSubmit(values, found.output_bytes if found is not None else 0)
 
 
 def _check_webhook(url: str, allow_private: bool) -> None:

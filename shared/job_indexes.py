@@ -5,7 +5,8 @@ status, so a lost race in these methods costs a duplicate message at most.
 Which index a job is in says what is owed to it (key names in ``shared.redis_keys``):
 ``queued:{type}`` a message (scored by when it was due), ``requeued`` a message after a
 backoff, ``start-deadlines`` an expiry, ``running`` a lease. A job leaves them all through
-``leave_indexes`` when it finishes, is canceled, expires or is deleted.
+``leave_indexes`` when it finishes, is canceled, expires or is deleted; a terminal job
+joins ``finished`` and gives back its stored-bytes reservation (``record_end``).
 
 **Fencing.** A claim writes a token of its own (``{attempt}-{random}``,
 ``job_records.fence_token``) into the job hash's ``fence`` field in the same MULTI. Every
@@ -30,6 +31,7 @@ from redis.client import Pipeline
 from atelier.shared.job_records import CheckpointRef, Job, JobType, Progress, decode
 from atelier.shared.metric_history import MetricHistory
 from atelier.shared.redis_keys import RedisKeys
+from atelier.shared.reservations import Reservations
 from atelier.shared.scheduling import FairQueue
 
 # KEYS[1] job hash, KEYS[2] running; ARGV fence token, new expiry, job id.
@@ -71,6 +73,7 @@ class JobIndexes:
         self._keys = keys
         self.fair = FairQueue(client, keys)
         self.history = MetricHistory(client, keys)
+        self.reservations = Reservations(client, keys)
         self._renew = client.register_script(_RENEW)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._fenced_hset = client.register_script(_FENCED_HSET)
@@ -92,6 +95,19 @@ class JobIndexes:
         pipe.zrem(self._keys.requeued, job.id)
         pipe.zrem(self._keys.queued(job.type.value), job.id)
         self.fair.leave(pipe, job)
+
+    def record_end(self, pipe: Pipeline, job: Job) -> None:
+        """Queue in ``pipe`` (the MULTI that makes ``job`` terminal, whatever the path): it
+        joins ``finished``, and its stored-bytes reservation is released, so from now on its
+        real outputs count against the quota instead."""
+        pipe.zadd(self._keys.finished, {job.id: job.finished_at or time.time()})
+        self.reservations.release(pipe, job.owner, [job.id])
+
+    def forget_end(self, pipe: Pipeline, job: Job) -> None:
+        """Queue in ``pipe`` (the job's deletion): it leaves ``finished``, and a reservation
+        it still holds (a create whose enqueue failed) is released."""
+        pipe.zrem(self._keys.finished, job.id)
+        self.reservations.release(pipe, job.owner, [job.id])
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:

@@ -144,7 +144,7 @@ class JobStore(JobIndexes):
         pipe.delete(self._keys.job(job.id), self._keys.job_logs(job.id))
         self.events.forget(pipe, job.id)
         pipe.zrem(self._keys.owner_jobs(job.owner), job.id)
-        pipe.zrem(self._keys.finished, job.id)
+        self.forget_end(pipe, job)
         self.leave_indexes(pipe, job)
         pipe.execute()
 
@@ -390,7 +390,7 @@ class JobStore(JobIndexes):
                     pipe.multi()
                     pipe.hset(key, "record", record_json(job))
                     if job.status.is_terminal():
-                        pipe.zadd(self._keys.finished, {job.id: job.finished_at or time.time()})
+                        self.record_end(pipe, job)  # also releases its reservation
                     if also is not None:
                         also(pipe, job)
                     self.events.queue_changes(pipe, before, job)

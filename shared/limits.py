@@ -40,7 +40,8 @@ class OwnerLimits:
     max_queued_jobs: int = 0
     """Jobs waiting to start; a submit beyond it is refused (0: no quota)."""
     max_stored_bytes: int = 0
-    """Bytes in object storage; uploads past it and submits once it is reached are refused."""
+    """Bytes in object storage and reserved for unfinished jobs' estimated outputs; an
+    upload or a submit that would pass it is refused (0: no quota)."""
     max_datasets: int = 0
     """Uploaded datasets (0: no quota)."""
 

@@ -10,7 +10,8 @@ processes racing for the last unit cannot both win:
   (``objects``) and their sum (``stored-bytes``). ``storage_usage.MeteredObjectStore``
   updates them on every put and delete, the API and the workers alike; an entry per key
   makes a repeated put or delete count once. Uploads reserve their bytes before storing;
-  a submit is refused once the quota is reached (a job's output size is not known ahead);
+  a submit reserves its job's estimated output until the job ends (``shared.reservations``)
+  and is refused when stored + reserved + its estimate would pass the quota;
 - **datasets** are the owner's saved datasets plus the uploads admitted, not saved yet.
 
 Keys: ``shared.redis_keys``. Limits: ``shared.limits`` (0: no quota).
@@ -21,14 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis
+from redis.commands.core import Script
 
 from atelier.shared.errors import QuotaExceeded
 from atelier.shared.job_records import JobType
 from atelier.shared.limits import OwnerLimits
 from atelier.shared.redis_keys import KEYS, RedisKeys
+from atelier.shared.reservations import Reservations
 from atelier.shared.storage_usage import StorageMeter
 
 GRACE_MS = 30_000
@@ -56,25 +59,38 @@ local function queued(b)
   return n
 end
 """
-# KEYS stored-bytes, then those of _COUNT_QUEUED; ARGV grace, job id, max queued, max bytes.
+# KEYS stored-bytes, reservations, reserved-bytes, then those of _COUNT_QUEUED; ARGV grace,
+# job id, max queued, max bytes, the job's estimated output bytes. A job admitted again
+# (an Idempotency-Key's retry adopting its id) replaces its own reservation, never adds.
+# Every admitted job enters ``admitting`` (whatever the queued quota): the reservations'
+# sweep leaves a reservation alone while its job is being created.
 _ADMIT_JOB = (
     _NOW
     + _COUNT_QUEUED
     + """
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
-local max_queued, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
-if max_bytes > 0 and stored >= max_bytes then return {'stored_bytes', stored, max_bytes} end
+local own = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local reserved = tonumber(redis.call('GET', KEYS[3]) or '0') - own
+local max_queued, max_bytes, need = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local used = stored + reserved
+if max_bytes > 0 and (used >= max_bytes or used + need > max_bytes) then
+  return {'stored_bytes', stored, max_bytes, reserved, need}
+end
 if max_queued > 0 then
-  local n = queued(2)
+  local n = queued(4)
   if n >= max_queued then return {'queued_jobs', n, max_queued} end
-  redis.call('ZADD', KEYS[2], now, ARGV[2])
+end
+redis.call('ZADD', KEYS[4], now, ARGV[2])
+if need > 0 then
+  redis.call('HSET', KEYS[2], ARGV[2], need)
+  redis.call('INCRBY', KEYS[3], need - own)
 end
 return {'', 0, 0}
 """
 )
 _READ_QUEUED = _NOW + _COUNT_QUEUED + "return queued(1)"
-# KEYS uploading, owner datasets, objects, stored-bytes; ARGV grace, dataset id, max
-# datasets, max bytes, then object key and size pairs.
+# KEYS uploading, owner datasets, objects, stored-bytes, reserved-bytes; ARGV grace,
+# dataset id, max datasets, max bytes, then object key and size pairs.
 _ADMIT_DATASET = (
     _NOW
     + """
@@ -83,10 +99,13 @@ local count = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
 local max_datasets, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
 if max_datasets > 0 and count >= max_datasets then return {'datasets', count, max_datasets} end
 local stored, delta = tonumber(redis.call('GET', KEYS[4]) or '0'), 0
+local reserved = tonumber(redis.call('GET', KEYS[5]) or '0')
 for i = 5, #ARGV, 2 do
   delta = delta + tonumber(ARGV[i + 1]) - tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
 end
-if max_bytes > 0 and stored + delta > max_bytes then return {'stored_bytes', stored, max_bytes} end
+if max_bytes > 0 and stored + reserved + delta > max_bytes then
+  return {'stored_bytes', stored, max_bytes, reserved, delta}
+end
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 redis.call('INCRBY', KEYS[4], delta)
 redis.call('ZADD', KEYS[1], now, ARGV[2])
@@ -96,7 +115,7 @@ return {'', 0, 0}
 UNITS = {"queued_jobs": "jobs", "stored_bytes": "bytes", "datasets": "datasets"}
 ADVICE = {
     "queued_jobs": "wait for some of your jobs to start, or cancel some",
-    "stored_bytes": "delete datasets you no longer need",
+    "stored_bytes": "delete datasets or jobs you no longer need, or wait for your jobs to end",
     "datasets": "delete datasets you no longer need",
 }
 
@@ -108,6 +127,9 @@ class QuotaUse:
     usage: int
     limit: int
     """0: no quota."""
+    reserved: int = 0
+    """Held for what is not stored yet: the estimated outputs of unfinished jobs
+    (``stored_bytes`` only; it counts against the limit with ``usage``)."""
 
 
 class Quotas:
@@ -118,13 +140,22 @@ class Quotas:
         self._read_queued = client.register_script(_READ_QUEUED)
         self._admit_dataset = client.register_script(_ADMIT_DATASET)
         self._meter = StorageMeter(client, keys)
+        self._reservations = Reservations(client, keys)
 
-    def admit_job(self, owner: str, job_id: str, limits: OwnerLimits) -> None:
+    def admit_job(self, owner: str, job_id: str, limits: OwnerLimits, output_bytes: int) -> None:
         """Raise QuotaExceeded, or hold a place among the owner's queued jobs until
-        ``job_created`` (or ``GRACE_MS``, should this process die first)."""
-        keys = [self._keys.owner_stored_bytes(owner), *self._queued_keys(owner)]
-        args: list[str | int] = [GRACE_MS, job_id, limits.max_queued_jobs, limits.max_stored_bytes]
-        _raise_if_refused(cast(list[bytes | int], self._admit_job(keys=keys, args=args)))
+        ``job_created`` (or ``GRACE_MS``, should this process die first) and reserve the
+        job's estimated ``output_bytes`` until it ends (0 for a kind that does not estimate:
+        such a job is only refused once the quota is reached). Before refusing for stored
+        bytes, reservations left behind by jobs that are over or gone are swept once."""
+        keys = [
+            self._keys.owner_stored_bytes(owner),
+            self._keys.owner_reservations(owner),
+            self._keys.owner_reserved_bytes(owner),
+            *self._queued_keys(owner),
+        ]
+        args = [GRACE_MS, job_id, limits.max_queued_jobs, limits.max_stored_bytes, output_bytes]
+        self._admit(self._admit_job, owner, keys, args)
 
     def job_created(self, owner: str, job_id: str) -> None:
         """The job exists (and counts itself while queued), or will not: give the place back."""
@@ -141,10 +172,11 @@ class Quotas:
             self._keys.owner_datasets(owner),
             self._keys.owner_objects(owner),
             self._keys.owner_stored_bytes(owner),
+            self._keys.owner_reserved_bytes(owner),
         ]
         args: list[str | int] = [GRACE_MS, dataset_id, limits.max_datasets, limits.max_stored_bytes]
         args += [part for key, size in sizes.items() for part in (key, size)]
-        _raise_if_refused(cast(list[bytes | int], self._admit_dataset(keys=keys, args=args)))
+        self._admit(self._admit_dataset, owner, keys, args)
         try:
             yield
         except BaseException:
@@ -158,13 +190,25 @@ class Quotas:
         queued = cast(int, self._read_queued(keys=self._queued_keys(owner), args=[GRACE_MS]))
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(self._keys.owner_stored_bytes(owner))
+        pipe.get(self._keys.owner_reserved_bytes(owner))
         pipe.zcard(self._keys.owner_datasets(owner))
-        stored, datasets = pipe.execute()
+        stored, reserved, datasets = pipe.execute()
         return [
             QuotaUse("queued_jobs", queued, limits.max_queued_jobs),
-            QuotaUse("stored_bytes", int(stored or 0), limits.max_stored_bytes),
+            QuotaUse(
+                "stored_bytes", int(stored or 0), limits.max_stored_bytes, int(reserved or 0)
+            ),
             QuotaUse("datasets", int(datasets), limits.max_datasets),
         ]
+
+    def _admit(self, script: Script, owner: str, keys: list[str], args: list[Any]) -> None:
+        """Run an admission script; refused for stored bytes while some are reserved, sweep
+        the reservations of jobs that are over or gone (a leak) and try once more."""
+        answer = cast(list[bytes | int], script(keys=keys, args=args))
+        reserved = _refused_for(answer) == "stored_bytes" and int(answer[3]) > 0
+        if reserved and self._reservations.sweep(owner, GRACE_MS) > 0:
+            answer = cast(list[bytes | int], script(keys=keys, args=args))
+        _raise_if_refused(answer)
 
     def _queued_keys(self, owner: str) -> list[str]:
         return [
@@ -175,14 +219,25 @@ class Quotas:
         ]
 
 
+def _refused_for(answer: list[bytes | int]) -> str:
+    """The quota a script's answer refuses for; empty when it admitted."""
+    return answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
+
+
 def _raise_if_refused(answer: list[bytes | int]) -> None:
-    name = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
+    name = _refused_for(answer)
     if not name:
         return
     usage, limit = int(answer[1]), int(answer[2])
     unit = UNITS[name]
+    held = ""
+    if name == "stored_bytes":  # what else counted: reservations, and what this asked for
+        held = (
+            f", {int(answer[3])} more are reserved for the outputs of your unfinished jobs, "
+            f"and this needs {int(answer[4])} (a job: its estimated output)"
+        )
     raise QuotaExceeded(
-        f"Quota {name} exceeded: you use {usage} {unit} of {limit}; {ADVICE[name]}. "
+        f"Quota {name} exceeded: you use {usage} {unit} of {limit}{held}; {ADVICE[name]}. "
         "Nothing was stored or queued.",
         quota=name,
         usage=usage,

@@ -61,9 +61,13 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:owner:{owner}:objects       hash   object key -> size in bytes of every object stored
                                            under ``owners/{owner}/`` (shared.quotas)
     {p}:owner:{owner}:stored-bytes  string the sum of that hash, kept in the same Lua step
-    {p}:owner:{owner}:admitting     zset   job ids a submit admitted under the queued-jobs
-                                           quota but has not created yet, scored by when
-                                           (ms); stale after 30 s (a crashed API process)
+    {p}:owner:{owner}:reservations  hash   job id -> bytes reserved for that unfinished job's
+                                           output (its estimate), held from admission until
+                                           the job is terminal or deleted (shared.reservations)
+    {p}:owner:{owner}:reserved-bytes string the sum of that hash, kept in the same Lua step
+    {p}:owner:{owner}:admitting     zset   job ids a submit admitted under the quotas but
+                                           has not created yet, scored by when (ms); stale
+                                           after 30 s (a crashed API process)
     {p}:owner:{owner}:uploading     zset   dataset ids an upload admitted, not saved yet (same)
     {p}:owner:{owner}:scratch       zset   a quota script's temporary intersection, deleted
                                            by the same script
@@ -218,6 +222,12 @@ class RedisKeys:
 
     def owner_stored_bytes(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:stored-bytes"
+
+    def owner_reservations(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:reservations"
+
+    def owner_reserved_bytes(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:reserved-bytes"
 
     def owner_admitting(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:admitting"

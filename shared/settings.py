@@ -191,8 +191,8 @@ class Settings:
     ``quota-exceeded``). 0: no quota."""
     max_stored_bytes: int = 50 << 30
     """Bytes one owner may keep in object storage (uploads, samples, checkpoints, outputs,
-    model weights). Uploads that would pass it, and submits once it is reached, are
-    refused (403). 0: no quota."""
+    model weights), counting the estimated outputs of its unfinished jobs: an upload or a
+    submit (its estimate) that would pass it is refused (403). 0: no quota."""
     max_datasets: int = 100
     """Datasets one owner may have uploaded; 0: no quota."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from flask import url_for
 from spectree import Response
@@ -26,7 +25,7 @@ from atelier.api.schemas import (
 )
 from atelier.api.services import Services, services
 from atelier.api.spec import spec
-from atelier.api.submission import validated_params
+from atelier.api.submission import ValidSubmit, validated_params
 from atelier.api.views import v1
 from atelier.shared.errors import Conflict, NotFound, ServiceUnavailable
 from atelier.shared.idempotency import IdempotencyRecord, fingerprint
@@ -58,7 +57,7 @@ def create_job(json: JobCreate, headers: SubmitHeaders) -> tuple[JobOut, int, di
     ``Prefer: wait=N`` (RFC 7240), answers when the job is over (201) or after N seconds."""
     svc = services()
     owner = current_owner()
-    params = validated_params(json, owner, svc)
+    valid = validated_params(json, owner, svc)
     wait = requested_wait()
     job_id = new_id("job")
     key = headers.idempotency_key
@@ -75,7 +74,7 @@ def create_job(json: JobCreate, headers: SubmitHeaders) -> tuple[JobOut, int, di
                 job_id = earlier.job_id
     if not extra:
         try:
-            job = _create_and_enqueue(svc, owner, json, params, job_id)
+            job = _create_and_enqueue(svc, owner, json, valid, job_id)
         except Exception:
             if key is not None:
                 svc.idempotency.release(owner, key)
@@ -87,11 +86,13 @@ def create_job(json: JobCreate, headers: SubmitHeaders) -> tuple[JobOut, int, di
 
 
 def _create_and_enqueue(
-    svc: Services, owner: str, body: JobCreate, params: dict[str, Any], job_id: str
+    svc: Services, owner: str, body: JobCreate, valid: ValidSubmit, job_id: str
 ) -> Job:
     JOB_ID.set(job_id)
-    # 403 quota-exceeded (nothing created), or a place held among the queued jobs.
-    svc.quotas.admit_job(owner, job_id, limits_for(svc.settings, owner))
+    params = valid.params
+    # 403 quota-exceeded (nothing created), or a place held among the queued jobs and the
+    # job's estimated output reserved against the stored bytes until it ends.
+    svc.quotas.admit_job(owner, job_id, limits_for(svc.settings, owner), valid.output_bytes)
     job = svc.jobs.create(
         owner,
         body.type,

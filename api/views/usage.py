@@ -22,7 +22,9 @@ def usage() -> UsageOut:
     owner = current_owner()
     limits = limits_for(svc.settings, owner)
     quotas = [
-        QuotaOut(name=q.name, usage=q.usage, limit=q.limit, unit=UNITS[q.name])
+        QuotaOut(
+            name=q.name, usage=q.usage, limit=q.limit, unit=UNITS[q.name], reserved=q.reserved
+        )
         for q in svc.quotas.usage(owner, limits)
     ]
     budgets = []
