@@ -1,29 +1,32 @@
 """Checking and normalising uploaded datasets before anything is stored.
 
 Every check happens on the bytes in memory (uploads are capped by ``max_upload_bytes``):
-archive entries are counted, sized, named and laid out (no two may share bytes or a name)
-before any is read; each image's size is read from its header, and an ``.npz`` array's
-shape from its ``.npy`` header, and charged to the upload's pixel budget before it is
-decoded; a failure anywhere rejects the whole upload, so nothing half-checked is stored.
+archive entries are counted (from the zip's end records), sized, named and laid out (no
+two may share bytes or a name) before any is read (``api.archives``); each image's size
+is read from its header, and an ``.npz`` array's dtype, order and shape from its ``.npy``
+header, and charged to the upload's pixel budget before it is decoded; the array is then
+read a few MiB at a time. ABC tunes are read by music21 in the upload pool
+(``api.ingest_abc``, ``api.upload_gate``). A failure anywhere rejects the whole upload,
+so nothing half-checked is stored.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import math
-import stat
-import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from atelier.api.ingest_abc import ABC_SUFFIXES, check_tunes, is_abc_archive
+from atelier.api.archives import UNREADABLE, open_zip, read_entry, visible_files
+from atelier.api.ingest_abc import ABC_SUFFIXES, abc_files, check_tunes
+from atelier.api.upload_gate import UploadGate
 from atelier.shared.datasets import Modality
-from atelier.shared.errors import PayloadTooLarge, ValidationFailed
+from atelier.shared.errors import InvalidUpload, PayloadTooLarge
 from atelier.shared.settings import Settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -32,12 +35,8 @@ IMAGE_FORMATS = ("PNG", "JPEG")
 TEXT_SUFFIXES = {".txt"}
 EXCERPT_CHARS = 400
 MAX_FILENAME_CHARS = 255
-LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then file name and extra lengths
+NPY_CHUNK = 4 << 20  # bytes of an .npz array read at a time (bounds the temporaries)
 TEXT_CHUNK = 1 << 22  # bytes scanned at a time for control characters (bounds the temporaries)
-
-
-class InvalidUpload(ValidationFailed):
-    slug, title = "invalid-upload", "The uploaded dataset cannot be used"
 
 
 @dataclass
@@ -90,21 +89,23 @@ class Target:
 
 
 def normalise_upload(
-    filename: str, data: bytes, image_size: int, channels: int, settings: Settings
+    filename: str, data: bytes, image_size: int, channels: int, gate: UploadGate, settings: Settings
 ) -> Normalised:
+    """The upload checked and normalised; ABC tunes are read in ``gate``'s pool."""
     if len(filename) > MAX_FILENAME_CHARS:
         raise InvalidUpload(f"The file name is longer than {MAX_FILENAME_CHARS} characters.")
     suffix = PurePosixPath(filename.lower()).suffix
     if suffix in TEXT_SUFFIXES:
         return Normalised("text", text=_text(data))
-    if suffix in ABC_SUFFIXES or (suffix == ".zip" and is_abc_archive(data)):
-        tunes = check_tunes(filename, data, settings)
+    archive = open_zip(data, settings, "archive") if suffix == ".zip" else None
+    if suffix in ABC_SUFFIXES or (archive and visible_files(archive, ABC_SUFFIXES)):
+        tunes = gate.run(check_tunes, filename, abc_files(filename, data, archive, settings))
         return Normalised("music", text=tunes.text, tunes=tunes.count)
     target = Target(image_size, channels, settings)
-    if suffix == ".zip":
-        images = _zip_images(data, target)
+    if archive is not None:
+        images = _zip_images(archive, target)
     elif suffix == ".npz":
-        images = _npz_images(data, target)
+        images = _npz_images(open_zip(data, settings, ".npz file"), target)
     else:
         raise InvalidUpload(
             f"Unsupported file {filename!r}: send a .zip of PNG/JPEG images, a .npz of "
@@ -154,88 +155,13 @@ def control_characters(data: bytes) -> int:
     return count
 
 
-# --- archives -----------------------------------------------------------------------------------
-def _open_zip(data: bytes, settings: Settings, what: str) -> zipfile.ZipFile:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise InvalidUpload(f"The {what} is not a readable zip archive: {exc}.") from exc
-    entries = archive.infolist()
-    if len(entries) > settings.max_upload_files:
-        raise PayloadTooLarge(
-            f"The {what} holds {len(entries)} entries; the limit is {settings.max_upload_files}."
-        )
-    total = sum(entry.file_size for entry in entries)
-    if total > settings.max_uncompressed_bytes:
-        raise PayloadTooLarge(
-            f"The {what} expands to {total} bytes; the limit is "
-            f"{settings.max_uncompressed_bytes} (is it a zip bomb?)."
-        )
-    for entry in entries:
-        _check_entry_name(entry)
-    _check_layout(data, entries, what)
-    return archive
-
-
-def _check_entry_name(entry: zipfile.ZipInfo) -> None:
-    path = PurePosixPath(entry.filename.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or ":" in entry.filename:
-        raise InvalidUpload(f"Archive entry {entry.filename!r} points outside the archive.")
-    if stat.S_ISLNK(entry.external_attr >> 16):
-        raise InvalidUpload(f"Archive entry {entry.filename!r} is a link; send plain files.")
-
-
-def _check_layout(data: bytes, entries: list[zipfile.ZipInfo], what: str) -> None:
-    """Each entry's bytes are its own: no repeated name, and no two entries whose stored
-    bytes overlap (many directory entries pointing at one compressed blob multiply the
-    work of reading the archive without adding a byte to it)."""
-    names: set[str] = set()
-    spans = []
-    for entry in entries:
-        if entry.filename in names:
-            raise InvalidUpload(f"The {what} holds {entry.filename!r} more than once.")
-        names.add(entry.filename)
-        start = entry.header_offset
-        header = data[start : start + LOCAL_HEADER.size]
-        if len(header) < LOCAL_HEADER.size or not header.startswith(b"PK\x03\x04"):
-            raise InvalidUpload(f"Archive entry {entry.filename!r} is corrupt: no local header.")
-        _, name_length, extra_length = LOCAL_HEADER.unpack(header)
-        end = start + LOCAL_HEADER.size + name_length + extra_length + entry.compress_size
-        spans.append((start, end, entry.filename))
-    spans.sort()
-    for (_, end, name), (start, _, other) in itertools.pairwise(spans):
-        if start < end:
-            raise InvalidUpload(
-                f"Archive entries {name!r} and {other!r} overlap: each entry must hold its "
-                "own bytes."
-            )
-
-
-def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo) -> bytes:
-    """Read at most the declared size (+1 byte to catch a header that lies)."""
-    try:
-        with archive.open(entry) as handle:
-            data = handle.read(entry.file_size + 1)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
-        raise InvalidUpload(f"Archive entry {entry.filename!r} is corrupt: {exc}.") from exc
-    if len(data) > entry.file_size:
-        raise InvalidUpload(f"Archive entry {entry.filename!r} is larger than it declares.")
-    return data
-
-
-def _zip_images(data: bytes, target: Target) -> np.ndarray:
-    archive = _open_zip(data, target.settings, "archive")
-    entries = [entry for entry in archive.infolist() if _is_image(entry)]
+# --- images -------------------------------------------------------------------------------------
+def _zip_images(archive: zipfile.ZipFile, target: Target) -> np.ndarray:
+    entries = visible_files(archive, IMAGE_SUFFIXES)
     images = np.empty((len(entries), target.size, target.size, target.channels), np.uint8)
     for index, entry in enumerate(entries):
-        images[index] = _image(_read_entry(archive, entry), entry.filename, target)
+        images[index] = _image(read_entry(archive, entry), entry.filename, target)
     return images
-
-
-def _is_image(entry: zipfile.ZipInfo) -> bool:
-    name = PurePosixPath(entry.filename)
-    hidden = any(part.startswith((".", "__MACOSX")) for part in name.parts)
-    return not entry.is_dir() and not hidden and name.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _image(data: bytes, name: str, target: Target) -> np.ndarray:
@@ -260,25 +186,41 @@ def _resized(image: Image.Image, target: Target) -> np.ndarray:
 
 
 # --- npz ----------------------------------------------------------------------------------------
-def _npz_images(data: bytes, target: Target) -> np.ndarray:
-    archive = _open_zip(data, target.settings, ".npz file")
+@dataclass(frozen=True)
+class NpyLayout:
+    """An ``.npy`` image array as its header declares it: (n, height, width, channels)."""
+
+    shape: tuple[int, int, int, int]
+    header_bytes: int
+
+    @property
+    def image_bytes(self) -> int:
+        return math.prod(self.shape[1:])
+
+
+def _npz_images(archive: zipfile.ZipFile, target: Target) -> np.ndarray:
+    """The image array read from its member's stream: its header checked first, then its
+    pixels a few MiB of images at a time (the array is never whole in memory)."""
     entry = _npz_entry(archive)
-    shape = _npy_shape(archive, entry, target)
     try:
         with archive.open(entry) as handle:
-            array = np.lib.format.read_array(handle, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            layout = _npy_layout(handle, entry, target)
+            return _npy_images(handle, layout, target)
+    except UNREADABLE as exc:
         raise InvalidUpload(f"The .npz cannot be read: {exc}.") from exc
-    array = array.reshape(shape)
-    mode = "L" if shape[-1] == 1 else "RGB"
-    images = np.empty((shape[0], target.size, target.size, target.channels), np.uint8)
-    for index, pixels in enumerate(array):
-        images[index] = _resized(Image.fromarray(pixels[..., 0] if mode == "L" else pixels), target)
-    return images
 
 
 def _npz_entry(archive: zipfile.ZipFile) -> zipfile.ZipInfo:
-    arrays = {e.filename.removesuffix(".npy"): e for e in archive.infolist() if not e.is_dir()}
+    """The image array: ``images.npy``, or the only array. Every member must be an
+    ``.npy`` array (what ``np.savez`` writes); anything else has no business here."""
+    members = [entry for entry in archive.infolist() if not entry.is_dir()]
+    for entry in members:
+        if not entry.filename.endswith(".npy"):
+            raise InvalidUpload(
+                f"The .npz holds {entry.filename!r}, which is not an .npy array; save the "
+                "images with numpy.savez."
+            )
+    arrays = {entry.filename.removesuffix(".npy"): entry for entry in members}
     if "images" in arrays:
         return arrays["images"]
     if len(arrays) == 1:
@@ -286,25 +228,32 @@ def _npz_entry(archive: zipfile.ZipFile) -> zipfile.ZipInfo:
     raise InvalidUpload(f"The .npz holds arrays {sorted(arrays)}; name the image array 'images'.")
 
 
-def _npy_shape(
-    archive: zipfile.ZipFile, entry: zipfile.ZipInfo, target: Target
-) -> tuple[int, int, int, int]:
-    """The image array's shape from its ``.npy`` header, checked (dtype, shape, images,
+def _npy_layout(handle: IO[bytes], entry: zipfile.ZipInfo, target: Target) -> NpyLayout:
+    """The image array's layout from its ``.npy`` header (numpy's own reader, which never
+    evaluates more than a literal dict), checked (dtype, order, shape, images, bytes,
     pixels, and that the data is really there) before a byte of pixels is read."""
-    try:
-        with archive.open(entry) as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(handle)
-            header_bytes = handle.tell()
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InvalidUpload(f"The .npz cannot be read: {exc}.") from exc
+    version = np.lib.format.read_magic(handle)
+    if version not in ((1, 0), (2, 0)):
+        raise InvalidUpload(f"The .npz array is .npy version {version}; save it with numpy.savez.")
+    read_header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran_order, dtype = read_header(handle)
     if dtype != np.uint8:
         raise InvalidUpload(f"The .npz images are {dtype}; send uint8 pixels (0-255).")
+    if fortran_order:
+        raise InvalidUpload(
+            "The .npz images are stored in Fortran order; save a C-ordered array "
+            "(numpy.ascontiguousarray)."
+        )
+    layout = NpyLayout(_image_shape(shape), handle.tell())
+    _check_npy_size(layout, entry, target)
+    return layout
+
+
+def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     if len(shape) == 3:
         shape = (*shape, 1)
     if len(shape) != 4 or shape[-1] not in (1, 3) or min(shape) < 1:
@@ -312,15 +261,42 @@ def _npy_shape(
             f"The .npz images have shape {shape}; send (n, height, width) or "
             "(n, height, width, 1 or 3) with n > 0."
         )
-    count, height, width, _ = shape
-    if count > target.settings.max_upload_files:
+    count, height, width, channels = shape
+    return count, height, width, channels
+
+
+def _check_npy_size(layout: NpyLayout, entry: zipfile.ZipInfo, target: Target) -> None:
+    count, height, width, _ = layout.shape
+    settings = target.settings
+    if count > settings.max_upload_files:
         raise PayloadTooLarge(
-            f"The .npz holds {count} images; the limit is {target.settings.max_upload_files}."
+            f"The .npz holds {count} images; the limit is {settings.max_upload_files}."
+        )
+    decoded = count * layout.image_bytes  # uint8: one byte an element
+    if decoded > settings.max_uncompressed_bytes:
+        raise PayloadTooLarge(
+            f"The .npz images {layout.shape} decode to {decoded} bytes; the limit is "
+            f"{settings.max_uncompressed_bytes}."
         )
     target.charge("Each .npz image", width, height, count)
-    if header_bytes + math.prod(shape) != entry.file_size:
-        raise InvalidUpload(f"The .npz array {shape} does not match the bytes it holds.")
-    return count, height, width, shape[-1]
+    if layout.header_bytes + decoded != entry.file_size:
+        raise InvalidUpload(f"The .npz array {layout.shape} does not match the bytes it holds.")
+
+
+def _npy_images(handle: IO[bytes], layout: NpyLayout, target: Target) -> np.ndarray:
+    count, height, width, channels = layout.shape
+    images = np.empty((count, target.size, target.size, target.channels), np.uint8)
+    per_read = max(1, NPY_CHUNK // layout.image_bytes)
+    for first in range(0, count, per_read):
+        rows = min(per_read, count - first)
+        data = handle.read(rows * layout.image_bytes)
+        if len(data) != rows * layout.image_bytes:
+            raise InvalidUpload(f"The .npz array {layout.shape} is cut short.")
+        pixels = np.frombuffer(data, np.uint8).reshape(rows, height, width, channels)
+        for offset, image in enumerate(pixels):
+            grey = image[..., 0] if channels == 1 else image
+            images[first + offset] = _resized(Image.fromarray(grey), target)
+    return images
 
 
 def excerpt(text: str) -> str:

@@ -1,25 +1,25 @@
 """Checking uploaded ABC tunes (``.abc``, or a ``.zip`` of them) for the ``melody`` kind.
 
 The hostile-input rules of the other uploads hold: the bytes are capped before this runs,
-archives go through ``ingest``'s entry checks (count, total size, names, links, overlapping
-entries) and each entry is read no further than it declares; text must be UTF-8 without
-NULs. Every tune is normalised (``shared.abc``) and parsed by music21 (~30 ms a tune, so
-at most ``MAX_UPLOAD_TUNES`` are); the upload is refused when none is readable, and the
-tunes that are not are counted and named in the refusal's absence (the dataset's
-description says how many were dropped).
+archives go through ``archives``' entry checks (count, total size, names, links, overlapping
+entries), their ABC files may hold no more than one upload may, and each entry is read no
+further than it declares; text must be UTF-8 without NULs. Every tune is normalised
+(``shared.abc``) and parsed by music21 (6-30 ms a tune, so at most ``MAX_UPLOAD_TUNES``
+are), in a process of the upload pool (``api.upload_gate``), never on a request thread;
+the upload is refused when none is readable, and the tunes that are not are counted and
+named in the refusal's absence (the dataset's description says how many were dropped).
 """
 
 from __future__ import annotations
 
 import collections
-import io
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
+from atelier.api.archives import read_entry, visible_files
 from atelier.shared.abc import AbcError, normalise, split_tunes
 from atelier.shared.abc_music import parse
-from atelier.shared.errors import PayloadTooLarge
+from atelier.shared.errors import InvalidUpload, PayloadTooLarge
 from atelier.shared.settings import Settings
 
 ABC_SUFFIXES = {".abc"}
@@ -35,35 +35,24 @@ class AbcUpload:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-def is_abc_archive(data: bytes) -> bool:
-    """A zip whose files include ``.abc`` ones (and so is not an image archive)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return any(_is_abc(entry) for entry in archive.infolist())
-    except (zipfile.BadZipFile, EOFError, ValueError):
-        return False
-
-
-def _is_abc(entry: zipfile.ZipInfo) -> bool:
-    name = PurePosixPath(entry.filename)
-    hidden = any(part.startswith((".", "__MACOSX")) for part in name.parts)
-    return not entry.is_dir() and not hidden and name.suffix.lower() in ABC_SUFFIXES
-
-
-def abc_texts(filename: str, data: bytes, settings: Settings) -> list[tuple[str, str]]:
-    """(name, UTF-8 text) of each ABC file of the upload."""
-    from atelier.api.ingest import _open_zip, _read_entry
-
-    if PurePosixPath(filename.lower()).suffix in ABC_SUFFIXES:
-        return [(filename, _utf8(filename, data))]
-    archive = _open_zip(data, settings, "archive")
-    entries = [entry for entry in archive.infolist() if _is_abc(entry)]
-    return [(e.filename, _utf8(e.filename, _read_entry(archive, e))) for e in entries]
+def abc_files(
+    filename: str, data: bytes, archive: zipfile.ZipFile | None, settings: Settings
+) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each ABC file of the upload: the upload itself, or the archive's
+    ``.abc`` files, which may hold no more than an upload may (``max_upload_bytes``)."""
+    if archive is None:
+        return [(filename, data)]
+    entries = visible_files(archive, ABC_SUFFIXES)
+    total = sum(entry.file_size for entry in entries)
+    if total > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"The archive's ABC files hold {total} bytes; the limit is "
+            f"{settings.max_upload_bytes}, as for one .abc file."
+        )
+    return [(entry.filename, read_entry(archive, entry)) for entry in entries]
 
 
 def _utf8(name: str, data: bytes) -> str:
-    from atelier.api.ingest import InvalidUpload
-
     if b"\x00" in data:
         raise InvalidUpload(f"{name!r} contains NUL bytes: it looks like a binary file.")
     try:
@@ -74,12 +63,10 @@ def _utf8(name: str, data: bytes) -> str:
         ) from exc
 
 
-def check_tunes(filename: str, data: bytes, settings: Settings) -> AbcUpload:
-    from atelier.api.ingest import InvalidUpload
-
-    sources = [
-        tune for _, text in abc_texts(filename, data, settings) for tune in split_tunes(text)
-    ]
+def check_tunes(filename: str, files: list[tuple[str, bytes]]) -> AbcUpload:
+    """The readable tunes of ``files``: run in the upload pool's processes (music21 takes
+    ~6-30 ms a tune and holds the GIL throughout), so it must stay picklable both ways."""
+    sources = [tune for name, data in files for tune in split_tunes(_utf8(name, data))]
     if len(sources) > MAX_UPLOAD_TUNES:
         raise PayloadTooLarge(
             f"The upload holds {len(sources)} tunes; the limit is {MAX_UPLOAD_TUNES}."

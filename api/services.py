@@ -9,6 +9,7 @@ from celery import Celery
 from flask import current_app
 
 from atelier.api.event_hub import EventHub, LongRequests
+from atelier.api.upload_gate import UploadGate
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.datasets import DatasetStore
 from atelier.shared.durability import Durability
@@ -43,6 +44,7 @@ class Services:
     hub: EventHub
     durability: Durability
     long_requests: LongRequests
+    uploads: UploadGate
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -73,6 +75,7 @@ class Services:
             long_requests=LongRequests(
                 settings.api_long_requests, settings.api_long_requests_per_owner
             ),
+            uploads=UploadGate(settings.api_concurrent_uploads),
         )
 
 

@@ -11,12 +11,13 @@
     │   ├── CsrfFailed            403 a session-cookie change without its CSRF token
     │   ├── NotFound              404 no such job/model/file *for this owner*
     │   ├── Conflict              409 the request does not fit the resource's state
-    │   ├── PayloadTooLarge       413 body over ``max_request_bytes``
+    │   ├── PayloadTooLarge       413 body over ``max_request_bytes``, an upload over a limit
     │   ├── ValidationFailed      422 a field is wrong; ``errors`` names each field
     │   │   ├── UnknownKind       422 ``kind`` is not in the plug-in table
     │   │   ├── UnknownDataset    422 ``params.dataset`` names no dataset
     │   │   ├── UnknownModel      422 ``params.model_id`` names no model of this owner
     │   │   ├── TooLarge          422 the job's estimated memory or output does not fit
+    │   │   ├── InvalidUpload     422 an uploaded dataset is corrupt, lies, or cannot be used
     │   │   └── IdempotencyKeyReused 422 same Idempotency-Key, different body
     │   ├── RateLimited           429 a rate budget is spent; ``Retry-After`` says when to retry
     │   └── ServiceUnavailable    503 Redis or storage is unreachable; ``Retry-After``
@@ -136,6 +137,10 @@ class UnknownModel(ValidationFailed):
 
 class TooLarge(ValidationFailed):
     slug, title = "too-large", "Job too large for a worker"
+
+
+class InvalidUpload(ValidationFailed):
+    slug, title = "invalid-upload", "The uploaded dataset cannot be used"
 
 
 class IdempotencyKeyReused(ValidationFailed):

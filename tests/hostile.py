@@ -6,6 +6,7 @@ that check a refusal stored nothing."""
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import warnings
 import zipfile
@@ -129,3 +130,95 @@ def upload(api: InProcessApi, filename: str, data: bytes, **fields: Any) -> requ
         data={k: str(v) for k, v in fields.items()},
         timeout=60,
     )
+
+
+LOCAL = struct.Struct(
+    "<4s5H3I2H"
+)  # signature, version, flags, method, time, date, crc, sizes, lengths
+CENTRAL = struct.Struct("<4s6H3I5H2I")
+ZIP64_END = struct.Struct("<4sQ2H2I4Q")
+ZIP64_LOCATOR = struct.Struct("<4sIQI")
+END = struct.Struct("<4s4H2IH")
+
+
+def zip_of_empty_entries(entries: int, declared: int | None = None, zip64: bool = False) -> bytes:
+    """A stored zip of ``entries`` empty files named ``0000000`` on, written by hand (zipfile
+    takes ~40 s for the 740,000 that fit 64 MiB). Its end records declare ``declared``
+    entries (default: the truth); with ``zip64`` (or over 65,535 entries) the count is in a
+    zip64 end record and the classic one says 0xFFFF, as zipfile writes it."""
+    declared = entries if declared is None else declared
+    names = [f"{i:07d}".encode() for i in range(entries)]
+    local = [LOCAL.pack(b"PK\x03\x04", 20, 0, 0, 0, 33, 0, 0, 0, 7, 0) + n for n in names]
+    offsets = itertools.accumulate((len(part) for part in local), initial=0)
+    central = [
+        CENTRAL.pack(b"PK\x01\x02", 20, 20, 0, 0, 0, 33, 0, 0, 0, 7, 0, 0, 0, 0, 0, offset) + name
+        for name, offset in zip(names, offsets, strict=False)
+    ]
+    body, directory = b"".join(local), b"".join(central)
+    start, size = len(body), len(directory)
+    if not (zip64 or declared > 0xFFFF):
+        return body + directory + END.pack(b"PK\x05\x06", 0, 0, declared, declared, size, start, 0)
+    end64 = ZIP64_END.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, declared, declared, size, start)
+    locator = ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, start + size, 1)
+    end = END.pack(b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return body + directory + end64 + locator + end
+
+
+def zip_bomb_of_empty_entries(limit: int) -> bytes:
+    """As many empty entries as fit ``limit`` bytes (90 bytes each)."""
+    return zip_of_empty_entries((limit - 200) // 90)
+
+
+def zip64_claiming(entries: int, files: dict[str, bytes]) -> bytes:
+    """A real zip of ``files`` whose zip64 end record claims ``entries`` entries."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    data = buffer.getvalue()
+    *_, size, start, _ = END.unpack(data[-END.size :])
+    end64 = ZIP64_END.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, size, start)
+    locator = ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, start + size, 1)
+    end = END.pack(b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return data[: start + size] + end64 + locator + end
+
+
+def npz_of_members(members: dict[str, bytes]) -> bytes:
+    """An ``.npz`` (a zip) holding exactly ``members``, whatever they are."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def npz_of_zeros(shape: tuple[int, ...]) -> bytes:
+    """A deflated ``images.npy`` of uint8 zeros: ~1 KB on the wire for each MB it decodes
+    to, written a chunk at a time (the array itself is never built)."""
+    buffer = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+    chunk = bytes(1 << 20)
+    left = int(np.prod(shape))
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("images.npy", "w", force_zip64=True) as member,
+    ):
+        np.lib.format.write_array_header_1_0(member, header)
+        while left > 0:
+            member.write(chunk[: min(left, len(chunk))])
+            left -= len(chunk)
+    return buffer.getvalue()
+
+
+ABC_TUNE = "X:{n}\nM:6/8\nL:1/8\nR:jig\nK:D\nA|dfa agf|e2d cBA|dfa agf|e3 d2:|\n"
+
+
+def abc_of_tunes(count: int) -> bytes:
+    """``count`` readable jigs: music21 takes ~30 ms over each."""
+    return "\n".join(ABC_TUNE.format(n=n + 1) for n in range(count)).encode()

@@ -14,18 +14,24 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import InProcessApi
+from tests.conftest import UPLOAD_LIMITS, InProcessApi
 from tests.hostile import (
     OWNER,
+    abc_of_tunes,
     assert_nothing_stored,
     assert_problem,
     gif_named_png,
     jpeg_declaring,
+    npy_bytes,
     npz_compressed,
     npz_declaring,
+    npz_of_members,
     npz_of_objects,
     png_declaring,
     upload,
+    zip64_claiming,
+    zip_bomb_of_empty_entries,
+    zip_of_empty_entries,
     zip_pointing_many_names_at_one_blob,
     zip_repeating_a_name,
 )
@@ -293,6 +299,55 @@ UPLOADS: dict[str, tuple[str, bytes, dict[str, Any], tuple[int, str]]] = {
     "npz of Python objects": ("z.npz", npz_of_objects(), {}, INVALID),
     "npz of junk": ("z.npz", zip_of({"images.npy": b"not an array"}), {}, INVALID),
     "npz without images": ("z.npz", npz_of(np.zeros((0, 8, 8), np.uint8)), {}, INVALID),
+    "a zip of 46,000 empty entries": (
+        "a.zip",
+        zip_bomb_of_empty_entries(UPLOAD_LIMITS["bytes"]),
+        {},
+        TOO_LARGE,
+    ),
+    "a zip64 end record claiming 2^40 entries": (
+        "a.zip",
+        zip64_claiming(2**40, {"a.png": png((8, 8))}),
+        {},
+        TOO_LARGE,
+    ),
+    "a zip64 end record claiming 1 entry of 300": (
+        "a.zip",
+        zip_of_empty_entries(300, declared=1, zip64=True),
+        {},
+        INVALID,
+    ),
+    "an end record claiming 1 entry of 300": (
+        "a.zip",
+        zip_of_empty_entries(300, declared=1),
+        {},
+        INVALID,
+    ),
+    "npz declaring 100 MB of 1000x1000 images": (
+        "z.npz",
+        npz_declaring((100, 1000, 1000)),
+        {},
+        TOO_LARGE,
+    ),
+    "npz holding a member that is not .npy": (
+        "z.npz",
+        npz_of_members({"images.npy": npy_bytes(np.zeros((4, 8, 8), np.uint8)), "run.sh": b"#!"}),
+        {},
+        INVALID,
+    ),
+    "npz whose only member is a PNG": (
+        "z.npz",
+        npz_of_members({"images": png((8, 8))}),
+        {},
+        INVALID,
+    ),
+    "npz in Fortran order": (
+        "z.npz",
+        npz_compressed(np.asfortranarray(np.zeros((4, 8, 8), np.uint8))),
+        {},
+        INVALID,
+    ),
+    "ABC of 2,001 tunes": ("t.abc", abc_of_tunes(2001), {}, TOO_LARGE),
     "text with bad UTF-8 midway": (
         "t.txt",
         b"fine words " * 100 + b"\xc3\x28" + b" more",

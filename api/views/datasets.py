@@ -11,14 +11,14 @@ from flask import request
 from spectree import Response
 
 from atelier.api.auth import current_owner
-from atelier.api.ingest import InvalidUpload, Normalised, excerpt, normalise_upload
+from atelier.api.ingest import Normalised, excerpt, normalise_upload
 from atelier.api.present import download_url
 from atelier.api.schemas import DatasetForm, DatasetList, DatasetOut, optional_timestamp, problems
 from atelier.api.services import Services, services
 from atelier.api.spec import spec
 from atelier.api.views import v1
 from atelier.shared.datasets import DatasetInfo
-from atelier.shared.errors import Conflict, NotFound, PayloadTooLarge
+from atelier.shared.errors import Conflict, InvalidUpload, NotFound, PayloadTooLarge
 from atelier.shared.images import encode_png, grid
 from atelier.shared.jobs import new_id
 from atelier.shared.limits import limits_for
@@ -60,7 +60,7 @@ def get_dataset(name: str) -> DatasetOut:
 
 @v1.post("/datasets")
 @spec.validate(
-    form=DatasetForm, resp=Response(HTTP_201=DatasetOut, **problems(422)), tags=["datasets"]
+    form=DatasetForm, resp=Response(HTTP_201=DatasetOut, **problems(422, 503)), tags=["datasets"]
 )
 def upload_dataset(form: DatasetForm) -> tuple[DatasetOut, int]:
     """Upload images (.zip or .npz), a text corpus (.txt) or ABC tunes (.abc or .zip of
@@ -69,15 +69,17 @@ def upload_dataset(form: DatasetForm) -> tuple[DatasetOut, int]:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise InvalidUpload("Send the dataset as a multipart part named 'file'.")
-    data = upload.stream.read(svc.settings.max_upload_bytes + 1)
-    if len(data) > svc.settings.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"The upload is larger than the {svc.settings.max_upload_bytes}-byte limit."
+    with svc.uploads.slot():  # a 503 before the file is read (``api.upload_gate``)
+        data = upload.stream.read(svc.settings.max_upload_bytes + 1)
+        if len(data) > svc.settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"The upload is larger than the {svc.settings.max_upload_bytes}-byte limit."
+            )
+        normalised = normalise_upload(
+            upload.filename, data, form.image_size, form.channels, svc.uploads, svc.settings
         )
-    normalised = normalise_upload(
-        upload.filename, data, form.image_size, form.channels, svc.settings
-    )
-    dataset = _store(svc, current_owner(), form, upload.filename, normalised)
+        del data  # the normalised copy is what is stored; the upload's bytes can go
+        dataset = _store(svc, current_owner(), form, upload.filename, normalised)
     return present_dataset(dataset), 201
 
 
