@@ -21,6 +21,17 @@ from typing import IO, Any
 
 LOCK_NAME = "atelier-up.lock"
 PRIVATE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_UMASK = 0o077
+"""For a child that writes secrets (Redis's append-only file): files 0600, directories 0700."""
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter: made 0700, or narrowed to 0700
+    when an older version left it open."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR_MODE)
+    return path
 
 
 def write_private(path: Path, text: str) -> None:

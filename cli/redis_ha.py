@@ -11,6 +11,7 @@ with the most data; a killed primary started again rejoins as a replica of the n
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any, cast
 import redis
 
 from atelier.cli.datadir import write_private
-from atelier.cli.processes import REDIS_USER, ManagedProcess, find_redis_server, wait_until
+from atelier.cli.processes import ManagedProcess, find_redis_server, server_version, wait_until
+from atelier.cli.redis_acl import ATELIER_USER, REPLICATION_USER, user_lines
 from atelier.shared.settings import Settings
 
 SERVICE = "atelier"
@@ -55,6 +57,9 @@ class RedisGroup:
     """Data nodes (the first starts as primary) and sentinels."""
 
     password: str
+    """The ``atelier`` user's: Atelier's processes hold it."""
+    replication_password: str = field(default_factory=lambda: secrets.token_hex(32))
+    """The ``replication`` user's: replicas and sentinels only (``cli.redis_acl``)."""
     nodes: list[RedisNode] = field(default_factory=list)
     sentinels: list[RedisNode] = field(default_factory=list)
     registry: list[ManagedProcess] = field(default_factory=list)
@@ -62,7 +67,7 @@ class RedisGroup:
     def url(self, db: int = 0) -> str:
         """``ATELIER_REDIS_URL`` for Atelier's processes: through the sentinels."""
         hosts = ",".join(str(s.address) for s in self.sentinels)
-        return f"redis+sentinel://{REDIS_USER}:{self.password}@{hosts}/{SERVICE}/{db}"
+        return f"redis+sentinel://{ATELIER_USER}:{self.password}@{hosts}/{SERVICE}/{db}"
 
     def primary(self) -> Address:
         """The primary as the first sentinel that answers names it now."""
@@ -109,7 +114,7 @@ class RedisGroup:
             node.address.host,
             node.address.port,
             db=db,
-            username=REDIS_USER,
+            username=ATELIER_USER,
             password=self.password,
             socket_timeout=2,
             socket_connect_timeout=2,
@@ -156,7 +161,6 @@ def start_group(
                     directory / f"sentinel-{n}",
                     address,
                     primary,
-                    password,
                     down_after_ms,
                     wraps.get(address, ()),
                     group,
@@ -188,9 +192,10 @@ def _sentinels_ready(group: RedisGroup, replicas: int) -> bool:
     return True
 
 
-# Every data node, replica or not, carries the same users and the credentials to follow a
-# primary: after a failover any of them may be either. ``default`` keeps every right behind
-# a password nobody knows (AOF replay runs as it; see ``cli.processes.redis_acl_config``).
+# Every data node, replica or not, carries the same users (``cli.redis_acl``: ``atelier``
+# for Atelier, ``replication`` for replicas and sentinels, ``default`` behind a password
+# nobody knows) and the credentials to follow a primary: after a failover any of them may
+# be either.
 _DATA_CONFIG = """\
 bind {host}
 port {port}
@@ -200,10 +205,8 @@ appendfsync everysec
 save ""
 maxmemory-policy noeviction
 protected-mode yes
-user default on >{unknowable} ~* &* +@all
-user {user} on >{password} ~* &* +@all
-masteruser {user}
-masterauth {password}
+{users}masteruser {replication_user}
+masterauth {replication_password}
 replica-announce-ip {host}
 repl-diskless-sync-delay 0
 """
@@ -226,18 +229,19 @@ def _data_node(
 ) -> RedisNode:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "redis.conf"
+    binary = find_redis_server(settings)
     text = _DATA_CONFIG.format(
         host=address.host,
         port=address.port,
         dir=directory.resolve(),
-        user=REDIS_USER,
-        password=password,
-        unknowable=os.urandom(24).hex(),
+        users=user_lines(password, group.replication_password, server=server_version(binary)),
+        replication_user=REPLICATION_USER,
+        replication_password=group.replication_password,
     )
     if primary is not None:
         text += f"replicaof {primary.host} {primary.port}\n"
     write_private(config, text)
-    argv = [*wrap, find_redis_server(settings), str(config)]
+    argv = [*wrap, binary, str(config)]
     return _start_node("redis", argv, address, directory, group, group.client)
 
 
@@ -281,7 +285,6 @@ def _sentinel(
     directory: Path,
     address: Address,
     primary: Address,
-    password: str,
     down_after_ms: int,
     wrap: Sequence[str],
     group: RedisGroup,
@@ -299,8 +302,8 @@ def _sentinel(
             primary_host=primary.host,
             primary_port=primary.port,
             quorum=QUORUM,
-            user=REDIS_USER,
-            password=password,
+            user=REPLICATION_USER,
+            password=group.replication_password,
             down_after=down_after_ms,
         ),
     )

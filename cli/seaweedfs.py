@@ -26,7 +26,7 @@ import requests
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from atelier.cli.datadir import write_private
+from atelier.cli.datadir import PRIVATE_UMASK, private_dir, write_private
 from atelier.cli.processes import ManagedProcess, free_port, wait_until
 
 if TYPE_CHECKING:
@@ -114,8 +114,7 @@ def start_seaweedfs(
 
     ``wrap`` prefixes the command (``ip netns exec HOST``: a host of the cluster soak, whose
     address ``host`` is; its ports are its own, so this machine's are not checked)."""
-    directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(directory.resolve())  # every object, and the identities file
     if not wrap:
         _refuse_port_in_use(host, port)
     identities = _write_identities(directory, access_key, secret_key)
@@ -136,7 +135,8 @@ def start_seaweedfs(
     ]
     volumes = len(list(directory.glob("*.dat")))  # counted before weed can make more
     name = f"seaweedfs@{host}" if wrap else "seaweedfs"
-    process = ManagedProcess(name, argv, _weed_env(directory), log, registry=registry)
+    env = _weed_env(directory)
+    process = ManagedProcess(name, argv, env, log, registry=registry, umask=PRIVATE_UMASK)
     endpoint = f"http://{host}:{port}"
     master = f"http://{host}:{ports['master.port']}"
     ready = _Readiness(process, endpoint, master, volumes, access_key, secret_key)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from atelier.cli.datadir import DataDirLock, private_secret, write_private
+from atelier.cli.datadir import DataDirLock, private_dir, private_secret, write_private
 from atelier.cli.processes import (
     ATELIER_COMMAND,
     ManagedProcess,
@@ -70,7 +70,10 @@ class EmbeddedStack:
 
     def start(self) -> Settings:
         """Take the data directory (``DataDirInUse`` at once if another stack has it), then
-        start Redis, the workers and the API; a failed start stops what it started."""
+        start Redis, the workers and the API; a failed start stops what it started. The
+        data directory is its owner's only (0700): it holds the API key, Redis's password
+        and data (webhook signing secrets among it), and every object."""
+        private_dir(self.data_dir)
         self._lock = DataDirLock(self.data_dir)
         self._lock.acquire(f"http://127.0.0.1:{self.port}")
         try:

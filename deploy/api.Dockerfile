@@ -15,7 +15,7 @@ COPY cli cli
 # The import root: the client and the links that make the folders above atelier.*.
 COPY atelier atelier
 COPY src src
-RUN pip install --no-deps . && useradd --create-home atelier
+RUN pip install --no-deps . && useradd --uid 1000 --create-home atelier
 COPY deploy/boot.sh /boot.sh
 USER atelier
 EXPOSE 8000

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Writes .env for docker compose from .env.example, with a fresh random value for every
-# secret left empty there (Redis's and the sentinels' passwords, Atelier's S3 secret,
+# secret left empty there (Redis's users' and the sentinels' passwords, Atelier's S3 secret,
 # SeaweedFS's admin secret, Grafana's admin password). Mode 0600 from the start; an
 # existing .env is never overwritten. `--ha` also makes compose read docker-compose.ha.yml
 # (a Redis replica and three sentinels) on every command.
@@ -22,7 +22,8 @@ HA="$ha" python3 - <<'PY'
 import os, re, secrets
 from pathlib import Path
 
-SECRETS = ("REDIS_PASSWORD", "SENTINEL_PASSWORD", "ATELIER_S3_SECRET_ACCESS_KEY",
+SECRETS = ("REDIS_PASSWORD", "REDIS_REPLICATION_PASSWORD", "SENTINEL_PASSWORD",
+           "ATELIER_S3_SECRET_ACCESS_KEY",
            "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY", "GF_SECURITY_ADMIN_PASSWORD")
 text = Path(".env.example").read_text()
 for name in SECRETS:

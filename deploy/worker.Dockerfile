@@ -22,7 +22,7 @@ COPY atelier atelier
 COPY src src
 # A cache the worker may write (the folk corpus, parsed once per machine: five minutes of
 # CPU): ATELIER_DATA_DIR/cache. Compose mounts a volume here that the workers share.
-RUN pip install --no-deps . && useradd --create-home atelier \
+RUN pip install --no-deps . && useradd --uid 1000 --create-home atelier \
   && mkdir -p /var/cache/atelier && chown atelier: /var/cache/atelier
 ENV ATELIER_DATA_DIR=/var/cache/atelier
 COPY deploy/boot.sh /boot.sh

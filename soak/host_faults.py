@@ -32,7 +32,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from atelier.cli.processes import REDIS_USER
+from atelier.cli.redis_acl import ATELIER_USER
 from atelier.cli.redis_ha import QUORUM, SERVICE, Address, RedisGroup, RedisNode
 from atelier.shared.durability import Durability
 from atelier.shared.redis_client import connect_quickly
@@ -230,7 +230,7 @@ def agreed_primary(group: RedisGroup, everyone: bool = False) -> Address | None:
 
 
 def _role(group: RedisGroup, node: RedisNode) -> str | None:
-    client = _quick(node.address, username=REDIS_USER, password=group.password)
+    client = _quick(node.address, username=ATELIER_USER, password=group.password)
     try:
         return str(client.info("replication").get("role"))
     except redis.RedisError:

@@ -27,6 +27,7 @@ from flask import Flask
 
 from atelier.api.app import create_app
 from atelier.cli.processes import free_port, start_redis
+from atelier.cli.redis_acl import ATELIER_USER
 from atelier.cli.seaweedfs import SeaweedServer
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import Client
@@ -88,21 +89,77 @@ def _fast_tests_stay_off_tensorflow(item: pytest.Item) -> Iterator[None]:
         pytest.fail(f"{item.nodeid} imported TensorFlow: mark it slow", pytrace=False)
 
 
+# The suite's Redis serves the code under test as a deployment's does: as the ACL user
+# `atelier`, allowed Atelier's commands and nothing else (cli/redis_acl.py), so the whole
+# suite, training and all, runs under that ACL. What only a test does (empty a database,
+# list or copy keys) goes through `default`, with every right: `admin_redis`.
+REDIS_PASSWORD = "atelier-test-password"
+AdminRedis = redis.Redis  # a name a dataclass's `redis` field does not hide
+REDIS_ADMIN_PASSWORD = "atelier-test-admin-password"
+
+
+def admin_url(url: str) -> str:
+    """``url`` (the suite's Redis, as ``atelier``) as the admin user ``default``."""
+    ours = f"{ATELIER_USER}:{REDIS_PASSWORD}@"
+    assert ours in url, "not the suite's Redis"
+    return url.replace(ours, f"default:{REDIS_ADMIN_PASSWORD}@")
+
+
+def admin_redis(url: str) -> redis.Redis:
+    """A client of ``url``'s database with every right, for what only a test does."""
+    return redis.Redis.from_url(admin_url(url))
+
+
+def url_of(client: redis.Redis) -> str:
+    """The URL ``client`` reaches (the suite's Redis), its credentials included."""
+    kw = client.connection_pool.connection_kwargs
+    return f"redis://{kw['username']}:{kw['password']}@{kw['host']}:{kw['port']}/{kw['db']}"
+
+
+def flush_db(url: str) -> None:
+    """Empty ``url``'s database (FLUSHDB is not Atelier's to run)."""
+    with admin_redis(url) as client:
+        client.flushdb()
+
+
 @pytest.fixture(scope="session")
 def redis_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of our own on a free port; never the machine's shared one."""
+    """A redis-server of our own on a free port; never the machine's shared one. The URL
+    names the `atelier` user. A command it was refused anywhere in the session (even one
+    the code caught) fails the session: the ACL lacks something Atelier runs."""
     directory = tmp_path_factory.mktemp("redis")
-    process, url = start_redis(Settings(), directory, free_port(), directory / "redis.log")
+    process, url = start_redis(
+        Settings(),
+        directory,
+        free_port(),
+        directory / "redis.log",
+        password=REDIS_PASSWORD,
+        admin_password=REDIS_ADMIN_PASSWORD,
+    )
     yield url.rsplit("/", 1)[0]
-    process.stop()
+    try:
+        with admin_redis(url) as admin:
+            refused = [e for e in admin.acl_log(count=100) if e["reason"] != "auth"]
+    finally:
+        process.stop()
+    assert refused == [], f"the atelier user was refused: {refused}"
 
 
 @pytest.fixture()
 def redis_client(redis_base_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(f"{redis_base_url}/{UNIT_DB}")
-    client.flushdb()
+    url = f"{redis_base_url}/{UNIT_DB}"
+    flush_db(url)
+    client = redis.Redis.from_url(url)
     yield client
-    client.flushdb()
+    client.close()
+    flush_db(url)
+
+
+@pytest.fixture()
+def redis_admin(redis_base_url: str) -> Iterator[redis.Redis]:
+    """``redis_client``'s database with every right (KEYS, DUMP, RESTORE, FLUSHDB)."""
+    with admin_redis(f"{redis_base_url}/{UNIT_DB}") as client:
+        yield client
 
 
 @dataclass
@@ -115,8 +172,11 @@ class InProcessApi:
     app: Flask
     settings: Settings
     redis: redis.Redis
+    """As the app reaches it: the `atelier` user."""
     http: requests.Session
     """A session without a key."""
+    admin: AdminRedis
+    """The same database with every right, for a test's own look at the keys."""
 
     def client(self, owner: str = "alice") -> Client:
         return Client(self.settings.api_url, self.raw_key(owner), session=self.session())
@@ -156,15 +216,17 @@ def inprocess_api(redis_base_url: str, tmp_path: Path) -> Iterator[InProcessApi]
 
 def inprocess_api_for(settings: Settings) -> Iterator[InProcessApi]:
     client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
+    admin = admin_redis(settings.redis_url)
+    admin.flushdb()
     app = create_app(settings)
     http = session_for(app, settings.api_url)
     try:
-        yield InProcessApi(app, settings, client, http)
+        yield InProcessApi(app, settings, client, http, admin)
     finally:
         http.close()
-        client.flushdb()
+        admin.flushdb()
         client.close()
+        admin.close()
 
 
 # The one identity the tests' S3 server accepts; a secret unlike the key, so a mix-up of
@@ -202,6 +264,8 @@ class RunningStack:
     stack: EmbeddedStack
     settings: Settings
     redis: redis.Redis
+    admin: AdminRedis
+    """The stack's database with every right, for a test's own look at the keys."""
 
     def client(self, owner: str = "alice") -> Client:
         key = ApiKeyStore(self.redis).create(owner, name="test")
@@ -247,12 +311,13 @@ def _stack_fixture(name: str, request: pytest.FixtureRequest) -> Iterator[Runnin
     redis_base_url: str = request.getfixturevalue("redis_base_url")
     directory = request.getfixturevalue("tmp_path_factory").mktemp(f"stack-{name}")
     extra = s3_settings(request.getfixturevalue("s3_endpoint")) if name == "s3" else {}
-    client = redis.Redis.from_url(f"{redis_base_url}/{STACK_DBS[name]}")
-    client.flushdb()
+    url = f"{redis_base_url}/{STACK_DBS[name]}"
+    client = redis.Redis.from_url(url)
+    flush_db(url)
     stack = _start_stack(name, redis_base_url, directory, extra)
     assert stack.settings is not None
     try:
-        yield RunningStack(name, stack, stack.settings, client)
+        yield RunningStack(name, stack, stack.settings, client, admin_redis(url))
     finally:
         stack.stop()
         if request.session.testsfailed:

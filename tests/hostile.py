@@ -112,7 +112,7 @@ def assert_problem(response: requests.Response, status: int, slug: str) -> None:
 def assert_nothing_stored(api: InProcessApi, owner: str) -> None:
     """No dataset, job, idempotency record or queued message, no object, and the API up."""
     for pattern in ("atelier:dataset:*", "atelier:job:*", "atelier:idempotency:*"):
-        assert not list(api.redis.scan_iter(pattern)), pattern
+        assert not list(api.admin.scan_iter(pattern)), pattern
     for listing in (f"atelier:owner:{owner}:datasets", f"atelier:owner:{owner}:jobs"):
         assert api.redis.zcard(listing) == 0, listing
     for queue in (api.settings.train_queue, api.settings.generate_queue):

@@ -39,9 +39,9 @@ def assert_only_the_hash_is_stored(stack: RunningStack, key: str, owner: str) ->
     assert record is not None and json.loads(record)["owner"] == owner
     assert ApiKeyStore(stack.redis).lookup(key) is not None
     raw = key.encode()
-    for name in stack.redis.scan_iter(count=1000):
+    for name in stack.admin.scan_iter(count=1000):
         assert raw not in name, name
-        dumped = stack.redis.dump(name)
+        dumped = stack.admin.dump(name)
         assert dumped is None or raw not in dumped, name
 
 

@@ -167,6 +167,7 @@ def stack(request: pytest.FixtureRequest, podman: Podman) -> Iterator[Stack]:
             name: secrets.token_hex(16)
             for name in (
                 "REDIS_PASSWORD",
+                "REDIS_REPLICATION_PASSWORD",
                 "SENTINEL_PASSWORD",
                 "ATELIER_S3_SECRET_ACCESS_KEY",
                 "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY",
@@ -281,11 +282,12 @@ def assert_through_the_sentinels(stack: Stack) -> None:
     env = stack.compose("exec", "-T", "api", "env")
     assert "ATELIER_REDIS_URL=redis+sentinel://atelier:" in env
     assert "ATELIER_REDIS_MIN_REPLICAS=1" in env
-    auth = ["--no-auth-warning", "--user", "atelier", "--pass", stack.env["REDIS_PASSWORD"]]
+    password = stack.env["REDIS_REPLICATION_PASSWORD"]  # ROLE and INFO: not Atelier's to run
+    auth = ["--no-auth-warning", "--user", "replication", "--pass", password]
     role = stack.compose("exec", "-T", "redis-replica", "redis-cli", *auth, "role")
     assert role.split()[0] == "slave", role
-    keys = stack.compose("exec", "-T", "redis-replica", "redis-cli", *auth, "dbsize")
-    assert int(keys.split()[-1]) > 0
+    keys = stack.compose("exec", "-T", "redis-replica", "redis-cli", *auth, "info", "keyspace")
+    assert "db0:keys=" in keys, keys
 
 
 def assert_only_atelier_secrets(stack: Stack) -> None:
@@ -296,7 +298,8 @@ def assert_only_atelier_secrets(stack: Stack) -> None:
 
     for service in SERVICES:
         env = stack.compose("exec", "-T", service, "env")
-        for admin in ("SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY", "GF_SECURITY_ADMIN_PASSWORD"):
+        admins = ("SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY", "GF_SECURITY_ADMIN_PASSWORD")
+        for admin in (*admins, "REDIS_REPLICATION_PASSWORD"):
             assert admin not in env and stack.env[admin] not in env, (service, admin)
     s3 = boto3.client(
         "s3",

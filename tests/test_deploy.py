@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from atelier.shared.settings import ENV_PREFIX, Settings
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, flush_db
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -245,7 +245,7 @@ def test_once_worker_exits_after_one_job(tmp_path: Path, redis_base_url: str) ->
         metrics_dir=str(tmp_path / "metrics"),
     )
     client = connect(settings.redis_url)
-    client.flushdb()
+    flush_db(settings.redis_url)
     job = JobStore(client).create(
         "olga",
         JobType.TRAIN,
@@ -274,7 +274,7 @@ def test_once_worker_exits_after_one_job(tmp_path: Path, redis_base_url: str) ->
     assert worker.process.returncode == 0, (tmp_path / "once.log").read_text()[-2000:]
     done = JobStore(client).get(job.id)
     assert done is not None and done.status.value == "succeeded"
-    client.flushdb()
+    flush_db(settings.redis_url)
 
 
 def test_idle_exit_waits_for_a_whole_idle_stretch() -> None:
@@ -382,3 +382,110 @@ def test_the_webhooks_worker_runs_in_the_api_image_on_its_own_queue() -> None:
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     for other in ("worker-train", "worker-generate", "worker-cpu"):
         assert "webhooks" not in ",".join(services[other]["command"])
+
+
+def pod_templates() -> list[tuple[str, dict[str, Any]]]:
+    """(name, pod template) of every Deployment and of the training ScaledJob's Jobs."""
+    found = []
+    for doc in manifests():
+        if doc["kind"] == "Deployment":
+            found.append((doc["metadata"]["name"], doc["spec"]["template"]))
+        elif doc["kind"] == "ScaledJob":
+            found.append((doc["metadata"]["name"], doc["spec"]["jobTargetRef"]["template"]))
+    return found
+
+
+def pods() -> list[tuple[str, dict[str, Any]]]:
+    return [(name, template["spec"]) for name, template in pod_templates()]
+
+
+def test_kubernetes_images_are_the_release_not_latest() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    images = [c["image"] for _, pod in pods() for c in pod["containers"]]
+    assert len(images) == 4
+    for image in images:
+        name, _, tag = image.partition(":")
+        assert name in ("atelier-api", "atelier-worker-gpu") and tag == version, image
+
+
+def test_kubernetes_pods_run_unprivileged_on_a_read_only_root() -> None:
+    """Not root (the images' uid), no privilege escalation, no capabilities, a read-only
+    root with emptyDir volumes where Atelier writes: /tmp, and the workers' cache."""
+    for name, pod in pods():
+        context = pod["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] > 0, name
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        empty = {v["name"] for v in pod["volumes"] if v.get("emptyDir") == {}}
+        for container in pod["containers"]:
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            }, name
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts["/tmp"] in empty, name
+            if "worker-gpu" in container["image"]:
+                assert mounts["/var/cache/atelier"] in empty, name  # ATELIER_DATA_DIR
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["HOME"] == "/tmp", name
+    for dockerfile in ("api.Dockerfile", "worker.Dockerfile"):
+        assert "useradd --uid 1000 " in (DEPLOY / dockerfile).read_text()
+
+
+def test_kubernetes_pods_get_named_secret_keys_only() -> None:
+    """No whole Secret in a pod's environment: each secret value by its key."""
+    wanted = {
+        ("atelier-redis", "password"),
+        ("atelier-redis", "sentinel-password"),
+        ("atelier-s3", "ATELIER_S3_ACCESS_KEY_ID"),
+        ("atelier-s3", "ATELIER_S3_SECRET_ACCESS_KEY"),
+    }
+    for name, pod in pods():
+        for container in pod["containers"]:
+            assert all("secretRef" not in source for source in container["envFrom"]), name
+            refs = {
+                (ref["name"], ref["key"])
+                for e in container["env"]
+                if (ref := e.get("valueFrom", {}).get("secretKeyRef"))
+            }
+            assert refs == wanted, name
+
+
+def test_only_atelier_keda_and_redis_itself_reach_redis() -> None:
+    policies = {
+        d["metadata"]["name"]: d["spec"] for d in manifests() if d["kind"] == "NetworkPolicy"
+    }
+    atelier_pods = sorted(
+        t["metadata"]["labels"]["app.kubernetes.io/name"] for _, t in pod_templates()
+    )
+    keda = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
+        "podSelector": {"matchLabels": {"app": "keda-operator"}},
+    }
+    for name, selected, port in (
+        ("atelier-redis", "redis", 6379),
+        ("atelier-redis-sentinel", "redis-sentinel", 26379),
+    ):
+        spec = policies[name]
+        assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": selected}}
+        assert spec["policyTypes"] == ["Ingress"]
+        (rule,) = spec["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+        peers = rule["from"]
+        (atelier,) = [
+            p["podSelector"]["matchExpressions"]
+            for p in peers
+            if "matchExpressions" in p.get("podSelector", {})
+        ]
+        assert atelier == [
+            {"key": "app.kubernetes.io/name", "operator": "In", "values": atelier_pods}
+        ]
+        assert keda in peers
+        others = [p for p in peers if "matchLabels" in p.get("podSelector", {}) and p != keda]
+        assert others == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}}},
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis-sentinel"}}},
+        ]
+        assert len(peers) == 4  # and nothing else: no address block, no other namespace

@@ -24,13 +24,18 @@ ATELIER_SERVICES = ("api", "worker-train", "worker-generate", "worker-cpu", "wor
 # Secrets of the compose deployment: empty in .env.example, made by deploy/make-env.sh.
 COMPOSE_SECRETS = (
     "REDIS_PASSWORD",
+    "REDIS_REPLICATION_PASSWORD",
     "SENTINEL_PASSWORD",
     "ATELIER_S3_SECRET_ACCESS_KEY",
     "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY",
     "GF_SECURITY_ADMIN_PASSWORD",
 )
-# What Atelier's containers must never hold.
-ADMIN_SECRETS = ("SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY", "GF_SECURITY_ADMIN_PASSWORD")
+# What Atelier's containers must never hold, and the only services that do.
+ADMIN_SECRETS = {
+    "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY": ("seaweedfs",),
+    "GF_SECURITY_ADMIN_PASSWORD": ("grafana",),
+    "REDIS_REPLICATION_PASSWORD": ("redis", "redis-replica", *(f"sentinel-{n}" for n in (1, 2, 3))),
+}
 
 
 def compose(name: str = "docker-compose.yml") -> dict[str, Any]:
@@ -101,9 +106,9 @@ def test_each_container_gets_only_the_variables_it_needs() -> None:
     for name in ("docker-compose.yml", "docker-compose.ha.yml"):
         for service, spec in compose(name)["services"].items():
             given = " ".join(str(v) for v in (spec.get("environment") or {}).values())
-            for secret in ADMIN_SECRETS:
+            for secret, holders in ADMIN_SECRETS.items():
                 if secret in given:
-                    assert service in ("seaweedfs", "grafana"), (service, secret)
+                    assert service in holders, (service, secret)
             if service in ATELIER_SERVICES:
                 assert spec.get("env_file", "deploy/atelier.env") == "deploy/atelier.env"
     settings_file = env_lines(DEPLOY / "atelier.env")
@@ -231,22 +236,26 @@ def test_the_compose_redis_script_serves_only_atelier_and_keeps_transactions(
     tmp_path: Path,
 ) -> None:
     """deploy/redis/start.sh with this host's redis-server (the image's entrypoint stubbed):
-    no command without the password, which stays out of its argv; MULTI/EXEC writes
-    survive a kill -9."""
+    no command without the password, which stays out of its argv; `atelier` may run
+    Atelier's commands only (users.acl), `replication` replicas' and sentinels'; MULTI/EXEC
+    writes survive a kill -9."""
     import redis
 
     from atelier.cli.processes import ManagedProcess, find_redis_server, free_port, wait_until
+    from tests.test_redis_acl import REFUSED, refused_on
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "docker-entrypoint.sh").write_text('#!/bin/sh\nexec "$@"\n')
     (bin_dir / "docker-entrypoint.sh").chmod(0o755)
     (bin_dir / "redis-server").symlink_to(find_redis_server(Settings()))
-    port, password = free_port(), "x" * 40
+    port, password, replication = free_port(), "x" * 40, "r" * 40
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "REDIS_PASSWORD": password,
+        "REDIS_REPLICATION_PASSWORD": replication,
         "REDIS_CONF": str(tmp_path / "redis.conf"),
+        "REDIS_USERS_ACL": str(DEPLOY / "redis" / "users.acl"),
     }
     argv = ["sh", str(DEPLOY / "redis" / "start.sh"), "--port", str(port), "--bind", "127.0.0.1"]
     argv += ["--dir", str(tmp_path), "--appendfsync", "always", "--save", ""]
@@ -259,15 +268,21 @@ def test_the_compose_redis_script_serves_only_atelier_and_keeps_transactions(
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port, username="default", password="").get("x")
         client = redis.Redis.from_url(url)
-        assert client.config_get("appendonly") == {"appendonly": "yes"}
-        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-        assert client.config_get("masteruser") == {"masteruser": "atelier"}
+        assert client.info("persistence")["aof_enabled"] == 1
+        assert client.info("memory")["maxmemory_policy"] == "noeviction"
+        conf = (tmp_path / "redis.conf").read_text()
+        assert "masteruser replication\n" in conf and f"masterauth {replication}\n" in conf
         assert password not in " ".join(server.argv)
         assert (tmp_path / "redis.conf").stat().st_mode & 0o777 == 0o600
         with client.pipeline(transaction=True) as pipe:
             pipe.set("job", "queued")
             pipe.rpush("queue", "job")
             pipe.execute()
+        assert refused_on(client) == list(REFUSED)
+        other = redis.Redis(port=port, username="replication", password=replication)
+        assert other.role()[0] == b"master"
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            other.get("job")
         server.restart()  # SIGKILL, then the same command
         wait_until(lambda: bool(redis.Redis.from_url(url).ping()), 20, "redis again")
         assert redis.Redis.from_url(url).get("job") == b"queued"

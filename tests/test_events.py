@@ -82,12 +82,12 @@ def test_a_jobs_life_is_its_events_in_order(store: JobStore) -> None:
 
 
 def test_a_queued_job_has_no_stream_of_its_own_and_a_finished_ones_expires(
-    store: JobStore,
+    store: JobStore, redis_admin: redis.Redis
 ) -> None:
     queued = store.create("alice", JobType.TRAIN, "dcgan", {})
     assert not store._redis.exists(KEYS.job_events(queued.id))
     finished = _run_a_job(store)
-    ttl = store._redis.ttl(KEYS.job_events(finished.id))
+    ttl = redis_admin.ttl(KEYS.job_events(finished.id))
     assert 0 < ttl <= FINISHED_STREAM_SECONDS
 
 

@@ -29,7 +29,7 @@ from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import JobStatus, JobStore
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, make_object_store
-from tests.conftest import TINY_TRAIN, wait_for
+from tests.conftest import TINY_TRAIN, flush_db, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ class FencingStack:
 def fenced(redis_base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FencingStack]:
     root = tmp_path_factory.mktemp("fencing")
     url = f"{redis_base_url}/{FENCING_DB}"
-    redis.Redis.from_url(url).flushdb()
+    flush_db(url)
     base = Settings.from_env(
         {},
         data_dir=root,

@@ -35,7 +35,7 @@ def _fail_the_first_submit(api: InProcessApi, monkeypatch: pytest.MonkeyPatch, k
         failed = api.http.post(api.url("/v1/jobs"), json=BODY, headers=_headers(api, key))
     assert failed.status_code == 503, failed.text
     assert failed.headers["Retry-After"] == "2"
-    (reservation,) = api.redis.keys("atelier:idempotency:*")
+    (reservation,) = api.admin.keys("atelier:idempotency:*")
     return str(json.loads(api.redis.get(reservation) or b"{}")["job_id"])
 
 
@@ -62,7 +62,7 @@ def test_a_key_whose_job_is_long_gone_is_a_409(
     """Past ``ADOPT_SECONDS`` a missing job was deleted, not never made: not made again."""
     key = uuid.uuid4().hex
     _fail_the_first_submit(inprocess_api, monkeypatch, key)
-    (reservation,) = inprocess_api.redis.keys("atelier:idempotency:*")
+    (reservation,) = inprocess_api.admin.keys("atelier:idempotency:*")
     record = json.loads(inprocess_api.redis.get(reservation) or b"{}")
     record["reserved_at"] = time.time() - ADOPT_SECONDS - 1
     inprocess_api.redis.set(reservation, json.dumps(record), keepttl=True)

@@ -260,19 +260,19 @@ def test_a_stale_attempt_can_write_nothing(store: JobStore, redis_client: redis.
 
 
 def test_a_claim_lost_in_a_failover_never_repeats_its_fence(
-    store: JobStore, redis_client: redis.Redis
+    store: JobStore, redis_client: redis.Redis, redis_admin: redis.Redis
 ) -> None:
     """A failover can lose a claim (replication is asynchronous): the promoted replica has
     the job queued, and the next claim counts the same attempt again. Its token still
     differs, so the first claimant's writes are refused. The database is put back as it
     was before the claim, as a replica that never received the claim would have it."""
     job = store.create("alice", JobType.TRAIN, "dcgan", {})
-    before = {key: redis_client.dump(key) for key in redis_client.keys("*")}
+    before = {key: redis_admin.dump(key) for key in redis_admin.keys("*")}
     lost_claim = store.claim(job.id, "w1", 30)
     assert lost_claim is not None and lost_claim.fence is not None
-    redis_client.flushdb()
+    redis_admin.flushdb()
     for key, value in before.items():
-        redis_client.restore(key, 0, cast(bytes, value))
+        redis_admin.restore(key, 0, cast(bytes, value))
     again = store.claim(job.id, "w2", 30)
     assert again is not None and again.fence is not None
     assert again.attempt == lost_claim.attempt == 1  # the number repeats ...

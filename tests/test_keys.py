@@ -13,7 +13,7 @@ from atelier.cli.keys import keys
 from atelier.client import ApiError, Client
 from atelier.shared.auth import ID_CHARS, ApiKeyStore, hash_key
 from atelier.shared.redis_keys import KEYS
-from tests.conftest import InProcessApi
+from tests.conftest import InProcessApi, url_of
 
 
 def _client(api: InProcessApi, key: str) -> Client:
@@ -97,8 +97,7 @@ def test_deletes_are_audited_and_failures_are_not(inprocess_api: InProcessApi) -
 def test_cli_lists_revokes_and_rotates(
     redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = redis_client.connection_pool.connection_kwargs
-    monkeypatch.setenv("ATELIER_REDIS_URL", f"redis://{url['host']}:{url['port']}/{url['db']}")
+    monkeypatch.setenv("ATELIER_REDIS_URL", url_of(redis_client))
     runner = CliRunner()
     made = runner.invoke(keys, ["create", "--owner", "carol", "--scope", "read", "--name", "x"])
     assert made.exit_code == 0, made.output

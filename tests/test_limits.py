@@ -19,7 +19,7 @@ from atelier.api.app import create_app
 from atelier.cli.usage import usage_table
 from atelier.client import spent_budget_wait
 from atelier.shared.queue import queue_length
-from tests.conftest import InProcessApi, inprocess_api_for, inprocess_settings
+from tests.conftest import InProcessApi, flush_db, inprocess_api_for, inprocess_settings
 from tests.flask_transport import session_for
 
 TRAIN = {"type": "train", "kind": "dcgan", "params": {"steps": 10}}
@@ -274,7 +274,7 @@ def test_the_api_under_gunicorn_enforces_the_budget_over_http(
     from atelier.shared.settings import Settings
 
     url = f"{redis_base_url}/6"
-    redis.Redis.from_url(url).flushdb()
+    flush_db(url)
     base = Settings.from_env({}, data_dir=tmp_path / "data", submits_per_minute=30, submits_burst=4)
     stack = EmbeddedStack(base, port=free_port(), external_redis_url=url, worker_roles=())
     settings = stack.start()

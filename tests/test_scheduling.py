@@ -72,7 +72,7 @@ def test_jobs_past_an_owners_running_limit_wait_their_turn(store: JobStore) -> N
 
 
 def test_what_leaves_the_queue_leaves_the_fair_structures(
-    store: JobStore, redis_client: redis.Redis
+    store: JobStore, redis_admin: redis.Redis
 ) -> None:
     canceled = store.create("ana", GEN, "dcgan", {})
     expired = store.create("ana", GEN, "dcgan", {}, start_before=time.time() + 60)
@@ -89,8 +89,8 @@ def test_what_leaves_the_queue_leaves_the_fair_structures(
     store.make_claimable(again)  # the reaper, once it is due
     assert claim(store) == "ben"
     store.finish(job.id, JobStatus.SUCCEEDED)
-    assert [k for k in redis_client.scan_iter("atelier:fair*") if b"tags" not in k] == []
-    assert [k for k in redis_client.scan_iter("atelier:owner-running:*")] == []
+    assert [k for k in redis_admin.scan_iter("atelier:fair*") if b"tags" not in k] == []
+    assert [k for k in redis_admin.scan_iter("atelier:owner-running:*")] == []
 
 
 def test_sweeps_are_bounded_shared_and_put_leases_first(redis_client: redis.Redis) -> None:

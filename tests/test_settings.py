@@ -10,6 +10,7 @@ import yaml
 from atelier.api.app import create_app
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.settings import Settings
+from tests.conftest import url_of
 
 
 def test_from_env_reads_prefixed_variables_and_coerces_types() -> None:
@@ -114,9 +115,8 @@ def test_every_setting_is_read_by_the_code() -> None:
 def test_list_page_max_bounds_every_list_call_and_the_openapi_document(
     redis_client: redis.Redis,
 ) -> None:
-    url = redis_client.connection_pool.connection_kwargs
     settings = Settings(
-        redis_url=f"redis://{url['host']}:{url['port']}/{url['db']}",
+        redis_url=url_of(redis_client),
         list_page_max=5,
         log_format="text",
     )

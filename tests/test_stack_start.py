@@ -1,8 +1,11 @@
 """A child of the embedded stack that dies at start is reported at once, with its exit
-code, its log's path and the log's last lines, instead of a 60 s "did not come up"."""
+code, its log's path and the log's last lines, instead of a 60 s "did not come up"; the
+stack's data directory and what Redis and SeaweedFS write are their owner's only."""
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -63,3 +66,61 @@ def test_the_exit_report_names_the_code_and_shows_the_log(tmp_path: Path) -> Non
     assert time.monotonic() - started < 1
     assert "first" in str(caught.value) and "bad value" in str(caught.value)
     child.stop()
+
+
+def modes(directory: Path) -> dict[str, int]:
+    """Each entry under ``directory`` (itself as "."), by relative path: its permission bits."""
+    entries = [directory, *directory.rglob("*")]
+    return {
+        str(p.relative_to(directory)): stat.S_IMODE(p.lstat().st_mode)
+        for p in entries
+        if not p.is_symlink()
+    }
+
+
+def test_the_data_directory_and_redis_files_are_the_owner_s_only(tmp_path: Path) -> None:
+    """`atelier up` with its own Redis, under a umask that leaves files world-readable: the
+    data directory is 0700, and every file Redis writes (its append-only directory, the
+    base and incremental files and the manifest, its ACL config) 0600 and its directories
+    0700; the append-only file holds webhook signing secrets."""
+    old = os.umask(0o022)
+    try:
+        data = tmp_path / "data"
+        data.mkdir(mode=0o755)  # an older version's directory is narrowed too
+        stack = EmbeddedStack(
+            Settings.from_env({}, data_dir=data), port=free_port(), api_workers=1, worker_roles=()
+        )
+        settings = stack.start()
+        try:
+            redis.Redis.from_url(settings.redis_url).set("webhook-secret", "whsec_x")
+        finally:
+            stack.stop()
+    finally:
+        os.umask(old)
+    assert modes(data)["."] == 0o700
+    found = modes(data / "redis")
+    assert any(name.endswith(".aof") for name in found), found  # the incremental file
+    assert any("manifest" in name for name in found), found
+    loose = {
+        name: oct(mode)
+        for name, mode in found.items()
+        if mode != (0o700 if (data / "redis" / name).is_dir() else 0o600)
+    }
+    assert loose == {}
+
+
+def test_seaweedfs_keeps_its_directory_to_its_owner(tmp_path: Path) -> None:
+    """The test and soak S3 server (not part of `atelier up`): its objects and identities."""
+    from tests.conftest import s3_server
+
+    old = os.umask(0o022)
+    try:
+        server = s3_server(tmp_path / "weed")
+        server.start()
+        server.stop()
+    finally:
+        os.umask(old)
+    found = modes(tmp_path / "weed")
+    # Nothing in it is reachable by others (weed makes some files 0644 whatever the umask).
+    assert found["."] == 0o700
+    assert found["s3-identities.json"] == 0o600 and found["weed.log"] == 0o600

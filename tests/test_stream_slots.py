@@ -17,6 +17,7 @@ from atelier.cli.processes import free_port
 from atelier.cli.stack import EmbeddedStack
 from atelier.shared.auth import ID_CHARS, ApiKeyStore, hash_key
 from atelier.shared.settings import Settings
+from tests.conftest import flush_db
 
 pytestmark = pytest.mark.slow  # starts gunicorn
 
@@ -27,7 +28,7 @@ PER_OWNER = 2
 @pytest.fixture(scope="module")
 def api(redis_base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     url = f"{redis_base_url}/7"
-    redis.Redis.from_url(url).flushdb()
+    flush_db(url)
     base = Settings.from_env(
         {},
         data_dir=tmp_path_factory.mktemp("streams") / "data",

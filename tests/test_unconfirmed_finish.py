@@ -35,9 +35,9 @@ class Replication(Durability):
     first puts the database back as it was when armed, as a promoted replica that never
     got the finish would hold it. Reads are confirmed as writes are."""
 
-    def __init__(self, client: redis.Redis, failover: bool) -> None:
+    def __init__(self, client: redis.Redis, admin: redis.Redis, failover: bool) -> None:
         super().__init__(client, 0, 1.0)
-        self.client = client
+        self.client = admin  # KEYS, DUMP, FLUSHDB, RESTORE: the test's, not Atelier's
         self.failover = failover
         self.kept: dict[bytes, bytes] | None = None
         self.finish_seen = False
@@ -104,9 +104,10 @@ def runner(
 
 @pytest.mark.parametrize("failover", [True, False])
 def test_an_unconfirmed_finish_is_settled_before_tidying(
-    runner: JobRunner, redis_client: redis.Redis, failover: bool
+    runner: JobRunner, redis_client: redis.Redis, redis_admin: redis.Redis, failover: bool
 ) -> None:
-    FinishingKind.replication = runner.durability = Replication(redis_client, failover)
+    replication = Replication(redis_client, redis_admin, failover)
+    FinishingKind.replication = runner.durability = replication
     job = runner.jobs.create("alice", JobType.TRAIN, "finishing", {})
     outcome = runner.run(job.id)
     after = runner.jobs.get(job.id)

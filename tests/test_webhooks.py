@@ -165,7 +165,7 @@ def test_events_a_dead_router_took_are_routed_by_another(
     hooks.route()
     hooks.send_all()
     assert events_of(hooks.receiver.requests) == ["completed"]
-    assert client.xpending(stream, webhook_router.GROUP)["pending"] == 0
+    assert hooks.api.admin.xpending(stream, webhook_router.GROUP)["pending"] == 0
 
 
 def test_a_job_canceled_before_it_ran_is_told_completed(hooks: Hooks) -> None:

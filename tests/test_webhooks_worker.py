@@ -21,7 +21,7 @@ from atelier.shared.auth import ApiKeyStore
 from atelier.shared.job_records import WebhookEvent
 from atelier.shared.settings import Settings
 from atelier.shared.webhooks import WebhookStore
-from tests.conftest import ROOMY_LIMITS, TOY_KIND, wait_for
+from tests.conftest import ROOMY_LIMITS, TOY_KIND, flush_db, wait_for
 from tests.test_webhooks import run_job_in
 from tests.webhook_receiver import Answer, running_receiver
 
@@ -35,7 +35,7 @@ def webhooks_stack(
     redis_base_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EmbeddedStack]:
     url = f"{redis_base_url}/{WEBHOOKS_DB}"
-    redis.Redis.from_url(url).flushdb()
+    flush_db(url)
     base = Settings.from_env(
         {},
         data_dir=tmp_path_factory.mktemp("webhooks-stack"),
