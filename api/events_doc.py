@@ -29,21 +29,26 @@ _EVENT_STREAM = {
 }
 
 
+EVENT_ID_OR_EMPTY = r"^(\d{1,20}-\d{1,20})?$"
+"""An event id, or nothing: an EventSource whose last id was reset sends none, and a proxy
+may pass an empty header on; both start as if no id had been sent."""
+
+
 def _parameters(with_job: bool) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = [
         {
             "name": "Last-Event-ID",
             "in": "header",
             "required": False,
-            "description": "Resume after this event id.",
-            "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"},
+            "description": "Resume after this event id (empty: as if not sent).",
+            "schema": {"type": "string", "pattern": EVENT_ID_OR_EMPTY},
         },
         {
             "name": "last_event_id",
             "in": "query",
             "required": False,
             "description": "As Last-Event-ID, for clients that cannot set headers.",
-            "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"},
+            "schema": {"type": "string", "pattern": EVENT_ID_OR_EMPTY},
         },
     ]
     if with_job:

@@ -16,7 +16,7 @@ from atelier.shared.estimates import (
     samples_written,
     training_memory,
 )
-from atelier.shared.kinds_base import StrictParams, TrainParams
+from atelier.shared.kinds_base import StrictParams, TrainParams, model_id_field
 
 
 class DcganTrainParams(TrainParams):
@@ -115,7 +115,7 @@ SINGLE_IMAGE_OUTPUTS_MAX = 64
 
 
 class DcganGenerateParams(StrictParams):
-    model_id: str = Field(description="A model produced by a dcgan training job.")
+    model_id: str = model_id_field("dcgan")
     n: int = Field(16, ge=1, le=1000, description="Images to generate.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same images.")
     format: Literal["png", "npy"] = Field(

@@ -34,6 +34,7 @@ from atelier.shared.estimates import (
 )
 from atelier.shared.kinds_base import StrictParams as StrictParams
 from atelier.shared.kinds_base import TrainParams as TrainParams
+from atelier.shared.kinds_base import model_id_field
 from atelier.shared.melody_params import (
     MelodyGenerateParams,
     MelodyTrainParams,
@@ -144,7 +145,7 @@ def estimate_textgen_train(params: TextgenTrainParams, facts: JobFacts) -> Estim
 
 
 class TextgenGenerateParams(StrictParams):
-    model_id: str = Field(description="A model produced by a textgen training job.")
+    model_id: str = model_id_field("textgen")
     prompt: str = Field("", max_length=2000, description="Text to continue.")
     max_new_tokens: int = Field(
         160,

@@ -18,7 +18,7 @@ from atelier.shared.estimates import (
     samples_written,
     training_memory,
 )
-from atelier.shared.kinds_base import StrictParams, TrainParams
+from atelier.shared.kinds_base import StrictParams, TrainParams, model_id_field
 
 WAV_BYTES_PER_TUNE = 44_100 * 2 * 2 * 60
 """A minute of 16-bit stereo at 44.1 kHz: longer than a generated tune plays."""
@@ -62,7 +62,7 @@ Rhythm = Literal[RHYTHMS]  # type: ignore[valid-type]
 
 
 class MelodyGenerateParams(StrictParams):
-    model_id: str = Field(description="A model produced by a melody training job.")
+    model_id: str = model_id_field("melody")
     n: int = Field(4, ge=1, le=32, description="Tunes to write.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same tunes.")
     temperature: float = Field(0.8, gt=0, le=5.0)
