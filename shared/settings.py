@@ -11,20 +11,27 @@ import dataclasses
 import functools
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from atelier.shared.redis_client import check_url, is_sentinel_url
+from atelier.shared.redis_client import is_sentinel_url
+from atelier.shared.settings_env import (
+    ENV_PREFIX,
+    check_redis_url,
+    coerce,
+    env_name,
+    format_value,
+    is_host_port,
+    must_be,
+    one_of,
+)
 
 StorageBackend = Literal["local", "s3"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-ENV_PREFIX = "ATELIER_"
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 GPUS_PATTERN = re.compile(r"auto|none|\d+(\s*,\s*\d+)*")
 
 
@@ -296,26 +303,26 @@ class Settings:
         for name, annotation in _field_types().items():
             value = getattr(self, name)
             if get_origin(annotation) is Literal and value not in get_args(annotation):
-                raise ValueError(_must_be(name, _choices(annotation), value))
-        _check_redis_url("redis_url", self.redis_url)
-        if self.api_metrics_bind and not _is_host_port(self.api_metrics_bind):
+                raise ValueError(must_be(name, one_of(annotation), value))
+        check_redis_url("redis_url", self.redis_url)
+        if self.api_metrics_bind and not is_host_port(self.api_metrics_bind):
             raise ValueError(
                 "ATELIER_API_METRICS_BIND must be host:port (e.g. 0.0.0.0:9100); "
                 f"got {self.api_metrics_bind!r}"
             )
         if is_sentinel_url(self.broker_url):  # other brokers (amqp://…) are kombu's to judge
-            _check_redis_url("broker_url", self.broker_url)
+            check_redis_url("broker_url", self.broker_url)
         if self.api_concurrent_uploads < 1:
             raise ValueError(
-                _must_be("api_concurrent_uploads", "1 or more", self.api_concurrent_uploads)
+                must_be("api_concurrent_uploads", "1 or more", self.api_concurrent_uploads)
             )
         if self.redis_min_replicas < 0:
-            raise ValueError(_must_be("redis_min_replicas", "0 or more", self.redis_min_replicas))
+            raise ValueError(must_be("redis_min_replicas", "0 or more", self.redis_min_replicas))
         if not GPUS_PATTERN.fullmatch(self.gpus.strip()):
-            raise ValueError(_must_be("gpus", "auto, none or a comma list of indices", self.gpus))
+            raise ValueError(must_be("gpus", "auto, none or a comma list of indices", self.gpus))
         if not 1 <= self.s3_presign_expires_seconds <= PRESIGN_MAX_SECONDS:
             raise ValueError(
-                _must_be(
+                must_be(
                     "s3_presign_expires_seconds",
                     f"1 to {PRESIGN_MAX_SECONDS} (7 days)",
                     self.s3_presign_expires_seconds,
@@ -334,26 +341,16 @@ class Settings:
         for name, annotation in _field_types().items():
             raw = env.get(env_name(name))
             if raw is not None:
-                values[name] = _coerce(name, annotation, raw)
+                values[name] = coerce(name, annotation, raw)
         values.update(overrides)
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
         """The variables that rebuild these settings in a child process."""
-        return {env_name(f.name): _format(getattr(self, f.name)) for f in fields(self)}
+        return {env_name(f.name): format_value(getattr(self, f.name)) for f in fields(self)}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
-
-
-def _is_host_port(value: str) -> bool:
-    host, _, port = value.rpartition(":")
-    return bool(host) and port.isdigit() and 0 < int(port) < 65536
-
-
-def env_name(field_name: str) -> str:
-    """``redis_url`` -> ``ATELIER_REDIS_URL``."""
-    return ENV_PREFIX + field_name.upper()
 
 
 @functools.cache
@@ -361,62 +358,6 @@ def _field_types() -> dict[str, Any]:
     """Each field's real annotation (the module uses postponed annotations, so
     ``Field.type`` is only its text)."""
     return get_type_hints(Settings)
-
-
-def parse_bool(raw: str) -> bool:
-    """``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``, in any case."""
-    word = raw.strip().lower()
-    if word not in TRUE_WORDS | FALSE_WORDS:
-        raise ValueError(f"not a boolean: {raw!r}")
-    return word in TRUE_WORDS
-
-
-# How an environment string becomes each plain field type, and how an error names it.
-_PARSERS: dict[Any, tuple[Callable[[str], Any], str]] = {
-    str: (str, "a string"),
-    int: (lambda raw: int(raw.strip()), "an integer"),
-    float: (lambda raw: float(raw.strip()), "a number"),
-    bool: (parse_bool, "a boolean (1/0, true/false, yes/no, on/off)"),
-    Path: (Path, "a path"),
-}
-
-
-def _coerce(name: str, annotation: Any, raw: str) -> Any:
-    """``raw`` as the field's annotated type; a ``Literal`` matches case-insensitively."""
-    if get_origin(annotation) is Literal:
-        by_folded = {str(choice).lower(): choice for choice in get_args(annotation)}
-        if raw.strip().lower() not in by_folded:
-            raise ValueError(_must_be(name, _choices(annotation), raw))
-        return by_folded[raw.strip().lower()]
-    if annotation not in _PARSERS:
-        raise TypeError(f"Settings.{name}: no parser for its type {annotation!r}")
-    parse, meaning = _PARSERS[annotation]
-    try:
-        return parse(raw)
-    except ValueError:
-        raise ValueError(_must_be(name, meaning, raw)) from None
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _choices(annotation: Any) -> str:
-    return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
-
-
-def _check_redis_url(name: str, url: str) -> None:
-    """The URL itself stays out of the message: it may carry a password."""
-    try:
-        check_url(url)
-    except ValueError as exc:
-        raise ValueError(f"{env_name(name)} is not a usable Redis URL: {exc}") from None
-
-
-def _must_be(name: str, allowed: str, value: object) -> str:
-    return f"{env_name(name)} must be {allowed}, not {value!r}"
 
 
 __all__ = ["ENV_PREFIX", "LogFormat", "LogLevel", "Settings", "StorageBackend", "env_name"]
