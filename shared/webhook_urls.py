@@ -22,11 +22,14 @@ they carry.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Callable, Sequence
 from urllib.parse import SplitResult, urlsplit
 
 from atelier.shared.errors import WebhookRefused
+
+log = logging.getLogger(__name__)
 
 MAX_URL_CHARS = 2048
 
@@ -122,12 +125,13 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
-def refusal(address: IPAddress, allow_private: bool) -> str:
-    """Why a webhook must not be sent to ``address``; empty when it may be."""
+def refusal(address: IPAddress, allow_private: bool, name_inner: bool = True) -> str:
+    """Why a webhook must not be sent to ``address``; empty when it may be.
+    ``name_inner``: say which address an embedded IPv4 one was found inside."""
     inner = embedded_ipv4(address)
     if inner is not None:
         reason = refusal(inner, allow_private)
-        return f"{reason} (inside {address})" if reason else ""
+        return f"{reason} (inside {address})" if reason and name_inner else reason
     always = _always_refused(address)
     if always:
         return always
@@ -179,7 +183,10 @@ def vetted_address(
     if not found:
         raise UnresolvedHost(f"{host} resolves to no address")
     for address in found:
-        reason = refusal(address, allow_private)
+        reason = refusal(address, allow_private, name_inner=False)
         if reason:
-            raise WebhookRefused(f"{host} resolves to {address}, {reason}")
+            # The owner sees the kind of address, never the address: DNS answers from
+            # inside the deployment (10.x, a service's IP) are not theirs to map.
+            log.warning("webhook host %s resolves to %s: refused", host, address)
+            raise WebhookRefused(f"{host} resolves to {reason}")
     return found[0]

@@ -143,3 +143,15 @@ def test_a_delivery_to_a_private_address_is_refused_without_connecting() -> None
 def test_a_literal_loopback_delivery_is_refused_when_private_is_off() -> None:
     result = post("http://127.0.0.1:9/", b"{}", {}, HttpLimits(allow_private=False))
     assert result.outcome.retry is False and "loopback" in (result.outcome.error or "")
+
+
+@pytest.mark.parametrize("answer", ["10.0.0.7", "::ffff:10.0.0.7", "172.20.3.4", "169.254.169.254"])
+def test_a_refusal_names_the_kind_of_address_never_the_address(answer: str) -> None:
+    """Before: '... resolves to 10.0.0.7, a private address' showed the owner what the
+    deployment's DNS answers inside it."""
+    _, resolve = resolver_of(answer)
+    with pytest.raises(WebhookRefused) as refused:
+        vetted_address("hooks.example.com", 443, False, resolve)
+    message = str(refused.value)
+    assert message.startswith("hooks.example.com resolves to a")
+    assert answer not in message and "10.0" not in message and "172.20" not in message

@@ -78,7 +78,8 @@ def post(
     try:
         sock = _connect(str(address), port, host, parts.scheme == "https", limits)
     except (OSError, ssl.SSLError) as exc:
-        return HttpResult(Outcome(error=f"connect to {address}:{port}: {_describe(exc)}"))
+        # The host as the owner wrote it, not the address it resolved to (internal DNS).
+        return HttpResult(Outcome(error=f"connect to {host}:{port}: {_describe(exc)}"))
     return _exchange(sock, host, port, target, body, headers, limits)
 
 
