@@ -71,7 +71,8 @@ def test_each_address_has_its_own_budget_and_ipv6_counts_by_64(make_api: Any) ->
     client = api.app.test_client()
 
     def readyz(address: str) -> int:
-        return client.get("/readyz", environ_base={"REMOTE_ADDR": address}).status_code
+        answer = client.get("/readyz", environ_base={"REMOTE_ADDR": address})
+        return int(answer.status_code)
 
     assert [readyz("192.0.2.1") for _ in range(4)] == [200, 200, 200, 429]
     assert readyz("192.0.2.2") == 200
@@ -119,7 +120,12 @@ def test_readyz_probes_its_dependencies_at_most_once_a_moment(
     svc = inprocess_api.app.extensions[EXTENSION_NAME]
     pings: list[int] = []
     real_ping = svc.redis.ping
-    monkeypatch.setattr(svc.redis, "ping", lambda: pings.append(1) or real_ping())
+
+    def counted_ping() -> Any:
+        pings.append(1)
+        return real_ping()
+
+    monkeypatch.setattr(svc.redis, "ping", counted_ping)
     answers = [inprocess_api.http.get(inprocess_api.url("/readyz")) for _ in range(30)]
     assert {a.status_code for a in answers} == {200}
     assert len(pings) == 1
@@ -129,11 +135,16 @@ def test_the_openapi_document_is_built_once(
     inprocess_api: InProcessApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import atelier.api.app as app_module
+    from atelier.api.contract import document_contract
 
     first = inprocess_api.http.get(inprocess_api.url("/v1/openapi.json")).content
     built: list[int] = []
-    real = app_module.document_contract
-    monkeypatch.setattr(app_module, "document_contract", lambda d: built.append(1) or real(d))
+
+    def counted(document: dict[str, Any]) -> dict[str, Any]:
+        built.append(1)
+        return document_contract(document)
+
+    monkeypatch.setattr(app_module, "document_contract", counted)
     again = [inprocess_api.http.get(inprocess_api.url("/v1/openapi.json")) for _ in range(5)]
     assert built == [] and all(a.content == first for a in again)
 

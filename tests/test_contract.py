@@ -10,9 +10,9 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import pytest
@@ -212,7 +212,8 @@ def test_an_empty_last_event_id_is_what_the_document_says(inprocess_api: InProce
             jsonschema.validate("12-x", parameter["schema"])
     stream = inprocess_api.app.test_client().get("/v1/events", headers=headers, buffered=False)
     assert stream.status_code == 200
-    assert next(iter(stream.response)).startswith(b"retry:")  # type: ignore[arg-type]
+    first_chunk = next(iter(cast(Iterable[bytes], stream.response)))
+    assert first_chunk.startswith(b"retry:")
     stream.close()
     bad = inprocess_api.http.get(
         inprocess_api.url("/v1/events"), headers={**headers, "Last-Event-ID": "12-x"}, timeout=10

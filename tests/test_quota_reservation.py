@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -38,6 +38,16 @@ from tests.conftest import InProcessApi, inprocess_api_for, inprocess_settings
 TRAIN = {"type": "train", "kind": "dcgan", "params": {"steps": 10}}
 RESERVATIONS = "atelier:owner:alice:reservations"
 RESERVED = "atelier:owner:alice:reserved-bytes"
+
+
+def reserved_total(client: redis.Redis) -> int:
+    """What the owner alice has reserved, as Redis holds it."""
+    return int(cast(bytes, client.get(RESERVED) or b"0"))
+
+
+def held_reservations(client: redis.Redis) -> dict[str, int]:
+    raw = cast(dict[bytes, bytes], client.hgetall(RESERVATIONS))
+    return {key.decode(): int(value) for key, value in raw.items()}
 
 
 def estimated_output() -> int:
@@ -105,9 +115,7 @@ def test_submits_whose_estimates_pass_the_quota_are_refused(
     assert f"{3 * E} more are reserved" in body["detail"] and f"this needs {E}" in body["detail"]
     assert queue_length(api.redis, api.settings.train_queue) == 3
     assert api.redis.zcard("atelier:owner:alice:jobs") == 3
-    assert {k.decode(): int(v) for k, v in api.redis.hgetall(RESERVATIONS).items()} == {
-        job_id: E for job_id in ids
-    }
+    assert held_reservations(api.redis) == {job_id: E for job_id in ids}
     quota = stored_bytes_quota(api, headers)
     assert (quota["usage"], quota["reserved"], quota["limit"]) == (0, 3 * E, 3 * E + E // 2)
     assert submit(api, auth(api, "bob")).status_code == 202  # per owner
@@ -122,9 +130,9 @@ def test_canceling_a_queued_job_releases_its_reservation(
     refused(submit(api, headers))
     canceled = api.http.post(api.url(f"/v1/jobs/{first}/cancel"), headers=headers, timeout=10)
     assert canceled.json()["status"] == "canceled"
-    assert int(api.redis.get(RESERVED)) == E
+    assert reserved_total(api.redis) == E
     assert submit(api, headers).status_code == 202
-    assert int(api.redis.get(RESERVED)) == 2 * E
+    assert reserved_total(api.redis) == 2 * E
 
 
 def test_a_finished_job_counts_its_real_bytes_instead(
@@ -159,7 +167,7 @@ def test_concurrent_submits_cannot_overspend(
         )
     assert sorted(a.status_code for a in answers) == [202] * 5 + [403] * 11
     assert queue_length(api.redis, api.settings.train_queue) == 5
-    assert int(api.redis.get(RESERVED)) == 5 * E
+    assert reserved_total(api.redis) == 5 * E
     assert len(api.redis.hgetall(RESERVATIONS)) == 5
 
 
@@ -254,12 +262,12 @@ def test_the_sweep_releases_what_terminal_or_lost_jobs_left_behind(
     redis_admin.zadd("atelier:owner:alice:admitting", {"job_lost": 1})  # long ago
     redis_admin.hset(RESERVATIONS, ended.id, E)  # the release the crash lost
     redis_admin.incrby(RESERVED, E)
-    assert int(redis_client.get(RESERVED)) == 4 * E
+    assert reserved_total(redis_client) == 4 * E
     tight = OwnerLimits(max_running_jobs=1, share=1.0, max_stored_bytes=3 * E + E // 2)
     quotas.admit_job("alice", "job_next", tight, E)  # 4E + E over 3.5E: swept, then fits
-    held = {k.decode(): int(v) for k, v in redis_client.hgetall(RESERVATIONS).items()}
+    held = held_reservations(redis_client)
     assert held == {queued.id: E, "job_coming": E, "job_next": E}
-    assert int(redis_client.get(RESERVED)) == 3 * E
+    assert reserved_total(redis_client) == 3 * E
     with pytest.raises(QuotaExceeded):  # nothing left to sweep: a real refusal
         quotas.admit_job("alice", "job_more", tight, E)
     assert jobs.reservations.sweep("alice", GRACE_MS) == 0
