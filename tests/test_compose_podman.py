@@ -245,8 +245,7 @@ def presigned_download(stack: Stack, url: str) -> bytes:
 
 def test_compose_trains_generates_and_serves_a_download(stack: Stack) -> None:
     started = time.monotonic()
-    key = stack.compose("exec", "-T", "api", "atelier", "keys", "create", "--owner", "podman")
-    key = key.strip().splitlines()[-1]
+    key = create_key(stack)
     params = {**TINY_TRAIN, "dataset": "digits"}
     trained = finished(
         stack, key, submit(stack, key, {"type": "train", "kind": "dcgan", "params": params})
@@ -275,6 +274,23 @@ def test_compose_trains_generates_and_serves_a_download(stack: Stack) -> None:
     stack.compose("exec", "-T", "worker-cpu", "sh", "-c", f"{melody_audio} && {cache}")
     if stack.ha:
         assert_through_the_sentinels(stack)
+
+
+def create_key(stack: Stack) -> str:
+    """A key made in the API container. With HA the key is confirmed by the replica, whose
+    first sync can come after the API answers ready (podman-compose starts services without
+    waiting for their health checks): the CLI then says to retry shortly, and we do."""
+    deadline = time.monotonic() + 60
+    argv = ["exec", "-T", "api", "atelier", "keys", "create", "--owner", "podman"]
+    while True:
+        try:
+            made = stack.compose(*argv)
+        except RuntimeError as exc:
+            if "Retry shortly" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+            continue
+        return made.strip().splitlines()[-1]
 
 
 def assert_through_the_sentinels(stack: Stack) -> None:
