@@ -18,6 +18,7 @@ COPY src src
 RUN pip install --no-deps . && useradd --uid 1000 --create-home atelier
 COPY deploy/boot.sh /boot.sh
 USER atelier
-EXPOSE 8000
+# 9100: /metrics, when ATELIER_API_METRICS_BIND gives it a listener of its own (compose, k8s).
+EXPOSE 8000 9100
 ENTRYPOINT ["/boot.sh"]
 CMD ["api"]

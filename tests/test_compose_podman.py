@@ -272,8 +272,23 @@ def test_compose_trains_generates_and_serves_a_download(stack: Stack) -> None:
     melody_audio = "fluidsynth --version && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2"
     cache = 'touch "$ATELIER_DATA_DIR/cache-probe"'  # the shared cache volume is writable
     stack.compose("exec", "-T", "worker-cpu", "sh", "-c", f"{melody_audio} && {cache}")
+    assert_metrics_on_their_own_port(stack)
     if stack.ha:
         assert_through_the_sentinels(stack)
+
+
+def assert_metrics_on_their_own_port(stack: Stack) -> None:
+    """/metrics answers on the API's metrics listener (9100, unpublished), not on 8000."""
+    probe = (
+        "import urllib.request, urllib.error\n"
+        "print(urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().count(b'atelier_'))\n"
+        "try:\n"
+        "    urllib.request.urlopen('http://127.0.0.1:8000/metrics')\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code)\n"
+    )
+    said = stack.compose("exec", "-T", "api", "python", "-c", probe).split()
+    assert int(said[0]) > 0 and said[1] == "404", said
 
 
 def create_key(stack: Stack) -> str:

@@ -121,6 +121,7 @@ def test_each_container_gets_only_the_variables_it_needs() -> None:
         "ATELIER_S3_BUCKET",
         "ATELIER_S3_ACCESS_KEY_ID",
         "ATELIER_S3_SECRET_ACCESS_KEY",
+        "ATELIER_API_METRICS_BIND",
     }
     assert api["ATELIER_REDIS_URL"].startswith("redis://atelier:${REDIS_PASSWORD:?")
 
@@ -140,7 +141,9 @@ def test_atelier_settings_file_documents_real_settings() -> None:
     targets = [
         t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
     ]
-    assert "api:8000" in targets
+    # The API's /metrics has a listener of its own, which is not published.
+    metrics_bind = compose()["services"]["api"]["environment"]["ATELIER_API_METRICS_BIND"]
+    assert f"api:{metrics_bind.rsplit(':', 1)[1]}" in targets and "api:8000" not in targets
     assert all(t.endswith(f":{port}") for t in targets if t.startswith("worker"))
     assert {t.split(":")[0] for t in targets} <= set(compose()["services"])
 
