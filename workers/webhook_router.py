@@ -270,16 +270,15 @@ class RouterThread(threading.Thread):
 
 
 def api_renderer(settings: Settings) -> Render:
-    """The API's own presentation of a job (``api.present``), in an app context whose base
-    URL is ``api_url``: output URLs are the ones a client of the API gets."""
-    from atelier.api.app import create_app
-    from atelier.api.present import present_job
+    """The API's own body of a job (``api.bodies``), with the download URLs a client of
+    the API at ``api_url`` gets; no Flask app is built for it."""
+    from atelier.api.bodies import Links, files_route_of, job_body
+    from atelier.shared.storage import make_object_store
 
-    app = create_app(settings)
+    links = Links(make_object_store(settings), files_route_of(settings.api_url))
 
     def render(job: Job) -> dict[str, Any]:
-        with app.test_request_context(base_url=settings.api_url):
-            rendered: dict[str, Any] = present_job(job).model_dump(mode="json")
-            return rendered
+        rendered: dict[str, Any] = job_body(job, links).model_dump(mode="json")
+        return rendered
 
     return render

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from atelier.api.auth import current_owner
 from atelier.api.dashboard.blueprint import dashboard
 from atelier.api.dashboard.system import system_snapshot
-from atelier.api.present import present_job, present_model
+from atelier.api.present import present_job, present_model, request_links
 from atelier.api.services import services
 from atelier.api.views.datasets import present_dataset
 from atelier.api.views.jobs import owned_job
@@ -68,10 +68,11 @@ def jobs() -> str:
         current_owner(), limit=PAGE_JOBS, cursor=cursor, where=matches
     )
     datasets = svc.datasets.list_for_owner(current_owner())
+    links = request_links()  # once for the page
     return render_template(
         "jobs.html",
         last_event_id=after,
-        jobs=[present_job(j) for j in found],
+        jobs=[present_job(j, links) for j in found],
         filters={"status": status or "", "type": job_type or "", "kind": kind or ""},
         older=older,
         statuses=[s.value for s in JobStatus],
@@ -125,7 +126,8 @@ def _owned(job_id: str) -> Job:
 @dashboard.get("/models")
 def models() -> str:
     found, _ = services().models.list_for_owner(current_owner(), limit=PAGE_JOBS)
-    return render_template("models.html", models=[present_model(m) for m in found])
+    links = request_links()
+    return render_template("models.html", models=[present_model(m, links) for m in found])
 
 
 @dashboard.get("/models/<model_id>")

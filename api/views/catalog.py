@@ -6,7 +6,7 @@ from spectree import Response
 
 from atelier.api.auth import current_owner
 from atelier.api.paging import checked_limit
-from atelier.api.present import present_model
+from atelier.api.present import present_model, request_links
 from atelier.api.schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, problems
 from atelier.api.services import services
 from atelier.api.spec import spec
@@ -22,7 +22,8 @@ def list_models(query: PageQuery) -> ModelList:
     svc = services()
     limit = checked_limit(query.limit, svc.settings.list_page_max)
     models, cursor = svc.models.list_for_owner(current_owner(), limit=limit, cursor=query.cursor)
-    return ModelList(data=[present_model(m) for m in models], next_cursor=cursor)
+    links = request_links()  # once for the page
+    return ModelList(data=[present_model(m, links) for m in models], next_cursor=cursor)
 
 
 @v1.get("/models/<model_id>")

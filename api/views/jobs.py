@@ -13,7 +13,7 @@ from atelier.api.auth import current_owner
 from atelier.api.metrics import JOBS_SUBMITTED
 from atelier.api.paging import checked_limit
 from atelier.api.prefer import requested_wait, wait_headers, wait_until_over
-from atelier.api.present import present_job
+from atelier.api.present import present_job, request_links
 from atelier.api.schemas import (
     JobCreate,
     JobList,
@@ -167,7 +167,8 @@ def list_jobs(query: JobListQuery) -> JobList:
     jobs, cursor = svc.jobs.list_for_owner(
         current_owner(), limit=limit, cursor=query.cursor, where=matches
     )
-    return JobList(data=[present_job(j) for j in jobs], next_cursor=cursor)
+    links = request_links()  # once for the page
+    return JobList(data=[present_job(j, links) for j in jobs], next_cursor=cursor)
 
 
 @v1.post("/jobs/<job_id>/cancel")
