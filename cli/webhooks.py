@@ -15,7 +15,7 @@ def _client() -> Client:
 
 @click.group("webhooks")
 def webhooks() -> None:
-    """Your webhooks (README "Webhooks"). Set one per job: `atelier submit --webhook URL`."""
+    """Your webhooks (docs/api.md, "Webhooks"). Set one per job: `atelier submit --webhook URL`."""
 
 
 @webhooks.command("secret")

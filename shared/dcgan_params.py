@@ -20,10 +20,11 @@ from atelier.shared.kinds_base import StrictParams, TrainParams, model_id_field
 
 
 class DcganTrainParams(TrainParams):
-    """The defaults are the recipe measured by ``bench/digits_quality.py`` (README, dcgan
-    quality): on a labelled dataset a conditional G and projection D, with a mode-seeking
-    term (without it each digit collapsed to one drawing) and a moving average of G, for
-    1,300 steps: less CPU time than the earlier unconditional 1,500."""
+    """The defaults are the recipe measured by ``bench/digits_quality.py`` (its figures:
+    bench/results/digits-quality.md): on a labelled dataset a conditional G and projection
+    D, with a mode-seeking term (without it each digit collapsed to one drawing) and a
+    moving average of G, for 1,300 steps: less CPU time than the earlier unconditional
+    1,500."""
 
     dataset: str = Field("digits", description="Dataset name; see GET /v1/datasets.")
     steps: int = Field(1300, ge=1, le=1_000_000, description="Optimizer steps.")

@@ -61,8 +61,8 @@ def test_prometheus_config_is_valid(tmp_path: Path) -> None:
 
 
 def documented_metrics() -> set[str]:
-    readme = (ROOT / "README.md").read_text()
-    return set(re.findall(r"^\| `(atelier_[a-z_]+)` \|", readme, flags=re.M))
+    page = (ROOT / "docs" / "metrics.md").read_text()
+    return set(re.findall(r"^\| `(atelier_[a-z_]+)` \|", page, flags=re.M))
 
 
 def test_dashboard_and_alerts_use_only_metrics_that_exist() -> None:

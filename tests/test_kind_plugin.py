@@ -1,4 +1,4 @@
-"""A third kind added by the README's recipe trains and generates through the real worker
+"""A third kind added by the recipe in docs/kinds.md trains and generates through the real worker
 and the shared training loop: samples, checkpoints, weights and a model record."""
 
 from __future__ import annotations

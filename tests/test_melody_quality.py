@@ -1,7 +1,8 @@
 """A small ``melody`` run writes tunes a musician can read: music21 parses them into at
 least 8 bars, their bars fill the meter about as often as the corpus's do, and the model
 costs less per held-out token than a smoothed 5-gram on the same tokens
-(``bench/melody_quality.py``; the README has the same figures for the default run).
+(``bench/melody_quality.py``; bench/results/melody-quality.md has the same figures for the
+default run).
 
 Slow tier: trains in this process, as a job would (``bench.melody_run.trained``), on
 O'Neill's tunes (1,982), which normalise without music21."""
@@ -31,9 +32,9 @@ def oneills() -> list[Tune]:
 
 
 def test_a_small_run_writes_tunes_that_parse_and_keep_the_meter() -> None:
-    """What a 400-step run reaches (the issue's goals, >= 95% of tunes in 8+ bars and
-    >= 90% of bars filling the meter, are for the default run: see the README): tunes that
-    parse into 8+ bars, bars that fill the meter more often than the 5-gram's, more often
+    """What a 400-step run reaches (the goals, >= 95% of tunes in 8+ bars and >= 90% of
+    bars filling the meter, are for the default run: bench/results/melody-quality.md): tunes
+    that parse into 8+ bars, bars that fill the meter more often than the 5-gram's, more often
     still once the job guards the meter and ranks its candidates, and pitch classes near the
     corpus's."""
     run = trained(oneills(), SMALL_RUN)

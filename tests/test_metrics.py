@@ -1,4 +1,4 @@
-"""Metrics on the API and on a worker: valid exposition (promtool), the series the README
+"""Metrics on the API and on a worker: valid exposition (promtool), the series docs/metrics.md
 lists, and a real Prometheus scraping both."""
 
 from __future__ import annotations

@@ -1,26 +1,20 @@
-"""The README documents every setting, and its two commands exist."""
+"""The README stays a front page people finish: its two commands exist and CI runs the
+test one, and it is short (the rest is in docs/; every setting is on docs/configuration.md,
+checked by tests/test_docs.py)."""
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
-from atelier.shared.settings import ENV_PREFIX, Settings
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def test_every_setting_is_in_the_readme() -> None:
-    readme = (ROOT / "README.md").read_text()
-    missing = [
-        ENV_PREFIX + f.name.upper()
-        for f in fields(Settings)
-        if ENV_PREFIX + f.name.upper() not in readme
-    ]
-    assert missing == []
+MAX_README_LINES = 300
 
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "./dev test" in readme and "./dev demo" in readme
     assert "./dev test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_is_short() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) <= MAX_README_LINES

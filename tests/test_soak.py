@@ -1,5 +1,5 @@
-"""The chaos soak: short seeded runs in the suite, on one host and across three (the
-README has full ones), and the ledger's checks shown to catch what they look for (the
+"""The chaos soak: short seeded runs in the suite, on one host and across three (full
+ones are in bench/results/soak.md), and the ledger's checks shown to catch what they look for (the
 cluster soak's two-writers check has its own tests: test_soak_writers.py)."""
 
 from __future__ import annotations
