@@ -19,16 +19,16 @@ each attempt is signed when it is sent, with the secret current then.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import random
 import secrets
 import time
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 
 import redis
 from pydantic import BaseModel
+from standardwebhooks import Webhook
 
 from atelier.shared.job_records import WebhookEvent, new_id
 from atelier.shared.redis_keys import KEYS, RedisKeys
@@ -108,11 +108,10 @@ def new_secret() -> str:
 
 
 def sign(secret: str, delivery_id: str, timestamp: int, body: str) -> str:
-    """The ``webhook-signature`` header value for one attempt."""
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
-    signed = f"{delivery_id}.{timestamp}.{body}".encode()
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    """The ``webhook-signature`` header value for one attempt (the spec's reference
+    library signs; receivers verify with the same)."""
+    when = datetime.fromtimestamp(timestamp, UTC)
+    return Webhook(secret).sign(delivery_id, when, body)
 
 
 def retry_delay(attempts: int, base: float, cap: float, rng: random.Random | None = None) -> float:
