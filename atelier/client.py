@@ -355,7 +355,12 @@ class Client:
     ) -> requests.Response:
         """``attempt`` until it answers other than 429/503. A dropped connection (a keep-alive
         the server closed while we waited, an API restart) is tried again only when
-        ``repeatable``: a POST without an ``Idempotency-Key`` may have been carried out."""
+        ``repeatable``: a POST without an ``Idempotency-Key`` may have been carried out.
+
+        Not urllib3's ``Retry``: it honours ``Retry-After`` but not the ``RateLimit``
+        header's ``t`` when that is all a 429 carries, its method list cannot say "a POST
+        with an Idempotency-Key", and it re-sends the same body object, which a streamed
+        multipart upload has already consumed (``attempt`` rebuilds it each try)."""
         for retry in range(self.max_retries + 1):
             try:
                 response = attempt()
