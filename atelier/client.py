@@ -16,8 +16,8 @@ submit can never create a second job.
 
 from __future__ import annotations
 
-import email.utils
 import functools
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,10 +38,24 @@ from atelier.client_types import (
     Progress,
     parse_sse,
 )
+from atelier.downloads import download_file, target_path
+from atelier.following import follow, retry_after_seconds, spent_budget_wait
 
-__all__ = ["Dataset", "Event", "Job", "Json", "Model", "Output", "Progress", "parse_sse"]
+__all__ = [
+    "Dataset",
+    "Event",
+    "Job",
+    "Json",
+    "Model",
+    "Output",
+    "Progress",
+    "parse_sse",
+    "retry_after_seconds",
+    "spent_budget_wait",
+]
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
+DEFAULT_API_URL = "http://127.0.0.1:8000"
 RETRYABLE_STATUSES = frozenset({429, 503})
 SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -60,42 +74,26 @@ def epoch_seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def retry_after_seconds(value: str | None, attempt: int, cap: float) -> float:
-    """The wait a ``Retry-After`` header asks for (delta seconds or an HTTP date); without
-    one, 0.5 s doubling per attempt. Never negative, never above ``cap``."""
-    wait = 0.5 * 2.0**attempt
-    if value:
-        try:
-            wait = float(value)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            wait = when.timestamp() - time.time()
-    return min(max(wait, 0.0), cap)
-
-
-def spent_budget_wait(value: str | None) -> str | None:
-    """From a ``RateLimit`` header (draft-ietf-httpapi-ratelimit-headers-11, e.g.
-    ``"submits";r=0;t=2``), the seconds ``t`` of a budget with nothing left (``r=0``)."""
-    for item in (value or "").split(","):
-        params = dict(part.strip().partition("=")[::2] for part in item.split(";")[1:])
-        if params.get("r") == "0" and params.get("t", "").isdigit():
-            return params["t"]
-    return None
-
-
 class Client:
     """A typed client for one API key. ``max_retries`` bounds the retries of one call."""
 
     def __init__(
         self,
-        api_url: str,
-        api_key: str,
+        api_url: str | None = None,
+        api_key: str | None = None,
         *,
         timeout: float = 30.0,
         max_retries: int = 5,
         max_retry_wait: float = 60.0,
         session: requests.Session | None = None,
     ) -> None:
+        """``api_url`` and ``api_key`` default to ``ATELIER_API_URL`` and ``ATELIER_API_KEY``
+        (as ``atelier up`` prints them). Read here, not through the service's settings: a
+        client on a laptop must not need (or validate) the server's variables."""
+        api_url = api_url or os.environ.get("ATELIER_API_URL") or DEFAULT_API_URL
+        api_key = api_key or os.environ.get("ATELIER_API_KEY")
+        if not api_key:
+            raise ValueError("No API key: pass api_key, or set ATELIER_API_KEY.")
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
@@ -199,20 +197,22 @@ class Client:
         self,
         job_id: str,
         on_update: Callable[[Job], None] | None = None,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 1.0,
         timeout: float | None = None,
     ) -> Job:
-        """Poll until the job is finished; ``on_update`` sees every poll."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if on_update:
-                on_update(job)
-            if job["status"] in TERMINAL:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
-            time.sleep(poll_seconds)
+        """The job once it is over, following its event stream (``on_update`` sees each
+        change); connection errors, API restarts and 5xx are ridden out for as long as
+        ``timeout`` allows (``atelier.following``). ``TimeoutError`` after ``timeout``.
+        ``poll_seconds``: the first interval of polling, where no stream can be had."""
+        return follow(self, job_id, on_update, timeout, poll_seconds)
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job: its record, events, logs and outputs (409 while it runs)."""
+        self.request("DELETE", f"/v1/jobs/{job_id}")
+
+    def delete_model(self, model_id: str) -> None:
+        """Delete a model and its weights."""
+        self.request("DELETE", f"/v1/models/{model_id}")
 
     # --- models and datasets ----------------------------------------------------------------
     def models(self) -> list[Model]:
@@ -309,14 +309,24 @@ class Client:
         return response.content
 
     def download(self, job: Job | Json, directory: str | Path) -> list[Path]:
-        """Save every output of a job under ``directory``; returns the paths written."""
+        """Save every output of a job under ``directory``, streamed to disk and resumed
+        after a dropped connection (``atelier.downloads``); returns the paths written."""
         target = Path(directory)
         saved = []
         for output in job.get("outputs", []):
-            path = target / output["name"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(self.fetch(output["url"]))
-            saved.append(path)
+            own = output["url"].startswith(self.api_url)
+            getter = self.http.get if own else requests.get  # presigned URLs get no key
+            path = target_path(target, output["name"])
+            saved.append(
+                download_file(
+                    getter,
+                    output["url"],
+                    path,
+                    output.get("size_bytes"),
+                    self.max_retries + 1,
+                    self.timeout,
+                )
+            )
         return saved
 
     # --- transport --------------------------------------------------------------------------

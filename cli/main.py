@@ -16,6 +16,7 @@ import click
 from atelier.cli.events import events
 from atelier.cli.keys import keys
 from atelier.cli.processes import api_argv, child_env, worker_argv
+from atelier.cli.removal import delete
 from atelier.cli.terminal import call, finish, wait_with_bar
 from atelier.cli.usage import usage_table
 from atelier.cli.webhooks import webhooks
@@ -388,6 +389,7 @@ def audit(limit: int) -> None:
 main.add_command(keys)
 main.add_command(events)
 main.add_command(webhooks)
+main.add_command(delete)
 
 if __name__ == "__main__":
     main()

@@ -100,6 +100,12 @@ def test_cli_job_life(local_stack: RunningStack, tmp_path: Path) -> None:
     bad_owner = run(["keys", "create", "--owner", "Not An Owner"], env)
     assert bad_owner.returncode == 2 and "owner must be" in bad_owner.stderr
 
+    assert run(["delete", "job", gen_id], env).stdout.strip() == f"{gen_id}: deleted"
+    gone = run(["status", gen_id], env)
+    assert gone.returncode == 1 and "404" in gone.stderr
+    assert run(["delete", "model", model_id], env).returncode == 0
+    assert model_id not in run(["models"], env).stdout
+
 
 def test_up_runs_the_demo_then_restarts_with_its_history(tmp_path: Path) -> None:
     """``atelier up`` owns its Redis (AOF) under the data dir; a second ``up`` finds the
