@@ -27,6 +27,13 @@ class Output(TypedDict):
     text: str | None
 
 
+class JobErrorInfo(TypedDict):
+    """Why a job failed: ``type`` names the error (``WorkerLost``, ``PermanentJobError``...)."""
+
+    type: str
+    message: str
+
+
 class Job(TypedDict):
     """A job as ``GET /v1/jobs/{id}`` answers (timestamps are ISO 8601, UTC)."""
 
@@ -41,9 +48,12 @@ class Job(TypedDict):
     finished_at: str | None
     attempt: int
     failures: int
+    start_before: str | None
+    max_run_seconds: float | None
+    priority: int
     checkpoint_step: int | None
     worker: str | None
-    error: dict[str, str] | None
+    error: JobErrorInfo | None
     outputs: list[Output]
     model_id: str | None
     metrics: dict[str, float]

@@ -43,9 +43,9 @@ def wait_with_bar(client: Client, job_id: str) -> Job:
 def finish(job: Job) -> None:
     """Print how a job ended; exit 1 unless it succeeded."""
     click.echo(f"{job['id']}: {job['status']}")
-    if job.get("error"):
-        error = job["error"] or {}
-        click.echo(f"  {error.get('type')}: {error.get('message')}")
+    error = job.get("error")
+    if error:
+        click.echo(f"  {error['type']}: {error['message']}")
     if job.get("model_id"):
         click.echo(f"  model: {job['model_id']}")
     if job["status"] != "succeeded":
