@@ -5,13 +5,13 @@ newest checkpoint, ``fit`` with the step hooks (progress, samples, checkpoints, 
 stopping on cancel, drain, deadline or a lost lease), the final samples, the weights upload
 and the collection of the samples into the model record. A kind supplies a ``Trainer``:
 its data, its model, what a checkpoint and the weights hold, and what a sample shows.
+When a step samples, checkpoints or stops is decided by ``workers.step_policy``;
+``StepHooks`` carries it out.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +23,10 @@ from atelier.shared.jobs import OutputRef
 from atelier.shared.kinds import TrainParams
 from atelier.shared.storage import ObjectLayout
 from atelier.workers.checkpoints import encode_checkpoint, read_checkpoint, restore_checkpoint
-from atelier.workers.context import JobContext, StopReason, is_sample
+from atelier.workers.context import JobContext, is_sample
 from atelier.workers.kinds.base import TrainResult
 from atelier.workers.metrics import TRAINING_STEPS
+from atelier.workers.step_policy import Cadence, CheckpointLedger
 
 Groups = dict[str, Sequence[Any]]
 """Named lists of variables, as a checkpoint stores them (``workers.checkpoints``)."""
@@ -94,10 +95,8 @@ def run_training(trainer: Trainer[Any], ctx: JobContext) -> TrainResult:
     start_step = _resume(trainer, ctx)
     hooks = StepHooks(
         ctx,
-        total_steps=params.steps,
+        Cadence(params.steps, params.sample_every, params.checkpoint_every),
         start_step=start_step,
-        sample_every=params.sample_every,
-        checkpoint_every=params.checkpoint_every,
         checkpoint=lambda step: encode_checkpoint(trainer.state(), step),
         samples=lambda step: _write_sample(trainer, hooks, step),
     )
@@ -111,7 +110,7 @@ def run_training(trainer: Trainer[Any], ctx: JobContext) -> TrainResult:
             callbacks=[hooks],
         )
     hooks.finish_or_stop()
-    if hooks.last_sample_step != params.steps:
+    if hooks.cadence.owes_final_sample(hooks.last_sample_step):
         hooks.write_samples(params.steps)
     weights_key = ObjectLayout.model_weights(ctx.job.owner, ctx.model_id)
     weights = encode_checkpoint(trainer.weights(), params.steps)
@@ -172,63 +171,60 @@ def _write_sample(trainer: Trainer[Any], hooks: StepHooks, step: int) -> None:
 
 
 class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
-    """``start_step`` offsets the steps of a resumed run. ``checkpoint`` encodes the
-    training state at a step; ``samples`` writes whatever the kind shows as it learns."""
+    """Carries out the ``cadence`` at every step. ``start_step`` offsets the steps of a
+    resumed run. ``checkpoint`` encodes the training state at a step; ``samples`` writes
+    whatever the kind shows as it learns."""
 
     def __init__(
         self,
         ctx: JobContext,
+        cadence: Cadence,
         *,
-        total_steps: int,
         start_step: int,
-        sample_every: int,
-        checkpoint_every: int,
         checkpoint: Callable[[int], bytes],
         samples: Callable[[int], None],
-        log_every: int | None = None,
     ) -> None:
         super().__init__()
         self.ctx = ctx
-        self.total_steps = total_steps
+        self.cadence = cadence
         self.start_step = start_step
-        self.sample_every = sample_every
-        self.checkpoint_every = checkpoint_every
-        self.log_every = log_every or sample_every
         self._checkpoint = checkpoint
         self._samples = samples
         self.latest: dict[str, float] = {}
         self.last_sample_step = 0
         self.stopped_at: int | None = None
-        self._newest_checkpoint = start_step
-        # (step, key) of the stored checkpoints of this run and the one it resumed from
-        # (which an earlier attempt wrote under its own prefix), oldest first; all but the
-        # newest `checkpoints_kept` are deleted.
+        # The checkpoint this run resumed from was written by an earlier attempt, under
+        # its own prefix; retention counts it with this run's.
         resumed = ctx.job.checkpoint
-        self._stored_checkpoints = [(resumed.step, resumed.key)] if resumed else []
-        self._lock = threading.Lock()
+        self.ledger = CheckpointLedger(
+            start_step,
+            (resumed.step, resumed.key) if resumed else None,
+            ctx.settings.checkpoints_kept,
+        )
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         step = self.start_step + batch + 1
+        total = self.cadence.total_steps
         self.latest.update({k: float(v) for k, v in (logs or {}).items()})
-        self.ctx.report(step, self.total_steps, self.latest)
+        self.ctx.report(step, total, self.latest)
         TRAINING_STEPS.labels(self.ctx.job.kind).inc()
-        if step % self.sample_every == 0:
+        actions = self.cadence.at(step, self.ctx.stop_reason())
+        if actions.sample:
             self.write_samples(step)
-        if step % self.log_every == 0:
+        if actions.log:
             metrics = " ".join(f"{k}={v:.4f}" for k, v in self.latest.items())
-            self.ctx.log.info("step %d/%d %s", step, self.total_steps, metrics)
-        if step % self.checkpoint_every == 0 and step < self.total_steps:
+            self.ctx.log.info("step %d/%d %s", step, total, metrics)
+        if actions.checkpoint:
             self.ctx.uploader.put_best_effort(
                 f"checkpoint-{step}",
                 self.ctx.checkpoint_key(step),
                 self._checkpoint(step),
                 "application/zip",
-                on_stored=functools.partial(self._point_at, step=step),
+                on_stored=functools.partial(self._stored, step=step),
             )
-        reason = self.ctx.stop_reason()
-        if reason is not None and step < self.total_steps:
-            if reason is StopReason.DRAINING:
-                self.checkpoint_now(step)
+        if actions.checkpoint_and_wait:
+            self.checkpoint_now(step)
+        if actions.stop:
             self.stopped_at = step
             self.model.stop_training = True
 
@@ -241,27 +237,16 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
         key = self.ctx.checkpoint_key(step)
         self.ctx.uploader.put(f"checkpoint-{step}", key, self._checkpoint(step), "application/zip")
         self.ctx.uploader.wait()
-        self._point_at(
+        self._stored(
             OutputRef(
                 name=f"checkpoint-{step}", key=key, content_type="application/zip", size_bytes=0
             ),
             step,
         )
 
-    def _point_at(self, ref: OutputRef, step: int) -> None:
-        # Uploads finish out of order; never move the pointer back to an older one. The
-        # pointer is moved before anything is deleted, and the newest is always kept. A
-        # fenced-off attempt deletes nothing here: the record may point at the old ones.
-        with self._lock:
-            if step > self._newest_checkpoint:
-                if not self.ctx.record_checkpoint(ref, step):
-                    return
-                self._newest_checkpoint = step
-            bisect.insort(self._stored_checkpoints, (step, ref.key))
-            keep = max(self.ctx.settings.checkpoints_kept, 1)
-            stale = self._stored_checkpoints[:-keep]
-            del self._stored_checkpoints[:-keep]
-        for _step, key in stale:
+    def _stored(self, ref: OutputRef, step: int) -> None:
+        stale = self.ledger.stored(step, ref.key, lambda: self.ctx.record_checkpoint(ref, step))
+        for key in stale:
             self.ctx.delete_object(key)
 
     def finish_or_stop(self) -> None:
