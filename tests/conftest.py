@@ -2,18 +2,17 @@
 over HTTP, requiring the tests' credentials) per session, and stacks of gunicorn + Celery
 worker processes built the way ``atelier up`` builds them.
 
-Two tiers. The fast tier (``-m "not slow"``) runs the Flask app in this process against
-the real redis-server (``inprocess_api``), with no worker and no TensorFlow: jobs it
-submits stay queued. Every test that starts a stack, a worker or a CLI against a stack,
-or imports TensorFlow is ``slow``: tests using a stack fixture are marked here, the
-TensorFlow modules mark themselves, and a fast test that imports TensorFlow fails.
+Three tiers (``tests/tiers.py``). The fast tier (``-m "not slow"``) runs the Flask app in
+this process against the real redis-server (``inprocess_api``), with no worker and no
+TensorFlow: jobs it submits stay queued. Every test that starts a stack, a worker or a CLI
+against a stack, or imports TensorFlow is ``slow`` (integration); the default recipes'
+trainings are ``quality`` as well. A fast run that loads TensorFlow fails.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +33,9 @@ from atelier.client import Client
 from atelier.shared.auth import ApiKeyStore
 from atelier.shared.settings import Settings
 from tests.flask_transport import session_for
+
+# The tiers: markers, which modules a run imports, and the fast tier's guard.
+pytest_plugins = ("tests.tiers",)
 
 IN_CI = os.environ.get("CI") == "true"
 TOY_KIND = "tests.toy_kind:KIND"
@@ -59,36 +61,6 @@ ROOMY_LIMITS: dict[str, Any] = {
     "max_stored_bytes": 0,
     "max_datasets": 0,
 }
-# Fixtures that start gunicorn and Celery workers: a test using one is slow.
-STACK_FIXTURES = frozenset({"local_stack", "s3_stack", "stack", "rel"})
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs a stack ``slow`` before ``-m`` selects (tryfirst)."""
-    for item in items:
-        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    yield from _fast_tests_stay_off_tensorflow(item)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    yield from _fast_tests_stay_off_tensorflow(item)
-
-
-def _fast_tests_stay_off_tensorflow(item: pytest.Item) -> Iterator[None]:
-    """The fast tier's promise, checked: a test not marked slow must not load TensorFlow."""
-    loaded_before = "tensorflow" in sys.modules
-    yield
-    if not loaded_before and "tensorflow" in sys.modules and not item.get_closest_marker("slow"):
-        pytest.fail(f"{item.nodeid} imported TensorFlow: mark it slow", pytrace=False)
-
-
 # The suite's Redis serves the code under test as a deployment's does: as the ACL user
 # `atelier`, allowed Atelier's commands and nothing else (cli/redis_acl.py), so the whole
 # suite, training and all, runs under that ACL. What only a test does (empty a database,

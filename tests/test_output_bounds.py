@@ -3,7 +3,8 @@
 model lists as many, spread over its training; background uploads are a bounded queue.
 
 Fast tier: the app in this process, a real Redis and the local object store, a real
-``JobContext`` on a claimed job; no worker, no TensorFlow."""
+``JobContext`` on a claimed job; no worker, no TensorFlow (but for the test of
+``spread``, slow: its module imports Keras)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from atelier.shared.job_logs import JobLogs
 from atelier.shared.jobs import JobStore, JobType, OutputRef
 from atelier.shared.storage import make_object_store
 from atelier.workers.context import JobContext
-from atelier.workers.training import spread
 from atelier.workers.uploads import Uploader
 from tests.conftest import InProcessApi
 
@@ -115,7 +115,10 @@ def list_all(app: InProcessApi, owner: str, job_id: str, limit: int) -> list[dic
     ("n", "most", "expected"),
     [(3, 5, [0, 1, 2]), (10, 4, [0, 3, 6, 9]), (1000, 2, [0, 999]), (5, 1, [4])],
 )
+@pytest.mark.slow  # workers.training, where spread lives, imports Keras
 def test_a_model_lists_samples_spread_over_training(n: int, most: int, expected: list[int]) -> None:
+    from atelier.workers.training import spread
+
     assert spread(list(range(n)), most) == expected
 
 

@@ -23,7 +23,7 @@ from atelier.client import Client
 from atelier.workers.quality import DigitReport, digit_report
 from tests.conftest import RunningStack
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.quality]  # the default recipes: minutes each
 
 
 def generated_digits(client: Client, params: dict[str, Any]) -> np.ndarray:
