@@ -28,16 +28,7 @@ from typing import Any, BinaryIO, cast
 
 import requests
 
-from atelier.client_types import (
-    Dataset,
-    Event,
-    Job,
-    Json,
-    Model,
-    Output,
-    Progress,
-    parse_sse,
-)
+from atelier.client_types import Dataset, Event, Job, Json, Model, Output, Progress, parse_sse
 from atelier.downloads import download_file, target_path
 from atelier.following import follow, retry_after_seconds, spent_budget_wait
 
