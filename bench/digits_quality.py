@@ -2,11 +2,11 @@
 (issue 16, point 4)
 
 The default training params (or ``--params``) are trained on the built-in digits in this
-process with the kind's own builders (what a job runs, without its storage and progress
-writes), timed in wall and CPU seconds (CPU: this process's user + system time, every
-thread; the wall time on a shared 2-core machine is pessimistic). 1,000 images of the
-generator a generation job would use are judged by ``workers.quality``'s classifier, each
-figure beside the real digits' own:
+process by the kind's own trainer (``train_without_job``: what a job runs, without its
+storage and progress writes), timed in wall and CPU seconds (CPU: this process's user +
+system time, every thread; the wall time on a shared 2-core machine is pessimistic).
+1,000 images of the generator a generation job would use are judged by
+``workers.quality``'s classifier, each figure beside the real digits' own:
 
 - the share it reads with confidence >= 0.7;
 - the rarest class's share of those, over uniform's (>= 0.5: no class under half of it);
@@ -45,50 +45,60 @@ class DigitsRun:
     steps: int
 
 
+class Judge:
+    """Judges the generator every ``every`` steps and at the end, off the clock."""
+
+    def __init__(self, steps: int, every: int, latent_dim: int, conditional: bool) -> None:
+        from atelier.workers.kinds.dcgan_inference import labels_in_turn
+
+        self.steps, self.every = steps, every
+        rng = np.random.default_rng(12345)
+        self.z = rng.standard_normal((SAMPLES, latent_dim)).astype("float32")
+        # What a generation job with no labels draws: every digit in turn (unconditional: none).
+        self.drawn_as = labels_in_turn(SAMPLES, 10) if conditional else None
+        self.runs: list[DigitsRun] = []
+        self.seconds, self.cpu = 0.0, 0.0
+
+    def start(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def step(self, done: int, gan: Any, ema: bool) -> None:
+        from atelier.workers.kinds.dcgan_inference import generate_images
+
+        if done % self.every and done != self.steps:
+            return
+        self.seconds += time.perf_counter() - self._wall
+        self.cpu += time.process_time() - self._cpu
+        report = digit_report(generate_images(gan.averaged, self.z, self.drawn_as), self.drawn_as)
+        self.runs.append(DigitsRun(report, self.seconds, self.cpu, done))
+        raw = report
+        if ema:
+            raw = digit_report(generate_images(gan.generator, self.z, self.drawn_as), self.drawn_as)
+        figures = {"steps": done, "seconds": round(self.seconds), "cpu": round(self.cpu)}
+        print(json.dumps({**figures, "averaged": report.model_dump(), "raw": raw.model_dump()}))
+        self.start()
+
+
 def train_and_judge(params: dict[str, Any], every: int | None = None) -> list[DigitsRun]:
-    """Train the recipe; judge its generator every ``every`` steps (and at the end)."""
+    """Train the recipe with the job's trainer; judge its generator every ``every`` steps
+    (and at the end)."""
     import keras
 
     from atelier.shared.dcgan_params import DcganTrainParams
     from atelier.workers.datasets import load_builtin, load_labels
-    from atelier.workers.kinds.dcgan_inference import generate_images, labels_in_turn
-    from atelier.workers.kinds.dcgan_training import build_gan, image_batches
+    from atelier.workers.kinds.dcgan_training import DcganTrainer, TrainingImages
+    from atelier.workers.training import train_without_job
 
     p = DcganTrainParams.model_validate(params)
-    keras.utils.set_random_seed(p.seed)
-    images = load_builtin("digits")
     labels = load_labels("digits") if p.conditional else None
-    gan = build_gan(p, images.shape[1], images.shape[3], 10 if p.conditional else 0)
-    batches = image_batches(images, labels, p.batch_size, p.seed)
-    z = np.random.default_rng(12345).standard_normal((SAMPLES, p.latent_dim)).astype("float32")
-    # What a generation job with no labels draws: every digit in turn (unconditional: none).
-    drawn_as = labels_in_turn(SAMPLES, 10) if p.conditional else None
-    runs: list[DigitsRun] = []
-    done, seconds, cpu = 0, 0.0, 0.0
-    while done < p.steps:
-        chunk = min(every or p.steps, p.steps - done)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        gan.fit(batches, steps_per_epoch=chunk, epochs=1, verbose=0)
-        seconds += time.perf_counter() - started
-        cpu += time.process_time() - cpu_started
-        done += chunk
-        report = digit_report(generate_images(gan.averaged, z, drawn_as), drawn_as)
-        runs.append(DigitsRun(report, seconds, cpu, done))
-        raw = report
-        if p.ema_decay:
-            raw = digit_report(generate_images(gan.generator, z, drawn_as), drawn_as)
-        print(
-            json.dumps(
-                {
-                    "steps": done,
-                    "seconds": round(seconds),
-                    "cpu": round(cpu),
-                    "averaged": report.model_dump(),
-                    "raw": raw.model_dump(),
-                }
-            )
-        )
-    return runs
+    trainer = DcganTrainer(p, TrainingImages(load_builtin("digits"), labels))
+    judge = Judge(p.steps, every or p.steps, p.latent_dim, p.conditional)
+    callback = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: judge.start(),
+        on_train_batch_end=lambda batch, logs: judge.step(batch + 1, trainer.gan, p.ema_decay > 0),
+    )
+    train_without_job(trainer, [callback])
+    return judge.runs
 
 
 PREVIOUS_DEFAULT = {"conditional": False, "mode_seeking": 0.0, "ema_decay": 0.0, "steps": 1500}

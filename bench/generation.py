@@ -29,11 +29,12 @@ def textgen_cache(size: str) -> list[Result]:
     sides are XLA-compiled and greedy, on the same model, so only the cache differs."""
     import keras
 
-    from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
-    from atelier.workers.kinds.textgen_model import TextgenConfig, build_language_model
+    from atelier.workers.kinds.causal_lm.network import LanguageModelConfig, build_language_model
+    from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
+    from atelier.workers.kinds.textgen_decoding import Decoder
 
     keras.utils.set_random_seed(0)
-    config = TextgenConfig(sequence_length=320, num_layers=2, num_heads=4, hidden_dim=128)
+    config = LanguageModelConfig(sequence_length=320, num_layers=2, num_heads=4, hidden_dim=128)
     lm = build_language_model(config)
     decoder = Decoder(lm)
     greedy = SamplerSpec(temperature=0)

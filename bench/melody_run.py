@@ -1,5 +1,6 @@
-"""A ``melody`` training run in this process, with the job's own data preparation and
-model (``workers.kinds.melody.prepare``), and the report ``bench.melody_quality`` and
+"""A ``melody`` training run in this process by the job's own trainer
+(``workers.kinds.melody.MelodyTrainer``, run by ``train_without_job``), or by a job on a
+stack of its own, and the report ``bench.melody_quality`` and
 ``tests/test_melody_quality.py`` read: the model beside the n-gram on the same tunes."""
 
 from __future__ import annotations
@@ -103,43 +104,31 @@ class Run:
 def _ngram_tunes(
     ngram: TokenNgram, vocabulary: Any, headers: list[list[str]], length: int, seed: int
 ) -> list[object]:
-    from atelier.shared.abc import HEADER_PREFIXES, AbcError, tune_from_tokens
-    from atelier.workers.kinds.melody_model import END, START
+    """Tunes the n-gram writes from the same prompts, read as the model's are."""
+    from atelier.workers.kinds.melody import prompt_of, tune_of
+    from atelier.workers.kinds.melody_model import END
 
     rng = random.Random(seed)
-    tunes: list[object] = []
-    for header in headers:
-        prompt = [vocabulary.ids[START], *(vocabulary.ids[t] for t in header)]
-        new = ngram.sample(prompt, vocabulary.ids[END], length + 1, rng)
-        try:
-            body = [t for t in vocabulary.decode(new) if not t.startswith(HEADER_PREFIXES)]
-            tunes.append(tune_from_tokens([*header, *body]))
-        except AbcError as exc:
-            tunes.append(str(exc))
-    return tunes
+    end = vocabulary.ids[END]
+    return [
+        tune_of(
+            header, ngram.sample(prompt_of(header, vocabulary), end, length + 1, rng), vocabulary
+        )
+        for header in headers
+    ]
 
 
 def trained(tunes: list[Any], params: dict[str, Any]) -> Run:
-    """Train on ``tunes`` as a job with ``params`` would (without the job's hooks)."""
-    import keras
-
+    """Train on ``tunes`` as a job with ``params`` does (without the job's hooks); the
+    time is the whole run's, data preparation included."""
     from atelier.shared.melody_params import MelodyTrainParams
-    from atelier.workers.kinds.melody import prepare
-    from atelier.workers.kinds.melody_model import (
-        build_language_model,
-        compile_for_training,
-        training_windows,
-    )
+    from atelier.workers.kinds.melody import MelodyTrainer
+    from atelier.workers.training import train_without_job
 
-    p = MelodyTrainParams.model_validate(params)
-    keras.utils.set_random_seed(p.seed)
-    data = prepare(tunes, p)
-    lm = build_language_model(data.config)
-    compile_for_training(lm, p.learning_rate, p.steps)
+    trainer = MelodyTrainer(MelodyTrainParams.model_validate(params), tunes)
     started = time.perf_counter()
-    windows = training_windows(data.stream, p.sequence_length, p.batch_size, p.seed)
-    lm.fit(windows, steps_per_epoch=p.steps, epochs=1, verbose=0)
-    return Run(data, lm, p.steps, time.perf_counter() - started)
+    lm = train_without_job(trainer)
+    return Run(trainer.prepared, lm, trainer.params.steps, time.perf_counter() - started)
 
 
 def trained_by_a_job(params: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
@@ -150,15 +139,16 @@ def trained_by_a_job(params: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
     from atelier.shared.settings import Settings
     from atelier.workers.checkpoints import restore_checkpoint
     from atelier.workers.folk import cached
+    from atelier.workers.kinds.causal_lm.network import build_language_model
     from atelier.workers.kinds.melody import prepare
-    from atelier.workers.kinds.melody_model import MelodyConfig, build_language_model
+    from atelier.workers.kinds.melody_model import MelodyConfig
 
     cache = Settings.from_env().data_dir / "cache"
     tunes = cached(cache).parsed()
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as directory:
         shutil.copytree(cache, Path(directory) / "cache")
         job, record, weights = _train_on_a_stack(Path(directory), params)
-    lm = build_language_model(MelodyConfig.from_dict(record.config))
+    lm = build_language_model(MelodyConfig.from_dict(record.config).network)
     restore_checkpoint({"lm": lm.weights}, weights)
     data = prepare(tunes, MelodyTrainParams.model_validate(params))
     seconds = seconds_between(job["started_at"], job["finished_at"])
@@ -189,8 +179,8 @@ def saved_or_trained(path: Path | None) -> tuple[Run, dict[str, Any]]:
     generation can be measured again without training."""
     from atelier.shared.melody_params import MelodyTrainParams
     from atelier.workers.folk import cached
+    from atelier.workers.kinds.causal_lm.network import build_language_model
     from atelier.workers.kinds.melody import prepare
-    from atelier.workers.kinds.melody_model import MelodyConfig, build_language_model
 
     facts = Path(f"{path}.json") if path else None
     if path is None or facts is None or not path.exists():
@@ -205,7 +195,7 @@ def saved_or_trained(path: Path | None) -> tuple[Run, dict[str, Any]]:
 
     tunes = cached(Settings.from_env().data_dir / "cache").parsed()
     data = prepare(tunes, MelodyTrainParams.model_validate({}))
-    lm = build_language_model(MelodyConfig.from_dict(data.config.to_dict()))
+    lm = build_language_model(data.config.network)
     lm.load_weights(str(path))
     return Run(data, lm, int(job["params"]["steps"]), float(saved["seconds"])), job
 

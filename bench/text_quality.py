@@ -4,15 +4,15 @@ never seen? (issue 16, point 1)
 The corpus is *The Adventures of Sherlock Holmes* (public domain, ``bench/corpora``), split
 95/5 by bytes. On the same split:
 
-- the default ``textgen`` training params, trained in this process with the kind's own
-  builders (tokenizer, network, schedule, batches: what a job runs, without the job's
-  storage and progress writes), timed in wall and CPU seconds;
+- the default ``textgen`` training params, trained in this process by the kind's own
+  trainer (``train_without_job``: what a job runs, without the job's storage and progress
+  writes), timed in wall and CPU seconds;
 - byte n-grams of orders 3-7 with Witten-Bell smoothing (``bench.ngram``), the best kept.
 
 Both are scored in bits per byte of the held-out text: the model's total loss in nats over
 every held-out token (each read with at least half a context of the text before it, as the
 n-gram reads its history), over the held-out bytes, over ln 2. The default model is the
-network interpolated with a token n-gram (``textgen_ngram``); the network's weight in the
+network interpolated with a token n-gram (``causal_lm.ngram``); the network's weight in the
 mixture is fitted on one half of the held-out text and scored on the other, both ways, so
 no token is scored with a weight fitted on it. The network's own figure is reported too.
 Samples of both (the job's default sampler for the model, the same temperature for the
@@ -120,18 +120,13 @@ def held_out_log_probabilities(lm: Any, train: np.ndarray, held: np.ndarray) -> 
 def cross_fitted_mixture(network: np.ndarray, ngram: np.ndarray) -> tuple[np.ndarray, float]:
     """Each half's mixture probabilities with the weight fitted on the other half; and the
     mean of the two weights (what samples are drawn with)."""
-    from atelier.workers.kinds.textgen_ngram import fit_mixture_weight
+    from atelier.workers.kinds.causal_lm.ngram import fit_mixture_weight, mixed
 
     half = len(network) // 2
     first = fit_mixture_weight(network[:half], ngram[:half])
     second = fit_mixture_weight(network[half:], ngram[half:])
-    mixed = np.concatenate(
-        [
-            second * network[:half] + (1 - second) * ngram[:half],
-            first * network[half:] + (1 - first) * ngram[half:],
-        ]
-    )
-    return mixed, (first + second) / 2
+    both = [mixed(network[:half], ngram[:half], second), mixed(network[half:], ngram[half:], first)]
+    return np.concatenate(both), (first + second) / 2
 
 
 def bits(probabilities: np.ndarray, held_bytes: int) -> float:
@@ -143,7 +138,7 @@ def held_out_scores(
 ) -> tuple[dict[str, float], Any]:
     """Bits per byte of the model (the mixture, if there is an n-gram; the network's own
     beside it) and the mixture its samples are drawn from."""
-    from atelier.workers.kinds.textgen_ngram import NgramMixture
+    from atelier.workers.kinds.causal_lm.ngram import NgramMixture
 
     network = np.exp(held_out_log_probabilities(lm, train_ids, held_ids))
     if ngram is None:
@@ -163,43 +158,25 @@ def held_out_scores(
 def model_scores(
     params: dict[str, Any], train: str, held_out: str, vocabulary: set[str]
 ) -> TextScores:
-    """The textgen recipe of ``params`` (defaults filled in) trained as a job trains it."""
-    import keras
-
+    """The textgen recipe of ``params`` (defaults filled in) trained by the job's trainer
+    on ``train`` + ``held_out``: it holds out the same last 5%."""
     from atelier.shared.kinds import TextgenGenerateParams, TextgenTrainParams
-    from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
-    from atelier.workers.kinds.textgen_model import (
-        TextgenConfig,
-        build_language_model,
-        compile_for_training,
-        training_windows,
-    )
-    from atelier.workers.kinds.textgen_ngram import TokenNgram
-    from atelier.workers.kinds.textgen_tokens import new_tokens
+    from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
+    from atelier.workers.kinds.textgen import TextgenTrainer
+    from atelier.workers.kinds.textgen_decoding import Decoder
+    from atelier.workers.training import train_without_job
 
     p = TextgenTrainParams.model_validate({"dataset": "bench", **params})
-    keras.utils.set_random_seed(p.seed)
+    trainer = TextgenTrainer(p, train + held_out)
     started, cpu = time.perf_counter(), time.process_time()
-    tokens = new_tokens(train, p.vocabulary_size)
-    train_ids, held_ids = tokens.encode(train), tokens.encode(held_out)
-    ngram = TokenNgram(train_ids, tokens.vocabulary_size, p.ngram_order) if p.ngram_order else None
-    config = TextgenConfig(
-        p.sequence_length,
-        p.num_layers,
-        p.num_heads,
-        p.hidden_dim,
-        p.dropout,
-        tokens.vocabulary_size,
-    )
-    lm = build_language_model(config)
-    compile_for_training(lm, p.learning_rate, p.steps, jit_compile=True)
-    batches = training_windows(train_ids, p.sequence_length, p.batch_size, p.seed)
-    lm.fit(batches, steps_per_epoch=p.steps, epochs=1, verbose=0)
+    lm = train_without_job(trainer)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-    scores, mixture = held_out_scores(lm, ngram, train_ids, held_ids, len(held_out.encode()))
+    train_ids, held_ids = trainer.train_tokens, trainer.tokens.encode(held_out)
+    held_bytes = len(held_out.encode())
+    scores, mixture = held_out_scores(lm, trainer.ngram, train_ids, held_ids, held_bytes)
     g = TextgenGenerateParams.model_validate({"model_id": "bench"})
     spec = SamplerSpec(g.temperature, g.top_k, g.top_p)
-    decoder = Decoder(lm, tokens, mixture=mixture)
+    decoder = Decoder(lm, trainer.tokens, mixture=mixture)
     per_byte = len(train.encode()) / len(train_ids)
     texts = decoder.sample(PROMPT, int(SAMPLE_BYTES / per_byte), SAMPLES, spec, seed=1)
     return TextScores(

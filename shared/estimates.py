@@ -2,7 +2,7 @@
 
 Pure arithmetic (no TensorFlow), so the API can refuse at submit a job that would kill a
 worker (``api.admission``). Each kind's formulas mirror its builders
-(``workers/kinds/dcgan_model.py``, ``textgen_model.py``); ``tests/test_estimates_real.py``
+(``workers/kinds/dcgan_model.py``, ``causal_lm/network.py``); ``tests/test_estimates_real.py``
 builds the networks and checks the parameter counts and checkpoint sizes against them.
 
 Peak memory of a training step::
@@ -218,7 +218,7 @@ def batch_norm(features: int) -> NetworkSize:
     return NetworkSize(2 * features, 2 * features, arrays=4, frozen_arrays=2)
 
 
-# --- textgen (workers/kinds/textgen_model.py: keras-hub's GPT2Backbone) -------------------------
+# --- textgen and melody (workers/kinds/causal_lm/network.py: keras-hub's GPT2Backbone) ---------
 def gpt2_size(
     sequence_length: int,
     num_layers: int,

@@ -104,7 +104,7 @@ class TextgenTrainParams(TrainParams):
 
 
 NGRAM_BYTES_PER_TOKEN_AND_ORDER = 32
-"""Peak memory of counting a token n-gram (workers/kinds/textgen_ngram.py), per training
+"""Peak memory of counting a token n-gram (workers/kinds/causal_lm/ngram.py), per training
 token and order: measured 20 (order 4) and 24 (order 5) on Sherlock Holmes' 202,000
 tokens of a 1,024-token vocabulary, with room."""
 

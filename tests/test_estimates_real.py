@@ -93,13 +93,13 @@ def test_dcgan_estimate_matches_the_network(config: dict[str, Any]) -> None:
 )
 def test_textgen_estimate_matches_the_network(config: dict[str, Any]) -> None:
     from atelier.workers.checkpoints import encode_checkpoint
-    from atelier.workers.kinds.textgen_model import (
-        TextgenConfig,
+    from atelier.workers.kinds.causal_lm.network import (
+        LanguageModelConfig,
         build_language_model,
         compile_for_training,
     )
 
-    real_config = TextgenConfig(**config)
+    real_config = LanguageModelConfig(**config)
     lm = build_language_model(real_config)
     compile_for_training(lm, 1e-3)
     lm.optimizer.build(lm.trainable_variables)
@@ -117,9 +117,9 @@ PEAK_RSS = textwrap.dedent(
     import numpy as np
     kind, params = sys.argv[1], json.loads(sys.argv[2])
     if kind == "textgen":
-        from atelier.workers.kinds.textgen_model import (
-            TextgenConfig, build_language_model, compile_for_training, training_windows)
-        config = TextgenConfig(params["sequence_length"], params["num_layers"],
+        from atelier.workers.kinds.causal_lm.network import (
+            LanguageModelConfig, build_language_model, compile_for_training, training_windows)
+        config = LanguageModelConfig(params["sequence_length"], params["num_layers"],
                                params["num_heads"], params["hidden_dim"])
         model = build_language_model(config)
         compile_for_training(model, 1e-3)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
-from atelier.workers.kinds.textgen_model import TextgenConfig, build_language_model
+from atelier.workers.kinds.causal_lm.network import LanguageModelConfig, build_language_model
+from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
+from atelier.workers.kinds.textgen_decoding import Decoder
 from atelier.workers.kinds.textgen_tokens import ByteTokens
 
 pytestmark = pytest.mark.slow  # TensorFlow
@@ -19,7 +20,7 @@ def decoder() -> Decoder:
     import keras
 
     keras.utils.set_random_seed(0)
-    config = TextgenConfig(sequence_length=64, num_layers=1, num_heads=2, hidden_dim=16)
+    config = LanguageModelConfig(sequence_length=64, num_layers=1, num_heads=2, hidden_dim=16)
     return Decoder(build_language_model(config))
 
 
@@ -81,10 +82,10 @@ def test_a_model_with_an_n_gram_samples_from_the_mixture() -> None:
     too; sampling stays reproducible by seed."""
     import keras
 
-    from atelier.workers.kinds.textgen_ngram import NgramMixture, TokenNgram
+    from atelier.workers.kinds.causal_lm.ngram import NgramMixture, TokenNgram
 
     keras.utils.set_random_seed(0)
-    config = TextgenConfig(sequence_length=32, num_layers=1, num_heads=2, hidden_dim=16)
+    config = LanguageModelConfig(sequence_length=32, num_layers=1, num_heads=2, hidden_dim=16)
     # No three bytes of it recur, so an order-4 n-gram knows each next byte for sure.
     phrase = b"abcdefghijklmnopqrstuvwxyz 0123456789."
     corpus = np.frombuffer(phrase * 20, dtype=np.uint8).astype(np.int64)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from atelier.shared.kinds import TextgenTrainParams
 from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
-from atelier.workers.kinds.textgen_ngram import (
+from atelier.workers.kinds.causal_lm.ngram import (
     NgramMixture,
     TokenArray,
     TokenNgram,

@@ -11,8 +11,8 @@ import tensorflow as tf
 from atelier.shared.models import ModelRecord
 from atelier.workers.checkpoints import restore_checkpoint
 from atelier.workers.datasets import load_images
-from atelier.workers.kinds.base import GenerateResult, JobContext, ModelKind, TrainResult
-from atelier.workers.training import Groups, Sample, Trainer, run_training
+from atelier.workers.kinds.base import GenerateResult, JobContext
+from atelier.workers.training import Groups, Sample, Trainer, TrainingKind
 from tests.toy_kind import ToyGenerateParams, ToyTrainParams
 
 
@@ -20,11 +20,9 @@ def build_model() -> keras.Model:
     return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
 
 
-class ToyTrainer(Trainer[ToyTrainParams]):
+class ToyTrainer(Trainer[ToyTrainParams, np.ndarray]):
     def build(self) -> keras.Model:
-        images = load_images(
-            self.params.dataset, self.ctx.job.owner, self.ctx.datasets, self.ctx.objects
-        )
+        images = self.data
         self.means = images.reshape(len(images), -1).mean(axis=1, keepdims=True)
         self.model = build_model()
         self.model.compile(optimizer=keras.optimizers.SGD(self.params.learning_rate), loss="mse")
@@ -51,11 +49,12 @@ class ToyTrainer(Trainer[ToyTrainParams]):
         return {}
 
 
-class ToyKind(ModelKind):
+class ToyKind(TrainingKind[ToyTrainParams]):
     name = "toy"
+    train_params = ToyTrainParams
 
-    def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
-        return run_training(ToyTrainer(ToyTrainParams.model_validate(params), ctx), ctx)
+    def trainer(self, params: ToyTrainParams, ctx: JobContext) -> ToyTrainer:
+        return ToyTrainer(params, load_images(params.dataset, ctx))
 
     def generate(
         self, model: ModelRecord, params: dict[str, Any], ctx: JobContext

@@ -15,7 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 
 from atelier.shared.datasets import DatasetStore
-from atelier.shared.errors import DeadlineExceeded, JobCanceled, JobPreempted, LeaseLost
+from atelier.shared.errors import (
+    DeadlineExceeded,
+    JobCanceled,
+    JobPreempted,
+    LeaseLost,
+    PermanentJobError,
+)
 from atelier.shared.job_logs import JobLogs, job_logger
 from atelier.shared.jobs import CheckpointRef, Job, JobStore, JobType, OutputRef, Progress
 from atelier.shared.metric_history import split_metrics
@@ -156,6 +162,16 @@ class JobContext:
         if not accepted:
             self.lease.lost.set()
         return accepted
+
+    # --- what the job reads -------------------------------------------------------------
+    def dataset_bytes(self, name: str, modality: str) -> bytes:
+        """The stored data of the owner's uploaded dataset ``name``, which must be of
+        ``modality`` (it was checked at upload)."""
+        info = self.datasets.get_for_owner(name, self.job.owner)
+        if info is None or info.modality != modality or info.data_key is None:
+            noun = "ABC" if modality == "music" else modality
+            raise PermanentJobError(f"{noun} dataset {name!r} no longer exists")
+        return self.objects.get_bytes(info.data_key)
 
     # --- object keys of this attempt --------------------------------------------------------
     def output_key(self, name: str) -> str:

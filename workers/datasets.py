@@ -1,4 +1,5 @@
-"""Built-in image datasets as float32 arrays in [-1, 1], shape (n, size, size, channels).
+"""Image datasets as float32 arrays in [-1, 1], shape (n, size, size, channels): the
+built-in ones and an owner's uploads.
 
 Nothing here downloads: ``digits`` ships inside scikit-learn, ``shapes`` is generated.
 """
@@ -12,9 +13,9 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atelier.shared.datasets import BUILTIN_DATASETS, DatasetStore
+from atelier.shared.datasets import BUILTIN_DATASETS
 from atelier.shared.errors import PermanentJobError
-from atelier.shared.storage import ObjectStore
+from atelier.workers.context import JobContext
 
 
 def _to_unit_range(images: np.ndarray) -> np.ndarray:
@@ -75,14 +76,11 @@ _LOADERS: dict[str, Callable[[], np.ndarray]] = {"digits": load_digits, "shapes"
 _LABELS: dict[str, Callable[[], np.ndarray]] = {"digits": digit_labels, "shapes": shape_labels}
 
 
-def load_images(name: str, owner: str, datasets: DatasetStore, objects: ObjectStore) -> np.ndarray:
-    """A built-in or the owner's uploaded image dataset, as [-1, 1] floats."""
+def load_images(name: str, ctx: JobContext) -> np.ndarray:
+    """A built-in or the job owner's uploaded image dataset, as [-1, 1] floats."""
     if name in BUILTIN_DATASETS:
         return load_builtin(name)
-    info = datasets.get_for_owner(name, owner)
-    if info is None or info.modality != "image" or info.data_key is None:
-        raise PermanentJobError(f"image dataset {name!r} no longer exists")
-    with np.load(io.BytesIO(objects.get_bytes(info.data_key)), allow_pickle=False) as arrays:
+    with np.load(io.BytesIO(ctx.dataset_bytes(name, "image")), allow_pickle=False) as arrays:
         pixels: np.ndarray = arrays["images"]
     scaled: np.ndarray = pixels.astype(np.float32) / 127.5 - 1.0
     return scaled

@@ -3,10 +3,14 @@
 ``run_training`` owns what is the same for every kind: the seed, resuming from the job's
 newest checkpoint, ``fit`` with the step hooks (progress, samples, checkpoints, cooperative
 stopping on cancel, drain, deadline or a lost lease), the final samples, the weights upload
-and the collection of the samples into the model record. A kind supplies a ``Trainer``:
-its data, its model, what a checkpoint and the weights hold, and what a sample shows.
-When a step samples, checkpoints or stops is decided by ``workers.step_policy``;
-``StepHooks`` carries it out.
+and the collection of the samples into the model record. A kind supplies a ``Trainer``,
+made from the params and the data the job read: its model, its batches, what a checkpoint
+and the weights hold, and what a sample shows.
+
+``train_without_job`` runs the same trainer the same way (seed, build, batches, ``fit``)
+with none of the job's hooks: what the benchmarks and tests train with, so that they train
+exactly as a job does. When a step samples, checkpoints or stops is decided by
+``workers.step_policy``; ``StepHooks`` carries it out.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from atelier.shared.kinds import TrainParams
 from atelier.shared.storage import ObjectLayout
 from atelier.workers.checkpoints import encode_checkpoint, read_checkpoint, restore_checkpoint
 from atelier.workers.context import JobContext, is_sample
-from atelier.workers.kinds.base import TrainResult
+from atelier.workers.kinds.base import ModelKind, TrainResult
 from atelier.workers.metrics import TRAINING_STEPS
 from atelier.workers.step_policy import Cadence, CheckpointLedger
 
 Groups = dict[str, Sequence[Any]]
 """Named lists of variables, as a checkpoint stores them (``workers.checkpoints``)."""
 P = TypeVar("P", bound=TrainParams)
+D = TypeVar("D")
 T = TypeVar("T")
 
 
@@ -47,17 +52,17 @@ class Sample:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class Trainer(ABC, Generic[P]):
-    """A kind's part of a training run. ``build`` runs after the seed is set; the others
-    may be called at any step."""
+class Trainer(ABC, Generic[P, D]):
+    """A kind's part of a training run, on ``data`` as the job read it (a corpus, tunes,
+    images). ``build`` runs after the seed is set; the others may be called at any step."""
 
-    def __init__(self, params: P, ctx: JobContext) -> None:
+    def __init__(self, params: P, data: D) -> None:
         self.params = params
-        self.ctx = ctx
+        self.data = data
 
     @abstractmethod
     def build(self) -> keras.Model:
-        """Load the data, build and compile the model."""
+        """Prepare the data, build and compile the model."""
 
     @abstractmethod
     def batches(self, start_step: int) -> Iterable[Any]:
@@ -88,27 +93,34 @@ class Trainer(ABC, Generic[P]):
         return f"{self.config()} on {self.params.dataset}"
 
 
-def run_training(trainer: Trainer[Any], ctx: JobContext) -> TrainResult:
+class TrainingKind(ModelKind, Generic[P]):
+    """A kind whose training jobs run a ``Trainer`` in the shared loop: ``train``
+    validates the params and runs the trainer the kind makes for the job."""
+
+    train_params: type[P]
+
+    def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
+        p = self.train_params.model_validate(params)
+        return run_training(self.trainer(p, ctx), ctx)
+
+    @abstractmethod
+    def trainer(self, params: P, ctx: JobContext) -> Trainer[P, Any]:
+        """The job's trainer, given the data the job reads through ``ctx``."""
+
+
+def run_training(trainer: Trainer[Any, Any], ctx: JobContext) -> TrainResult:
     params = trainer.params
-    keras.utils.set_random_seed(params.seed)
-    model = trainer.build()
+    model = _seeded_build(trainer)
     start_step = _resume(trainer, ctx)
     hooks = StepHooks(
         ctx,
         Cadence(params.steps, params.sample_every, params.checkpoint_every),
         start_step=start_step,
         checkpoint=lambda step: encode_checkpoint(trainer.state(), step),
-        samples=lambda step: _write_sample(trainer, hooks, step),
+        samples=lambda step: _write_sample(trainer, ctx, hooks, step),
     )
     ctx.log.info("training %s, steps %d..%d", trainer.describe(), start_step + 1, params.steps)
-    if start_step < params.steps:
-        model.fit(
-            trainer.batches(start_step),
-            steps_per_epoch=params.steps - start_step,
-            epochs=1,
-            verbose=0,
-            callbacks=[hooks],
-        )
+    _fit(trainer, model, start_step, [hooks])
     hooks.finish_or_stop()
     if hooks.cadence.owes_final_sample(hooks.last_sample_step):
         hooks.write_samples(params.steps)
@@ -129,6 +141,40 @@ def run_training(trainer: Trainer[Any], ctx: JobContext) -> TrainResult:
     )
 
 
+def train_without_job(
+    trainer: Trainer[Any, Any], callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> keras.Model:
+    """A whole run of ``trainer`` as a job trains it (the same seed, build, batches and
+    ``fit``), without the job: no resuming, samples, checkpoints, progress or uploads.
+    ``callbacks`` see every step, as the job's hooks do."""
+    model = _seeded_build(trainer)
+    _fit(trainer, model, 0, callbacks)
+    return model
+
+
+def _seeded_build(trainer: Trainer[Any, Any]) -> keras.Model:
+    keras.utils.set_random_seed(trainer.params.seed)
+    return trainer.build()
+
+
+def _fit(
+    trainer: Trainer[Any, Any],
+    model: keras.Model,
+    start_step: int,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> None:
+    """Steps ``start_step`` + 1 .. ``steps`` in one ``fit``."""
+    steps = trainer.params.steps
+    if start_step < steps:
+        model.fit(
+            trainer.batches(start_step),
+            steps_per_epoch=steps - start_step,
+            epochs=1,
+            verbose=0,
+            callbacks=list(callbacks),
+        )
+
+
 def spread(items: list[T], most: int) -> list[T]:
     """At most ``most`` of ``items``, evenly spaced, the first and the last always kept:
     a model's samples show its whole training, ending with what it makes now."""
@@ -140,7 +186,7 @@ def spread(items: list[T], most: int) -> list[T]:
     return [items[round(i * last / (most - 1))] for i in range(most)]
 
 
-def _resume(trainer: Trainer[Any], ctx: JobContext) -> int:
+def _resume(trainer: Trainer[Any, Any], ctx: JobContext) -> int:
     """Load the job's newest checkpoint, if it has one; returns the step to continue from."""
     checkpoint = ctx.job.checkpoint
     if checkpoint is None:
@@ -156,10 +202,9 @@ def _resume(trainer: Trainer[Any], ctx: JobContext) -> int:
     return step
 
 
-def _write_sample(trainer: Trainer[Any], hooks: StepHooks, step: int) -> None:
+def _write_sample(trainer: Trainer[Any, Any], ctx: JobContext, hooks: StepHooks, step: int) -> None:
     sample = trainer.sample(step)
     hooks.latest.update(sample.metrics)
-    ctx = trainer.ctx
     text = sample.text
     ctx.uploader.put_best_effort(
         f"samples/step-{step:07d}.{sample.extension}",

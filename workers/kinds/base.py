@@ -46,8 +46,8 @@ def timing_metrics(
 class ModelKind(ABC):
     """A plug-in: ``setup`` once per process, then ``train`` and ``generate`` per job.
 
-    A kind that trains a Keras model implements ``train`` as
-    ``run_training(MyTrainer(params, ctx), ctx)`` (``workers.training``): the shared loop
+    A kind that trains a Keras model is a ``workers.training.TrainingKind``: it makes a
+    ``Trainer`` from the params and the data it reads through ``ctx``, and the shared loop
     handles progress, samples, checkpoints, resuming and cooperative stopping. ``generate``
     loads a trained model's weights (cached per process) and writes outputs through
     ``ctx.uploader``.

@@ -23,20 +23,19 @@ from atelier.workers.gpu import configure_tensorflow
 from atelier.workers.kinds.base import (
     GenerateResult,
     JobContext,
-    ModelKind,
-    TrainResult,
     timing_metrics,
 )
 from atelier.workers.kinds.dcgan_inference import CompiledGenerator, labels_in_turn
 from atelier.workers.kinds.dcgan_model import DcganConfig, build_generator
-from atelier.workers.kinds.dcgan_training import DcganTrainer
-from atelier.workers.training import run_training
+from atelier.workers.kinds.dcgan_training import DcganTrainer, read_images
+from atelier.workers.training import TrainingKind
 
 PREVIEW_IMAGES = 64  # in grid.png
 
 
-class DcganKind(ModelKind):
+class DcganKind(TrainingKind[DcganTrainParams]):
     name = "dcgan"
+    train_params = DcganTrainParams
 
     def setup(self) -> None:
         configure_tensorflow(self.settings.mixed_precision)
@@ -46,8 +45,8 @@ class DcganKind(ModelKind):
         # PNG encoding runs on all cores once the forward pass has finished with them.
         self._encoders = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="png")
 
-    def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
-        return run_training(DcganTrainer(DcganTrainParams.model_validate(params), ctx), ctx)
+    def trainer(self, params: DcganTrainParams, ctx: JobContext) -> DcganTrainer:
+        return DcganTrainer(params, read_images(params, ctx))
 
     # --- generation -------------------------------------------------------------------------
     def generate(

@@ -3,6 +3,7 @@ what a checkpoint holds, what a sample grid shows."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from atelier.shared.dcgan_params import DcganTrainParams
 from atelier.shared.images import encode_png, grid, to_uint8
+from atelier.workers.context import JobContext
 from atelier.workers.datasets import load_images, load_labels
 from atelier.workers.kinds.dcgan_inference import generate_images, labels_in_turn
 from atelier.workers.kinds.dcgan_model import (
@@ -68,15 +70,25 @@ def build_gan(p: DcganTrainParams, image_size: int, channels: int, classes: int 
     return gan
 
 
-class DcganTrainer(Trainer[DcganTrainParams]):
-    gan: DCGAN
-    images: np.ndarray
+@dataclass(frozen=True)
+class TrainingImages:
+    pixels: np.ndarray
     labels: np.ndarray | None
+    """Each image's class, for a conditional GAN; None: unconditional."""
+
+
+def read_images(p: DcganTrainParams, ctx: JobContext) -> TrainingImages:
+    """A job's images, with the built-in dataset's labels when the GAN is conditional."""
+    labels = load_labels(p.dataset) if p.conditional else None
+    return TrainingImages(load_images(p.dataset, ctx), labels)
+
+
+class DcganTrainer(Trainer[DcganTrainParams, TrainingImages]):
+    gan: DCGAN
 
     def build(self) -> keras.Model:
-        p, ctx = self.params, self.ctx
-        self.images = load_images(p.dataset, ctx.job.owner, ctx.datasets, ctx.objects)
-        labels = load_labels(p.dataset) if p.conditional else None
+        p = self.params
+        self.images, labels = self.data.pixels, self.data.labels
         classes = 0 if labels is None else int(labels.max()) + 1
         self.gan = build_gan(p, self.images.shape[1], self.images.shape[3], classes)
         self.labels = labels

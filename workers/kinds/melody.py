@@ -1,4 +1,4 @@
-"""The ``melody`` plug-in: train a decoder-only Transformer on ABC tunes
+"""The ``melody`` plug-in: train a causal language model (``causal_lm``) on ABC tunes
 (``melody_model``), and write tunes from one, each as ABC, MIDI, a piano roll and audio
 (``workers.melody_render``)."""
 
@@ -33,10 +33,11 @@ from atelier.workers.gpu import configure_tensorflow
 from atelier.workers.kinds.base import (
     GenerateResult,
     JobContext,
-    ModelKind,
-    TrainResult,
     timing_metrics,
 )
+from atelier.workers.kinds.causal_lm.network import WarmupCosine, build_language_model
+from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
+from atelier.workers.kinds.causal_lm.trainer import CausalLmTrainer
 from atelier.workers.kinds.melody_decoding import MelodyDecoder
 from atelier.workers.kinds.melody_model import (
     END,
@@ -44,14 +45,10 @@ from atelier.workers.kinds.melody_model import (
     HeldOut,
     MelodyConfig,
     Vocabulary,
-    build_language_model,
-    compile_for_training,
     header_counts,
-    training_windows,
 )
-from atelier.workers.kinds.textgen_decoding import SamplerSpec
 from atelier.workers.melody_render import ABC_TYPE, audio_missing, render
-from atelier.workers.training import Groups, Sample, Trainer, run_training
+from atelier.workers.training import Sample, TrainingKind
 
 VALIDATION_FRACTION = 0.05
 VALIDATION_TUNES = 64  # measured at every sample; bench/melody_quality.py uses them all
@@ -64,10 +61,7 @@ SAMPLE_CANDIDATES = 4
 def read_tunes(name: str, ctx: JobContext) -> list[Tune]:
     if name == "folk":
         return cached(ctx.settings.data_dir / "cache").parsed()
-    info = ctx.datasets.get_for_owner(name, ctx.job.owner)
-    if info is None or info.modality != "music" or info.data_key is None:
-        raise PermanentJobError(f"ABC dataset {name!r} no longer exists")
-    text = ctx.objects.get_bytes(info.data_key).decode("utf-8")
+    text = ctx.dataset_bytes(name, "music").decode("utf-8")
     return [normalise(tune) for tune in split_tunes(text)]  # checked at upload
 
 
@@ -126,36 +120,26 @@ def transposed(tunes: list[Tune], tonic: str) -> list[Tune]:
     return moved
 
 
-class MelodyTrainer(Trainer[MelodyTrainParams]):
-    lm: keras.Model
+def tune_schedule(p: MelodyTrainParams) -> WarmupCosine:
+    """Warm up over 5% of the run from a tenth of the peak: a short run ends at a tenth of
+    its rate, which is where most of a few-minute budget's gain comes from."""
+    return WarmupCosine(p.learning_rate, p.steps, warmup=p.steps // 20, start=p.learning_rate / 10)
+
+
+class MelodyTrainer(CausalLmTrainer[MelodyTrainParams, list[Tune]]):
+    """Trains on tunes: the job's dataset's, parsed and normalised."""
 
     def build(self) -> keras.Model:
         p = self.params
-        data = prepare(read_tunes(p.dataset, self.ctx), p)
-        self.training, self.stream, self.vocabulary = data.training, data.stream, data.vocabulary
+        self.prepared = data = prepare(self.data, p)
+        self.training, self.vocabulary = data.training, data.vocabulary
         encoded = [self.vocabulary.encode(t) for t in data.held_out[:VALIDATION_TUNES]]
         self.held_out = HeldOut(encoded, p.sequence_length)
         self.sample_header = data.held_out[0].header_tokens()
         self.model_config = data.config
-        self.lm = build_language_model(self.model_config)
-        compile_for_training(self.lm, p.learning_rate, p.steps)
-        self.decoder = MelodyDecoder(
-            self.lm, self.vocabulary.ids[END], tokens=data.config.vocabulary
-        )
-        return self.lm
-
-    def batches(self, start_step: int) -> Any:
-        p = self.params
-        return training_windows(self.stream, p.sequence_length, p.batch_size, p.seed + start_step)
-
-    def state(self) -> Groups:
-        return {"lm": self.lm.weights, "opt": self.lm.optimizer.variables}
-
-    def build_optimizers(self) -> None:
-        self.lm.optimizer.build(self.lm.trainable_variables)
-
-    def weights(self) -> Groups:
-        return {"lm": self.lm.weights}
+        lm = self.build_network(data.config.network, data.stream, p.batch_size, tune_schedule(p))
+        self.decoder = MelodyDecoder(lm, self.vocabulary.ids[END], tokens=data.config.vocabulary)
+        return lm
 
     def sample(self, step: int) -> Sample:
         """Validation loss, and a tune with the header of a held-out one."""
@@ -175,7 +159,7 @@ class MelodyTrainer(Trainer[MelodyTrainParams]):
         return (
             f"{c.num_layers} layers x {c.hidden_dim} over {len(c.vocabulary)} ABC tokens, "
             f"context {c.sequence_length}, on {self.params.dataset} "
-            f"({len(self.training)} tunes, {len(self.stream)} tokens)"
+            f"({len(self.training)} tunes, {len(self.train_tokens)} tokens)"
         )
 
 
@@ -209,7 +193,7 @@ def _sample_tunes(
     seed: int,
     meter_guard: bool,
 ) -> list[Tune | str]:
-    prompts = [[vocabulary.ids[START], *(vocabulary.ids[t] for t in h)] for h in headers]
+    prompts = [prompt_of(header, vocabulary) for header in headers]
     new_ids = [
         ids
         for start in range(0, len(prompts), ROWS_PER_BATCH)
@@ -217,15 +201,22 @@ def _sample_tunes(
             prompts[start : start + ROWS_PER_BATCH], spec, seed + start, meter_guard
         )
     ]
-    tunes: list[Tune | str] = []
-    for header, new in zip(headers, new_ids, strict=True):
-        try:
-            # The header is the prompt's: a header token the model writes later is dropped.
-            body = [t for t in vocabulary.decode(new) if not t.startswith(HEADER_PREFIXES)]
-            tunes.append(tune_from_tokens([*header, *body]))
-        except AbcError as exc:
-            tunes.append(str(exc))
-    return tunes
+    return [tune_of(header, new, vocabulary) for header, new in zip(headers, new_ids, strict=True)]
+
+
+def prompt_of(header: list[str], vocabulary: Vocabulary) -> list[int]:
+    """A tune's start: ``<tune>`` and its header tokens."""
+    return [vocabulary.ids[START], *(vocabulary.ids[t] for t in header)]
+
+
+def tune_of(header: list[str], new: list[int], vocabulary: Vocabulary) -> Tune | str:
+    """The tune a model wrote after ``header``'s prompt, or why it cannot be read."""
+    try:
+        # The header is the prompt's: a header token the model writes later is dropped.
+        body = [t for t in vocabulary.decode(new) if not t.startswith(HEADER_PREFIXES)]
+        return tune_from_tokens([*header, *body])
+    except AbcError as exc:
+        return str(exc)
 
 
 def choose_headers(config: MelodyConfig, p: MelodyGenerateParams) -> list[list[str]]:
@@ -254,8 +245,9 @@ def _with_fields(header: list[str], wanted: dict[str, str | None]) -> list[str]:
     return [fields[f] for f in "MLRK" if f in fields]
 
 
-class MelodyKind(ModelKind):
+class MelodyKind(TrainingKind[MelodyTrainParams]):
     name = "melody"
+    train_params = MelodyTrainParams
 
     def setup(self) -> None:
         configure_tensorflow(self.settings.mixed_precision)
@@ -263,14 +255,14 @@ class MelodyKind(ModelKind):
             self.settings.model_cache_size
         )
 
-    def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
-        return run_training(MelodyTrainer(MelodyTrainParams.model_validate(params), ctx), ctx)
+    def trainer(self, params: MelodyTrainParams, ctx: JobContext) -> MelodyTrainer:
+        return MelodyTrainer(params, read_tunes(params.dataset, ctx))
 
     def generate(
         self, model: ModelRecord, params: dict[str, Any], ctx: JobContext
     ) -> GenerateResult:
-        p = MelodyGenerateParams.model_validate(params)
         config = MelodyConfig.from_dict(model.config)
+        p = MelodyGenerateParams.model_validate(params)
         headers = choose_headers(config, p)
         started = time.perf_counter()
         (decoder, vocabulary), cached_model = self._models.get_or_load(
@@ -294,7 +286,7 @@ class MelodyKind(ModelKind):
     def _load(
         model: ModelRecord, config: MelodyConfig, ctx: JobContext
     ) -> tuple[MelodyDecoder, Vocabulary]:
-        lm = build_language_model(config)
+        lm = build_language_model(config.network)
         restore_checkpoint({"lm": lm.weights}, ctx.objects.get_bytes(model.weights_key))
         vocabulary = Vocabulary(config.vocabulary)
         return MelodyDecoder(lm, vocabulary.ids[END], tokens=config.vocabulary), vocabulary

@@ -1,21 +1,18 @@
-"""The ``melody`` model: a decoder-only Transformer over ABC tokens (``shared.abc``), built
-from keras-hub's GPT-2 blocks (``TokenAndPositionEmbedding`` + ``TransformerDecoder``
-layers) with a vocabulary of the corpus's tokens instead of bytes. No download. Pure
-builders; nothing runs on import."""
+"""The ``melody`` model: a causal language model (``causal_lm``) over ABC tokens
+(``shared.abc``), with a vocabulary of the corpus's tokens, and its held-out loss per
+tune. Pure builders; nothing runs on import."""
 
 from __future__ import annotations
 
 import collections
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import keras
-import keras_hub
 import numpy as np
-import tensorflow as tf
 
 from atelier.shared.abc import Tune
+from atelier.workers.kinds.causal_lm.network import LanguageModelConfig, loss_metrics
 
 PAD, START, END = "<pad>", "<tune>", "</tune>"
 SPECIALS = (PAD, START, END)
@@ -38,6 +35,18 @@ class MelodyConfig:
     def tiny(cls, vocabulary: tuple[str, ...] = ()) -> MelodyConfig:
         """Seconds to build and train on CPU: for tests."""
         return cls(64, 1, 2, 16, vocabulary=vocabulary)
+
+    @property
+    def network(self) -> LanguageModelConfig:
+        """The network's shape: a token of the vocabulary per input."""
+        return LanguageModelConfig(
+            self.sequence_length,
+            self.num_layers,
+            self.num_heads,
+            self.hidden_dim,
+            self.dropout,
+            len(self.vocabulary),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,55 +85,6 @@ def header_counts(tunes: list[Tune]) -> tuple[tuple[tuple[str, ...], int], ...]:
     return tuple(counts.most_common(HEADER_COMBINATIONS))
 
 
-def build_language_model(config: MelodyConfig) -> keras_hub.models.GPT2CausalLM:
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=len(config.vocabulary),
-        num_layers=config.num_layers,
-        num_heads=config.num_heads,
-        hidden_dim=config.hidden_dim,
-        intermediate_dim=4 * config.hidden_dim,
-        dropout=config.dropout,
-        max_sequence_length=config.sequence_length,
-    )
-    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-
-
-def compile_for_training(lm: keras.Model, learning_rate: float, steps: int) -> None:
-    """AdamW on a cosine schedule: a short run ends at a tenth of its rate, which is
-    where most of a few-minute budget's gain comes from. (The optimizer's step count is
-    in the checkpoint, so a resumed run continues on the same curve.)"""
-    schedule = keras.optimizers.schedules.CosineDecay(
-        learning_rate / 10,
-        decay_steps=max(steps - steps // 20, 1),
-        alpha=0.1,
-        warmup_target=learning_rate,
-        warmup_steps=steps // 20,
-    )
-    lm.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-
-
-def training_windows(stream: np.ndarray, length: int, batch: int, seed: int) -> tf.data.Dataset:
-    """Endless random windows of ``length`` + 1 tokens of the tunes laid end to end
-    (``</tune><tune>`` between them): inputs and next-token targets."""
-    corpus = tf.constant(stream)
-    span = len(stream) - length - 1
-
-    def cut(random: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        start = tf.math.floormod(random, span)
-        window = corpus[start : start + length + 1]
-        return {"token_ids": window[:-1], "padding_mask": tf.ones(length, tf.bool)}, window[1:]
-
-    return (
-        tf.data.Dataset.random(seed=seed)
-        .map(cut)
-        .batch(batch, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
 def padded(encoded: list[list[int]], length: int) -> tuple[np.ndarray, np.ndarray]:
     """Tunes cut to ``length`` + 1 tokens and padded: (ids, mask of real tokens)."""
     ids = np.zeros((len(encoded), length + 1), dtype=np.int32)
@@ -156,5 +116,4 @@ class HeldOut:
         self.length = length
 
     def metrics(self, lm: keras.Model) -> dict[str, float]:
-        loss, _ = cross_entropy(lm, self.encoded, self.length)
-        return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+        return loss_metrics(cross_entropy(lm, self.encoded, self.length)[0])

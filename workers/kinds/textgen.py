@@ -1,6 +1,6 @@
-"""The ``textgen`` plug-in: train a language model (``textgen_model``) over bytes or a
-byte-pair vocabulary learned from the corpus (``textgen_tokens``), and write text from one
-with keras-hub's cached decoding and samplers (``textgen_decoding``)."""
+"""The ``textgen`` plug-in: train a causal language model (``causal_lm``) over bytes or a
+byte-pair vocabulary learned from the corpus (``textgen_tokens``), optionally interpolated
+with a token n-gram, and write text from one (``textgen_decoding``)."""
 
 from __future__ import annotations
 
@@ -21,19 +21,14 @@ from atelier.workers.gpu import configure_tensorflow
 from atelier.workers.kinds.base import (
     GenerateResult,
     JobContext,
-    ModelKind,
-    TrainResult,
     timing_metrics,
 )
-from atelier.workers.kinds.textgen_decoding import Decoder, SamplerSpec
-from atelier.workers.kinds.textgen_model import (
-    HeldOut,
-    TextgenConfig,
+from atelier.workers.kinds.causal_lm.network import (
+    LanguageModelConfig,
+    WarmupCosine,
     build_language_model,
-    compile_for_training,
-    training_windows,
 )
-from atelier.workers.kinds.textgen_ngram import (
+from atelier.workers.kinds.causal_lm.ngram import (
     NGRAM_KEYS,
     NGRAM_ORDER_KEY,
     NGRAM_TOKENS_KEY,
@@ -42,8 +37,17 @@ from atelier.workers.kinds.textgen_ngram import (
     TokenArray,
     TokenNgram,
 )
-from atelier.workers.kinds.textgen_tokens import TOKENIZER_KEY, new_tokens, tokens_from_config
-from atelier.workers.training import Groups, Sample, Trainer, run_training
+from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
+from atelier.workers.kinds.causal_lm.trainer import CausalLmTrainer
+from atelier.workers.kinds.textgen_decoding import Decoder
+from atelier.workers.kinds.textgen_held_out import HeldOut
+from atelier.workers.kinds.textgen_tokens import (
+    TOKENIZER_KEY,
+    TextTokens,
+    new_tokens,
+    tokens_from_config,
+)
+from atelier.workers.training import Groups, Sample, TrainingKind
 
 VALIDATION_FRACTION = 0.05
 VALIDATION_WINDOWS = 32
@@ -59,70 +63,70 @@ def cut_at_stops(text: str, stops: list[str]) -> str:
 def read_corpus(name: str, ctx: JobContext) -> str:
     if name == "fables":
         return fables()
-    info = ctx.datasets.get_for_owner(name, ctx.job.owner)
-    if info is None or info.modality != "text" or info.data_key is None:
-        raise PermanentJobError(f"text dataset {name!r} no longer exists")
-    return ctx.objects.get_bytes(info.data_key).decode("utf-8")
+    return ctx.dataset_bytes(name, "text").decode("utf-8")
 
 
-class TextgenTrainer(Trainer[TextgenTrainParams]):
-    lm: keras.Model
+def split_corpus(text: str) -> tuple[str, str]:
+    """(training, held-out) text: the last 5% is held out."""
+    split = int(len(text) * (1 - VALIDATION_FRACTION))
+    return text[:split], text[split:]
+
+
+def text_schedule(p: TextgenTrainParams) -> WarmupCosine:
+    """Warm up over a tenth of the run (at most 100 steps) from 0."""
+    return WarmupCosine(p.learning_rate, p.steps, warmup=min(100, p.steps // 10))
+
+
+class TextgenTrainer(CausalLmTrainer[TextgenTrainParams, str]):
+    """Trains on a corpus: the text of the job's dataset."""
+
+    tokens: TextTokens
 
     def build(self) -> keras.Model:
         p = self.params
-        text = read_corpus(p.dataset, self.ctx)
-        split = int(len(text) * (1 - VALIDATION_FRACTION))
-        # The vocabulary is learned from the training text only: held-out text stays unseen.
-        self.tokens = new_tokens(text[:split], p.vocabulary_size)
-        train = self.tokens.encode(text[:split])
-        # Held-out windows may start in the last context of training text, so that a small
-        # corpus still has whole windows to measure on (its targets are mostly held out).
-        validation = np.concatenate([train[-p.sequence_length :], self.tokens.encode(text[split:])])
-        if len(train) < 4 * (p.sequence_length + 1) or len(validation) < p.sequence_length + 2:
-            raise PermanentJobError(
-                f"the corpus has {len(train)} training tokens; it needs at least "
-                f"{4 * (p.sequence_length + 1)} for sequence_length {p.sequence_length}"
-            )
-        self.train_tokens = train
+        train = self._tokenize()
         vocabulary = self.tokens.vocabulary_size
         self.ngram = TokenNgram(train, vocabulary, p.ngram_order) if p.ngram_order else None
         self.held_out = HeldOut(
-            validation,
+            self.validation_tokens,
             p.sequence_length,
             VALIDATION_WINDOWS,
             p.seed,
             self.tokens.byte_lengths(),
             self.ngram,
         )
-        self.model_config = TextgenConfig(
-            p.sequence_length,
-            p.num_layers,
-            p.num_heads,
-            p.hidden_dim,
-            p.dropout,
-            self.tokens.vocabulary_size,
+        network = LanguageModelConfig(
+            p.sequence_length, p.num_layers, p.num_heads, p.hidden_dim, p.dropout, vocabulary
         )
-        self.lm = build_language_model(self.model_config)
-        compile_for_training(self.lm, p.learning_rate, p.steps, jit_compile=True)
+        lm = self.build_network(network, train, p.batch_size, text_schedule(p), jit_compile=True)
         self.mixture = None if self.ngram is None else NgramMixture(self.ngram, 0.5)
-        self.decoder = Decoder(self.lm, self.tokens, mixture=self.mixture)
-        return self.lm
+        self.decoder = Decoder(lm, self.tokens, mixture=self.mixture)
+        return lm
 
-    def batches(self, start_step: int) -> Any:
+    def _tokenize(self) -> np.ndarray:
+        """The training tokens; sets the tokenizer and the held-out tokens."""
         p = self.params
-        return training_windows(
-            self.train_tokens, p.sequence_length, p.batch_size, p.seed + start_step
+        text, held_out = split_corpus(self.data)
+        # The vocabulary is learned from the training text only: held-out text stays unseen.
+        self.tokens = new_tokens(text, p.vocabulary_size)
+        train = self.tokens.encode(text)
+        # Held-out windows may start in the last context of training text, so that a small
+        # corpus still has whole windows to measure on (its targets are mostly held out).
+        self.validation_tokens = np.concatenate(
+            [train[-p.sequence_length :], self.tokens.encode(held_out)]
         )
-
-    def state(self) -> Groups:
-        return {"lm": self.lm.weights, "opt": self.lm.optimizer.variables}
-
-    def build_optimizers(self) -> None:
-        self.lm.optimizer.build(self.lm.trainable_variables)
+        if len(train) < 4 * (p.sequence_length + 1) or (
+            len(self.validation_tokens) < p.sequence_length + 2
+        ):
+            raise PermanentJobError(
+                f"the corpus has {len(train)} training tokens; it needs at least "
+                f"{4 * (p.sequence_length + 1)} for sequence_length {p.sequence_length}"
+            )
+        return train
 
     def weights(self) -> Groups:
         if self.ngram is None:
-            return {"lm": self.lm.weights}
+            return super().weights()
         return {"lm": self.lm.weights, "ngram": [TokenArray(self.train_tokens)]}
 
     def sample(self, step: int) -> Sample:
@@ -152,22 +156,23 @@ class TextgenTrainer(Trainer[TextgenTrainParams]):
                 NGRAM_WEIGHT_KEY: self.held_out.network_weight,
                 NGRAM_TOKENS_KEY: len(self.train_tokens),
             }
-        return {**self.model_config.to_dict(), **self.tokens.to_config(), **mixture}
+        return {**self.network.to_dict(), **self.tokens.to_config(), **mixture}
 
     def describe(self) -> str:
         size = len(self.train_tokens)
-        return f"{self.model_config} on {self.params.dataset} ({size} training tokens)"
+        return f"{self.network} on {self.params.dataset} ({size} training tokens)"
 
 
-class TextgenKind(ModelKind):
+class TextgenKind(TrainingKind[TextgenTrainParams]):
     name = "textgen"
+    train_params = TextgenTrainParams
 
     def setup(self) -> None:
         configure_tensorflow(self.settings.mixed_precision)
         self._models: LoadedModels[Decoder] = LoadedModels(self.settings.model_cache_size)
 
-    def train(self, params: dict[str, Any], ctx: JobContext) -> TrainResult:
-        return run_training(TextgenTrainer(TextgenTrainParams.model_validate(params), ctx), ctx)
+    def trainer(self, params: TextgenTrainParams, ctx: JobContext) -> TextgenTrainer:
+        return TextgenTrainer(params, read_corpus(params.dataset, ctx))
 
     # --- generation -------------------------------------------------------------------------
     def generate(
@@ -199,7 +204,7 @@ class TextgenKind(ModelKind):
         """A model's network and tokenizer; a record without a tokenizer is byte-level."""
         stored = model.config
         extra = {TOKENIZER_KEY, *NGRAM_KEYS}
-        config = TextgenConfig(**{k: v for k, v in stored.items() if k not in extra})
+        config = LanguageModelConfig(**{k: v for k, v in stored.items() if k not in extra})
         lm = build_language_model(config)
         corpus = TokenArray()
         groups = {"lm": lm.weights, "ngram": [corpus]} if NGRAM_ORDER_KEY in stored else {}

@@ -1,70 +1,39 @@
-"""Cached decoding for ``textgen``: keras-hub's key/value-cache generation loop, compiled
-once per sampler and input shape and then reused.
-
-keras-hub rebuilds its generate function whenever the sampler changes, and a fresh
-``tf.function`` retraces on every call. Measured on the default model (2 CPUs, 256 new
-tokens), a retrace on every call ran at 416 tokens/s, a reused traced function at 1,194,
-and the same function compiled with XLA at 7,397. XLA costs about 1.6 s per new input
-shape, so prompts are padded to a few bucketed shapes and the compiled functions are kept
-per sampler (bounded, since temperatures are free-form floats).
+"""Decoding for ``textgen``: text in, text out, through the compiled samplers of
+``causal_lm.sampling``. XLA costs about 1.6 s per new input shape, so prompts are padded
+to a few bucketed shapes.
 
 Generation longer than the context slides a window: once the context is full, the newest
 half of it becomes the prompt of the next call (keras-hub rebuilds the key/value cache from
 it), so any length can be asked of any model.
 
-A model with a token n-gram (``textgen_ngram``) samples from the interpolation of the two:
+A model with a token n-gram (``causal_lm.ngram``) samples from the interpolation of the two:
 each step's network logits are mixed with the n-gram's distribution on the host, so its
 loop is traced without XLA (XLA cannot call back into Python)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-import keras_hub
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from atelier.workers.kinds.textgen_ngram import NgramMixture
+from atelier.workers.kinds.causal_lm.ngram import NgramMixture
+from atelier.workers.kinds.causal_lm.sampling import (
+    CompiledSamplers,
+    SamplerSpec,
+    next_power_of_two,
+    reseed,
+)
 from atelier.workers.kinds.textgen_tokens import ByteTokens, TextTokens
 
 LENGTH_BUCKET = 32  # tokens: at most 31 generated and thrown away per row
 KEPT_FRACTION = 0.5  # of the context, carried into the next window: context vs. speed
-COMPILED_SAMPLERS = 8
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    """How to pick each next byte. ``top_p`` < 1 means nucleus sampling (optionally within
-    the ``top_k`` best), else ``top_k`` > 0 means top-k, else plain sampling;
-    ``temperature`` 0 means greedy."""
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-
-    def build(self) -> Any:
-        if self.temperature == 0:
-            return keras_hub.samplers.GreedySampler()
-        if self.top_p < 1.0:
-            return keras_hub.samplers.TopPSampler(
-                p=self.top_p, k=self.top_k or None, seed=0, temperature=self.temperature
-            )
-        if self.top_k > 0:
-            return keras_hub.samplers.TopKSampler(
-                k=self.top_k, seed=0, temperature=self.temperature
-            )
-        return keras_hub.samplers.RandomSampler(seed=0, temperature=self.temperature)
 
 
 def _bucket(value: int, step: int) -> int:
     return -(-value // step) * step
-
-
-def _next_power_of_two(value: int) -> int:
-    return 1 << max(value - 1, 0).bit_length()
 
 
 class Decoder:
@@ -80,12 +49,13 @@ class Decoder:
         self.lm = lm
         self.tokens = tokens or ByteTokens()
         self.mixture = mixture
-        self.jit_compile = jit_compile and mixture is None
-        self._compiled: OrderedDict[SamplerSpec, tuple[Any, Any]] = OrderedDict()
+        self.samplers: CompiledSamplers[SamplerSpec] = CompiledSamplers(
+            lm, jit_compile and mixture is None
+        )
 
     @property
     def context(self) -> int:
-        return int(self.lm.backbone.max_sequence_length)
+        return self.samplers.context
 
     def sample(
         self, prompt: str, max_new: int, n: int, spec: SamplerSpec, seed: int = 0
@@ -95,15 +65,11 @@ class Decoder:
         longer than the context is read from its end. The same seed gives the same text for
         the same arguments."""
         start = self.tokens.encode(prompt or "\n")[-(self.context - 1) :]
-        rows = _next_power_of_two(n)
+        rows = next_power_of_two(n)
         window = np.tile(start, (rows, 1))
         generated = np.zeros((rows, 0), dtype=np.int32)
         kept = max(1, int(self.context * KEPT_FRACTION))
-        sampler, function = self._function(spec)
-        # What `compile(sampler=...)` would do, minus resetting the training state and the
-        # compiled function.
-        self.lm.sampler = sampler
-        self.lm.generate_function = function
+        sampler = self.samplers.select(spec, spec.build, self._step())
         part = 0
         while generated.shape[1] < max_new:
             count = min(max_new - generated.shape[1], self.context - window.shape[1])
@@ -123,8 +89,7 @@ class Decoder:
         token_ids[:, :used] = window
         padding_mask = np.zeros((rows, length), dtype=bool)
         padding_mask[:, :used] = True
-        for state in sampler.variables:  # a fresh sampler's seed state, one per window
-            state.assign(np.array([seed, part], dtype=state.dtype))
+        reseed(sampler, seed, part)  # a fresh sampler's seed state, one per window
         out = self.lm.generate(
             {"token_ids": token_ids, "padding_mask": padding_mask},
             max_length=length,
@@ -133,32 +98,16 @@ class Decoder:
         return np.asarray(out["token_ids"], dtype=np.int32)[:, used : used + count]
 
     def traces(self, spec: SamplerSpec) -> int:
-        """Input shapes the compiled function of ``spec`` was traced for (0 before its first
-        use): what shows that prompts of one length bucket share a compilation."""
-        if spec not in self._compiled:
-            return 0
-        count: int = self._compiled[spec][1].experimental_get_tracing_count()
-        return count
+        """Input shapes the compiled function of ``spec`` was traced for: what shows that
+        prompts of one length bucket share a compilation."""
+        return self.samplers.traces(spec)
 
-    def _function(self, spec: SamplerSpec) -> tuple[Any, Any]:
-        if spec in self._compiled:
-            self._compiled.move_to_end(spec)
-            return self._compiled[spec]
-        sampler = spec.build()
-        # The function closes over `self.lm.sampler`, read at trace time: it is traced
-        # while this sampler is the model's, and each entry keeps its own sampler.
-        self.lm.sampler = sampler
-        step = self.lm.generate_step
-        if self.mixture is not None:
-            mixture = self.mixture
-            step = lambda inputs, stop_token_ids=None: mixed_generate_step(  # noqa: E731
-                self.lm, mixture, inputs
-            )
-        function = tf.function(step, jit_compile=self.jit_compile)
-        self._compiled[spec] = (sampler, function)
-        if len(self._compiled) > COMPILED_SAMPLERS:
-            self._compiled.popitem(last=False)
-        return sampler, function
+    def _step(self) -> Callable[..., Any] | None:
+        """The generate step of a model with an n-gram; None: keras-hub's own."""
+        if self.mixture is None:
+            return None
+        lm, mixture = self.lm, self.mixture
+        return lambda inputs, stop_token_ids=None: mixed_generate_step(lm, mixture, inputs)
 
 
 def mixed_generate_step(lm: Any, mixture: NgramMixture, inputs: dict[str, Any]) -> dict[str, Any]:

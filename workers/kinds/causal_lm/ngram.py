@@ -1,5 +1,5 @@
 """A token n-gram with interpolated Kneser-Ney smoothing, counted from a model's training
-tokens, and its interpolation with the network (``mix_log_probabilities``).
+tokens, and its linear interpolation with the network (``mixed``). Numpy only.
 
 Why a count model beside the network: on a small corpus and a few CPU-minutes, a small
 Transformer generalises (it spells, it knows grammar) but has not memorised the corpus's
@@ -143,14 +143,21 @@ class TokenNgram:
         return self.probabilities(history, ids[positions])
 
 
+def mixed(network: np.ndarray, ngram: np.ndarray, weight: float) -> np.ndarray:
+    """w·P_net + (1 - w)·P_ngram: the interpolation, of the probabilities of targets or of
+    whole distributions."""
+    mixture: np.ndarray = weight * network + (1 - weight) * ngram
+    return mixture
+
+
 def fit_mixture_weight(network: np.ndarray, ngram: np.ndarray, rounds: int = 50) -> float:
-    """The weight w of the network in w·P_net + (1 - w)·P_ngram that maximises the
-    likelihood of held-out targets (EM: both components fixed, only w moves), from each
-    model's probability of the same targets."""
+    """The weight w of the network in ``mixed`` that maximises the likelihood of held-out
+    targets (EM: both components fixed, only w moves), from each model's probability of
+    the same targets."""
     weight = 0.5
     for _ in range(rounds):
-        mixed = weight * network + (1 - weight) * ngram
-        weight = float(np.mean(weight * network / np.maximum(mixed, 1e-300)))
+        mixture = mixed(network, ngram, weight)
+        weight = float(np.mean(weight * network / np.maximum(mixture, 1e-300)))
     return min(max(weight, 0.01), 0.99)
 
 
@@ -158,8 +165,8 @@ def mix_log_probabilities(
     network_log_p: np.ndarray, ngram_p: np.ndarray, weight: float
 ) -> np.ndarray:
     """log(w·P_net + (1 - w)·P_ngram), from the network's log-probabilities."""
-    mixed: np.ndarray = np.log(weight * np.exp(network_log_p) + (1 - weight) * ngram_p + 1e-30)
-    return mixed
+    log_p: np.ndarray = np.log(mixed(np.exp(network_log_p), ngram_p, weight) + 1e-30)
+    return log_p
 
 
 NGRAM_ORDER_KEY, NGRAM_WEIGHT_KEY, NGRAM_TOKENS_KEY = "ngram_order", "ngram_weight", "ngram_tokens"
@@ -201,5 +208,5 @@ class NgramMixture:
             history[:, width - seen.shape[1] :] = seen
         shifted = logits - logits.max(axis=1, keepdims=True)
         network = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        mixed = mix_log_probabilities(network, self.ngram.probabilities(history), self.weight)
-        return mixed.astype(np.float32)
+        log_p = mix_log_probabilities(network, self.ngram.probabilities(history), self.weight)
+        return log_p.astype(np.float32)
