@@ -186,6 +186,22 @@ def inprocess_api(redis_base_url: str, tmp_path: Path) -> Iterator[InProcessApi]
     yield from inprocess_api_for(inprocess_settings(redis_base_url, tmp_path))
 
 
+@pytest.fixture()
+def make_api(redis_base_url: str, tmp_path: Path) -> Iterator[Callable[..., InProcessApi]]:
+    """``make_api(**settings)``: an in-process API with these settings over the roomy
+    limits (one at a time; each on an emptied database), stopped after the test."""
+    running: list[Iterator[InProcessApi]] = []
+
+    def make(**settings: Any) -> InProcessApi:
+        apis = inprocess_api_for(inprocess_settings(redis_base_url, tmp_path, **settings))
+        running.append(apis)
+        return next(apis)
+
+    yield make
+    for apis in running:
+        next(apis, None)
+
+
 def inprocess_api_for(settings: Settings) -> Iterator[InProcessApi]:
     client = redis.Redis.from_url(settings.redis_url)
     admin = admin_redis(settings.redis_url)

@@ -4,8 +4,6 @@ redis-server (the budgets are Redis's)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,21 +11,7 @@ import pytest
 from atelier.api.dashboard.blueprint import SIGN_IN_COOKIE
 from atelier.api.dashboard.sessions import COOKIE_NAME, CSRF_FIELD
 from atelier.shared.auth import SCOPES, ApiKeyStore
-from tests.conftest import InProcessApi, inprocess_api_for, inprocess_settings
-
-
-@pytest.fixture()
-def make_api(redis_base_url: str, tmp_path: Path) -> Iterator[Any]:
-    running: list[Iterator[InProcessApi]] = []
-
-    def make(**settings: Any) -> InProcessApi:
-        apis = inprocess_api_for(inprocess_settings(redis_base_url, tmp_path, **settings))
-        running.append(apis)
-        return next(apis)
-
-    yield make
-    for apis in running:
-        next(apis, None)
+from tests.conftest import InProcessApi
 
 
 def test_made_up_keys_run_into_the_address_budget_and_a_real_key_does_not(

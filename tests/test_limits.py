@@ -6,7 +6,6 @@ its own; two apps on one Redis stand for two API processes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,25 +18,10 @@ from atelier.api.app import create_app
 from atelier.cli.usage import usage_table
 from atelier.client import spent_budget_wait
 from atelier.shared.queue import queue_length
-from tests.conftest import InProcessApi, flush_db, inprocess_api_for, inprocess_settings
+from tests.conftest import InProcessApi, flush_db
 from tests.flask_transport import session_for
 
 TRAIN = {"type": "train", "kind": "dcgan", "params": {"steps": 10}}
-
-
-@pytest.fixture()
-def make_api(redis_base_url: str, tmp_path: Path) -> Iterator[Any]:
-    """``make_api(**settings)``: an in-process API with these limits (one at a time)."""
-    running: list[Iterator[InProcessApi]] = []
-
-    def make(**limits: Any) -> InProcessApi:
-        apis = inprocess_api_for(inprocess_settings(redis_base_url, tmp_path, **limits))
-        running.append(apis)
-        return next(apis)
-
-    yield make
-    for apis in running:
-        next(apis, None)
 
 
 def auth(api: InProcessApi, owner: str = "alice") -> dict[str, str]:

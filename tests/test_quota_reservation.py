@@ -6,9 +6,8 @@ the job store on its own for the terminal paths; no worker, no TensorFlow."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -33,7 +32,7 @@ from atelier.shared.queue import queue_length
 from atelier.shared.quotas import GRACE_MS, Quotas
 from atelier.shared.settings import Settings
 from atelier.shared.storage import make_object_store
-from tests.conftest import InProcessApi, inprocess_api_for, inprocess_settings
+from tests.conftest import InProcessApi
 
 TRAIN = {"type": "train", "kind": "dcgan", "params": {"steps": 10}}
 RESERVATIONS = "atelier:owner:alice:reservations"
@@ -63,22 +62,6 @@ def estimated_output() -> int:
 E = estimated_output()
 
 
-@pytest.fixture()
-def quota_api(redis_base_url: str, tmp_path: Path) -> Iterator[Callable[[int], InProcessApi]]:
-    """``quota_api(max_stored_bytes)``: an in-process API with that stored-bytes quota."""
-    running: list[Iterator[InProcessApi]] = []
-
-    def make(max_stored_bytes: int) -> InProcessApi:
-        settings = inprocess_settings(redis_base_url, tmp_path, max_stored_bytes=max_stored_bytes)
-        apis = inprocess_api_for(settings)
-        running.append(apis)
-        return next(apis)
-
-    yield make
-    for apis in running:
-        next(apis, None)
-
-
 def auth(api: InProcessApi, owner: str = "alice") -> dict[str, str]:
     return {"Authorization": f"Bearer {api.raw_key(owner)}"}
 
@@ -103,11 +86,11 @@ def stored_bytes_quota(api: InProcessApi, headers: dict[str, str]) -> dict[str, 
 
 # --- at the API -----------------------------------------------------------------------------
 def test_submits_whose_estimates_pass_the_quota_are_refused(
-    quota_api: Callable[[int], InProcessApi],
+    make_api: Callable[..., InProcessApi],
 ) -> None:
     """Before reservations, every submit at 0 stored bytes was admitted: a fourth job
     whose outputs would pass the quota was queued."""
-    api = quota_api(3 * E + E // 2)
+    api = make_api(max_stored_bytes=3 * E + E // 2)
     headers = auth(api)
     ids = [submit(api, headers).json()["id"] for _ in range(3)]
     body = refused(submit(api, headers))
@@ -122,9 +105,9 @@ def test_submits_whose_estimates_pass_the_quota_are_refused(
 
 
 def test_canceling_a_queued_job_releases_its_reservation(
-    quota_api: Callable[[int], InProcessApi],
+    make_api: Callable[..., InProcessApi],
 ) -> None:
-    api = quota_api(2 * E + E // 2)
+    api = make_api(max_stored_bytes=2 * E + E // 2)
     headers = auth(api)
     first, _ = (submit(api, headers).json()["id"] for _ in range(2))
     refused(submit(api, headers))
@@ -136,11 +119,11 @@ def test_canceling_a_queued_job_releases_its_reservation(
 
 
 def test_a_finished_job_counts_its_real_bytes_instead(
-    quota_api: Callable[[int], InProcessApi],
+    make_api: Callable[..., InProcessApi],
 ) -> None:
     """The worker's part played by hand: claim, write an output through the metered store
     (as the runner does), finish. The estimate is released; the 1000 bytes stay counted."""
-    api = quota_api(2 * E + E // 2)
+    api = make_api(max_stored_bytes=2 * E + E // 2)
     headers = auth(api)
     first, _ = (submit(api, headers).json()["id"] for _ in range(2))
     refused(submit(api, headers))
@@ -156,9 +139,9 @@ def test_a_finished_job_counts_its_real_bytes_instead(
 
 
 def test_concurrent_submits_cannot_overspend(
-    quota_api: Callable[[int], InProcessApi],
+    make_api: Callable[..., InProcessApi],
 ) -> None:
-    api = quota_api(5 * E + E // 2)
+    api = make_api(max_stored_bytes=5 * E + E // 2)
     headers = auth(api)
     sessions = [api.session() for _ in range(16)]
     with ThreadPoolExecutor(16) as pool:
