@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,23 +92,28 @@ def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
         argv = worker_argv(names, f"{tag}-cpu", concurrency)
         own = _own_metrics(settings, f"worker-{tag}", settings.worker_metrics_port)
         os.execvpe(argv[0], argv, child_env(own, {"CUDA_VISIBLE_DEVICES": ""}))
-    # One Celery worker per GPU, each with its own metrics port (base + index).
-    _supervise(
-        [
-            (
-                worker_argv(names, f"{tag}-gpu{gpu}", 1),
-                child_env(
-                    _own_metrics(
-                        settings,
-                        f"worker-{tag}-gpu{gpu}",
-                        settings.worker_metrics_port + index if settings.worker_metrics_port else 0,
-                    ),
-                    {"CUDA_VISIBLE_DEVICES": gpu},
+    # One Celery worker per GPU, each with its own metrics port (base + index), under the
+    # CLI's supervisor: a crashed one is restarted, a finished one (--once) is left.
+    from atelier.cli.processes import ManagedProcess
+    from atelier.cli.supervisor import RestartPolicy, run_supervised
+
+    workers = [
+        ManagedProcess(
+            f"worker-{tag}-gpu{gpu}",
+            worker_argv(names, f"{tag}-gpu{gpu}", 1),
+            child_env(
+                _own_metrics(
+                    settings,
+                    f"worker-{tag}-gpu{gpu}",
+                    settings.worker_metrics_port + index if settings.worker_metrics_port else 0,
                 ),
-            )
-            for index, gpu in enumerate(gpus)
-        ]
-    )
+                {"CUDA_VISIBLE_DEVICES": gpu},
+            ),
+            log=None,
+        )
+        for index, gpu in enumerate(gpus)
+    ]
+    sys.exit(run_supervised(workers, RestartPolicy(clean_exit_is_done=True), click.echo))
 
 
 def _webhooks_worker(settings: Settings, names: str, tag: str) -> None:
@@ -136,31 +139,6 @@ def _own_metrics(settings: Settings, name: str, port: int) -> Settings:
     for stale in directory.glob("gauge_live*.db"):
         stale.unlink(missing_ok=True)
     return settings.replace(metrics_dir=str(directory), worker_metrics_port=port)
-
-
-def _supervise(commands: list[tuple[list[str], dict[str, str]]]) -> None:
-    """Run one worker per GPU; a signal to us goes to all; exit when all have exited.
-
-    Each worker runs in its own session, so a terminal's Ctrl-C reaches it once, through
-    us: reaching it twice (from the terminal and forwarded) is Celery's cold shutdown,
-    which kills the running job instead of draining it. Whatever a worker leaves behind
-    (a job process of a worker that was SIGKILLed) is killed when it exits."""
-    import subprocess
-
-    children = [subprocess.Popen(argv, env=env, start_new_session=True) for argv, env in commands]
-
-    def forward(signum: int, _frame: Any) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
-    codes = [child.wait() for child in children]
-    for child in children:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)
-    sys.exit(max(codes))
 
 
 @main.command()

@@ -92,12 +92,14 @@ class ManagedProcess:
         name: str,
         argv: Sequence[str],
         env: dict[str, str],
-        log: Path,
+        log: Path | None,
         pass_fds: Sequence[int] = (),
         registry: list[ManagedProcess] | None = None,
         umask: int = -1,
     ) -> None:
-        """``registry``: a list this process joins the moment it is started, so whoever
+        """``log``: the file the child's stdout and stderr go to; None: ours (a
+        container's workers write where the container's log is read).
+        ``registry``: a list this process joins the moment it is started, so whoever
         stops that list stops it too, even if a signal interrupts its caller right after.
         ``umask``: the child's (-1: ours)."""
         self.name = name
@@ -106,15 +108,18 @@ class ManagedProcess:
         self.env = env
         self.log = log
         self._pass_fds = tuple(pass_fds)
-        log.parent.mkdir(parents=True, exist_ok=True)
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = self._open_log()
         self.started_at = time.monotonic()
         self.process = self._spawn()
         if registry is not None:
             registry.append(self)
 
-    def _open_log(self) -> BinaryIO:
+    def _open_log(self) -> BinaryIO | None:
         """The log for appending; a new one made under the child's umask, if it has one."""
+        if self.log is None:
+            return None
         mode = 0o666 & ~self.umask if self.umask >= 0 else 0o666
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         return os.fdopen(os.open(self.log, flags, mode), "ab")
@@ -143,11 +148,15 @@ class ManagedProcess:
         raise ChildExited(f"{self.name} {describe_exit(code)}{when}; {self.log_report()}")
 
     def log_report(self) -> str:
+        if self.log is None:
+            return "its output is above"
         tail = "\n".join("    " + line for line in self.log_tail())
         return f"see {self.log}\n  last lines of {self.log.name}:\n{tail}"
 
     def log_tail(self, lines: int = 15) -> list[str]:
         """The last lines the child wrote (its stdout and stderr go to ``log``)."""
+        if self.log is None:
+            return []
         try:
             with self.log.open("rb") as handle:
                 handle.seek(max(handle.seek(0, os.SEEK_END) - 16384, 0))
@@ -175,12 +184,13 @@ class ManagedProcess:
         Celery job process orphaned by its parent would still be training."""
         self.signal_group(signal.SIGKILL)
         self.wait(KILL_WAIT_SECONDS)
-        if self._log_handle.closed:
+        if self._log_handle is None or self._log_handle.closed:
             self._log_handle = self._open_log()
         self.process = self._spawn()
 
     def close_log(self) -> None:
-        self._log_handle.close()
+        if self._log_handle is not None:
+            self._log_handle.close()
 
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
         stop_together([self], timeout, sig)
@@ -211,7 +221,7 @@ def stop_together(
 
 
 def describe_exit(code: int) -> str:
-    """"exited with code 3", or "was killed by SIGKILL" for a negative code."""
+    """ "exited with code 3", or "was killed by SIGKILL" for a negative code."""
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"was killed by {signal.Signals(-code).name}"

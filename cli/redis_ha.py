@@ -95,6 +95,7 @@ class RedisGroup:
         take writes that its demotion throws away."""
         if node in self.nodes:
             primary = self.primary()
+            assert node.process.log is not None  # the HA nodes always log to a file
             config = node.process.log.parent / "redis.conf"
             lines = [
                 line

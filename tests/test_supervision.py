@@ -25,7 +25,7 @@ import requests
 from atelier.cli.datadir import DataDirInUse, DataDirLock
 from atelier.cli.processes import ManagedProcess, free_port, start_redis
 from atelier.cli.stack import API_STOP_SECONDS, WORKER_STOP_SECONDS_WITHOUT_REDIS, EmbeddedStack
-from atelier.cli.supervisor import GaveUp, RestartPolicy, Supervisor
+from atelier.cli.supervisor import GaveUp, RestartPolicy, Supervisor, run_supervised
 from atelier.client import Client
 from atelier.shared.settings import Settings
 from tests.conftest import TINY_TRAIN, TOY_KIND, wait_for
@@ -161,6 +161,69 @@ def test_stop_kills_a_child_that_ignores_sigterm_and_all_it_started(tmp_path: Pa
 def test_backoff_doubles_up_to_its_cap() -> None:
     policy = RestartPolicy()
     assert [policy.backoff(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def _signal_us_when(ready: threading.Event, deadline_seconds: float = 10.0) -> None:
+    """SIGTERM to this process once ``ready`` is set, or after the deadline anyway, so a
+    failing check can never leave ``run_supervised`` waiting on a child for a minute."""
+
+    def send() -> None:
+        ready.wait(deadline_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+def test_run_supervised_restarts_a_crash_leaves_a_finished_child_and_forwards_a_stop(
+    tmp_path: Path,
+) -> None:
+    """The GPU workers' supervisor (``atelier worker`` with GPUs): a crash is restarted, a
+    worker that finished (exit 0, a --once worker) is left, and a SIGTERM to the CLI reaches
+    every child once and ends the run with the children's worst status."""
+    marker = tmp_path / "crashed-once"
+    flaky = ManagedProcess(
+        "flaky",
+        ["sh", "-c", f"if [ -e {marker} ]; then exec sleep 60; fi; touch {marker}; exit 5"],
+        {},
+        tmp_path / "flaky.log",
+    )
+    once = ManagedProcess("once", ["sh", "-c", "exit 0"], {}, None)
+    said: list[str] = []
+    restarted = threading.Event()
+
+    def say(line: str) -> None:
+        said.append(line)
+        if "flaky restarted" in line:
+            restarted.set()
+
+    _signal_us_when(restarted)
+    policy = RestartPolicy(3, 60, 0.1, 0.2, clean_exit_is_done=True)
+    code = run_supervised([flaky, once], policy, say, poll_seconds=0.02)
+    assert restarted.is_set(), said
+    assert code == 128 + signal.SIGTERM  # the restarted flaky, stopped by the forwarded TERM
+    assert not flaky.alive() and not once.alive()
+    assert "once finished (exit 0)" in said
+    assert not any("once restarted" in line for line in said)
+    assert sum("flaky restarted" in line for line in said) == 1
+    assert any(line.startswith("flaky exited with code 5") for line in said)
+
+
+def test_run_supervised_ends_when_every_child_has_finished(tmp_path: Path) -> None:
+    children = [ManagedProcess(f"c{n}", ["sh", "-c", "exit 0"], {}, None) for n in range(2)]
+    policy = RestartPolicy(clean_exit_is_done=True)
+    assert run_supervised(children, policy, lambda _line: None, poll_seconds=0.02) == 0
+
+
+def test_run_supervised_gives_up_stops_the_others_and_fails(tmp_path: Path) -> None:
+    crashing = ManagedProcess("crashing", ["sh", "-c", "exit 4"], {}, tmp_path / "c.log")
+    steady = ManagedProcess("steady", ["sleep", "60"], {}, tmp_path / "s.log")
+    said: list[str] = []
+    policy = RestartPolicy(2, 60, 0.05, 0.05, clean_exit_is_done=True)
+    started = time.monotonic()
+    assert run_supervised([crashing, steady], policy, said.append, poll_seconds=0.02) == 1
+    assert time.monotonic() - started < 10
+    assert not steady.alive()
+    assert said[-1].startswith("giving up on crashing: it crashed 2 times")
 
 
 # --- a real stack ------------------------------------------------------------------------------
@@ -390,7 +453,7 @@ def _answers(url: str) -> bool:
 def test_a_worker_stopping_while_redis_is_down_exits_within_the_bound(tmp_path: Path) -> None:
     stack = own_stack(tmp_path / "data", ("generate",))
     worker = child(stack, "worker-generate")
-    wait_for(lambda: "ready." in worker.log.read_text(), 60, "the worker ready")
+    wait_for(lambda: "ready." in "\n".join(worker.log_tail(200)), 60, "the worker ready")
     sessions = {p.process.pid for p in stack.processes}
     os.kill(child(stack, "redis").process.pid, signal.SIGKILL)
     time.sleep(1)  # the worker has noticed and is retrying the broker
@@ -422,7 +485,7 @@ def test_a_standalone_worker_told_to_stop_while_redis_is_down_exits_promptly(
         tmp_path / "worker.log",
     )
     try:
-        wait_for(lambda: "ready." in worker.log.read_text(), 60, "the worker ready")
+        wait_for(lambda: "ready." in "\n".join(worker.log_tail(200)), 60, "the worker ready")
         redis_process.stop(sig=signal.SIGKILL)
         time.sleep(1)
         started = time.monotonic()
