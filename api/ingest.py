@@ -5,9 +5,9 @@ archive entries are counted (from the zip's end records), sized, named and laid 
 two may share bytes or a name) before any is read (``api.archives``); each image's size
 is read from its header, and an ``.npz`` array's dtype, order and shape from its ``.npy``
 header, and charged to the upload's pixel budget before it is decoded; the array is then
-read a few MiB at a time. ABC tunes are read by music21 in the upload pool
-(``api.ingest_abc``, ``api.upload_gate``). A failure anywhere rejects the whole upload,
-so nothing half-checked is stored.
+read a few MiB at a time. ABC tunes are kept or dropped by the melody kind's rules
+(``shared.kinds.melody.ingest``), run by music21 in the upload pool (``api.upload_gate``).
+A failure anywhere rejects the whole upload, so nothing half-checked is stored.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from atelier.api.archives import UNREADABLE, open_zip, read_entry, visible_files
-from atelier.api.ingest_abc import ABC_SUFFIXES, abc_files, check_tunes
 from atelier.api.upload_gate import UploadGate
 from atelier.shared.datasets import Modality
 from atelier.shared.errors import InvalidUpload, PayloadTooLarge
+from atelier.shared.kinds.melody.ingest import ABC_SUFFIXES, check_tunes
 from atelier.shared.settings import Settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -114,6 +114,24 @@ def normalise_upload(
     if len(images) == 0:
         raise InvalidUpload(f"{filename!r} holds no images: the dataset would be empty.")
     return Normalised("image", images=images)
+
+
+# --- ABC tunes ---------------------------------------------------------------------------------
+def abc_files(
+    filename: str, data: bytes, archive: zipfile.ZipFile | None, settings: Settings
+) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each ABC file of the upload: the upload itself, or the archive's
+    ``.abc`` files, which may hold no more than an upload may (``max_upload_bytes``)."""
+    if archive is None:
+        return [(filename, data)]
+    entries = visible_files(archive, ABC_SUFFIXES)
+    total = sum(entry.file_size for entry in entries)
+    if total > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"The archive's ABC files hold {total} bytes; the limit is "
+            f"{settings.max_upload_bytes}, as for one .abc file."
+        )
+    return [(entry.filename, read_entry(archive, entry)) for entry in entries]
 
 
 # --- text ---------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ class Judge:
     """Judges the generator every ``every`` steps and at the end, off the clock."""
 
     def __init__(self, steps: int, every: int, latent_dim: int, conditional: bool) -> None:
-        from atelier.workers.kinds.dcgan_inference import labels_in_turn
+        from atelier.workers.kinds.dcgan.inference import labels_in_turn
 
         self.steps, self.every = steps, every
         rng = np.random.default_rng(12345)
@@ -63,7 +63,7 @@ class Judge:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
 
     def step(self, done: int, gan: Any, ema: bool) -> None:
-        from atelier.workers.kinds.dcgan_inference import generate_images
+        from atelier.workers.kinds.dcgan.inference import generate_images
 
         if done % self.every and done != self.steps:
             return
@@ -84,9 +84,9 @@ def train_and_judge(params: dict[str, Any], every: int | None = None) -> list[Di
     (and at the end)."""
     import keras
 
-    from atelier.shared.dcgan_params import DcganTrainParams
+    from atelier.shared.kinds.dcgan import DcganTrainParams
     from atelier.workers.datasets import load_builtin, load_labels
-    from atelier.workers.kinds.dcgan_training import DcganTrainer, TrainingImages
+    from atelier.workers.kinds.dcgan.training import DcganTrainer, TrainingImages
     from atelier.workers.training import train_without_job
 
     p = DcganTrainParams.model_validate(params)

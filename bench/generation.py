@@ -31,7 +31,7 @@ def textgen_cache(size: str) -> list[Result]:
 
     from atelier.workers.kinds.causal_lm.network import LanguageModelConfig, build_language_model
     from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
-    from atelier.workers.kinds.textgen_decoding import Decoder
+    from atelier.workers.kinds.textgen.decoding import Decoder
 
     keras.utils.set_random_seed(0)
     config = LanguageModelConfig(sequence_length=320, num_layers=2, num_heads=4, hidden_dim=128)
@@ -125,8 +125,8 @@ def _raw_forward_pass(settings: Settings, model_id: str) -> Callable[[], float]:
     this process, with the same conversion to uint8 the job does."""
     from atelier.shared.images import to_uint8
     from atelier.workers.checkpoints import restore_checkpoint
-    from atelier.workers.kinds.dcgan_inference import CompiledGenerator
-    from atelier.workers.kinds.dcgan_model import DcganConfig, build_generator
+    from atelier.workers.kinds.dcgan.inference import CompiledGenerator
+    from atelier.workers.kinds.dcgan.model import DcganConfig, build_generator
 
     record, weights = model_weights(settings, model_id)
     config = DcganConfig(**record.config)

@@ -64,7 +64,7 @@ class TokenNgram:
 
     def cross_entropy(self, tunes: list[list[int]], length: int) -> tuple[float, int]:
         """Mean cost in nats of each tune's tokens after the first, up to ``length``
-        predictions (what ``melody_model.cross_entropy`` measures)."""
+        predictions (what ``workers.kinds.melody.model.cross_entropy`` measures)."""
         total, count = 0.0, 0
         for tune in tunes:
             for end in range(1, min(len(tune), length + 1)):
@@ -96,8 +96,8 @@ class TuneFigures:
 
 def tune_figures(tunes: Sequence[object]) -> TuneFigures:
     """Figures of tunes (``Tune``; anything else counts as unreadable)."""
-    from atelier.shared.abc import AbcError, Tune
-    from atelier.shared.abc_music import stats
+    from atelier.shared.kinds.melody.abc import AbcError, Tune
+    from atelier.shared.kinds.melody.music import stats
 
     eight = inner = full = 0
     pitches: dict[str, list[int]] = defaultdict(lambda: [0] * 12)

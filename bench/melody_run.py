@@ -1,5 +1,5 @@
 """A ``melody`` training run in this process by the job's own trainer
-(``workers.kinds.melody.MelodyTrainer``, run by ``train_without_job``), or by a job on a
+(``workers.kinds.melody.kind.MelodyTrainer``, run by ``train_without_job``), or by a job on a
 stack of its own, and the report ``bench.melody_quality`` and
 ``tests/test_melody_quality.py`` read: the model beside the n-gram on the same tunes."""
 
@@ -53,7 +53,7 @@ class Report:
 @dataclass
 class Run:
     prepared: Any
-    """``workers.kinds.melody.Prepared``"""
+    """``workers.kinds.melody.kind.Prepared``"""
     lm: Any
     steps: int
     train_seconds: float
@@ -61,9 +61,9 @@ class Run:
     def report(self, tunes: int, seed: int = 1, candidates: int = 8) -> Report:
         """Figures on ``tunes`` written from held-out headers, each the best of
         ``candidates`` (the generate default) and unranked, beside the n-gram's."""
-        from atelier.workers.kinds.melody import ROWS_PER_BATCH, SAMPLES, write_tunes
-        from atelier.workers.kinds.melody_decoding import MelodyDecoder
-        from atelier.workers.kinds.melody_model import END, cross_entropy
+        from atelier.workers.kinds.melody.decoding import MelodyDecoder
+        from atelier.workers.kinds.melody.kind import ROWS_PER_BATCH, SAMPLES, write_tunes
+        from atelier.workers.kinds.melody.model import END, cross_entropy
 
         data = self.prepared
         vocabulary, length = data.vocabulary, data.config.sequence_length
@@ -105,8 +105,8 @@ def _ngram_tunes(
     ngram: TokenNgram, vocabulary: Any, headers: list[list[str]], length: int, seed: int
 ) -> list[object]:
     """Tunes the n-gram writes from the same prompts, read as the model's are."""
-    from atelier.workers.kinds.melody import prompt_of, tune_of
-    from atelier.workers.kinds.melody_model import END
+    from atelier.workers.kinds.melody.kind import prompt_of, tune_of
+    from atelier.workers.kinds.melody.model import END
 
     rng = random.Random(seed)
     end = vocabulary.ids[END]
@@ -121,8 +121,8 @@ def _ngram_tunes(
 def trained(tunes: list[Any], params: dict[str, Any]) -> Run:
     """Train on ``tunes`` as a job with ``params`` does (without the job's hooks); the
     time is the whole run's, data preparation included."""
-    from atelier.shared.melody_params import MelodyTrainParams
-    from atelier.workers.kinds.melody import MelodyTrainer
+    from atelier.shared.kinds.melody.params import MelodyTrainParams
+    from atelier.workers.kinds.melody.kind import MelodyTrainer
     from atelier.workers.training import train_without_job
 
     trainer = MelodyTrainer(MelodyTrainParams.model_validate(params), tunes)
@@ -135,13 +135,13 @@ def trained_by_a_job(params: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
     """A training job with ``params`` on the built-in ``folk`` tunes, on a stack of its
     own (this machine's folk cache copied in, so the worker does not build it again), and
     the model it made, loaded here; with the finished job."""
-    from atelier.shared.melody_params import MelodyTrainParams
+    from atelier.shared.kinds.melody.params import MelodyTrainParams
     from atelier.shared.settings import Settings
     from atelier.workers.checkpoints import restore_checkpoint
-    from atelier.workers.folk import cached
     from atelier.workers.kinds.causal_lm.network import build_language_model
-    from atelier.workers.kinds.melody import prepare
-    from atelier.workers.kinds.melody_model import MelodyConfig
+    from atelier.workers.kinds.melody.folk import cached
+    from atelier.workers.kinds.melody.kind import prepare
+    from atelier.workers.kinds.melody.model import MelodyConfig
 
     cache = Settings.from_env().data_dir / "cache"
     tunes = cached(cache).parsed()
@@ -177,10 +177,10 @@ def saved_or_trained(path: Path | None) -> tuple[Run, dict[str, Any]]:
     """The default run as a job; with ``path``, its model is saved there (weights, and
     the job beside them as JSON), or read from there when an earlier run saved it, so
     generation can be measured again without training."""
-    from atelier.shared.melody_params import MelodyTrainParams
-    from atelier.workers.folk import cached
+    from atelier.shared.kinds.melody.params import MelodyTrainParams
     from atelier.workers.kinds.causal_lm.network import build_language_model
-    from atelier.workers.kinds.melody import prepare
+    from atelier.workers.kinds.melody.folk import cached
+    from atelier.workers.kinds.melody.kind import prepare
 
     facts = Path(f"{path}.json") if path else None
     if path is None or facts is None or not path.exists():

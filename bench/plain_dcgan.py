@@ -17,8 +17,8 @@ def steps_per_second(steps: int, batch: int, filters: int, latent: int) -> float
     import keras
 
     from atelier.workers.datasets import load_builtin, load_labels
-    from atelier.workers.kinds.dcgan_model import DCGAN, DcganConfig
-    from atelier.workers.kinds.dcgan_training import image_batches
+    from atelier.workers.kinds.dcgan.model import DCGAN, DcganConfig
+    from atelier.workers.kinds.dcgan.training import image_batches
 
     keras.utils.set_random_seed(0)
     images, labels = load_builtin("digits"), load_labels("digits")

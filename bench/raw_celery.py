@@ -21,7 +21,9 @@ from atelier.shared.settings import Settings
 QUEUE = "bench-raw"
 settings = Settings.from_env()
 app = make_celery(settings)
-app.conf.update(result_backend=settings.redis_url, task_ignore_result=False)
+# No expiry on results: Celery stores expiring ones with SETEX, which the ACL user the
+# stack's Redis gives Atelier (cli/redis_acl.py) does not have; plain SET it has.
+app.conf.update(result_backend=settings.redis_url, task_ignore_result=False, result_expires=None)
 
 _generators: dict[str, Any] = {}
 
@@ -30,8 +32,8 @@ _generators: dict[str, Any] = {}
 def raw_generate(weights_path: str, config_json: str, n: int, seed: int) -> str:
     from atelier.shared.images import encode_png, grid, to_uint8
     from atelier.workers.checkpoints import restore_checkpoint
-    from atelier.workers.kinds.dcgan_inference import CompiledGenerator
-    from atelier.workers.kinds.dcgan_model import DcganConfig, build_generator
+    from atelier.workers.kinds.dcgan.inference import CompiledGenerator
+    from atelier.workers.kinds.dcgan.model import DcganConfig, build_generator
 
     config = DcganConfig(**json.loads(config_json))
     if weights_path not in _generators:  # the same per-process model cache a worker keeps

@@ -162,8 +162,8 @@ def model_scores(
     on ``train`` + ``held_out``: it holds out the same last 5%."""
     from atelier.shared.kinds import TextgenGenerateParams, TextgenTrainParams
     from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
-    from atelier.workers.kinds.textgen import TextgenTrainer
-    from atelier.workers.kinds.textgen_decoding import Decoder
+    from atelier.workers.kinds.textgen.decoding import Decoder
+    from atelier.workers.kinds.textgen.kind import TextgenTrainer
     from atelier.workers.training import train_without_job
 
     p = TextgenTrainParams.model_validate({"dataset": "bench", **params})

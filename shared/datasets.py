@@ -85,7 +85,7 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
                 "About 11,000 public-domain folk tunes in ABC notation from music21's corpus "
                 "(Ryan's Mammoth Collection, 1883; O'Neill's 1850 Irish tunes; the Essen "
                 "folk-song collection), normalised; tunes music21 cannot parse are dropped. "
-                "Built on a worker's first use and cached (workers/folk.py)."
+                "Built on a worker's first use and cached (workers/kinds/melody/folk.py)."
             ),
             modality="music",
             count=11_211,

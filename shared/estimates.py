@@ -2,7 +2,7 @@
 
 Pure arithmetic (no TensorFlow), so the API can refuse at submit a job that would kill a
 worker (``api.admission``). Each kind's formulas mirror its builders
-(``workers/kinds/dcgan_model.py``, ``causal_lm/network.py``); ``tests/test_estimates_real.py``
+(``workers/kinds/dcgan/model.py``, ``causal_lm/network.py``); ``tests/test_estimates_real.py``
 builds the networks and checks the parameter counts and checkpoint sizes against them.
 
 Peak memory of a training step::
@@ -148,7 +148,7 @@ class JobFacts:
     checkpoints_kept: int = 2
 
 
-# --- dcgan (workers/kinds/dcgan_model.py) ----------------------------------------------------
+# --- dcgan (workers/kinds/dcgan/model.py) ----------------------------------------------------
 @dataclass(frozen=True)
 class ConvNetShape:
     """A DCGAN's geometry: ``image_size`` = ``start`` x 2^``upsamplings``; ``classes`` > 0

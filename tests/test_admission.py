@@ -15,9 +15,9 @@ import pytest
 
 from atelier.api.admission import MAX_PERIODIC_WRITES, smallest_period
 from atelier.shared.datasets import DatasetInfo, DatasetStore
-from atelier.shared.dcgan_params import DcganTrainParams, estimate_dcgan_train
 from atelier.shared.estimates import JobFacts
-from atelier.shared.kinds import TextgenTrainParams, estimate_textgen_train
+from atelier.shared.kinds.dcgan import DcganTrainParams, estimate_dcgan_train
+from atelier.shared.kinds.textgen import TextgenTrainParams, estimate_textgen_train
 from atelier.shared.settings import Settings
 from tests.conftest import InProcessApi
 from tests.test_api_errors import Api, assert_nothing_enqueued, assert_problem, post_job

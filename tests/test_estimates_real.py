@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from atelier.shared.dcgan_params import DcganTrainParams, estimate_dcgan_train
 from atelier.shared.estimates import ConvNetShape, JobFacts, NetworkSize, gpt2_size
-from atelier.shared.kinds import TextgenTrainParams, estimate_textgen_train
+from atelier.shared.kinds.dcgan import DcganTrainParams, estimate_dcgan_train
+from atelier.shared.kinds.textgen import TextgenTrainParams, estimate_textgen_train
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def test_dcgan_estimate_matches_the_network(config: dict[str, Any]) -> None:
     import keras
 
     from atelier.workers.checkpoints import encode_checkpoint
-    from atelier.workers.kinds.dcgan_model import (
+    from atelier.workers.kinds.dcgan.model import (
         DCGAN,
         DcganConfig,
         build_optimizer_state,
@@ -127,8 +127,8 @@ PEAK_RSS = textwrap.dedent(
         batches = training_windows(data, config.sequence_length, params["batch_size"], 0)
     else:
         import keras
-        from atelier.shared.dcgan_params import DcganTrainParams
-        from atelier.workers.kinds.dcgan_training import build_gan, image_batches
+        from atelier.shared.kinds.dcgan import DcganTrainParams
+        from atelier.workers.kinds.dcgan.training import build_gan, image_batches
         # The job's own builders: conditional on the digits' ten classes, as the default is.
         model = build_gan(DcganTrainParams.model_validate(params), 28, 1, classes=10)
         images = np.random.default_rng(0).uniform(-1, 1, (1797, 28, 28, 1)).astype("float32")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from atelier.shared.abc import split_tunes
-from atelier.workers.folk import source_files
-from atelier.workers.melody_render import audio_missing
+from atelier.shared.kinds.melody.abc import split_tunes
+from atelier.workers.kinds.melody.folk import source_files
+from atelier.workers.kinds.melody.render import audio_missing
 from tests.conftest import RunningStack
 
 pytestmark = pytest.mark.slow

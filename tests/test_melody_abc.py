@@ -11,9 +11,9 @@ import zipfile
 
 import pytest
 
-from atelier.shared.abc import AbcError, normalise, split_tunes, tune_from_tokens
-from atelier.shared.abc_music import stats
-from atelier.workers.folk import build, source_files
+from atelier.shared.kinds.melody.abc import AbcError, normalise, split_tunes, tune_from_tokens
+from atelier.shared.kinds.melody.music import stats
+from atelier.workers.kinds.melody.folk import build, source_files
 from tests.conftest import InProcessApi
 
 MESSY = """X: 7
@@ -146,7 +146,7 @@ def test_hostile_abc_uploads_are_refused(
 
 
 def test_a_tune_becomes_abc_midi_a_piano_roll_and_audio() -> None:
-    from atelier.workers.melody_render import audio_missing, render
+    from atelier.workers.kinds.melody.render import audio_missing, render
 
     rendered = render(normalise(GOOD), "tune-0")
     types = {f.name: f.content_type for f in rendered.files}
@@ -205,7 +205,7 @@ def test_the_ngram_baseline_is_a_distribution_and_learns() -> None:
 
 
 def test_badly_formed_repeats_still_make_a_midi_file() -> None:
-    from atelier.workers.melody_render import render
+    from atelier.workers.kinds.melody.render import render
 
     tune = normalise("X:1\nM:4/4\nL:1/8\nK:D\n|:abcd efga|[2 abcd efga:|[1 abc:| d8|]")
     rendered = render(tune, "t", audio=False)
@@ -214,7 +214,7 @@ def test_badly_formed_repeats_still_make_a_midi_file() -> None:
 
 
 def test_candidates_are_ranked_by_whole_bars_and_length() -> None:
-    from atelier.shared.abc import meter_fit
+    from atelier.shared.kinds.melody.abc import meter_fit
 
     full = normalise("X:1\nM:2/4\nL:1/8\nK:G\nD|" + "GABc|" * 8 + "G3|]")
     ragged = normalise("X:1\nM:2/4\nL:1/8\nK:G\nD|" + "GABc|GAB|" * 4 + "G3|]")
@@ -224,8 +224,8 @@ def test_candidates_are_ranked_by_whole_bars_and_length() -> None:
 
 
 def test_transposing_moves_every_note_by_the_same_interval() -> None:
-    from atelier.shared.abc_music import parse
-    from atelier.shared.abc_transpose import transpose
+    from atelier.shared.kinds.melody.music import parse
+    from atelier.shared.kinds.melody.transpose import transpose
 
     tune = normalise("X:1\nM:6/8\nL:1/8\nK:Ador\nA,B=c ^cde|^f_ga b^c'a|e,^^FG A3|]")
     for tonic, interval in (("D", 5), ("G", -2), ("Bb", 1), ("F#", -3)):

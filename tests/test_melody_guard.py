@@ -1,11 +1,11 @@
-"""The meter guard (``workers/kinds/melody_guard.py``): which tokens a row may write next,
+"""The meter guard (``workers/kinds/melody/guard.py``): which tokens a row may write next,
 on hand-made prompts (no model)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from atelier.workers.kinds.melody_guard import MeterGuard
+from atelier.workers.kinds.melody.guard import MeterGuard
 
 TOKENS = (
     "<pad>",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from atelier.shared.abc import AbcError, Tune, normalise, split_tunes
-from atelier.workers.folk import source_files
+from atelier.shared.kinds.melody.abc import AbcError, Tune, normalise, split_tunes
+from atelier.workers.kinds.melody.folk import source_files
 from bench.melody_run import trained
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ import pytest
 
 from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
 from atelier.workers.gpu import configure_tensorflow
-from atelier.workers.kinds.dcgan_augment import cutout, diff_augment, pack_images, translate
-from atelier.workers.kinds.dcgan_inference import generate_images, labels_in_turn
-from atelier.workers.kinds.dcgan_model import (
+from atelier.workers.kinds.dcgan.augment import cutout, diff_augment, pack_images, translate
+from atelier.workers.kinds.dcgan.inference import generate_images, labels_in_turn
+from atelier.workers.kinds.dcgan.model import (
     DCGAN,
     DcganConfig,
     GanRecipe,
@@ -133,7 +133,7 @@ def test_r1_and_diff_augment_train_with_a_real_penalty() -> None:
 
 def _dark_and_bright(gan: DCGAN, steps: int, seed: int) -> dict[str, list[float]]:
     """Train ``gan`` on class 0 = dark images, class 1 = bright ones."""
-    from atelier.workers.kinds.dcgan_training import image_batches
+    from atelier.workers.kinds.dcgan.training import image_batches
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)

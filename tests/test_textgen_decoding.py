@@ -9,8 +9,8 @@ import pytest
 
 from atelier.workers.kinds.causal_lm.network import LanguageModelConfig, build_language_model
 from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
-from atelier.workers.kinds.textgen_decoding import Decoder
-from atelier.workers.kinds.textgen_tokens import ByteTokens
+from atelier.workers.kinds.textgen.decoding import Decoder
+from atelier.workers.kinds.textgen.tokens import ByteTokens
 
 pytestmark = pytest.mark.slow  # TensorFlow
 

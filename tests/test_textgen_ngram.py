@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from atelier.shared.kinds import TextgenTrainParams
+from atelier.shared.kinds.textgen import TextgenTrainParams
 from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
 from atelier.workers.kinds.causal_lm.ngram import (
     NgramMixture,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from atelier.workers.corpus import fables
-from atelier.workers.kinds.textgen_tokens import (
+from atelier.workers.kinds.textgen.tokens import (
     BytePairTokens,
     ByteTokens,
     new_tokens,

@@ -1,7 +1,8 @@
 """A third model kind that exists only for the tests, written by the recipe in
-docs/kinds.md ("Adding a model kind"): this module is the table row and its parameters (no
-TensorFlow, so the API can import it); ``tests/toy_kind_plugin.py`` is the worker's plug-in, which
-trains through the shared loop. Loaded with ``ATELIER_KIND_PLUGINS=tests.toy_kind:KIND``.
+docs/kinds.md ("Adding a model kind"): this module is its TF-free half, the parameters and
+``KIND``, its row in the table (no TensorFlow, so the API can import it);
+``tests/toy_kind_plugin.py`` is its worker half, the plug-in, which trains through the shared
+loop. Loaded with ``ATELIER_KIND_PLUGINS=tests.toy_kind:KIND``.
 
 ``toy`` learns the mean pixel of an image dataset with one Dense unit, and generates
 that mean."""

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import keras
 import numpy as np
 
-from atelier.shared.kinds_base import TrainParams
+from atelier.shared.kinds.base import TrainParams
 from atelier.workers.kinds.causal_lm.network import (
     JitCompile,
     LanguageModelConfig,

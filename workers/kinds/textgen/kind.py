@@ -1,6 +1,6 @@
 """The ``textgen`` plug-in: train a causal language model (``causal_lm``) over bytes or a
-byte-pair vocabulary learned from the corpus (``textgen_tokens``), optionally interpolated
-with a token n-gram, and write text from one (``textgen_decoding``)."""
+byte-pair vocabulary learned from the corpus (``tokens``), optionally interpolated
+with a token n-gram, and write text from one (``decoding``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from atelier.shared.errors import PermanentJobError
 from atelier.shared.jobs import OutputRef
-from atelier.shared.kinds import TextgenGenerateParams, TextgenTrainParams
+from atelier.shared.kinds.textgen import TextgenGenerateParams, TextgenTrainParams
 from atelier.shared.models import ModelRecord
 from atelier.workers.cache import LoadedModels
 from atelier.workers.checkpoints import restore_checkpoint
@@ -39,9 +39,9 @@ from atelier.workers.kinds.causal_lm.ngram import (
 )
 from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
 from atelier.workers.kinds.causal_lm.trainer import CausalLmTrainer
-from atelier.workers.kinds.textgen_decoding import Decoder
-from atelier.workers.kinds.textgen_held_out import HeldOut
-from atelier.workers.kinds.textgen_tokens import (
+from atelier.workers.kinds.textgen.decoding import Decoder
+from atelier.workers.kinds.textgen.held_out import HeldOut
+from atelier.workers.kinds.textgen.tokens import (
     TOKENIZER_KEY,
     TextTokens,
     new_tokens,

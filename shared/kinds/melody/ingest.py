@@ -1,26 +1,23 @@
-"""Checking uploaded ABC tunes (``.abc``, or a ``.zip`` of them) for the ``melody`` kind.
+"""The ``melody`` kind's ingest rules: which tunes of an uploaded ABC file are kept.
 
-The hostile-input rules of the other uploads hold: the bytes are capped before this runs,
-archives go through ``archives``' entry checks (count, total size, names, links, overlapping
-entries), their ABC files may hold no more than one upload may, and each entry is read no
-further than it declares; text must be UTF-8 without NULs. Every tune is normalised
-(``shared.abc``) and parsed by music21 (6-30 ms a tune, so at most ``MAX_UPLOAD_TUNES``
-are), in a process of the upload pool (``api.upload_gate``), never on a request thread;
-the upload is refused when none is readable, and the tunes that are not are counted and
-named in the refusal's absence (the dataset's description says how many were dropped).
+Pure Python and music21 (no Flask, no TensorFlow). The API gathers the upload's ABC files
+(``api.ingest``: the bytes are capped, and archives go through ``api.archives``' entry
+checks first) and runs ``check_tunes`` in a process of the upload pool
+(``api.upload_gate``), never on a request thread. Text must be UTF-8 without NULs; every
+tune is normalised (``shared.kinds.melody.abc``) and parsed by music21 (6-30 ms a tune, so
+at most ``MAX_UPLOAD_TUNES`` are); the upload is refused when none is readable, and the
+tunes that are not are counted and named in the refusal's absence (the dataset's
+description says how many were dropped).
 """
 
 from __future__ import annotations
 
 import collections
-import zipfile
 from dataclasses import dataclass, field
 
-from atelier.api.archives import read_entry, visible_files
-from atelier.shared.abc import AbcError, normalise, split_tunes
-from atelier.shared.abc_music import parse
 from atelier.shared.errors import InvalidUpload, PayloadTooLarge
-from atelier.shared.settings import Settings
+from atelier.shared.kinds.melody.abc import AbcError, normalise, split_tunes
+from atelier.shared.kinds.melody.music import parse
 
 ABC_SUFFIXES = {".abc"}
 MAX_UPLOAD_TUNES = 2000
@@ -33,23 +30,6 @@ class AbcUpload:
     """The readable tunes, normalised, numbered from 1."""
     count: int
     dropped: dict[str, int] = field(default_factory=dict)
-
-
-def abc_files(
-    filename: str, data: bytes, archive: zipfile.ZipFile | None, settings: Settings
-) -> list[tuple[str, bytes]]:
-    """(name, bytes) of each ABC file of the upload: the upload itself, or the archive's
-    ``.abc`` files, which may hold no more than an upload may (``max_upload_bytes``)."""
-    if archive is None:
-        return [(filename, data)]
-    entries = visible_files(archive, ABC_SUFFIXES)
-    total = sum(entry.file_size for entry in entries)
-    if total > settings.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"The archive's ABC files hold {total} bytes; the limit is "
-            f"{settings.max_upload_bytes}, as for one .abc file."
-        )
-    return [(entry.filename, read_entry(archive, entry)) for entry in entries]
 
 
 def _utf8(name: str, data: bytes) -> str:

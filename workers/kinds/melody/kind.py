@@ -1,6 +1,6 @@
 """The ``melody`` plug-in: train a causal language model (``causal_lm``) on ABC tunes
-(``melody_model``), and write tunes from one, each as ABC, MIDI, a piano roll and audio
-(``workers.melody_render``)."""
+(``model``), and write tunes from one, each as ABC, MIDI, a piano roll and audio
+(``render``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from atelier.shared.abc import (
+from atelier.shared.errors import PermanentJobError
+from atelier.shared.jobs import OutputRef
+from atelier.shared.kinds.melody.abc import (
     HEADER_PREFIXES,
     AbcError,
     Tune,
@@ -21,14 +23,11 @@ from atelier.shared.abc import (
     split_tunes,
     tune_from_tokens,
 )
-from atelier.shared.abc_transpose import transpose
-from atelier.shared.errors import PermanentJobError
-from atelier.shared.jobs import OutputRef
-from atelier.shared.melody_params import MelodyGenerateParams, MelodyTrainParams
+from atelier.shared.kinds.melody.params import MelodyGenerateParams, MelodyTrainParams
+from atelier.shared.kinds.melody.transpose import transpose
 from atelier.shared.models import ModelRecord
 from atelier.workers.cache import LoadedModels
 from atelier.workers.checkpoints import restore_checkpoint
-from atelier.workers.folk import cached
 from atelier.workers.gpu import configure_tensorflow
 from atelier.workers.kinds.base import (
     GenerateResult,
@@ -38,8 +37,9 @@ from atelier.workers.kinds.base import (
 from atelier.workers.kinds.causal_lm.network import WarmupCosine, build_language_model
 from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
 from atelier.workers.kinds.causal_lm.trainer import CausalLmTrainer
-from atelier.workers.kinds.melody_decoding import MelodyDecoder
-from atelier.workers.kinds.melody_model import (
+from atelier.workers.kinds.melody.decoding import MelodyDecoder
+from atelier.workers.kinds.melody.folk import cached
+from atelier.workers.kinds.melody.model import (
     END,
     START,
     HeldOut,
@@ -47,7 +47,7 @@ from atelier.workers.kinds.melody_model import (
     Vocabulary,
     header_counts,
 )
-from atelier.workers.melody_render import ABC_TYPE, audio_missing, render
+from atelier.workers.kinds.melody.render import ABC_TYPE, audio_missing, render
 from atelier.workers.training import Sample, TrainingKind
 
 VALIDATION_FRACTION = 0.05
@@ -174,7 +174,7 @@ def write_tunes(
 ) -> list[Tune | str]:
     """One tune per header (its prompt): of ``candidates`` sampled for it, the one whose
     bars best fit its meter (``meter_fit``); a tune that cannot be read is the reason why.
-    With ``meter_guard`` the sampler keeps every bar to the meter (``melody_guard``)."""
+    With ``meter_guard`` the sampler keeps every bar to the meter (``guard``)."""
     rows = [header for header in headers for _ in range(candidates)]
     written = _sample_tunes(decoder, vocabulary, rows, spec, seed, meter_guard)
     groups = [written[i : i + candidates] for i in range(0, len(written), candidates)]

@@ -10,12 +10,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from atelier.shared.dcgan_params import DcganTrainParams
 from atelier.shared.images import encode_png, grid, to_uint8
+from atelier.shared.kinds.dcgan import DcganTrainParams
 from atelier.workers.context import JobContext
 from atelier.workers.datasets import load_images, load_labels
-from atelier.workers.kinds.dcgan_inference import generate_images, labels_in_turn
-from atelier.workers.kinds.dcgan_model import (
+from atelier.workers.kinds.dcgan.inference import generate_images, labels_in_turn
+from atelier.workers.kinds.dcgan.model import (
     DCGAN,
     DcganConfig,
     GanRecipe,

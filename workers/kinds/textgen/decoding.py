@@ -26,7 +26,7 @@ from atelier.workers.kinds.causal_lm.sampling import (
     next_power_of_two,
     reseed,
 )
-from atelier.workers.kinds.textgen_tokens import ByteTokens, TextTokens
+from atelier.workers.kinds.textgen.tokens import ByteTokens, TextTokens
 
 LENGTH_BUCKET = 32  # tokens: at most 31 generated and thrown away per row
 KEPT_FRACTION = 0.5  # of the context, carried into the next window: context vs. speed

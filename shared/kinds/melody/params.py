@@ -1,43 +1,30 @@
 """The ``melody`` kind's parameters and estimates (pure pydantic: the API imports them,
-``shared.kinds`` puts them in the table)."""
+``shared.kinds.melody`` puts them in its row of the table)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from atelier.shared.abc import RHYTHMS
-from atelier.shared.estimates import (
-    Estimate,
-    JobFacts,
-    gpt2_size,
-    gpt2_training_activations,
-    inference_memory,
-    kept_checkpoint_bytes,
-    samples_written,
-    training_memory,
-)
-from atelier.shared.kinds_base import StrictParams, TrainParams, model_id_field
+from atelier.shared.estimates import Estimate, JobFacts
+from atelier.shared.kinds.base import StrictParams, model_id_field
+from atelier.shared.kinds.causal_lm import Gpt2TrainParams, gpt2_sampling, gpt2_training
+from atelier.shared.kinds.melody.abc import RHYTHMS
 
 WAV_BYTES_PER_TUNE = 44_100 * 2 * 2 * 60
 """A minute of 16-bit stereo at 44.1 kHz: longer than a generated tune plays."""
 
 
-class MelodyTrainParams(TrainParams):
+class MelodyTrainParams(Gpt2TrainParams):
     dataset: str = Field("folk", description="An ABC dataset; see GET /v1/datasets.")
     steps: int = Field(1200, ge=1, le=1_000_000, description="Optimizer steps.")
-    batch_size: int = Field(32, ge=1, le=512)
     sequence_length: int = Field(
         256, ge=32, le=2048, description="Context in ABC tokens; a generated tune fits in it."
     )
-    num_layers: int = Field(2, ge=1, le=24)
-    num_heads: int = Field(4, ge=1, le=32)
-    hidden_dim: int = Field(128, ge=8, le=2048, description="A multiple of num_heads.")
     learning_rate: float = Field(
         2e-3, gt=0, le=0.1, description="Peak rate: 5% warm-up, then cosine decay to a tenth."
     )
-    dropout: float = Field(0.0, ge=0, lt=1)
     transpose_to: str | None = Field(
         None,
         pattern=r"^[A-G][#b]?$",
@@ -48,14 +35,6 @@ class MelodyTrainParams(TrainParams):
         300, ge=1, le=1_000_000, description="Steps between validation and a sample tune."
     )
     checkpoint_every: int = Field(300, ge=1, le=1_000_000, description="Steps between checkpoints.")
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> MelodyTrainParams:
-        if self.hidden_dim % self.num_heads:
-            raise ValueError(
-                f"hidden_dim ({self.hidden_dim}) must be a multiple of num_heads ({self.num_heads})"
-            )
-        return self
 
 
 Rhythm = Literal[RHYTHMS]  # type: ignore[valid-type]
@@ -93,43 +72,23 @@ class MelodyGenerateParams(StrictParams):
 
 
 def estimate_melody_train(params: MelodyTrainParams, facts: JobFacts) -> Estimate:
-    """GPT-2 blocks with AdamW over a few hundred tokens; the corpus held as tokens."""
-    size = gpt2_size(params.sequence_length, params.num_layers, params.hidden_dim)
-    activations = gpt2_training_activations(
-        params.batch_size,
-        params.sequence_length,
-        params.num_layers,
-        params.num_heads,
-        params.hidden_dim,
-    )
-    samples = samples_written(params.steps, params.sample_every)
-    checkpoint = size.checkpoint_bytes()
-    kept = kept_checkpoint_bytes(
-        checkpoint, params.steps, params.checkpoint_every, facts.checkpoints_kept
-    )
-    tokens = 200 * max(facts.dataset_count, 1)  # tunes: ~120 tokens each, 4-byte ids
-    return Estimate(
-        parameters=size.total,
-        memory_bytes=training_memory(size, activations + 4 * tokens),
-        checkpoint_bytes=checkpoint,
-        output_bytes=kept + samples * 8 * params.sequence_length + size.checkpoint_bytes(False),
-        samples=samples,
+    """The corpus held as tokens (a tune ~120 tokens, 4-byte ids) beside the network; a sample
+    tune's files at most 8 bytes a context token."""
+    tokens = 200 * max(facts.dataset_count, 1)
+    return gpt2_training(
+        params, facts, data_elements=4 * tokens, sample_bytes=8 * params.sequence_length
     )
 
 
 def estimate_melody_generate(params: MelodyGenerateParams, facts: JobFacts) -> Estimate:
-    """The weights; per tune a key/value cache, and its files (the .wav dominates)."""
+    """The weights; per candidate sampled at once (at most 64) a key/value cache; each tune's
+    files (the .wav dominates)."""
     config = facts.model_config or {}
-    length, layers = config.get("sequence_length", 256), config.get("num_layers", 2)
-    hidden = config.get("hidden_dim", 128)
-    vocabulary = len(config.get("vocabulary", [])) or 256
-    size = gpt2_size(length, layers, hidden)
-    per_tune = 2 * layers * length * hidden + length * (4 * hidden + vocabulary)
     files = WAV_BYTES_PER_TUNE if params.audio else 0
-    return Estimate(
-        parameters=size.total,
-        memory_bytes=inference_memory(size, min(params.n * params.candidates, 64) * per_tune),
-        checkpoint_bytes=0,
+    return gpt2_sampling(
+        config,
+        min(params.n * params.candidates, 64),
+        default_length=256,
+        vocabulary_size=len(config.get("vocabulary", [])) or 256,
         output_bytes=params.n * (files + 64 * 1024),
-        samples=0,
     )

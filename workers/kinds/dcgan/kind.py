@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from atelier.shared.dcgan_params import (
+from atelier.shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
+from atelier.shared.jobs import OutputRef
+from atelier.shared.kinds.dcgan import (
     SINGLE_IMAGE_OUTPUTS_MAX,
     DcganGenerateParams,
     DcganTrainParams,
 )
-from atelier.shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
-from atelier.shared.jobs import OutputRef
 from atelier.shared.models import ModelRecord
 from atelier.workers.cache import LoadedModels
 from atelier.workers.checkpoints import restore_checkpoint
@@ -25,9 +25,9 @@ from atelier.workers.kinds.base import (
     JobContext,
     timing_metrics,
 )
-from atelier.workers.kinds.dcgan_inference import CompiledGenerator, labels_in_turn
-from atelier.workers.kinds.dcgan_model import DcganConfig, build_generator
-from atelier.workers.kinds.dcgan_training import DcganTrainer, read_images
+from atelier.workers.kinds.dcgan.inference import CompiledGenerator, labels_in_turn
+from atelier.workers.kinds.dcgan.model import DcganConfig, build_generator
+from atelier.workers.kinds.dcgan.training import DcganTrainer, read_images
 from atelier.workers.training import TrainingKind
 
 PREVIEW_IMAGES = 64  # in grid.png

@@ -1,5 +1,5 @@
 """The ``melody`` model: a causal language model (``causal_lm``) over ABC tokens
-(``shared.abc``), with a vocabulary of the corpus's tokens, and its held-out loss per
+(``shared.kinds.melody.abc``), with a vocabulary of the corpus's tokens, and its held-out loss per
 tune. Pure builders; nothing runs on import."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from atelier.shared.abc import Tune
+from atelier.shared.kinds.melody.abc import Tune
 from atelier.workers.kinds.causal_lm.network import LanguageModelConfig, loss_metrics
 
 PAD, START, END = "<pad>", "<tune>", "</tune>"

@@ -1,5 +1,6 @@
-"""The ``dcgan`` kind's parameters, estimates and submit-time checks (pure pydantic: the API
-imports them, ``shared.kinds`` puts them in the table)."""
+"""The ``dcgan`` kind's TF-free half: its parameters, estimates, submit-time checks and its
+row in the table (pure pydantic: the API imports it; the worker half is
+``workers/kinds/dcgan/``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from atelier.shared.estimates import (
     samples_written,
     training_memory,
 )
-from atelier.shared.kinds_base import StrictParams, TrainParams, model_id_field
+from atelier.shared.kinds.base import KindSpec, StrictParams, TrainParams, model_id_field
 
 
 class DcganTrainParams(TrainParams):
@@ -172,3 +173,16 @@ def estimate_dcgan_generate(params: DcganGenerateParams, facts: JobFacts) -> Est
         output_bytes=(params.n + 64) * pixels + 1024,
         samples=0,
     )
+
+
+KIND = KindSpec(
+    name="dcgan",
+    description="Deep convolutional GAN for small images (28-64 px, grey or RGB).",
+    train_params=DcganTrainParams,
+    generate_params=DcganGenerateParams,
+    implementation="atelier.workers.kinds.dcgan.kind:DcganKind",
+    modality="image",
+    estimate_train=estimate_dcgan_train,
+    estimate_generate=estimate_dcgan_generate,
+    check_generate=check_dcgan_generate,
+)

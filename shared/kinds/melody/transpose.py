@@ -1,4 +1,4 @@
-"""Transposing a normalised tune (``shared.abc``) to another tonic, mode kept: the
+"""Transposing a normalised tune (``shared.kinds.melody.abc``) to another tonic, mode kept: the
 optional step of the ``folk`` normalisation (train param ``transpose_to``). Fewer keys
 means fewer things a small model must learn; the tunes keep their shape.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from atelier.shared.abc import AbcError, Tune
+from atelier.shared.kinds.melody.abc import AbcError, Tune
 
 LETTERS = "CDEFGAB"
 NATURAL = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}

@@ -1,5 +1,5 @@
 """Decoding for ``melody``: the compiled samplers of ``causal_lm.sampling``, over token
-ids, optionally through the meter guard (``melody_guard``).
+ids, optionally through the meter guard (``guard``).
 
 Every row is one tune: its header tokens are the prompt (rows may differ in length; the
 padding mask tells keras-hub which positions to fill), and a row ends at ``</tune>``. Rows
@@ -18,7 +18,7 @@ from atelier.workers.kinds.causal_lm.sampling import (
     next_power_of_two,
     reseed,
 )
-from atelier.workers.kinds.melody_guard import GuardedSampler, MeterGuard
+from atelier.workers.kinds.melody.guard import GuardedSampler, MeterGuard
 
 
 class MelodyDecoder:
@@ -28,7 +28,7 @@ class MelodyDecoder:
         self.lm = lm
         self.end_id = end_id
         self.guard = MeterGuard(tokens) if tokens else None
-        """Masks tokens that break the bar (``melody_guard``); needs the vocabulary."""
+        """Masks tokens that break the bar (``guard``); needs the vocabulary."""
         self.samplers: CompiledSamplers[tuple[SamplerSpec, int, bool]] = CompiledSamplers(
             lm, jit_compile
         )

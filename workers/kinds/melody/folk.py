@@ -1,11 +1,11 @@
 """The built-in ``folk`` dataset: the public-domain ABC tunes that ship inside music21's
-wheel (no download), normalised (``shared.abc``) and checked by parsing with music21.
+wheel (no download), normalised (``shared.kinds.melody.abc``) and checked by parsing with music21.
 
 Parsing every tune takes music21 ~30 ms, about five minutes of CPU for the ~11,000 tunes,
 so the result is built once per worker machine and cached as JSON under
 ``$ATELIER_DATA_DIR/cache`` (an OS lock keeps two job processes from building it twice);
-later jobs load it in about a second. ``python -m atelier.workers.folk`` builds it ahead
-of the first job and prints what was kept and dropped.
+later jobs load it in about a second. ``python -m atelier.workers.kinds.melody.folk``
+builds it ahead of the first job and prints what was kept and dropped.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atelier.shared.abc import AbcError, Tune, normalise, split_tunes
-from atelier.shared.abc_music import TuneStats, stats
+from atelier.shared.kinds.melody.abc import AbcError, Tune, normalise, split_tunes
+from atelier.shared.kinds.melody.music import TuneStats, stats
 
 SOURCES = ("ryansMammoth", "oneills1850", "essenFolksong")
 """music21 corpus collections: Ryan's Mammoth Collection (1883), O'Neill's Music of

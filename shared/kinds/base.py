@@ -1,0 +1,71 @@
+"""What every kind's TF-free half is made of: the parameter classes its schemas extend and
+the ``KindSpec`` that is its row in the table (``shared.kinds`` re-exports them). A kind's
+module imports them from here, never from ``shared.kinds``, which imports the kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atelier.shared.estimates import Estimate, JobFacts
+
+
+class StrictParams(BaseModel):
+    """Unknown parameters are errors, not silently ignored typos."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainParams(StrictParams):
+    """What every kind's training takes; the shared training loop reads these."""
+
+    dataset: str = Field(description="Dataset name; see GET /v1/datasets.")
+    steps: int = Field(1000, ge=1, le=1_000_000, description="Optimizer steps.")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    sample_every: int = Field(
+        250, ge=1, le=1_000_000, description="Steps between samples written as outputs."
+    )
+    checkpoint_every: int = Field(250, ge=1, le=1_000_000, description="Steps between checkpoints.")
+
+
+MODEL_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""What a model id can look like (``model_`` and hex today): an empty or odd one is refused by
+the schema, before anything looks for it."""
+
+
+def model_id_field(kind: str) -> Any:
+    """The ``model_id`` of a kind's generate params."""
+    return Field(
+        description=f"A model produced by a {kind} training job.",
+        min_length=1,
+        max_length=64,
+        pattern=MODEL_ID_PATTERN,
+    )
+
+
+Estimator = Callable[[Any, JobFacts], Estimate]
+"""``(validated params, facts) -> Estimate``: a job's cost before it runs (``api.admission``)."""
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """A kind's row in the table: what the API validates and estimates with, and where the
+    worker finds the plug-in (imported only in a worker process)."""
+
+    name: str
+    description: str
+    train_params: type[StrictParams]
+    generate_params: type[StrictParams]
+    implementation: str
+    """``module:Class`` of the worker-side plug-in."""
+    modality: str
+    estimate_train: Estimator | None = None
+    """Peak memory and output volume of a training job; None: not estimated (admitted)."""
+    estimate_generate: Estimator | None = None
+    check_generate: Callable[[Any, dict[str, Any]], list[tuple[str, str]]] | None = None
+    """Why validated generation params cannot work with a model of this config: (param,
+    message) pairs for a 422 at submit, never a failure at run time ("model_id" when the
+    record itself cannot serve); empty when they can."""
