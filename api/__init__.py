@@ -1,5 +1,5 @@
 """Atelier's HTTP API: a Flask app factory; run it under gunicorn (``atelier api``)."""
 
-from atelier.api.app import create_app
+from .app import create_app
 
 __all__ = ["create_app"]

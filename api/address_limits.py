@@ -19,9 +19,9 @@ import ipaddress
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from atelier.api.services import services
-from atelier.shared.errors import RateLimited
-from atelier.shared.rate_limits import Budget
+from ..shared.errors import RateLimited
+from ..shared.rate_limits import Budget
+from .services import services
 
 OPEN_ENDPOINTS = frozenset(
     {

@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from atelier.shared.datasets import DatasetInfo
-from atelier.shared.errors import TooLarge, ValidationFailed
-from atelier.shared.estimates import Estimate, JobFacts, device_memory
-from atelier.shared.jobs import JobType
-from atelier.shared.kinds import KindSpec, StrictParams
-from atelier.shared.models import ModelRecord
-from atelier.shared.settings import Settings
+from ..shared.datasets import DatasetInfo
+from ..shared.errors import TooLarge, ValidationFailed
+from ..shared.estimates import Estimate, JobFacts, device_memory
+from ..shared.jobs import JobType
+from ..shared.kinds import KindSpec, StrictParams
+from ..shared.models import ModelRecord
+from ..shared.settings import Settings
 
 MAX_PERIODIC_WRITES = 1000
 """Checkpoints, and samples, one training job may write: each is an object and an upload,

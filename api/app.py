@@ -8,19 +8,19 @@ from collections.abc import Callable
 
 from flask import Flask, Response
 
-from atelier.api.address_limits import install_address_limits
-from atelier.api.auth import record_audit
-from atelier.api.contract import document_contract
-from atelier.api.durability import install_durability
-from atelier.api.limits_doc import document_limits
-from atelier.api.metrics import install_metrics
-from atelier.api.paging import bound_page_limits
-from atelier.api.problems import guard_json_body, register_problem_handlers
-from atelier.api.services import EXTENSION_NAME, Services
-from atelier.api.spec import spec
-from atelier.shared.kinds import load_kind_plugins
-from atelier.shared.logs import JOB_ID, OWNER, configure_logging
-from atelier.shared.settings import Settings
+from ..shared.kinds import load_kind_plugins
+from ..shared.logs import JOB_ID, OWNER, configure_logging
+from ..shared.settings import Settings
+from .address_limits import install_address_limits
+from .auth import record_audit
+from .contract import document_contract
+from .durability import install_durability
+from .limits_doc import document_limits
+from .metrics import install_metrics
+from .paging import bound_page_limits
+from .problems import guard_json_body, register_problem_handlers
+from .services import EXTENSION_NAME, Services
+from .spec import spec
 
 
 def _forget_log_context(_error: BaseException | None) -> None:
@@ -50,8 +50,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_NAME] = svc
 
     # Importing the view modules attaches their routes to the blueprints.
-    from atelier.api.dashboard.install import install_dashboard
-    from atelier.api.views import (  # noqa: F401
+    from .dashboard.install import install_dashboard
+    from .views import (  # noqa: F401
         catalog,
         datasets,
         events,
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         v1,
         webhooks,
     )
-    from atelier.api.views.health import health
+    from .views.health import health
 
     install_address_limits(app, settings.trusted_proxy_hops)  # before the body is read
     app.before_request(guard_json_body)

@@ -19,8 +19,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from atelier.shared.errors import InvalidUpload, PayloadTooLarge
-from atelier.shared.settings import Settings
+from ..shared.errors import InvalidUpload, PayloadTooLarge
+from ..shared.settings import Settings
 
 # The few fixed records read by hand (APPNOTE.TXT 4.3.12-4.3.16): zipfile has no way to
 # give the entry count, or the directory's bounds, without building every ZipInfo first.

@@ -7,18 +7,18 @@ from collections.abc import Callable
 
 from flask import Response, g, request
 
-from atelier.api.address_limits import spend_address_budget
-from atelier.api.dashboard.sessions import (
+from ..shared.audit import AuditLog
+from ..shared.auth import ID_CHARS, ApiKeyRecord, hash_key
+from ..shared.errors import CsrfFailed, MissingScope, Unauthorized
+from ..shared.logs import JOB_ID, OWNER
+from .address_limits import spend_address_budget
+from .dashboard.sessions import (
     COOKIE_NAME,
     CSRF_HEADER,
     SessionStore,
     csrf_matches,
 )
-from atelier.api.services import services
-from atelier.shared.audit import AuditLog
-from atelier.shared.auth import ID_CHARS, ApiKeyRecord, hash_key
-from atelier.shared.errors import CsrfFailed, MissingScope, Unauthorized
-from atelier.shared.logs import JOB_ID, OWNER
+from .services import services
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

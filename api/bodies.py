@@ -8,7 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from atelier.api.schemas import (
+from ..shared.job_records import WebhookEvent
+from ..shared.jobs import Job, OutputRef
+from ..shared.models import ModelRecord
+from ..shared.storage import ObjectStore
+from .schemas import (
     ErrorOut,
     JobOut,
     ModelOut,
@@ -17,10 +21,6 @@ from atelier.api.schemas import (
     optional_timestamp,
     timestamp,
 )
-from atelier.shared.job_records import WebhookEvent
-from atelier.shared.jobs import Job, OutputRef
-from atelier.shared.models import ModelRecord
-from atelier.shared.storage import ObjectStore
 
 _PATH_SAFE = "/!$&'()*+,:;=@"  # what werkzeug leaves unquoted in a path, as url_for did
 

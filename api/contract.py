@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from atelier.api.events_doc import event_routes
-from atelier.api.problems import MAX_URI_CHARS, PROBLEM_MIMETYPE
-from atelier.shared.jobs import JobType
-from atelier.shared.kinds import KINDS
+from ..shared.jobs import JobType
+from ..shared.kinds import KINDS
+from .events_doc import event_routes
+from .problems import MAX_URI_CHARS, PROBLEM_MIMETYPE
 
 BODY_METHODS = frozenset({"post", "put", "patch"})
 

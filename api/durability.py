@@ -17,10 +17,10 @@ import logging
 import redis
 from flask import Flask, Response, g, request
 
-from atelier.api.problems import problem_response
-from atelier.api.services import services
-from atelier.shared.durability import RETRY_AFTER_SECONDS
-from atelier.shared.errors import NotReplicated, ProblemError, ServiceUnavailable
+from ..shared.durability import RETRY_AFTER_SECONDS
+from ..shared.errors import NotReplicated, ProblemError, ServiceUnavailable
+from .problems import problem_response
+from .services import services
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from contextlib import contextmanager
 
 import redis
 
-from atelier.api.metrics import LONG_REQUESTS
-from atelier.shared.errors import RateLimited, ServiceUnavailable
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from ..shared.errors import RateLimited, ServiceUnavailable
+from ..shared.redis_keys import KEYS, RedisKeys
+from .metrics import LONG_REQUESTS
 
 log = logging.getLogger(__name__)
 

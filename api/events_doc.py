@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from atelier.shared.events import EventType
+from ..shared.events import EventType
 
 _EVENT_STREAM = {
     # OpenAPI 3.1 has no stream schema: for text/event-stream, `schema` describes one event.

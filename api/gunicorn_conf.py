@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
-from atelier.shared.settings import Settings
+from ..shared.settings import Settings
 
 _settings = Settings.from_env()
 worker_class = "gthread"
@@ -29,7 +29,7 @@ def post_worker_init(worker: Any) -> None:
     """On SIGTERM (a restart, a scale-down) open event streams and waits end at once, so
     the worker stops in well under ``graceful_timeout``; clients reconnect elsewhere with
     ``Last-Event-ID``. gunicorn's own handler still runs (it stops accepting)."""
-    from atelier.api.services import EXTENSION_NAME
+    from .services import EXTENSION_NAME
 
     services = getattr(worker.wsgi, "extensions", {}).get(EXTENSION_NAME)
     if services is None:

@@ -22,12 +22,12 @@ from typing import IO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from atelier.api.archives import UNREADABLE, open_zip, read_entry, visible_files
-from atelier.api.upload_gate import UploadGate
-from atelier.shared.datasets import Modality
-from atelier.shared.errors import InvalidUpload, PayloadTooLarge
-from atelier.shared.kinds.melody.ingest import ABC_SUFFIXES, check_tunes
-from atelier.shared.settings import Settings
+from ..shared.datasets import Modality
+from ..shared.errors import InvalidUpload, PayloadTooLarge
+from ..shared.kinds.melody.ingest import ABC_SUFFIXES, check_tunes
+from ..shared.settings import Settings
+from .archives import UNREADABLE, open_zip, read_entry, visible_files
+from .upload_gate import UploadGate
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 IMAGE_FORMATS = ("PNG", "JPEG")

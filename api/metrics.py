@@ -21,9 +21,9 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
-from atelier.shared.errors import NotFound, Unauthorized
-from atelier.shared.queue_metrics import QueueDepthCollector
-from atelier.shared.settings import Settings
+from ..shared.errors import NotFound, Unauthorized
+from ..shared.queue_metrics import QueueDepthCollector
+from ..shared.settings import Settings
 
 HTTP_REQUESTS = Counter(
     "atelier_http_requests_total", "HTTP requests answered.", ["route", "method", "status"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from atelier.shared.errors import ValidationFailed
+from ..shared.errors import ValidationFailed
 
 
 def checked_limit(limit: int, page_max: int) -> int:

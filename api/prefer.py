@@ -14,8 +14,8 @@ import time
 
 from flask import request
 
-from atelier.api.services import services
-from atelier.shared.jobs import Job
+from ..shared.jobs import Job
+from .services import services
 
 _WAIT = re.compile(r"^\s*wait\s*(?:=\s*\"?(\d{1,9})\"?)?\s*(?:;.*)?$", re.IGNORECASE)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from flask import url_for
 
-from atelier.api.bodies import Links, job_body, model_body, output_body
-from atelier.api.durability import outcome_shown
-from atelier.api.schemas import JobOut, ModelOut, OutputOut
-from atelier.api.services import services
-from atelier.shared.jobs import Job, OutputRef
-from atelier.shared.models import ModelRecord
+from ..shared.jobs import Job, OutputRef
+from ..shared.models import ModelRecord
+from .bodies import Links, job_body, model_body, output_body
+from .durability import outcome_shown
+from .schemas import JobOut, ModelOut, OutputOut
+from .services import services
 
 
 def request_links() -> Links:

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from atelier.shared.errors import (
+from ..shared.errors import (
     PROBLEM_TYPE_PREFIX,
     MalformedRequest,
     PayloadTooLarge,
@@ -86,14 +86,14 @@ body nested thousands deep made Python's parser raise RecursionError (a 500)."""
 
 
 def _too_large_detail() -> str:
-    from atelier.api.services import services
+    from .services import services
 
     limit = services().settings.max_request_bytes
     return f"The request body is larger than the {limit}-byte limit; send a smaller body."
 
 
 def _upload_too_large(also: str = "") -> PayloadTooLarge:
-    from atelier.api.services import services
+    from .services import services
 
     limit = services().settings.max_upload_bytes
     return PayloadTooLarge(
@@ -109,7 +109,7 @@ def guard_json_body() -> None:
     chunked body (no ``Content-Length``) is held to the limit too (413)."""
     if request.method not in BODY_METHODS:
         return
-    from atelier.api.services import services
+    from .services import services
 
     settings = services().settings
     if request.blueprint == "dashboard":

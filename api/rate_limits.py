@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from flask import Response, g, request
 
-from atelier.api.auth import current_owner
-from atelier.api.services import services
-from atelier.shared.errors import RateLimited
-from atelier.shared.limits import limits_for
-from atelier.shared.rate_limits import Budget, Decision
+from ..shared.errors import RateLimited
+from ..shared.limits import limits_for
+from ..shared.rate_limits import Budget, Decision
+from .auth import current_owner
+from .services import services
 
 # (method, endpoint) -> budget; every other authenticated request spends "reads".
 BUDGET_OF_ROUTE = {("POST", "v1.create_job"): "submits", ("POST", "v1.upload_dataset"): "uploads"}

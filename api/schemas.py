@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from atelier.shared.job_records import WebhookEvent
-from atelier.shared.jobs import JobStatus, JobType
-from atelier.shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
-from atelier.shared.webhook_urls import MAX_URL_CHARS
+from ..shared.job_records import WebhookEvent
+from ..shared.jobs import JobStatus, JobType
+from ..shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
+from ..shared.webhook_urls import MAX_URL_CHARS
 
 # The upper bound is ATELIER_LIST_PAGE_MAX, checked by the views (``api.paging``).
 PAGE_LIMIT = Field(20, ge=1, description="Items per page; at most ATELIER_LIST_PAGE_MAX.")

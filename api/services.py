@@ -8,21 +8,21 @@ import redis
 from celery import Celery
 from flask import current_app
 
-from atelier.api.event_hub import EventHub, LongRequests
-from atelier.api.upload_gate import UploadGate
-from atelier.shared.auth import ApiKeyStore
-from atelier.shared.datasets import DatasetStore
-from atelier.shared.durability import Durability
-from atelier.shared.idempotency import IdempotencyStore
-from atelier.shared.job_logs import JobLogs
-from atelier.shared.jobs import JobStore
-from atelier.shared.models import ModelStore
-from atelier.shared.queue import make_celery
-from atelier.shared.quotas import Quotas
-from atelier.shared.rate_limits import RateLimiter
-from atelier.shared.redis_client import connect
-from atelier.shared.settings import Settings
-from atelier.shared.storage import ObjectStore, make_object_store
+from ..shared.auth import ApiKeyStore
+from ..shared.datasets import DatasetStore
+from ..shared.durability import Durability
+from ..shared.idempotency import IdempotencyStore
+from ..shared.job_logs import JobLogs
+from ..shared.jobs import JobStore
+from ..shared.models import ModelStore
+from ..shared.queue import make_celery
+from ..shared.quotas import Quotas
+from ..shared.rate_limits import RateLimiter
+from ..shared.redis_client import connect
+from ..shared.settings import Settings
+from ..shared.storage import ObjectStore, make_object_store
+from .event_hub import EventHub, LongRequests
+from .upload_gate import UploadGate
 
 EXTENSION_NAME = "atelier"
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from spectree import SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
 
-from atelier.shared.errors import ValidationFailed
+from ..shared.errors import ValidationFailed
 
 LISTED_ERRORS = 20
 

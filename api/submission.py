@@ -8,22 +8,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from atelier.api.admission import check_fits, check_periods, estimate, facts_for
-from atelier.api.schemas import JobCreate
-from atelier.api.services import Services
-from atelier.api.spec import validation_problem
-from atelier.shared.datasets import DatasetInfo
-from atelier.shared.errors import (
+from ..shared.datasets import DatasetInfo
+from ..shared.errors import (
     UnknownDataset,
     UnknownKind,
     UnknownModel,
     ValidationFailed,
     WebhookRefused,
 )
-from atelier.shared.jobs import JobType
-from atelier.shared.kinds import KINDS
-from atelier.shared.models import ModelRecord
-from atelier.shared.webhook_urls import check_webhook_url
+from ..shared.jobs import JobType
+from ..shared.kinds import KINDS
+from ..shared.models import ModelRecord
+from ..shared.webhook_urls import check_webhook_url
+from .admission import check_fits, check_periods, estimate, facts_for
+from .schemas import JobCreate
+from .services import Services
+from .spec import validation_problem
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
-from atelier.shared.errors import ServiceUnavailable
+from ..shared.errors import ServiceUnavailable
 
 RETRY_AFTER_SECONDS = 5
 SPAWN = multiprocessing.get_context("spawn")

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from atelier.shared.job_records import WebhookEvent
-from atelier.shared.webhooks import DeliveryStatus
+from ..shared.job_records import WebhookEvent
+from ..shared.webhooks import DeliveryStatus
 
 
 class WebhookSecretOut(BaseModel):

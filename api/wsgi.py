@@ -1,5 +1,5 @@
 """gunicorn entry point: ``gunicorn -c python:atelier.api.gunicorn_conf atelier.api.wsgi:app``."""
 
-from atelier.api.app import create_app
+from .app import create_app
 
 app = create_app()

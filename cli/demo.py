@@ -10,8 +10,9 @@ import click
 import numpy as np
 from PIL import Image
 
-from atelier.cli.terminal import wait_with_bar
 from atelier.client import Client, Job, Json
+
+from .terminal import wait_with_bar
 
 
 def run_demo(client: Client, out_dir: Path, steps: int | None) -> Job:
@@ -53,7 +54,7 @@ def run_demo(client: Client, out_dir: Path, steps: int | None) -> Job:
 def _report_quality(paths: list[Path], classes: int) -> None:
     """What the classifier reads; for a conditional model (images drawn every class in
     turn: 0000.png a 0, 0001.png a 1, …) also whether each is the digit it was asked for."""
-    from atelier.workers.quality import digit_report
+    from ..workers.quality import digit_report
 
     images = np.stack([np.asarray(Image.open(p), dtype=np.float32) for p in paths])
     drawn_as = np.array([int(p.stem) % classes for p in paths]) if classes else None

@@ -32,7 +32,7 @@ def describe(event: Event) -> str:
 @click.option("--last-event-id", default=None, help="Resume after this event id.")
 def events(job_id: str | None, as_json: bool, last_event_id: str | None) -> None:
     """Follow JOB_ID's events until it ends, or every job's events (Ctrl-C stops)."""
-    from atelier.cli.main import _client
+    from .main import _client
 
     client: Client = _client()
     for event in client.events(job_id, last_event_id=last_event_id):

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import click
 import redis
 
-from atelier.shared.audit import AuditLog
-from atelier.shared.auth import DEFAULT_SCOPES, ID_CHARS, SCOPES, ApiKeyStore, hash_key
-from atelier.shared.durability import Durability
-from atelier.shared.errors import NotReplicated
-from atelier.shared.redis_client import redis_for
-from atelier.shared.settings import Settings
+from ..shared.audit import AuditLog
+from ..shared.auth import DEFAULT_SCOPES, ID_CHARS, SCOPES, ApiKeyStore, hash_key
+from ..shared.durability import Durability
+from ..shared.errors import NotReplicated
+from ..shared.redis_client import redis_for
+from ..shared.settings import Settings
 
 OWNER = click.option("--owner", required=True, help="Owner the key acts as (a-z, 0-9, _ and -).")
 

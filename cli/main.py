@@ -11,16 +11,17 @@ from typing import Any
 
 import click
 
-from atelier.cli.events import events
-from atelier.cli.keys import keys
-from atelier.cli.processes import api_argv, child_env, worker_argv
-from atelier.cli.removal import delete
-from atelier.cli.terminal import call, finish, wait_with_bar
-from atelier.cli.usage import usage_table
-from atelier.cli.webhooks import webhooks
 from atelier.client import ApiError, Client, Json
-from atelier.shared.job_records import WebhookEvent
-from atelier.shared.settings import Settings
+
+from ..shared.job_records import WebhookEvent
+from ..shared.settings import Settings
+from .events import events
+from .keys import keys
+from .processes import api_argv, child_env, worker_argv
+from .removal import delete
+from .terminal import call, finish, wait_with_bar
+from .usage import usage_table
+from .webhooks import webhooks
 
 
 def _settings() -> Settings:
@@ -73,7 +74,7 @@ def api(bind: str, workers: int) -> None:
 )
 def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
     """Run Celery workers: one process per GPU when GPUs are present, else CPU."""
-    from atelier.workers.gpu import visible_gpus
+    from ..workers.gpu import visible_gpus
 
     settings = _settings()
     if once:
@@ -94,8 +95,8 @@ def worker(queues: str, name: str | None, once: bool, concurrency: int) -> None:
         os.execvpe(argv[0], argv, child_env(own, {"CUDA_VISIBLE_DEVICES": ""}))
     # One Celery worker per GPU, each with its own metrics port (base + index), under the
     # CLI's supervisor: a crashed one is restarted, a finished one (--once) is left.
-    from atelier.cli.processes import ManagedProcess
-    from atelier.cli.supervisor import RestartPolicy, run_supervised
+    from .processes import ManagedProcess
+    from .supervisor import RestartPolicy, run_supervised
 
     workers = [
         ManagedProcess(
@@ -149,8 +150,8 @@ def _own_metrics(settings: Settings, name: str, port: int) -> Settings:
 def up(port: int, demo: bool, demo_steps: int | None, exit_after_demo: bool) -> None:
     """Start Redis, workers and the API under ATELIER_DATA_DIR, restarting any that crash;
     Ctrl-C stops them all."""
-    from atelier.cli.stack import EmbeddedStack
-    from atelier.cli.up import run_up
+    from .stack import EmbeddedStack
+    from .up import run_up
 
     run_up(EmbeddedStack(_settings(), port=port), demo, demo_steps, exit_after_demo)
 

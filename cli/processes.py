@@ -17,9 +17,9 @@ from typing import BinaryIO
 
 import redis
 
-from atelier.cli.datadir import PRIVATE_UMASK, private_dir
-from atelier.cli.redis_acl import ATELIER_USER, write_acl_config
-from atelier.shared.settings import Settings
+from ..shared.settings import Settings
+from .datadir import PRIVATE_UMASK, private_dir
+from .redis_acl import ATELIER_USER, write_acl_config
 
 
 def free_port() -> int:

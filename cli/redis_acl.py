@@ -24,7 +24,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from atelier.cli.datadir import write_private
+from .datadir import write_private
 
 ATELIER_USER = "atelier"
 REPLICATION_USER = "replication"

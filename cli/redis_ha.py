@@ -20,10 +20,10 @@ from typing import Any, cast
 
 import redis
 
-from atelier.cli.datadir import write_private
-from atelier.cli.processes import ManagedProcess, find_redis_server, server_version, wait_until
-from atelier.cli.redis_acl import ATELIER_USER, REPLICATION_USER, user_lines
-from atelier.shared.settings import Settings
+from ..shared.settings import Settings
+from .datadir import write_private
+from .processes import ManagedProcess, find_redis_server, server_version, wait_until
+from .redis_acl import ATELIER_USER, REPLICATION_USER, user_lines
 
 SERVICE = "atelier"
 QUORUM = 2
@@ -122,7 +122,7 @@ class RedisGroup:
         )
 
     def stop(self) -> None:
-        from atelier.cli.processes import stop_together
+        from .processes import stop_together
 
         stop_together(self.registry, 10)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from atelier.cli.terminal import call
+from .terminal import call
 
 
 @click.group("delete")
@@ -17,7 +17,7 @@ def delete() -> None:
 def delete_job(job_id: str) -> None:
     """Delete a finished job: its record, events, logs and outputs (a running one: cancel
     it first)."""
-    from atelier.cli.main import _client
+    from .main import _client
 
     client = _client()
     call(lambda: client.delete_job(job_id))
@@ -28,7 +28,7 @@ def delete_job(job_id: str) -> None:
 @click.argument("model_id")
 def delete_model(model_id: str) -> None:
     """Delete a model and its weights."""
-    from atelier.cli.main import _client
+    from .main import _client
 
     client = _client()
     call(lambda: client.delete_model(model_id))

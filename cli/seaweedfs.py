@@ -26,8 +26,8 @@ import requests
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from atelier.cli.datadir import PRIVATE_UMASK, private_dir, write_private
-from atelier.cli.processes import ManagedProcess, free_port, wait_until
+from .datadir import PRIVATE_UMASK, private_dir, write_private
+from .processes import ManagedProcess, free_port, wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

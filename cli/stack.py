@@ -10,8 +10,11 @@ from pathlib import Path
 
 import requests
 
-from atelier.cli.datadir import DataDirLock, private_dir, private_secret, write_private
-from atelier.cli.processes import (
+from ..shared.auth import SCOPES, ApiKeyStore
+from ..shared.redis_client import redis_for
+from ..shared.settings import Settings
+from .datadir import DataDirLock, private_dir, private_secret, write_private
+from .processes import (
     ATELIER_COMMAND,
     ManagedProcess,
     child_env,
@@ -20,10 +23,7 @@ from atelier.cli.processes import (
     stop_together,
     wait_until,
 )
-from atelier.cli.supervisor import RestartPolicy, Supervisor
-from atelier.shared.auth import SCOPES, ApiKeyStore
-from atelier.shared.redis_client import redis_for
-from atelier.shared.settings import Settings
+from .supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 LOCAL_OWNER = "local"

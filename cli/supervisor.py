@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
-from atelier.cli.processes import ChildExited, ManagedProcess, describe_exit
+from .processes import ChildExited, ManagedProcess, describe_exit
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from atelier.cli.datadir import DataDirInUse
-from atelier.cli.processes import ChildExited
-from atelier.cli.stack import REDIS_PASSWORD_FILE, EmbeddedStack
 from atelier.client import Client
+
+from .datadir import DataDirInUse
+from .processes import ChildExited
+from .stack import REDIS_PASSWORD_FILE, EmbeddedStack
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SUPERVISE_EVERY_SECONDS = 0.5
@@ -82,7 +83,7 @@ def _serve(
     click.echo(f"  export ATELIER_REDIS_URL={redis_url_for_shell(settings.redis_url, stack)}")
     click.echo(f"  docs: {settings.api_url}/v1/docs/redoc/   logs: {stack.data_dir}/logs/")
     if demo:
-        from atelier.cli.demo import run_demo
+        from .demo import run_demo
 
         client = Client(settings.api_url, stack.api_key, timeout=60)
         with supervised_in_background(stack):

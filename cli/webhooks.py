@@ -8,7 +8,7 @@ from atelier.client import Client
 
 
 def _client() -> Client:
-    from atelier.cli.main import _client as client
+    from .main import _client as client
 
     return client()
 
@@ -22,7 +22,7 @@ def webhooks() -> None:
 @click.option("--rotate", is_flag=True, help="Make a new secret (the old one stops at once).")
 def secret(rotate: bool) -> None:
     """Print the secret that signs your webhooks (verify with a Standard Webhooks library)."""
-    from atelier.cli.terminal import call
+    from .terminal import call
 
     client = _client()
     click.echo(call(lambda: client.webhook_secret(rotate=rotate)))
@@ -32,7 +32,7 @@ def secret(rotate: bool) -> None:
 @click.argument("job_id")
 def deliveries(job_id: str) -> None:
     """JOB_ID's webhook deliveries, newest first: id, event, status, attempts, last error."""
-    from atelier.cli.terminal import call
+    from .terminal import call
 
     client = _client()
     for delivery in call(lambda: client.webhooks(job_id)):

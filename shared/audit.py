@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .redis_keys import KEYS, RedisKeys
 
 AUDIT_CAP = 1000
 

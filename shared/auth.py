@@ -22,7 +22,7 @@ import redis
 from cachetools import TTLCache
 from pydantic import BaseModel
 
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .redis_keys import KEYS, RedisKeys
 
 KEY_PREFIX = "atk_"
 OWNER_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

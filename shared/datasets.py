@@ -12,7 +12,7 @@ from typing import Literal, cast
 import redis
 from pydantic import BaseModel
 
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .redis_keys import KEYS, RedisKeys
 
 Modality = Literal["image", "text", "music"]
 

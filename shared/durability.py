@@ -23,8 +23,8 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from atelier.shared.errors import NotReplicated
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .errors import NotReplicated
+from .redis_keys import KEYS, RedisKeys
 
 RETRY_AFTER_SECONDS = 2
 """What a 503 for an unconfirmed write asks the client to wait: a replica that lags is

@@ -35,8 +35,8 @@ from typing import Any, NamedTuple, cast
 import redis
 from redis.client import Pipeline
 
-from atelier.shared.job_records import Job, OutputRef
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .job_records import Job, OutputRef
+from .redis_keys import KEYS, RedisKeys
 
 JOB_STREAM_CAP = 2000
 """Events kept per job (approximate trim); a reconnect older than this restarts the job's

@@ -16,8 +16,8 @@ from typing import Any, cast
 import redis
 from pydantic import BaseModel
 
-from atelier.shared.errors import IdempotencyKeyReused
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .errors import IdempotencyKeyReused
+from .redis_keys import KEYS, RedisKeys
 
 KEY_LIFETIME_SECONDS = 24 * 3600
 ADOPT_SECONDS = 300.0

@@ -28,11 +28,11 @@ from typing import NamedTuple, cast
 import redis
 from redis.client import Pipeline
 
-from atelier.shared.job_records import CheckpointRef, Job, JobType, Progress, decode
-from atelier.shared.metric_history import MetricHistory
-from atelier.shared.redis_keys import RedisKeys
-from atelier.shared.reservations import Reservations
-from atelier.shared.scheduling import FairQueue
+from .job_records import CheckpointRef, Job, JobType, Progress, decode
+from .metric_history import MetricHistory
+from .redis_keys import RedisKeys
+from .reservations import Reservations
+from .scheduling import FairQueue
 
 # KEYS[1] job hash, KEYS[2] running; ARGV fence token, new expiry, job id.
 _RENEW = """

@@ -13,8 +13,8 @@ from typing import cast
 
 import redis
 
-from atelier.shared.events import EMIT_LUA
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .events import EMIT_LUA
+from .redis_keys import KEYS, RedisKeys
 
 MAX_LINE_CHARS = 2000
 # KEYS[1] job hash, KEYS[2] log list; ARGV fence token, line, lines kept, key prefix, job id,

@@ -26,10 +26,10 @@ from typing import Any, cast
 import redis
 from redis.client import Pipeline
 
-from atelier.shared.errors import Conflict, StartDeadlineMissed
-from atelier.shared.events import CREATION_DATA, EventType, JobEvents, status_data
-from atelier.shared.job_indexes import JobIndexes, StopFlags
-from atelier.shared.job_records import (
+from .errors import Conflict, StartDeadlineMissed
+from .events import CREATION_DATA, EventType, JobEvents, status_data
+from .job_indexes import JobIndexes, StopFlags
+from .job_records import (
     TERMINAL_STATUSES,
     CheckpointRef,
     Job,
@@ -44,10 +44,10 @@ from atelier.shared.job_records import (
     new_id,
     record_json,
 )
-from atelier.shared.limits import limits_for, running_limits
-from atelier.shared.redis_keys import KEYS, RedisKeys
-from atelier.shared.retry import RetryPolicy
-from atelier.shared.settings import Settings
+from .limits import limits_for, running_limits
+from .redis_keys import KEYS, RedisKeys
+from .retry import RetryPolicy
+from .settings import Settings
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 import time
 
-from atelier.shared.errors import Conflict
-from atelier.shared.jobs import Job, JobStore
-from atelier.shared.models import ModelRecord, ModelStore
-from atelier.shared.storage import ObjectLayout, ObjectStore
+from .errors import Conflict
+from .jobs import Job, JobStore
+from .models import ModelRecord, ModelStore
+from .storage import ObjectLayout, ObjectStore
 
 log = logging.getLogger(__name__)
 DAY_SECONDS = 86_400

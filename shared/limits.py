@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from atelier.shared.settings import Settings
+from .settings import Settings
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import logging
 import time
 from contextvars import ContextVar
 
-from atelier.shared.settings import Settings
+from .settings import Settings
 
 JOB_ID: ContextVar[str | None] = ContextVar("atelier_job_id", default=None)
 OWNER: ContextVar[str | None] = ContextVar("atelier_owner", default=None)

@@ -20,9 +20,9 @@ from typing import Any, cast
 
 import redis
 
-from atelier.shared.events import EMIT_LUA, SERIES
-from atelier.shared.job_records import Progress
-from atelier.shared.redis_keys import RedisKeys
+from .events import EMIT_LUA, SERIES
+from .job_records import Progress
+from .redis_keys import RedisKeys
 
 HISTORY_CAP = 512
 """Points kept per series at most."""

@@ -8,8 +8,8 @@ import redis
 from pydantic import BaseModel, Field
 from redis.client import Pipeline
 
-from atelier.shared.jobs import OutputRef, new_id
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .jobs import OutputRef, new_id
+from .redis_keys import KEYS, RedisKeys
 
 
 class ModelRecord(BaseModel):

@@ -15,9 +15,9 @@ from typing import Any
 import redis
 from celery import Celery
 
-from atelier.shared.jobs import JobType
-from atelier.shared.redis_client import SentinelUrl, is_sentinel_url
-from atelier.shared.settings import Settings
+from .jobs import JobType
+from .redis_client import SentinelUrl, is_sentinel_url
+from .settings import Settings
 
 RUN_JOB_TASK = "atelier.run_job"
 

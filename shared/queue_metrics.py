@@ -8,10 +8,10 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from atelier.shared.jobs import JobStore, JobType
-from atelier.shared.queue import queue_length
-from atelier.shared.redis_keys import KEYS
-from atelier.shared.settings import Settings
+from .jobs import JobStore, JobType
+from .queue import queue_length
+from .redis_keys import KEYS
+from .settings import Settings
 
 
 class QueueDepthCollector(Collector):

@@ -27,12 +27,12 @@ from typing import Any, cast
 import redis
 from redis.commands.core import Script
 
-from atelier.shared.errors import QuotaExceeded
-from atelier.shared.job_records import JobType
-from atelier.shared.limits import OwnerLimits
-from atelier.shared.redis_keys import KEYS, RedisKeys
-from atelier.shared.reservations import Reservations
-from atelier.shared.storage_usage import StorageMeter
+from .errors import QuotaExceeded
+from .job_records import JobType
+from .limits import OwnerLimits
+from .redis_keys import KEYS, RedisKeys
+from .reservations import Reservations
+from .storage_usage import StorageMeter
 
 GRACE_MS = 30_000
 """An admission not turned into a job or dataset this long (its API process died) lapses."""

@@ -17,8 +17,8 @@ from typing import cast
 
 import redis
 
-from atelier.shared.limits import OwnerLimits
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .limits import OwnerLimits
+from .redis_keys import KEYS, RedisKeys
 
 BUDGETS = ("submits", "uploads", "reads")
 """``POST /v1/jobs``, ``POST /v1/datasets``, and every other authenticated request."""

@@ -24,7 +24,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 if TYPE_CHECKING:  # settings imports this module to check URLs: no import at run time
-    from atelier.shared.settings import Settings
+    from .settings import Settings
 
 SENTINEL_SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379

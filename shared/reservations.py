@@ -22,8 +22,8 @@ from typing import cast
 import redis
 from redis.client import Pipeline
 
-from atelier.shared.job_records import decode
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .job_records import decode
+from .redis_keys import KEYS, RedisKeys
 
 SWEEP_BATCH = 200
 """Reservations one sweep step reads the jobs of (one pipeline, one script)."""

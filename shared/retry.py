@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from atelier.shared.settings import Settings
+from .settings import Settings
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from typing import NamedTuple
 import redis
 from redis.client import Pipeline
 
-from atelier.shared.job_records import Job, JobType
-from atelier.shared.redis_keys import RedisKeys
+from .job_records import Job, JobType
+from .redis_keys import RedisKeys
 
 PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 0, 9, 5
 OWNERS_SCANNED = 64

@@ -17,8 +17,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from atelier.shared.redis_client import is_sentinel_url
-from atelier.shared.settings_env import (
+from .redis_client import is_sentinel_url
+from .settings_env import (
     ENV_PREFIX,
     check_redis_url,
     coerce,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from atelier.shared.redis_client import check_url
+from .redis_client import check_url
 
 ENV_PREFIX = "ATELIER_"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})

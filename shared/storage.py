@@ -28,8 +28,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from atelier.shared.errors import NotFound, ServiceUnavailable
-from atelier.shared.settings import Settings
+from .errors import NotFound, ServiceUnavailable
+from .settings import Settings
 
 
 class ObjectLayout:
@@ -285,6 +285,6 @@ def make_object_store(settings: Settings, meter_with: redis.Redis | None = None)
     if meter_with is None:
         return store
     # Imported here: storage_usage builds on this module.
-    from atelier.shared.storage_usage import MeteredObjectStore, StorageMeter
+    from .storage_usage import MeteredObjectStore, StorageMeter
 
     return MeteredObjectStore(store, StorageMeter(meter_with))

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-from atelier.shared.redis_keys import KEYS, RedisKeys
-from atelier.shared.storage import ObjectLayout, ObjectStore
+from .redis_keys import KEYS, RedisKeys
+from .storage import ObjectLayout, ObjectStore
 
 log = logging.getLogger(__name__)
 

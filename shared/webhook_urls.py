@@ -27,7 +27,7 @@ import socket
 from collections.abc import Callable, Sequence
 from urllib.parse import SplitResult, urlsplit
 
-from atelier.shared.errors import WebhookRefused
+from .errors import WebhookRefused
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import redis
 from pydantic import BaseModel
 from standardwebhooks import Webhook
 
-from atelier.shared.job_records import WebhookEvent, new_id
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from .job_records import WebhookEvent, new_id
+from .redis_keys import KEYS, RedisKeys
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32

@@ -89,3 +89,96 @@ def test_ci_lints_then_runs_the_whole_suite() -> None:
         assert f'"{rule}"' in pyproject
     lint = (ROOT / "dev").read_text().split("lint)", 1)[1].split(";;", 1)[0]
     assert "ruff" in lint and "mypy" in lint and "strict = true" in pyproject
+
+
+# --- one spelling per module ---------------------------------------------------------------------
+PRODUCT = ("api", "workers", "shared", "cli")
+"""The folders linked into the installed root as ``atelier.api`` and so on."""
+
+
+def _product_imports() -> list[tuple[Path, ast.Import | ast.ImportFrom]]:
+    found = []
+    for folder in PRODUCT:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    found.append((path, node))
+    return found
+
+
+def _runtime_package(path: Path) -> str:
+    """The package Python runs ``path`` in: ``api/views/jobs.py`` is in ``atelier.api.views``."""
+    return ".".join(["atelier", *path.relative_to(ROOT).parts[:-1]])
+
+
+def _file_of(module: str) -> Path | None:
+    """The file of the tree that runtime module ``atelier.X.Y`` is, if it is one."""
+    parts = module.split(".")[1:]
+    for candidate in (
+        ROOT.joinpath(*parts).with_suffix(".py"),
+        ROOT.joinpath(*parts, "__init__.py"),
+    ):
+        if parts and candidate.is_file():
+            return candidate
+    return None
+
+
+def _static_target(path: Path, node: ast.ImportFrom) -> Path:
+    """Where a reader of the tree who knows nothing of the links follows a relative
+    import: up ``level - 1`` folders from the file's own, then down the module's path."""
+    base = path.parent
+    for _ in range(node.level - 1):
+        base = base.parent
+    return base.joinpath(*(node.module or "").split(".")) if node.module else base
+
+
+def test_product_code_imports_itself_relatively() -> None:
+    """Inside api/, workers/, shared/ and cli/ a module reaches another as ``..shared.jobs``,
+    never as ``atelier.shared.jobs``: the absolute spelling names a path (``atelier/shared``)
+    that exists only as a link, so a static reading of the tree loses the edge."""
+    absolute = []
+    for path, node in _product_imports():
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        for name in names:
+            if name.split(".")[:2] in (["atelier", folder] for folder in PRODUCT):
+                absolute.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    assert len(_product_imports()) > 500, "the product folders moved?"
+    assert absolute == []
+
+
+def _read_file(place: Path) -> Path | None:
+    return next((p for p in (place.with_suffix(".py"), place / "__init__.py") if p.is_file()), None)
+
+
+def test_each_relative_import_reads_as_the_module_python_loads() -> None:
+    """The file a relative import leads to when the tree is read as folders is the file
+    Python loads for it inside the installed root, for every relative import there is:
+    the module after ``from``, and each imported name that is a module of its own."""
+    import importlib.util
+
+    # The root's __init__.py makes api/, workers/, shared/ and cli/ siblings in one package
+    # for a reader of the tree, as they are inside ``atelier`` for Python; without it such a
+    # reader stops ``..shared`` at the top of api/.
+    assert (ROOT / "__init__.py").is_file()
+    checked, mismatched = 0, []
+    for path, node in _product_imports():
+        if not isinstance(node, ast.ImportFrom) or node.level == 0:
+            continue
+        package = _runtime_package(path)
+        runtime = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+        static = _static_target(path, node)
+        pairs = [(runtime, static)] + [
+            (f"{runtime}.{alias.name}", static / alias.name)
+            for alias in node.names
+            if _file_of(f"{runtime}.{alias.name}") or _read_file(static / alias.name)
+        ]
+        for module, place in pairs:
+            checked += 1
+            loaded, read = _file_of(module), _read_file(place)
+            if loaded is None or loaded != read:
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                mismatched.append(f"{where}: {module} is {loaded}, read as {read}")
+    assert checked > 500
+    assert mismatched == []

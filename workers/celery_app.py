@@ -17,14 +17,14 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutting_down
 from celery.worker import state as worker_state
 
-from atelier.shared.jobs import JobType
-from atelier.shared.kinds import load_kind_plugins
-from atelier.shared.logs import configure_logging
-from atelier.shared.queue import enqueue, make_celery
-from atelier.shared.settings import Settings
-from atelier.workers.tasks import register_tasks
-from atelier.workers.webhook_tasks import register_webhook_tasks, send_message
-from atelier.workers.worker import Worker
+from ..shared.jobs import JobType
+from ..shared.kinds import load_kind_plugins
+from ..shared.logs import configure_logging
+from ..shared.queue import enqueue, make_celery
+from ..shared.settings import Settings
+from .tasks import register_tasks
+from .webhook_tasks import register_webhook_tasks, send_message
+from .worker import Worker
 
 settings = Settings.from_env()
 configure_logging(settings)

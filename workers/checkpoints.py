@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from atelier.shared.errors import NotFound, PermanentJobError
-from atelier.shared.jobs import CheckpointRef
+from ..shared.errors import NotFound, PermanentJobError
+from ..shared.jobs import CheckpointRef
 
 _STEP = re.compile(r"/checkpoints/step-(\d+)\.npz$")
 

@@ -14,22 +14,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 
-from atelier.shared.datasets import DatasetStore
-from atelier.shared.errors import (
+from ..shared.datasets import DatasetStore
+from ..shared.errors import (
     DeadlineExceeded,
     JobCanceled,
     JobPreempted,
     LeaseLost,
     PermanentJobError,
 )
-from atelier.shared.job_logs import JobLogs, job_logger
-from atelier.shared.jobs import CheckpointRef, Job, JobStore, JobType, OutputRef, Progress
-from atelier.shared.metric_history import split_metrics
-from atelier.shared.models import ModelStore
-from atelier.shared.settings import Settings
-from atelier.shared.storage import ObjectLayout, ObjectStore
-from atelier.workers.lease import LeaseKeeper
-from atelier.workers.uploads import Uploader
+from ..shared.job_logs import JobLogs, job_logger
+from ..shared.jobs import CheckpointRef, Job, JobStore, JobType, OutputRef, Progress
+from ..shared.metric_history import split_metrics
+from ..shared.models import ModelStore
+from ..shared.settings import Settings
+from ..shared.storage import ObjectLayout, ObjectStore
+from .lease import LeaseKeeper
+from .uploads import Uploader
 
 SAMPLES_FOLDER = "/samples/"
 

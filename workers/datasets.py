@@ -13,9 +13,9 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atelier.shared.datasets import BUILTIN_DATASETS
-from atelier.shared.errors import PermanentJobError
-from atelier.workers.context import JobContext
+from ..shared.datasets import BUILTIN_DATASETS
+from ..shared.errors import PermanentJobError
+from .context import JobContext
 
 
 def _to_unit_range(images: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from atelier.shared.jobs import JobStore
+from ..shared.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

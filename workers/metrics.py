@@ -19,11 +19,11 @@ from prometheus_client import (
     start_http_server,
 )
 
-from atelier.shared.jobs import Job, JobStatus
-from atelier.shared.queue_metrics import QueueDepthCollector
-from atelier.shared.redis_client import redis_for
-from atelier.shared.settings import Settings
-from atelier.workers.gpu import gpu_memory_used
+from ..shared.jobs import Job, JobStatus
+from ..shared.queue_metrics import QueueDepthCollector
+from ..shared.redis_client import redis_for
+from ..shared.settings import Settings
+from .gpu import gpu_memory_used
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ def _real_statistics() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _real_images() -> np.ndarray:
-    from atelier.workers.datasets import load_builtin
+    from .datasets import load_builtin
 
     return load_builtin("digits")
 
@@ -115,7 +115,7 @@ def digit_report(
 def real_digits_report(samples: int = 1000, seed: int = 0) -> DigitReport:
     """The same figures for ``samples`` real digits: what a perfect generator would score
     (its Fréchet distance is the floor a sample of that size reaches, not zero)."""
-    from atelier.workers.datasets import digit_labels
+    from .datasets import digit_labels
 
     images = _real_images()
     chosen = np.random.default_rng(seed).choice(len(images), samples, replace=False)

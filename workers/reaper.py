@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from atelier.shared.errors import WorkerLost
-from atelier.shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType
-from atelier.shared.settings import Settings
-from atelier.workers.metrics import REAPER_ACTIONS
+from ..shared.errors import WorkerLost
+from ..shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType
+from ..shared.settings import Settings
+from .metrics import REAPER_ACTIONS
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 import botocore.exceptions
 import redis
 
-from atelier.shared.datasets import DatasetStore
-from atelier.shared.durability import Durability
-from atelier.shared.errors import (
+from ..shared.datasets import DatasetStore
+from ..shared.durability import Durability
+from ..shared.errors import (
     AtelierError,
     JobCanceled,
     JobPreempted,
@@ -25,20 +25,20 @@ from atelier.shared.errors import (
     PermanentJobError,
     TransientJobError,
 )
-from atelier.shared.job_logs import JobLogs
-from atelier.shared.job_records import decode
-from atelier.shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
-from atelier.shared.kinds import KINDS, load_kind_plugins
-from atelier.shared.logs import JOB_ID, OWNER
-from atelier.shared.models import ModelRecord, ModelStore
-from atelier.shared.redis_client import redis_for
-from atelier.shared.redis_keys import KEYS
-from atelier.shared.settings import Settings
-from atelier.shared.storage import ObjectLayout, ObjectStore, make_object_store
-from atelier.workers.context import PROCESS_DRAINING, JobContext
-from atelier.workers.kinds.base import ModelKind
-from atelier.workers.metrics import MetricsObserver
-from atelier.workers.uploads import PatientReads, patiently
+from ..shared.job_logs import JobLogs
+from ..shared.job_records import decode
+from ..shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
+from ..shared.kinds import KINDS, load_kind_plugins
+from ..shared.logs import JOB_ID, OWNER
+from ..shared.models import ModelRecord, ModelStore
+from ..shared.redis_client import redis_for
+from ..shared.redis_keys import KEYS
+from ..shared.settings import Settings
+from ..shared.storage import ObjectLayout, ObjectStore, make_object_store
+from .context import PROCESS_DRAINING, JobContext
+from .kinds.base import ModelKind
+from .metrics import MetricsObserver
+from .uploads import PatientReads, patiently
 
 log = logging.getLogger(__name__)
 

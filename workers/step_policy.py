@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from atelier.workers.context import StopReason
+from .context import StopReason
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from celery import Celery, Task
 
-from atelier.shared.queue import RUN_JOB_TASK
-from atelier.workers.worker import Worker
+from ..shared.queue import RUN_JOB_TASK
+from .worker import Worker
 
 
 def register_tasks(app: Celery, worker: Worker) -> None:

@@ -23,14 +23,14 @@ from typing import Any, Generic, TypeVar
 
 import keras
 
-from atelier.shared.jobs import OutputRef
-from atelier.shared.kinds import TrainParams
-from atelier.shared.storage import ObjectLayout
-from atelier.workers.checkpoints import encode_checkpoint, read_checkpoint, restore_checkpoint
-from atelier.workers.context import JobContext, is_sample
-from atelier.workers.kinds.base import ModelKind, TrainResult
-from atelier.workers.metrics import TRAINING_STEPS
-from atelier.workers.step_policy import Cadence, CheckpointLedger
+from ..shared.jobs import OutputRef
+from ..shared.kinds import TrainParams
+from ..shared.storage import ObjectLayout
+from .checkpoints import encode_checkpoint, read_checkpoint, restore_checkpoint
+from .context import JobContext, is_sample
+from .kinds.base import ModelKind, TrainResult
+from .metrics import TRAINING_STEPS
+from .step_policy import Cadence, CheckpointLedger
 
 Groups = dict[str, Sequence[Any]]
 """Named lists of variables, as a checkpoint stores them (``workers.checkpoints``)."""

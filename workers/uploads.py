@@ -9,10 +9,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from atelier.shared.errors import NotFound, StorageUnavailable
-from atelier.shared.job_logs import JobLogger
-from atelier.shared.jobs import OutputRef
-from atelier.shared.storage import ObjectStore
+from ..shared.errors import NotFound, StorageUnavailable
+from ..shared.job_logs import JobLogger
+from ..shared.jobs import OutputRef
+from ..shared.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 

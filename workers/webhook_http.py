@@ -19,16 +19,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from atelier.shared.errors import WebhookRefused
-from atelier.shared.settings import Settings
-from atelier.shared.webhook_urls import (
+from ..shared.errors import WebhookRefused
+from ..shared.settings import Settings
+from ..shared.webhook_urls import (
     Resolver,
     UnresolvedHost,
     check_webhook_url,
     resolve_host,
     vetted_address,
 )
-from atelier.shared.webhooks import Outcome
+from ..shared.webhooks import Outcome
 
 READ_CHUNK = 8192
 

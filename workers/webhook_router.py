@@ -46,15 +46,15 @@ from typing import Any, cast
 
 import redis
 
-from atelier.shared.durability import Durability
-from atelier.shared.errors import NotReplicated
-from atelier.shared.events import Event, EventType, parse_entry
-from atelier.shared.job_logs import JobLogs
-from atelier.shared.job_records import Job, JobStatus, WebhookEvent
-from atelier.shared.jobs import JobStore
-from atelier.shared.redis_keys import KEYS, RedisKeys
-from atelier.shared.settings import Settings
-from atelier.shared.webhooks import WebhookStore
+from ..shared.durability import Durability
+from ..shared.errors import NotReplicated
+from ..shared.events import Event, EventType, parse_entry
+from ..shared.job_logs import JobLogs
+from ..shared.job_records import Job, JobStatus, WebhookEvent
+from ..shared.jobs import JobStore
+from ..shared.redis_keys import KEYS, RedisKeys
+from ..shared.settings import Settings
+from ..shared.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -272,8 +272,8 @@ class RouterThread(threading.Thread):
 def api_renderer(settings: Settings) -> Render:
     """The API's own body of a job (``api.bodies``), with the download URLs a client of
     the API at ``api_url`` gets; no Flask app is built for it."""
-    from atelier.api.bodies import Links, files_route_of, job_body
-    from atelier.shared.storage import make_object_store
+    from ..api.bodies import Links, files_route_of, job_body
+    from ..shared.storage import make_object_store
 
     links = Links(make_object_store(settings), files_route_of(settings.api_url))
 

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from celery import Celery
 from prometheus_client import Counter
 
-from atelier.shared.job_records import WebhookEvent
-from atelier.shared.redis_client import redis_for
-from atelier.shared.settings import Settings
-from atelier.shared.webhooks import (
+from ..shared.job_records import WebhookEvent
+from ..shared.redis_client import redis_for
+from ..shared.settings import Settings
+from ..shared.webhooks import (
     Delivery,
     DeliveryStatus,
     Outcome,
@@ -26,7 +26,7 @@ from atelier.shared.webhooks import (
     retry_delay,
     sign,
 )
-from atelier.workers.webhook_http import HttpLimits, HttpResult, post
+from .webhook_http import HttpLimits, HttpResult, post
 
 SEND_WEBHOOK_TASK = "atelier.send_webhook"
 CLAIM_MARGIN_SECONDS = 30.0

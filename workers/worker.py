@@ -29,19 +29,19 @@ from types import FrameType
 
 import redis
 
-from atelier.shared.jobs import JobStatus, JobStore, JobType, RetryPolicy
-from atelier.shared.kinds import KINDS
-from atelier.shared.lifecycle import sweep_retention
-from atelier.shared.models import ModelStore
-from atelier.shared.queue import queue_for, queue_length
-from atelier.shared.redis_client import connect_quickly, redis_for
-from atelier.shared.settings import Settings
-from atelier.shared.storage import ObjectStore, make_object_store
-from atelier.workers.context import PROCESS_DRAINING
-from atelier.workers.idle_exit import IdleExit
-from atelier.workers.metrics import preinitialise, serve
-from atelier.workers.reaper import ReaperThread
-from atelier.workers.runner import JobRunner
+from ..shared.jobs import JobStatus, JobStore, JobType, RetryPolicy
+from ..shared.kinds import KINDS
+from ..shared.lifecycle import sweep_retention
+from ..shared.models import ModelStore
+from ..shared.queue import queue_for, queue_length
+from ..shared.redis_client import connect_quickly, redis_for
+from ..shared.settings import Settings
+from ..shared.storage import ObjectStore, make_object_store
+from .context import PROCESS_DRAINING
+from .idle_exit import IdleExit
+from .metrics import preinitialise, serve
+from .reaper import ReaperThread
+from .runner import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Worker:
 
     def _start_webhook_router(self, client: redis.Redis) -> None:
         # Imported here: only a webhooks worker renders jobs for deliveries.
-        from atelier.workers.webhook_router import RouterThread, WebhookRouter, api_renderer
+        from .webhook_router import RouterThread, WebhookRouter, api_renderer
 
         renderer = api_renderer(self.settings)
         router = WebhookRouter(client, self.settings, renderer, self._send_webhook)

@@ -19,12 +19,12 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from atelier.api.address_limits import spend_address_budget
-from atelier.api.auth import session_store
-from atelier.api.dashboard.sessions import COOKIE_NAME, CSRF_FIELD, csrf_matches
-from atelier.api.rate_limits import spend_rate_budget
-from atelier.api.services import services
-from atelier.shared.auth import ID_CHARS
+from ...shared.auth import ID_CHARS
+from ..address_limits import spend_address_budget
+from ..auth import session_store
+from ..rate_limits import spend_rate_budget
+from ..services import services
+from .sessions import COOKIE_NAME, CSRF_FIELD, csrf_matches
 
 dashboard = Blueprint(
     "dashboard",

@@ -8,17 +8,17 @@ from typing import Any
 from flask import abort, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from atelier.api.auth import current_owner
-from atelier.api.dashboard.blueprint import dashboard
-from atelier.api.dashboard.system import system_snapshot
-from atelier.api.present import present_job, present_model, request_links
-from atelier.api.services import services
-from atelier.api.views.datasets import present_dataset
-from atelier.api.views.jobs import owned_job
-from atelier.shared.audit import AuditLog
-from atelier.shared.errors import Conflict, NotFound
-from atelier.shared.jobs import Job, JobStatus, JobType
-from atelier.shared.kinds import KINDS, StrictParams
+from ...shared.audit import AuditLog
+from ...shared.errors import Conflict, NotFound
+from ...shared.jobs import Job, JobStatus, JobType
+from ...shared.kinds import KINDS, StrictParams
+from ..auth import current_owner
+from ..present import present_job, present_model, request_links
+from ..services import services
+from ..views.datasets import present_dataset
+from ..views.jobs import owned_job
+from .blueprint import dashboard
+from .system import system_snapshot
 
 PAGE_JOBS = 50
 """Jobs the table lists; newer ones arrive live through the event stream."""

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import redis
 
-from atelier.shared.auth import hash_key
-from atelier.shared.redis_keys import KEYS, RedisKeys
+from ...shared.auth import hash_key
+from ...shared.redis_keys import KEYS, RedisKeys
 
 COOKIE_NAME = "atelier_session"
 CSRF_HEADER = "X-CSRF-Token"

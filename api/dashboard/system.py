@@ -17,13 +17,13 @@ from typing import Any, cast
 from pydantic import BaseModel, Field
 from spectree import Response
 
-from atelier.api.auth import current_owner
-from atelier.api.services import services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.shared.jobs import JobType
-from atelier.shared.queue import queue_length
-from atelier.shared.redis_keys import KEYS
+from ...shared.jobs import JobType
+from ...shared.queue import queue_length
+from ...shared.redis_keys import KEYS
+from ..auth import current_owner
+from ..services import services
+from ..spec import spec
+from ..views import v1
 
 INSPECT_TIMEOUT_SECONDS = 0.5
 WORKERS_CACHE_SECONDS = 3.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from atelier.api.auth import require_api_key
-from atelier.api.rate_limits import add_rate_limit_headers, spend_rate_budget
+from ..auth import require_api_key
+from ..rate_limits import add_rate_limit_headers, spend_rate_budget
 
 
 def _not_stored(response: Response) -> Response:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from spectree import Response
 
-from atelier.api.auth import current_owner
-from atelier.api.paging import checked_limit
-from atelier.api.present import present_model, request_links
-from atelier.api.schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, problems
-from atelier.api.services import services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.shared.errors import NotFound
-from atelier.shared.kinds import KINDS
+from ...shared.errors import NotFound
+from ...shared.kinds import KINDS
+from ..auth import current_owner
+from ..paging import checked_limit
+from ..present import present_model, request_links
+from ..schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, problems
+from ..services import services
+from ..spec import spec
+from . import v1
 
 
 @v1.get("/models")

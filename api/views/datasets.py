@@ -10,19 +10,19 @@ import numpy as np
 from flask import request
 from spectree import Response
 
-from atelier.api.auth import current_owner
-from atelier.api.ingest import Normalised, excerpt, normalise_upload
-from atelier.api.present import download_url
-from atelier.api.schemas import DatasetForm, DatasetList, DatasetOut, optional_timestamp, problems
-from atelier.api.services import Services, services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.shared.datasets import DatasetInfo
-from atelier.shared.errors import Conflict, InvalidUpload, NotFound, PayloadTooLarge
-from atelier.shared.images import encode_png, grid
-from atelier.shared.jobs import new_id
-from atelier.shared.limits import limits_for
-from atelier.shared.storage import ObjectLayout
+from ...shared.datasets import DatasetInfo
+from ...shared.errors import Conflict, InvalidUpload, NotFound, PayloadTooLarge
+from ...shared.images import encode_png, grid
+from ...shared.jobs import new_id
+from ...shared.limits import limits_for
+from ...shared.storage import ObjectLayout
+from ..auth import current_owner
+from ..ingest import Normalised, excerpt, normalise_upload
+from ..present import download_url
+from ..schemas import DatasetForm, DatasetList, DatasetOut, optional_timestamp, problems
+from ..services import Services, services
+from ..spec import spec
+from . import v1
 
 PREVIEW_IMAGES = 64
 log = logging.getLogger(__name__)

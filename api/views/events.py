@@ -11,17 +11,17 @@ from flask import Response as FlaskResponse
 from flask import request, stream_with_context
 from spectree import Response
 
-from atelier.api.auth import credentials_check, current_owner
-from atelier.api.event_schemas import JobMetricsOut, MetricPoint
-from atelier.api.metrics import EVENTS_SENT
-from atelier.api.present import present_output
-from atelier.api.services import services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.api.views.jobs import owned_job
-from atelier.shared.errors import MalformedRequest
-from atelier.shared.events import Event, EventType, output_of, status_data, valid_event_id
-from atelier.shared.jobs import Job
+from ...shared.errors import MalformedRequest
+from ...shared.events import Event, EventType, output_of, status_data, valid_event_id
+from ...shared.jobs import Job
+from ..auth import credentials_check, current_owner
+from ..event_schemas import JobMetricsOut, MetricPoint
+from ..metrics import EVENTS_SENT
+from ..present import present_output
+from ..services import services
+from ..spec import spec
+from . import v1
+from .jobs import owned_job
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",

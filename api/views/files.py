@@ -8,12 +8,12 @@ from pathlib import PurePosixPath
 from flask import redirect, send_file
 from werkzeug.wrappers import Response as BaseResponse
 
-from atelier.api.auth import current_owner
-from atelier.api.services import services
-from atelier.api.views import v1
-from atelier.shared.errors import NotFound
-from atelier.shared.storage import LocalObjectStore, ObjectLayout
-from atelier.shared.storage_usage import unmetered
+from ...shared.errors import NotFound
+from ...shared.storage import LocalObjectStore, ObjectLayout
+from ...shared.storage_usage import unmetered
+from ..auth import current_owner
+from ..services import services
+from . import v1
 
 
 @v1.get("/files/<path:key>")

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from atelier.api.services import Services, services
-from atelier.shared.errors import ServiceUnavailable
+from ...shared.errors import ServiceUnavailable
+from ..services import Services, services
 
 health = Blueprint("health", __name__)
 log = logging.getLogger(__name__)

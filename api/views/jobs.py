@@ -8,13 +8,19 @@ import time
 from flask import url_for
 from spectree import Response
 
-from atelier.api.admission import default_max_run_seconds
-from atelier.api.auth import current_owner
-from atelier.api.metrics import JOBS_SUBMITTED
-from atelier.api.paging import checked_limit
-from atelier.api.prefer import requested_wait, wait_headers, wait_until_over
-from atelier.api.present import present_job, request_links
-from atelier.api.schemas import (
+from ...shared.errors import Conflict, NotFound, ServiceUnavailable
+from ...shared.idempotency import IdempotencyRecord, fingerprint
+from ...shared.jobs import Job, new_id
+from ...shared.limits import limits_for
+from ...shared.logs import JOB_ID
+from ...shared.queue import enqueue
+from ..admission import default_max_run_seconds
+from ..auth import current_owner
+from ..metrics import JOBS_SUBMITTED
+from ..paging import checked_limit
+from ..prefer import requested_wait, wait_headers, wait_until_over
+from ..present import present_job, request_links
+from ..schemas import (
     JobCreate,
     JobList,
     JobListQuery,
@@ -23,16 +29,10 @@ from atelier.api.schemas import (
     SubmitHeaders,
     problems,
 )
-from atelier.api.services import Services, services
-from atelier.api.spec import spec
-from atelier.api.submission import ValidSubmit, validated_params
-from atelier.api.views import v1
-from atelier.shared.errors import Conflict, NotFound, ServiceUnavailable
-from atelier.shared.idempotency import IdempotencyRecord, fingerprint
-from atelier.shared.jobs import Job, new_id
-from atelier.shared.limits import limits_for
-from atelier.shared.logs import JOB_ID
-from atelier.shared.queue import enqueue
+from ..services import Services, services
+from ..spec import spec
+from ..submission import ValidSubmit, validated_params
+from . import v1
 
 log = logging.getLogger(__name__)
 

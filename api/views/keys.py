@@ -8,15 +8,15 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from spectree import Response
 
-from atelier.api.auth import current_owner
-from atelier.api.paging import checked_limit
-from atelier.api.schemas import Problem
-from atelier.api.services import services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.shared.audit import AuditLog
-from atelier.shared.auth import ApiKeyInfo
-from atelier.shared.errors import NotFound
+from ...shared.audit import AuditLog
+from ...shared.auth import ApiKeyInfo
+from ...shared.errors import NotFound
+from ..auth import current_owner
+from ..paging import checked_limit
+from ..schemas import Problem
+from ..services import services
+from ..spec import spec
+from . import v1
 
 Scope = Literal["read", "submit", "upload", "admin"]
 DAY = 86_400.0

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from spectree import Response
 
-from atelier.api.auth import current_owner
-from atelier.api.schemas import Problem
-from atelier.api.services import services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.api.views.jobs import owned_job
-from atelier.shared.errors import NotFound
-from atelier.shared.lifecycle import delete_job, delete_model
+from ...shared.errors import NotFound
+from ...shared.lifecycle import delete_job, delete_model
+from ..auth import current_owner
+from ..schemas import Problem
+from ..services import services
+from ..spec import spec
+from . import v1
+from .jobs import owned_job
 
 PROBLEMS = {f"HTTP_{code}": Problem for code in (401, 404, 409)}
 

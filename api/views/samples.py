@@ -13,15 +13,15 @@ from pathlib import PurePosixPath
 from pydantic import BaseModel, Field
 from spectree import Response
 
-from atelier.api.paging import checked_limit
-from atelier.api.present import download_url
-from atelier.api.schemas import PageQuery, problems
-from atelier.api.services import services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.api.views.jobs import owned_job
-from atelier.shared.jobs import Job
-from atelier.shared.storage import ObjectLayout
+from ...shared.jobs import Job
+from ...shared.storage import ObjectLayout
+from ..paging import checked_limit
+from ..present import download_url
+from ..schemas import PageQuery, problems
+from ..services import services
+from ..spec import spec
+from . import v1
+from .jobs import owned_job
 
 
 class SampleOut(BaseModel):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from spectree import Response
 
-from atelier.api.auth import current_owner
-from atelier.api.schemas import QuotaOut, RateBudgetOut, UsageOut
-from atelier.api.services import services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.shared.limits import limits_for
-from atelier.shared.quotas import UNITS
-from atelier.shared.rate_limits import BUDGETS, Budget
+from ...shared.limits import limits_for
+from ...shared.quotas import UNITS
+from ...shared.rate_limits import BUDGETS, Budget
+from ..auth import current_owner
+from ..schemas import QuotaOut, RateBudgetOut, UsageOut
+from ..services import services
+from ..spec import spec
+from . import v1
 
 
 @v1.get("/usage")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from spectree import Response
 
-from atelier.api.auth import current_owner
-from atelier.api.schemas import optional_timestamp, timestamp
-from atelier.api.services import services
-from atelier.api.spec import spec
-from atelier.api.views import v1
-from atelier.api.views.jobs import owned_job
-from atelier.api.webhook_schemas import DeliveryList, DeliveryOut, WebhookSecretOut
-from atelier.shared.webhooks import Delivery, WebhookStore
+from ...shared.webhooks import Delivery, WebhookStore
+from ..auth import current_owner
+from ..schemas import optional_timestamp, timestamp
+from ..services import services
+from ..spec import spec
+from ..webhook_schemas import DeliveryList, DeliveryOut, WebhookSecretOut
+from . import v1
+from .jobs import owned_job
 
 
 def _store() -> WebhookStore:

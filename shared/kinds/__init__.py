@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import importlib
 
-from atelier.shared.kinds import dcgan, melody, textgen
-from atelier.shared.kinds.base import Estimator as Estimator
-from atelier.shared.kinds.base import KindSpec as KindSpec
-from atelier.shared.kinds.base import StrictParams as StrictParams
-from atelier.shared.kinds.base import TrainParams as TrainParams
-from atelier.shared.kinds.dcgan import DcganGenerateParams as DcganGenerateParams
-from atelier.shared.kinds.dcgan import DcganTrainParams as DcganTrainParams
-from atelier.shared.kinds.textgen import TextgenGenerateParams as TextgenGenerateParams
-from atelier.shared.kinds.textgen import TextgenTrainParams as TextgenTrainParams
-from atelier.shared.kinds.textgen import estimate_textgen_train as estimate_textgen_train
+from . import dcgan, melody, textgen
+from .base import Estimator as Estimator
+from .base import KindSpec as KindSpec
+from .base import StrictParams as StrictParams
+from .base import TrainParams as TrainParams
+from .dcgan import DcganGenerateParams as DcganGenerateParams
+from .dcgan import DcganTrainParams as DcganTrainParams
+from .textgen import TextgenGenerateParams as TextgenGenerateParams
+from .textgen import TextgenTrainParams as TextgenTrainParams
+from .textgen import estimate_textgen_train as estimate_textgen_train
 
 KINDS: dict[str, KindSpec] = {spec.name: spec for spec in (dcgan.KIND, textgen.KIND, melody.KIND)}
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from atelier.shared.estimates import Estimate, JobFacts
+from ..estimates import Estimate, JobFacts
 
 
 class StrictParams(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from pydantic import Field, model_validator
 
-from atelier.shared.estimates import (
+from ..estimates import (
     BYTE_VOCABULARY,
     Estimate,
     JobFacts,
@@ -20,7 +20,7 @@ from atelier.shared.estimates import (
     samples_written,
     training_memory,
 )
-from atelier.shared.kinds.base import TrainParams
+from .base import TrainParams
 
 
 class Gpt2TrainParams(TrainParams):

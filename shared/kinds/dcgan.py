@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from atelier.shared.estimates import (
+from ..estimates import (
     ConvNetShape,
     Estimate,
     JobFacts,
@@ -17,7 +17,7 @@ from atelier.shared.estimates import (
     samples_written,
     training_memory,
 )
-from atelier.shared.kinds.base import KindSpec, StrictParams, TrainParams, model_id_field
+from .base import KindSpec, StrictParams, TrainParams, model_id_field
 
 
 class DcganTrainParams(TrainParams):

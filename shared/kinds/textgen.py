@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from atelier.shared.estimates import BYTE_VOCABULARY, FLOAT_BYTES, Estimate, JobFacts
-from atelier.shared.kinds.base import KindSpec, StrictParams, model_id_field
-from atelier.shared.kinds.causal_lm import Gpt2TrainParams, gpt2_sampling, gpt2_training
+from ..estimates import BYTE_VOCABULARY, FLOAT_BYTES, Estimate, JobFacts
+from .base import KindSpec, StrictParams, model_id_field
+from .causal_lm import Gpt2TrainParams, gpt2_sampling, gpt2_training
 
 
 class TextgenTrainParams(Gpt2TrainParams):

@@ -6,10 +6,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from atelier.shared.jobs import OutputRef
-from atelier.shared.models import ModelRecord
-from atelier.shared.settings import Settings
-from atelier.workers.context import JobContext
+from ...shared.jobs import OutputRef
+from ...shared.models import ModelRecord
+from ...shared.settings import Settings
+from ..context import JobContext
 
 __all__ = ["GenerateResult", "JobContext", "ModelKind", "TrainResult", "timing_metrics"]
 

@@ -5,8 +5,8 @@ API imports it (music21 only on first use); the worker half is ``workers/kinds/m
 
 from __future__ import annotations
 
-from atelier.shared.kinds.base import KindSpec
-from atelier.shared.kinds.melody.params import (
+from ..base import KindSpec
+from .params import (
     MelodyGenerateParams,
     MelodyTrainParams,
     estimate_melody_generate,

@@ -15,9 +15,9 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from atelier.shared.errors import InvalidUpload, PayloadTooLarge
-from atelier.shared.kinds.melody.abc import AbcError, normalise, split_tunes
-from atelier.shared.kinds.melody.music import parse
+from ...errors import InvalidUpload, PayloadTooLarge
+from .abc import AbcError, normalise, split_tunes
+from .music import parse
 
 ABC_SUFFIXES = {".abc"}
 MAX_UPLOAD_TUNES = 2000

@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from atelier.shared.kinds.melody.abc import AbcError, Tune, check_bars
+from .abc import AbcError, Tune, check_bars
 
 MAX_TOKENS = 4000  # the longest tune of the folk corpus has 943
 

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from atelier.shared.estimates import Estimate, JobFacts
-from atelier.shared.kinds.base import StrictParams, model_id_field
-from atelier.shared.kinds.causal_lm import Gpt2TrainParams, gpt2_sampling, gpt2_training
-from atelier.shared.kinds.melody.abc import RHYTHMS
+from ...estimates import Estimate, JobFacts
+from ..base import StrictParams, model_id_field
+from ..causal_lm import Gpt2TrainParams, gpt2_sampling, gpt2_training
+from .abc import RHYTHMS
 
 WAV_BYTES_PER_TUNE = 44_100 * 2 * 2 * 60
 """A minute of 16-bit stereo at 44.1 kHz: longer than a generated tune plays."""

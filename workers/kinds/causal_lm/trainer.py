@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 import keras
 import numpy as np
 
-from atelier.shared.kinds.base import TrainParams
-from atelier.workers.kinds.causal_lm.network import (
+from ....shared.kinds.base import TrainParams
+from ...training import Groups, Trainer
+from .network import (
     JitCompile,
     LanguageModelConfig,
     WarmupCosine,
@@ -18,7 +19,6 @@ from atelier.workers.kinds.causal_lm.network import (
     compile_for_training,
     training_windows,
 )
-from atelier.workers.training import Groups, Trainer
 
 P = TypeVar("P", bound=TrainParams)
 D = TypeVar("D")

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from atelier.workers.kinds.dcgan.model import DcganConfig
+from .model import DcganConfig
 
 
 def labels_in_turn(n: int, classes: int, chosen: Sequence[int] | None = None) -> Any:

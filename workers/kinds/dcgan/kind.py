@@ -9,26 +9,26 @@ from typing import Any
 
 import numpy as np
 
-from atelier.shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
-from atelier.shared.jobs import OutputRef
-from atelier.shared.kinds.dcgan import (
+from ....shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
+from ....shared.jobs import OutputRef
+from ....shared.kinds.dcgan import (
     SINGLE_IMAGE_OUTPUTS_MAX,
     DcganGenerateParams,
     DcganTrainParams,
 )
-from atelier.shared.models import ModelRecord
-from atelier.workers.cache import LoadedModels
-from atelier.workers.checkpoints import restore_checkpoint
-from atelier.workers.gpu import configure_tensorflow
-from atelier.workers.kinds.base import (
+from ....shared.models import ModelRecord
+from ...cache import LoadedModels
+from ...checkpoints import restore_checkpoint
+from ...gpu import configure_tensorflow
+from ...training import TrainingKind
+from ..base import (
     GenerateResult,
     JobContext,
     timing_metrics,
 )
-from atelier.workers.kinds.dcgan.inference import CompiledGenerator, labels_in_turn
-from atelier.workers.kinds.dcgan.model import DcganConfig, build_generator
-from atelier.workers.kinds.dcgan.training import DcganTrainer, read_images
-from atelier.workers.training import TrainingKind
+from .inference import CompiledGenerator, labels_in_turn
+from .model import DcganConfig, build_generator
+from .training import DcganTrainer, read_images
 
 PREVIEW_IMAGES = 64  # in grid.png
 

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from atelier.workers.kinds.dcgan.augment import diff_augment, pack_images
+from .augment import diff_augment, pack_images
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from atelier.shared.images import encode_png, grid, to_uint8
-from atelier.shared.kinds.dcgan import DcganTrainParams
-from atelier.workers.context import JobContext
-from atelier.workers.datasets import load_images, load_labels
-from atelier.workers.kinds.dcgan.inference import generate_images, labels_in_turn
-from atelier.workers.kinds.dcgan.model import (
+from ....shared.images import encode_png, grid, to_uint8
+from ....shared.kinds.dcgan import DcganTrainParams
+from ...context import JobContext
+from ...datasets import load_images, load_labels
+from ...training import Groups, Sample, Trainer
+from .inference import generate_images, labels_in_turn
+from .model import (
     DCGAN,
     DcganConfig,
     GanRecipe,
     build_optimizer_state,
     training_state,
 )
-from atelier.workers.training import Groups, Sample, Trainer
 
 SAMPLE_GRID_SIZE = 64  # an 8x8 grid, from noise fixed for the whole run
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from atelier.workers.kinds.causal_lm.sampling import (
+from ..causal_lm.sampling import (
     CompiledSamplers,
     SamplerSpec,
     next_power_of_two,
     reseed,
 )
-from atelier.workers.kinds.melody.guard import GuardedSampler, MeterGuard
+from .guard import GuardedSampler, MeterGuard
 
 
 class MelodyDecoder:

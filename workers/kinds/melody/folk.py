@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atelier.shared.kinds.melody.abc import AbcError, Tune, normalise, split_tunes
-from atelier.shared.kinds.melody.music import TuneStats, stats
+from ....shared.kinds.melody.abc import AbcError, Tune, normalise, split_tunes
+from ....shared.kinds.melody.music import TuneStats, stats
 
 SOURCES = ("ryansMammoth", "oneills1850", "essenFolksong")
 """music21 corpus collections: Ryan's Mammoth Collection (1883), O'Neill's Music of
@@ -116,7 +116,7 @@ def _from_json(data: dict[str, Any]) -> FolkCorpus:
 
 
 def main() -> None:
-    from atelier.shared.settings import Settings
+    from ....shared.settings import Settings
 
     corpus = cached(Settings.from_env().data_dir / "cache")
     by_source = collections.Counter(t.source for t in corpus.tunes)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from atelier.shared.kinds.melody.abc import (
+from ....shared.kinds.melody.abc import (
     BAR_LINES,
     HEADER_PREFIXES,
     TUPLET_TIME,

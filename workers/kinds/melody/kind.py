@@ -12,9 +12,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from atelier.shared.errors import PermanentJobError
-from atelier.shared.jobs import OutputRef
-from atelier.shared.kinds.melody.abc import (
+from ....shared.errors import PermanentJobError
+from ....shared.jobs import OutputRef
+from ....shared.kinds.melody.abc import (
     HEADER_PREFIXES,
     AbcError,
     Tune,
@@ -23,23 +23,24 @@ from atelier.shared.kinds.melody.abc import (
     split_tunes,
     tune_from_tokens,
 )
-from atelier.shared.kinds.melody.params import MelodyGenerateParams, MelodyTrainParams
-from atelier.shared.kinds.melody.transpose import transpose
-from atelier.shared.models import ModelRecord
-from atelier.workers.cache import LoadedModels
-from atelier.workers.checkpoints import restore_checkpoint
-from atelier.workers.gpu import configure_tensorflow
-from atelier.workers.kinds.base import (
+from ....shared.kinds.melody.params import MelodyGenerateParams, MelodyTrainParams
+from ....shared.kinds.melody.transpose import transpose
+from ....shared.models import ModelRecord
+from ...cache import LoadedModels
+from ...checkpoints import restore_checkpoint
+from ...gpu import configure_tensorflow
+from ...training import Sample, TrainingKind
+from ..base import (
     GenerateResult,
     JobContext,
     timing_metrics,
 )
-from atelier.workers.kinds.causal_lm.network import WarmupCosine, build_language_model
-from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
-from atelier.workers.kinds.causal_lm.trainer import CausalLmTrainer
-from atelier.workers.kinds.melody.decoding import MelodyDecoder
-from atelier.workers.kinds.melody.folk import cached
-from atelier.workers.kinds.melody.model import (
+from ..causal_lm.network import WarmupCosine, build_language_model
+from ..causal_lm.sampling import SamplerSpec
+from ..causal_lm.trainer import CausalLmTrainer
+from .decoding import MelodyDecoder
+from .folk import cached
+from .model import (
     END,
     START,
     HeldOut,
@@ -47,8 +48,7 @@ from atelier.workers.kinds.melody.model import (
     Vocabulary,
     header_counts,
 )
-from atelier.workers.kinds.melody.render import ABC_TYPE, audio_missing, render
-from atelier.workers.training import Sample, TrainingKind
+from .render import ABC_TYPE, audio_missing, render
 
 VALIDATION_FRACTION = 0.05
 VALIDATION_TUNES = 64  # measured at every sample; bench/melody_quality.py uses them all

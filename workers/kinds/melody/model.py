@@ -11,8 +11,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from atelier.shared.kinds.melody.abc import Tune
-from atelier.workers.kinds.causal_lm.network import LanguageModelConfig, loss_metrics
+from ....shared.kinds.melody.abc import Tune
+from ..causal_lm.network import LanguageModelConfig, loss_metrics
 
 PAD, START, END = "<pad>", "<tune>", "</tune>"
 SPECIALS = (PAD, START, END)

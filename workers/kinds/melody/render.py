@@ -15,8 +15,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from atelier.shared.kinds.melody.abc import Tune, without_repeats
-from atelier.shared.kinds.melody.music import midi_bytes, note_events, parse
+from ....shared.kinds.melody.abc import Tune, without_repeats
+from ....shared.kinds.melody.music import midi_bytes, note_events, parse
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 """Where Debian's fluid-soundfont-gm puts its General MIDI soundfont."""

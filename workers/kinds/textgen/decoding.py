@@ -19,14 +19,14 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from atelier.workers.kinds.causal_lm.ngram import NgramMixture
-from atelier.workers.kinds.causal_lm.sampling import (
+from ..causal_lm.ngram import NgramMixture
+from ..causal_lm.sampling import (
     CompiledSamplers,
     SamplerSpec,
     next_power_of_two,
     reseed,
 )
-from atelier.workers.kinds.textgen.tokens import ByteTokens, TextTokens
+from .tokens import ByteTokens, TextTokens
 
 LENGTH_BUCKET = 32  # tokens: at most 31 generated and thrown away per row
 KEPT_FRACTION = 0.5  # of the context, carried into the next window: context vs. speed

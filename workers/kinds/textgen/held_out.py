@@ -8,8 +8,8 @@ import math
 import keras
 import numpy as np
 
-from atelier.workers.kinds.causal_lm.network import loss_metrics
-from atelier.workers.kinds.causal_lm.ngram import TokenNgram, fit_mixture_weight, mixed
+from ..causal_lm.network import loss_metrics
+from ..causal_lm.ngram import TokenNgram, fit_mixture_weight, mixed
 
 
 class HeldOut:

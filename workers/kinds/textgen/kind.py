@@ -10,25 +10,26 @@ from typing import Any
 import keras
 import numpy as np
 
-from atelier.shared.errors import PermanentJobError
-from atelier.shared.jobs import OutputRef
-from atelier.shared.kinds.textgen import TextgenGenerateParams, TextgenTrainParams
-from atelier.shared.models import ModelRecord
-from atelier.workers.cache import LoadedModels
-from atelier.workers.checkpoints import restore_checkpoint
-from atelier.workers.corpus import fables
-from atelier.workers.gpu import configure_tensorflow
-from atelier.workers.kinds.base import (
+from ....shared.errors import PermanentJobError
+from ....shared.jobs import OutputRef
+from ....shared.kinds.textgen import TextgenGenerateParams, TextgenTrainParams
+from ....shared.models import ModelRecord
+from ...cache import LoadedModels
+from ...checkpoints import restore_checkpoint
+from ...corpus import fables
+from ...gpu import configure_tensorflow
+from ...training import Groups, Sample, TrainingKind
+from ..base import (
     GenerateResult,
     JobContext,
     timing_metrics,
 )
-from atelier.workers.kinds.causal_lm.network import (
+from ..causal_lm.network import (
     LanguageModelConfig,
     WarmupCosine,
     build_language_model,
 )
-from atelier.workers.kinds.causal_lm.ngram import (
+from ..causal_lm.ngram import (
     NGRAM_KEYS,
     NGRAM_ORDER_KEY,
     NGRAM_TOKENS_KEY,
@@ -37,17 +38,16 @@ from atelier.workers.kinds.causal_lm.ngram import (
     TokenArray,
     TokenNgram,
 )
-from atelier.workers.kinds.causal_lm.sampling import SamplerSpec
-from atelier.workers.kinds.causal_lm.trainer import CausalLmTrainer
-from atelier.workers.kinds.textgen.decoding import Decoder
-from atelier.workers.kinds.textgen.held_out import HeldOut
-from atelier.workers.kinds.textgen.tokens import (
+from ..causal_lm.sampling import SamplerSpec
+from ..causal_lm.trainer import CausalLmTrainer
+from .decoding import Decoder
+from .held_out import HeldOut
+from .tokens import (
     TOKENIZER_KEY,
     TextTokens,
     new_tokens,
     tokens_from_config,
 )
-from atelier.workers.training import Groups, Sample, TrainingKind
 
 VALIDATION_FRACTION = 0.05
 VALIDATION_WINDOWS = 32
