@@ -1,13 +1,13 @@
 """Write docs/configuration.md from the settings themselves: each field of
 ``shared/settings.py``'s ``Settings``, with its type, its default and the docstring under
-it, grouped by the ``# --- section ---`` comments of the dataclass.
+it, grouped by the ``# --- section ---`` comments of the class.
 
     python docs/gen_configuration.py           # rewrite docs/configuration.md (./dev docs)
     python docs/gen_configuration.py --check   # exit 1 if it is not what this writes
 
 The names, sections and docstrings are read from the source with ``ast`` (comments are not
 in the tree, so sections come from the source lines); types and defaults from the
-dataclass itself, so a default such as ``50 << 30`` is shown as the number it is.
+model's fields, so a default such as ``50 << 30`` is shown as the number it is.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import ast
 import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin
 
 from atelier.shared.settings import Settings
 from atelier.shared.settings_env import env_name, format_value
@@ -125,8 +125,7 @@ def documented() -> list[Documented]:
     """Every field, in source order; a field without a docstring is an error."""
     source = SOURCE.read_text()
     sections = _sections(source.splitlines())
-    types = get_type_hints(Settings)
-    defaults = {f.name: f.default for f in fields(Settings)}
+    fields = Settings.model_fields
     rows = []
     for line, name, doc in _docstrings(ast.parse(source)):
         if doc is None:
@@ -134,7 +133,11 @@ def documented() -> list[Documented]:
         section = [title for number, title in sections if number < line][-1]
         rows.append(
             Documented(
-                section, name, _kind(types[name]), _default(name, defaults[name]), _markdown(doc)
+                section,
+                name,
+                _kind(fields[name].annotation),
+                _default(name, fields[name].default),
+                _markdown(doc),
             )
         )
     return rows

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from tests.conftest import IN_CI, flush_db
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-SETTINGS_ENV = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
+SETTINGS_ENV = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
 
 
 def promtool() -> str:

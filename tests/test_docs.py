@@ -9,7 +9,6 @@ import importlib.util
 import json
 import re
 import sys
-from dataclasses import fields
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -50,7 +49,8 @@ def test_configuration_page_is_what_the_generator_writes() -> None:
 
 def test_every_setting_is_on_the_configuration_page() -> None:
     page = (DOCS / "configuration.md").read_text()
-    missing = [env_name(f.name) for f in fields(Settings) if f"`{env_name(f.name)}`" not in page]
+    names = [env_name(name) for name in Settings.model_fields]
+    missing = [name for name in names if f"`{name}`" not in page]
     assert missing == []
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -108,7 +107,7 @@ def test_every_setting_is_read_by_the_code() -> None:
         for path in (root / folder).rglob("*.py")
     ]
     code = "\n".join(sources)
-    unread = [f.name for f in fields(Settings) if f".{f.name}" not in code]
+    unread = [name for name in Settings.model_fields if f".{name}" not in code]
     assert unread == []
 
 
@@ -174,3 +173,34 @@ def test_old_switch_values_still_load() -> None:
     """Deployments written when switches were `on`/`off` and `0`/`1` keep working."""
     old = Settings.from_env({"ATELIER_MIXED_PRECISION": "on", "ATELIER_EXIT_AFTER_JOB": "0"})
     assert old.mixed_precision is True and old.exit_after_job is False
+
+
+def test_only_from_env_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Settings(...)`` is the defaults and the code's values: a stray variable in a test's
+    or a child's environment changes nothing; names count upper-case only."""
+    monkeypatch.setenv("ATELIER_MODEL_CACHE_SIZE", "9")
+    monkeypatch.setenv("atelier_lease_seconds", "1")
+    assert Settings().model_cache_size == 4
+    assert Settings(lease_seconds=3).replace(log_format="text").model_cache_size == 4
+    from_env = Settings.from_env()
+    assert (from_env.model_cache_size, from_env.lease_seconds) == (9, 15.0)
+
+
+def test_every_bad_variable_is_named_at_once_and_no_secret_is_echoed() -> None:
+    with pytest.raises(ValueError) as caught:
+        Settings.from_env({"ATELIER_MODEL_CACHE_SIZE": "four", "ATELIER_LEASE_SECONDS": "soon"})
+    assert str(caught.value).splitlines() == [
+        "ATELIER_MODEL_CACHE_SIZE must be an integer, not 'four'",
+        "ATELIER_LEASE_SECONDS must be a number, not 'soon'",
+    ]
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    with pytest.raises(ValueError, match="ATELIER_REDIS_URL is not a usable") as caught:
+        Settings.from_env({"ATELIER_REDIS_URL": "http://user:hunter2@host:6379/0"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_values_set_in_code_are_checked_against_their_types() -> None:
+    with pytest.raises(ValueError, match="ATELIER_MODEL_CACHE_SIZE must be an integer, not 'x'"):
+        Settings(model_cache_size="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ATELIER_API_CONCURRENT_UPLOADS must be 1 or more"):
+        Settings().replace(api_concurrent_uploads=0)
