@@ -4,7 +4,7 @@ costs less per held-out token than a smoothed 5-gram on the same tokens
 (``bench/melody_quality.py``; bench/results/melody-quality.md has the same figures for the
 default run).
 
-Slow tier: trains in this process, as a job would (``bench.melody_run.trained``), on
+Quality tier: trains in this process, as a job would (``bench.melody_run.trained``), on
 O'Neill's tunes (1,982), which normalise without music21."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from atelier.shared.kinds.melody.abc import AbcError, Tune, normalise, split_tun
 from atelier.workers.kinds.melody.folk import source_files
 from bench.melody_run import trained
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.quality]  # a trained model, judged
 
 SMALL_RUN = {"steps": 400, "sequence_length": 128, "dataset": "oneills"}
 

@@ -5,8 +5,8 @@
 - **integration**: ``slow``. Stacks, workers, the CLI against a stack, and TensorFlow.
   ``./dev test --integration`` (``-m "slow and not quality"``); ``podman`` tests (the
   compose file in podman) are among them.
-- **quality**: ``quality`` (and ``slow``). The default recipes' trainings, the suite's
-  biggest cost. ``./dev test --quality`` (``-m quality``).
+- **quality**: ``quality`` (and ``slow``). Trained models judged on their output: the
+  default recipes' trainings and a small melody run. ``./dev test --quality`` (``-m quality``).
 
 Tests using a stack fixture are marked ``slow`` here, as are the modules that import
 TensorFlow when imported (``TENSORFLOW_MODULES``): those are not even imported when ``-m``
