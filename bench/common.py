@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import statistics
 import tempfile
 import time
@@ -67,12 +68,22 @@ def stack(
             progress_interval_seconds=0.5,
             **BENCH_LIMITS,
         )
-        running = EmbeddedStack(base, port=free_port(), worker_roles=roles)
+        running = EmbeddedStack(
+            base, port=free_port(), worker_roles=roles, redis_admin_password=secrets.token_hex(16)
+        )
         settings = running.start()
         try:
             yield running, Client(settings.api_url, running.api_key, timeout=120)
         finally:
             running.stop()
+
+
+def admin_url(running: EmbeddedStack) -> str:
+    """The stack's Redis as its ``default`` user: for a raw baseline (plain Celery with a
+    result backend, plain XREAD), whose commands Atelier's ACL user is not given."""
+    assert running.settings is not None and running.redis_admin_password
+    address = running.settings.redis_url.rsplit("@", 1)[-1]
+    return f"redis://default:{running.redis_admin_password}@{address}"
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -27,7 +27,7 @@ from atelier.shared.auth import ApiKeyStore
 from atelier.shared.jobs import JobStore, JobType, Progress
 from atelier.shared.redis_client import connect, redis_for
 from atelier.shared.redis_keys import KEYS
-from bench.common import Result, percentile, stack
+from bench.common import Result, admin_url, percentile, stack
 from bench.polling import _answers, _load
 
 STREAMS = 200
@@ -119,7 +119,7 @@ def event_streams(size: str) -> list[Result]:
         raw: list[float] = []
         reader = threading.Thread(
             target=lambda: raw.extend(
-                _raw_latencies(settings.redis_url, job_ids[:RAW_READER_STREAMS], seconds - 2)
+                _raw_latencies(admin_url(running), job_ids[:RAW_READER_STREAMS], seconds - 2)
             )
         )
         reader.start()

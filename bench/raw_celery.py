@@ -21,9 +21,7 @@ from atelier.shared.settings import Settings
 QUEUE = "bench-raw"
 settings = Settings.from_env()
 app = make_celery(settings)
-# No expiry on results: Celery stores expiring ones with SETEX, which the ACL user the
-# stack's Redis gives Atelier (cli/redis_acl.py) does not have; plain SET it has.
-app.conf.update(result_backend=settings.redis_url, task_ignore_result=False, result_expires=None)
+app.conf.update(result_backend=settings.redis_url, task_ignore_result=False)
 
 _generators: dict[str, Any] = {}
 

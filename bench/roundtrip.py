@@ -18,6 +18,7 @@ from atelier.client import Client
 from bench import raw_celery
 from bench.common import (
     Result,
+    admin_url,
     median,
     model_weights,
     percentile,
@@ -112,7 +113,8 @@ def _prepare(running: EmbeddedStack, client: Client) -> Sides:
     weights_path = running.data_dir / "bench-weights.npz"
     weights_path.write_bytes(weights)
     app = raw_celery.app
-    app.conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url)
+    raw_url = admin_url(running)
+    app.conf.update(broker_url=raw_url, result_backend=raw_url)
     return Sides(client, model_id, app, weights_path, json.dumps(record.config))
 
 
@@ -125,7 +127,7 @@ def _start_raw_worker(running: EmbeddedStack) -> ManagedProcess:
     worker = ManagedProcess(
         "raw-celery",
         argv,
-        child_env(running.settings),
+        child_env(running.settings.replace(redis_url=admin_url(running))),
         running.data_dir / "logs" / "raw-celery.log",
     )
     worker.raise_if_exited(" at start")

@@ -59,6 +59,10 @@ class EmbeddedStack:
     worker_roles: tuple[str, ...] = ("train", "generate", "webhooks")
     """Workers to start (the scale benchmark starts none, so jobs stay queued)."""
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    redis_admin_password: str = ""
+    """The own Redis's ``default`` user's password, for the benchmarks' raw baselines
+    (plain Celery, plain XREAD) that send commands Atelier's ACL user may not; empty (as
+    ``atelier up`` runs): that user is off."""
     say: Callable[[str], None] = log.warning
     """Where supervision reports restarts (``atelier up`` prints them)."""
     _lock: DataDirLock | None = field(default=None, init=False, repr=False)
@@ -97,6 +101,7 @@ class EmbeddedStack:
                 pass_fds=self._pass_fds(),
                 registry=self.processes,
                 password=private_secret(data / REDIS_PASSWORD_FILE),
+                admin_password=self.redis_admin_password,
             )
         settings = self.base.replace(
             redis_url=redis_url,
