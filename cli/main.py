@@ -25,7 +25,12 @@ from .webhooks import webhooks
 
 
 def _settings() -> Settings:
-    return Settings.from_env()
+    """The settings from the environment; a bad variable is one clear line naming it (and
+    exit 1), not a traceback."""
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _client() -> Client:

@@ -204,3 +204,18 @@ def test_values_set_in_code_are_checked_against_their_types() -> None:
         Settings(model_cache_size="x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ATELIER_API_CONCURRENT_UPLOADS must be 1 or more"):
         Settings().replace(api_concurrent_uploads=0)
+
+
+def test_the_cli_names_a_bad_variable_without_a_traceback() -> None:
+    """What an operator sees from `atelier up` (or any command) with a mistyped variable."""
+    from click.testing import CliRunner
+
+    from atelier.cli.main import main
+
+    env = {"ATELIER_MODEL_CACHE_SIZE": "four", "ATELIER_LOG_FORMAT": "xml"}
+    result = CliRunner().invoke(main, ["worker"], env=env)
+    assert result.exit_code == 1
+    assert "ATELIER_MODEL_CACHE_SIZE must be an integer, not 'four'" in result.output
+    assert "ATELIER_LOG_FORMAT must be one of" in result.output
+    assert "Traceback" not in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit)
