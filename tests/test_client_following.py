@@ -15,7 +15,7 @@ from typing import Any, ClassVar, cast
 import pytest
 import redis
 
-from atelier.client import Client
+from atelier.client import Client, epoch_seconds
 from atelier.client_types import Event, Job
 from atelier.following import FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, Backoff, apply_event
 from atelier.shared.jobs import JobStatus, JobStore, Progress
@@ -79,6 +79,10 @@ def test_an_event_updates_the_job_it_applies_to() -> None:
     assert job["status"] == "queued"  # a new dict each time
     moved = apply_event(running, _event("progress", step=4, total=10, metrics={"loss": 0.5}))
     assert moved["progress"]["step"] == 4 and moved["progress"]["metrics"] == {"loss": 0.5}
+    # The event's epoch seconds become the job body's ISO time (what on_update callers read).
+    stamped = apply_event(moved, _event("progress", step=5, updated_at=1796512812.25))
+    assert isinstance(stamped["progress"]["updated_at"], str)
+    assert epoch_seconds(stamped["progress"]["updated_at"]) == 1796512812.25
     shown = apply_event(moved, _event("output", name="a.png", url="u", size_bytes=3))
     assert shown["outputs"] == [{"name": "a.png", "url": "u", "size_bytes": 3}]
     over = apply_event(shown, _event("end", status="failed", error={"type": "X", "message": "m"}))
