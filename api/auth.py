@@ -25,6 +25,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AUDITED = {
     "v1.create_job": "job.submit",
     "v1.cancel_job": "job.cancel",
+    "v1.update_job": "job.update",
     "v1.delete_finished_job": "job.delete",
     "v1.delete_trained_model": "model.delete",
     "v1.delete_dataset": "dataset.delete",

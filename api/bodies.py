@@ -61,6 +61,9 @@ def job_body(job: Job, links: Links) -> JobOut:
         id=job.id,
         type=job.type,
         kind=job.kind,
+        name=job.name,
+        tags=job.tags,
+        notes=job.notes,
         params=job.params,
         status=job.status,
         progress=ProgressOut(

@@ -7,17 +7,51 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from ..shared.job_labels import (
+    MAX_NAME_CHARS,
+    MAX_NOTES_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    TAG_PATTERN,
+)
 from ..shared.job_records import WebhookEvent
+from ..shared.job_search import SORT_PATTERN
 from ..shared.jobs import JobStatus, JobType
 from ..shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from ..shared.webhook_urls import MAX_URL_CHARS
 
 # The upper bound is ATELIER_LIST_PAGE_MAX, checked by the views (``api.paging``).
 PAGE_LIMIT = Field(20, ge=1, description="Items per page; at most ATELIER_LIST_PAGE_MAX.")
+
+# A job's labels (``shared.job_labels``): bounded, and each rule in the document's schema.
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_CHARS, pattern=TAG_PATTERN)]
+NAME = Field(
+    None,
+    min_length=1,
+    max_length=MAX_NAME_CHARS,
+    pattern=r"^[^\x00-\x1f\x7f]+$",
+    description="What you call the run: one line, not unique.",
+    examples=["dcgan lr=2e-4 baseline"],
+)
+TAGS_DOC = (
+    f"Labels to find the job by (`GET /v1/jobs?tag=`): at most {MAX_TAGS}, each 1-"
+    f"{MAX_TAG_CHARS} characters, a letter or digit then letters, digits and `_ . : / = + -`;"
+    " repeats are dropped."
+)
+NOTES = Field(
+    None,
+    max_length=MAX_NOTES_CHARS,
+    pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$",
+    description="Free text (Markdown is shown as text); tabs and newlines allowed.",
+)
+
+
+def _tag_set(value: list[str] | None) -> list[str] | None:
+    return list(dict.fromkeys(value)) if value is not None else None
 
 
 class JobCreate(BaseModel):
@@ -62,6 +96,11 @@ class JobCreate(BaseModel):
         description="Which events the webhook hears: `start`, `output`, `logs` (at most "
         "twice a second), `completed`. Default: all.",
     )
+    name: str | None = NAME
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description=TAGS_DOC)
+    notes: str | None = NOTES
+
+    _tags = field_validator("tags")(_tag_set)
 
     @field_validator("webhook_events_filter")
     @classmethod
@@ -88,10 +127,38 @@ class SubmitHeaders(BaseModel):
     )
 
 
+class JobUpdate(BaseModel):
+    """A JSON merge patch (RFC 7396) of the job's labels: a field left out stays, null
+    clears it, ``tags`` replaces the whole set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = NAME
+    tags: list[Tag] | None = Field(None, max_length=MAX_TAGS, description=TAGS_DOC)
+    notes: str | None = NOTES
+
+    _tags = field_validator("tags")(_tag_set)
+
+
 class JobListQuery(BaseModel):
     status: JobStatus | None = None
     type: JobType | None = None
     kind: str | None = None
+    tag: Tag | None = Field(None, description="Only jobs carrying this tag.")
+    name_prefix: str | None = Field(
+        None, max_length=MAX_NAME_CHARS, description="Only jobs whose name starts so (any case)."
+    )
+    dataset: str | None = Field(
+        None, max_length=200, description="Only jobs whose `params.dataset` is this."
+    )
+    sort: str | None = Field(
+        None,
+        pattern=SORT_PATTERN,
+        description="A final metric to order by, smallest first (`val_loss`), or largest "
+        "first (`-val_loss`); jobs without it last. Ranks the newest 5,000 jobs (of the "
+        "tag). Default: newest first.",
+        examples=["val_loss"],
+    )
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
     limit: int = PAGE_LIMIT
 
@@ -122,6 +189,9 @@ class JobOut(BaseModel):
     id: str
     type: JobType
     kind: str
+    name: str | None
+    tags: list[str]
+    notes: str | None
     params: dict[str, Any]
     status: JobStatus
     progress: ProgressOut

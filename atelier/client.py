@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, cast
 
 import requests
 
+from atelier.client_jobs import JobQueries, labels
 from atelier.client_types import Dataset, Event, Job, Json, Model, Output, Progress, parse_sse
 from atelier.downloads import download_file, target_path
 from atelier.following import follow, retry_after_seconds, spent_budget_wait
@@ -65,7 +66,7 @@ def epoch_seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-class Client:
+class Client(JobQueries):
     """A typed client for one API key. ``max_retries`` bounds the retries of one call."""
 
     def __init__(
@@ -101,12 +102,16 @@ class Client:
         *,
         idempotency_key: str | None = None,
         wait: float | None = None,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
         **options: Any,
     ) -> Job:
-        """Create a job; ``options`` are other body fields (``start_before``, …). With
-        ``wait``, the answer comes when the job is over or after that many seconds
-        (``Prefer: wait``, capped by the server)."""
-        body = {"type": job_type, "kind": kind, "params": params, **options}
+        """Create a job, with a ``name``, ``tags`` and ``notes`` to find it by; ``options``
+        are other body fields (``start_before``, …). With ``wait``, the answer comes when
+        the job is over or after that many seconds (``Prefer: wait``, capped by the server)."""
+        body = {"type": job_type, "kind": kind, "params": params, **labels(name, tags, notes)}
+        body.update(options)
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex, **_prefer(wait)}
         return cast(
             Job,
@@ -160,11 +165,6 @@ class Client:
     def _longer(self, wait: float | None) -> dict[str, Any]:
         """A read timeout that outlasts the server's wait."""
         return {} if wait is None else {"timeout": self.timeout + wait}
-
-    def jobs(self, **filters: Any) -> Json:
-        """One page of the caller's jobs, newest first: ``{"data": [...], "next_cursor"}``."""
-        query = {k: v for k, v in filters.items() if v is not None and v != ""}
-        return self.request("GET", "/v1/jobs", params=query)
 
     def cancel(self, job_id: str) -> Job:
         return cast(Job, self.request("POST", f"/v1/jobs/{job_id}/cancel"))

@@ -40,6 +40,9 @@ class Job(TypedDict):
     id: str
     type: str
     kind: str
+    name: str | None
+    tags: list[str]
+    notes: str | None
     params: Json
     status: str
     progress: Progress

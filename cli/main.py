@@ -16,6 +16,7 @@ from atelier.client import ApiError, Client, Json
 from ..shared.job_records import WebhookEvent
 from ..shared.settings import Settings
 from .events import events
+from .job_labels import jobs, label
 from .keys import keys
 from .processes import api_argv, child_env, worker_argv
 from .removal import delete
@@ -180,6 +181,9 @@ def _parse_params(pairs: tuple[str, ...]) -> Json:
 @click.option("--kind", default="dcgan", show_default=True)
 @click.option("--param", "-p", "pairs", multiple=True, help="key=value (JSON values allowed)")
 @click.option("--wait", "wait_for_it", is_flag=True, help="Wait with a progress bar.")
+@click.option("--name", default=None, help="What to call the run (to find it by).")
+@click.option("--tag", "tags", multiple=True, help="A tag to find it by (repeat it).")
+@click.option("--notes", default=None, help="Free-text notes.")
 @click.option("--webhook", default=None, help="URL told about the job's events (signed POSTs).")
 @click.option(
     "--webhook-event",
@@ -195,15 +199,17 @@ def submit(
     wait_for_it: bool,
     webhook: str | None,
     webhook_events: tuple[str, ...],
+    **labels: Any,
 ) -> None:
-    """Submit a job and print its id."""
+    """Submit a job and print its id; ``labels``: its name, tags and notes."""
     client = _client()
     if webhook_events and not webhook:
         raise click.UsageError("--webhook-event needs --webhook")
     hooks: dict[str, Any] = {"webhook": webhook} if webhook else {}
     if webhook and webhook_events:
         hooks["webhook_events_filter"] = list(webhook_events)
-    job = call(lambda: client.submit(job_type, kind, _parse_params(pairs), **hooks))
+    labels["tags"] = list(labels["tags"]) or None
+    job = call(lambda: client.submit(job_type, kind, _parse_params(pairs), **labels, **hooks))
     click.echo(job["id"])
     if wait_for_it:
         finish(wait_with_bar(client, job["id"]))
@@ -244,25 +250,6 @@ def download(job_id: str, out: str) -> None:
     job = call(lambda: client.get(job_id))
     for path in client.download(job, Path(out) / job_id):
         click.echo(str(path))
-
-
-@main.command("list")
-@click.option("--status", "status_filter", default=None)
-@click.option("--type", "type_filter", default=None)
-@click.option("--kind", default=None)
-@click.option("--limit", default=20, show_default=True)
-def list_cmd(
-    status_filter: str | None, type_filter: str | None, kind: str | None, limit: int
-) -> None:
-    """The caller's jobs, newest first."""
-    client = _client()
-    page = call(lambda: client.jobs(status=status_filter, type=type_filter, kind=kind, limit=limit))
-    for job in page["data"]:
-        fraction = job["progress"]["fraction"]
-        click.echo(
-            f"{job['id']}  {job['type']:<8} {job['kind']:<8} {job['status']:<9} "
-            f"{fraction:>5.0%}  {job['created_at']}"
-        )
 
 
 @main.group()
@@ -374,6 +361,9 @@ main.add_command(keys)
 main.add_command(events)
 main.add_command(webhooks)
 main.add_command(delete)
+main.add_command(jobs)
+main.add_command(jobs, "list")
+main.add_command(label)
 
 if __name__ == "__main__":
     main()

@@ -128,13 +128,15 @@ class JobIndexes:
         cursor: str | None = None,
         where: Callable[[Job], bool] = lambda job: True,
         scan_budget: int = 5000,
+        tag: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """Newest first. Returns a page and the cursor for the next one (None at the end).
 
-        Filters are applied while scanning the owner's index in id order; ``scan_budget``
-        bounds the work of one call, and the cursor resumes where the scan stopped.
+        Filters are applied while scanning the owner's index in id order (with ``tag``,
+        that tag's index: ``shared.job_labels``); ``scan_budget`` bounds the work of one
+        call, and the cursor resumes where the scan stopped.
         """
-        index = self._keys.owner_jobs(owner)
+        index = self._keys.owner_tag(owner, tag) if tag else self._keys.owner_jobs(owner)
         upper = f"({cursor}" if cursor else "+"
         found: list[Job] = []
         scanned = 0
@@ -152,6 +154,13 @@ class JobIndexes:
                         return found, job.id
             upper = f"({ids[-1]}"
         return found, upper[1:]
+
+    def newest_for_owner(self, owner: str, count: int, tag: str | None = None) -> list[Job]:
+        """The owner's newest ``count`` jobs (of ``tag``), newest first: one read of ids,
+        one pipelined read of records."""
+        index = self._keys.owner_tag(owner, tag) if tag else self._keys.owner_jobs(owner)
+        ids = cast(list[bytes], self._redis.zrevrangebylex(index, "+", "-", 0, count))
+        return self.get_many(i.decode() for i in ids)
 
     # --- a running attempt: stop flags and fenced writes -------------------------------------
     def stop_requested(self, job_id: str, fence: str, generation: str | None) -> StopFlags:

@@ -82,6 +82,11 @@ class Job(BaseModel):
     params: dict[str, Any]
     status: JobStatus = JobStatus.QUEUED
     created_at: float
+    name: str | None = None
+    """What its owner calls it (``shared.job_labels``); not unique, changeable any time."""
+    tags: list[str] = Field(default_factory=list)
+    """Its owner's labels, a small set; each has an index (``shared.job_labels``)."""
+    notes: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
     attempt: int = 0

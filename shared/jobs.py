@@ -29,6 +29,7 @@ from redis.client import Pipeline
 from .errors import Conflict, StartDeadlineMissed
 from .events import CREATION_DATA, EventType, JobEvents, status_data
 from .job_indexes import JobIndexes, StopFlags
+from .job_labels import LabelChange, index_tags
 from .job_records import (
     TERMINAL_STATUSES,
     CheckpointRef,
@@ -50,18 +51,8 @@ from .retry import RetryPolicy
 from .settings import Settings
 
 __all__ = [
-    "ALLOWED_TRANSITIONS",
-    "CheckpointRef",
-    "Job",
-    "JobErrorInfo",
-    "JobStatus",
-    "JobStore",
-    "JobType",
-    "OutputRef",
-    "Progress",
-    "RetryPolicy",
-    "StopFlags",
-    "new_id",
+    "ALLOWED_TRANSITIONS", "CheckpointRef", "Job", "JobErrorInfo", "JobStatus", "JobStore",
+    "JobType", "LabelChange", "OutputRef", "Progress", "RetryPolicy", "StopFlags", "new_id",
 ]
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -102,7 +93,6 @@ class JobStore(JobIndexes):
         self.events = JobEvents(client, keys)
 
     # Reads, stop flags and fenced progress writes are in JobIndexes (shared.job_indexes).
-
     # --- writes outside the state machine ---------------------------------------------------
     def create(
         self,
@@ -129,6 +119,7 @@ class JobStore(JobIndexes):
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(self._keys.job(job.id), mapping=cast(Any, encode(job)))
         pipe.zadd(self._keys.owner_jobs(owner), {job.id: 0})
+        index_tags(pipe, self._keys, job)
         pipe.zadd(self._keys.queued(job.type.value), {job.id: job.created_at})
         self.fair.enter(pipe, job, job.created_at)
         if start_before is not None:
@@ -144,6 +135,7 @@ class JobStore(JobIndexes):
         pipe.delete(self._keys.job(job.id), self._keys.job_logs(job.id))
         self.events.forget(pipe, job.id)
         pipe.zrem(self._keys.owner_jobs(job.owner), job.id)
+        index_tags(pipe, self._keys, job.model_copy(update={"tags": []}), job.tags)
         self.forget_end(pipe, job)
         self.leave_indexes(pipe, job)
         pipe.execute()
@@ -336,6 +328,14 @@ class JobStore(JobIndexes):
 
         return self._transition(
             job_id, status, complete, also=release, only_if=still_ours, quiet=fence is not None
+        )
+
+    def relabel(self, job_id: str, change: LabelChange) -> Job | None:
+        """Its name, tags or notes changed, in any status, with the tag index."""
+        was: dict[str, list[str]] = {}
+        return self._transition(
+            job_id, None, lambda job: change.apply(job, was),
+            also=lambda pipe, job: index_tags(pipe, self._keys, job, was["tags"]),
         )
 
     def add_outputs(self, job_id: str, fence: str, outputs: list[OutputRef]) -> bool:

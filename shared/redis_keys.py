@@ -40,6 +40,9 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
                                            (short TTL; a restarted worker has a new one)
     {p}:owner:{owner}:jobs          zset   job ids of one owner, all scored 0: ids sort by
                                            creation time, so ZREVRANGEBYLEX pages newest first
+    {p}:owner:{owner}:tag:{tag}     zset   the owner's job ids carrying tag, scored 0 like the
+                                           jobs index, written with the record's tags in one
+                                           MULTI (shared.job_labels); GET /v1/jobs?tag= pages it
     {p}:model:{model_id}            string model record (JSON)
     {p}:owner:{owner}:models        zset   model ids of one owner, scored 0 like jobs
     {p}:dataset:{dataset_id}        string uploaded dataset record (JSON)
@@ -111,6 +114,9 @@ class RedisKeys:
 
     def owner_jobs(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:jobs"
+
+    def owner_tag(self, owner: str, tag: str) -> str:
+        return f"{self.prefix}:owner:{owner}:tag:{tag}"
 
     def job_logs(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:logs"

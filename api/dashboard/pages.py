@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, g, redirect, render_template, request, url_for
+from pydantic import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
 from ...shared.audit import AuditLog
-from ...shared.errors import Conflict, NotFound
+from ...shared.errors import Conflict, NotFound, ValidationFailed
+from ...shared.job_search import JobFilter, find_jobs
 from ...shared.jobs import Job, JobStatus, JobType
 from ...shared.kinds import KINDS, StrictParams
 from ..auth import current_owner
 from ..present import present_job, present_model, request_links
+from ..schemas import JobListQuery
 from ..services import services
 from ..views.datasets import present_dataset
 from ..views.jobs import owned_job
@@ -45,41 +48,51 @@ def _kind_forms(job_type: JobType, **given: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+FILTERS = ("status", "type", "kind", "tag", "name_prefix", "sort")
+"""The list's filters, as ``GET /v1/jobs`` names them."""
+
+
 @dashboard.get("/")
 def jobs() -> str:
-    """Every job of the caller, newest first, filtered like ``GET /v1/jobs``."""
-    status = request.args.get("status") or None
-    job_type = request.args.get("type") or None
-    kind = request.args.get("kind") or None
-
-    def matches(job: Job) -> bool:
-        return (
-            (status is None or job.status == status)
-            and (job_type is None or job.type == job_type)
-            and (kind is None or job.kind == kind)
-        )
-
+    """Every job of the caller, newest first (or by a final metric), filtered like
+    ``GET /v1/jobs``; a filter that is not valid there finds nothing here."""
+    filters = {name: request.args.get(name, "").strip() for name in FILTERS}
     svc = services()
     # The stream resumes after the newest event read before the table: nothing between
     # the two is missed (an event both in the table and the stream is applied twice, alike).
     after = svc.jobs.events.last_id_for_owner(current_owner())
-    cursor = request.args.get("cursor") or None
-    found, older = svc.jobs.list_for_owner(
-        current_owner(), limit=PAGE_JOBS, cursor=cursor, where=matches
-    )
+    try:
+        query = JobListQuery.model_validate({k: v for k, v in filters.items() if v})
+        found, older = find_jobs(
+            svc.jobs, current_owner(), _filter(query), limit=PAGE_JOBS,
+            cursor=request.args.get("cursor") or None, sort=query.sort,
+        )
+    except (ValidationError, ValidationFailed):
+        found, older = [], None
     datasets = svc.datasets.list_for_owner(current_owner())
     links = request_links()  # once for the page
     return render_template(
         "jobs.html",
         last_event_id=after,
         jobs=[present_job(j, links) for j in found],
-        filters={"status": status or "", "type": job_type or "", "kind": kind or ""},
+        filters=filters,
+        filters_set={k: v for k, v in filters.items() if v},
         older=older,
         statuses=[s.value for s in JobStatus],
         types=[t.value for t in JobType],
         kinds=sorted(KINDS),
         datasets=datasets,
         train_defaults=_kind_forms(JobType.TRAIN),
+    )
+
+
+def _filter(query: JobListQuery) -> JobFilter:
+    return JobFilter(
+        status=query.status,
+        type=query.type,
+        kind=query.kind,
+        tag=query.tag,
+        name_prefix=query.name_prefix,
     )
 
 

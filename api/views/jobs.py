@@ -10,6 +10,8 @@ from spectree import Response
 
 from ...shared.errors import Conflict, NotFound, ServiceUnavailable
 from ...shared.idempotency import IdempotencyRecord, fingerprint
+from ...shared.job_labels import LabelChange
+from ...shared.job_search import JobFilter, find_jobs
 from ...shared.jobs import Job, new_id
 from ...shared.limits import limits_for
 from ...shared.logs import JOB_ID
@@ -26,6 +28,7 @@ from ..schemas import (
     JobListQuery,
     JobLogsOut,
     JobOut,
+    JobUpdate,
     SubmitHeaders,
     problems,
 )
@@ -104,6 +107,9 @@ def _create_and_enqueue(
         priority=body.priority,
         webhook=body.webhook,
         webhook_events_filter=body.webhook_events_filter,
+        name=body.name,
+        tags=body.tags,
+        notes=body.notes,
     )
     svc.quotas.job_created(owner, job.id)
     if "dataset" in params:
@@ -153,22 +159,36 @@ def get_job(job_id: str) -> tuple[JobOut, int, dict[str, str]]:
 @v1.get("/jobs")
 @spec.validate(query=JobListQuery, resp=Response(HTTP_200=JobList, **problems(422)), tags=["jobs"])
 def list_jobs(query: JobListQuery) -> JobList:
-    """The caller's jobs, newest first, filtered by status, type and kind."""
-
-    def matches(job: Job) -> bool:
-        return (
-            (query.status is None or job.status == query.status)
-            and (query.type is None or job.type == query.type)
-            and (query.kind is None or job.kind == query.kind)
-        )
-
+    """The caller's jobs, newest first (or by a final metric: ``sort``), filtered by status,
+    type, kind, tag, name prefix and dataset (``shared.job_search`` says what each costs)."""
     svc = services()
     limit = checked_limit(query.limit, svc.settings.list_page_max)
-    jobs, cursor = svc.jobs.list_for_owner(
-        current_owner(), limit=limit, cursor=query.cursor, where=matches
+    where = JobFilter(
+        status=query.status,
+        type=query.type,
+        kind=query.kind,
+        tag=query.tag,
+        name_prefix=query.name_prefix,
+        dataset=query.dataset,
+    )
+    jobs, cursor = find_jobs(
+        svc.jobs, current_owner(), where, limit=limit, cursor=query.cursor, sort=query.sort
     )
     links = request_links()  # once for the page
     return JobList(data=[present_job(j, links) for j in jobs], next_cursor=cursor)
+
+
+@v1.patch("/jobs/<job_id>")
+@spec.validate(json=JobUpdate, resp=Response(HTTP_200=JobOut), tags=["jobs"])
+def update_job(job_id: str, json: JobUpdate) -> JobOut:
+    """Rename, retag or annotate a job, in any status (a JSON merge patch: a field left out
+    stays, null clears it, ``tags`` replaces the set)."""
+    owned_job(job_id)
+    change = LabelChange(frozenset(json.model_fields_set), json.name, json.tags, json.notes)
+    job = services().jobs.relabel(job_id, change)
+    if job is None:
+        raise NotFound(f"No job {job_id!r}.")
+    return present_job(job)
 
 
 @v1.post("/jobs/<job_id>/cancel")

@@ -6,7 +6,11 @@
   const body = table.querySelector("tbody");
   const filter = {
     status: table.dataset.filterStatus, type: table.dataset.filterType, kind: table.dataset.filterKind,
+    tag: table.dataset.filterTag, name: (table.dataset.filterName || "").toLowerCase(),
   };
+  // Ordered by a metric: a new job's place is not the top, so the live table only updates
+  // the rows it shows (a reload places new ones).
+  const sorted = Boolean(table.dataset.sorted);
   const pending = new Set();
 
   for (const cell of body.querySelectorAll('[data-field="eta"]')) {
@@ -16,13 +20,22 @@
   // As the server writes it: "2026-11-29 07:01:31" (UTC, from the ISO timestamp).
   const shortTime = (iso) => String(iso).replace("T", " ").slice(0, 19);
 
-  const matches = (job) => (!filter.status || job.status === filter.status)
-    && (!filter.type || job.type === filter.type) && (!filter.kind || job.kind === filter.kind);
+  const matches = (job) => !sorted && (!filter.status || job.status === filter.status)
+    && (!filter.type || job.type === filter.type) && (!filter.kind || job.kind === filter.kind)
+    && (!filter.tag || (job.tags || []).includes(filter.tag))
+    && (!filter.name || (job.name || "").toLowerCase().startsWith(filter.name));
 
   function rowFor(job) {
     const row = Atelier.el("tr", { "data-job": job.id, "data-type": job.type, "data-kind": job.kind });
-    const link = Atelier.el("a", { href: `/jobs/${encodeURIComponent(job.id)}` }, job.id);
-    const cells = [link, Atelier.el("span", { "data-field": "status" }), job.type, job.kind];
+    const first = Atelier.el("td");
+    first.append(Atelier.el("a", { href: `/jobs/${encodeURIComponent(job.id)}` }, job.name || job.id));
+    if (job.name) first.append(Atelier.el("br"), Atelier.el("code", { class: "muted" }, job.id));
+    const tags = Atelier.el("td", { class: "tags" });
+    for (const tag of job.tags || []) {
+      tags.append(Atelier.el("a", { class: "tag", href: `/?tag=${encodeURIComponent(tag)}` }, tag), " ");
+    }
+    row.append(first, tags);
+    const cells = [Atelier.el("span", { "data-field": "status" }), job.type, job.kind];
     for (const content of cells) {
       const td = Atelier.el("td");
       if (typeof content === "string") td.textContent = content; else td.append(content);
