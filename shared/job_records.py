@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 
 class JobStatus(StrEnum):
@@ -42,12 +43,29 @@ class WebhookEvent(StrEnum):
     COMPLETED = "completed"
 
 
+def finite_only(metrics: Any) -> Any:
+    """Metrics without NaN or infinities (and without the nulls JSON made of them in
+    records written before): stored, a NaN became ``null``, and the record then failed to
+    read, which broke every listing of its owner's jobs."""
+    if not isinstance(metrics, dict):
+        return metrics
+    return {
+        name: value
+        for name, value in metrics.items()
+        if value is not None and not (isinstance(value, float) and not math.isfinite(value))
+    }
+
+
+Metrics = Annotated[dict[str, float], BeforeValidator(finite_only)]
+"""A record's measurements: finite numbers only."""
+
+
 class Progress(BaseModel):
     step: int = 0
     total: int = 0
     fraction: float = 0.0
     eta_seconds: float | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: Metrics = Field(default_factory=dict)
     updated_at: float = 0.0
 
 
@@ -98,7 +116,7 @@ class Job(BaseModel):
     """Why it failed; while it waits for a retry, why the last run stopped."""
     outputs: list[OutputRef] = Field(default_factory=list)
     model_id: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: Metrics = Field(default_factory=dict)
     """Run measurements, e.g. ``predict_time`` seconds and ``model_cache_hit`` (1 or 0)."""
     start_before: float | None = None
     max_run_seconds: float | None = None

@@ -8,6 +8,7 @@ import redis
 from pydantic import BaseModel, Field
 from redis.client import Pipeline
 
+from .job_records import Metrics
 from .jobs import OutputRef, new_id
 from .redis_keys import KEYS, RedisKeys
 
@@ -20,7 +21,7 @@ class ModelRecord(BaseModel):
     """Everything the kind needs to rebuild the network before loading weights."""
     weights_key: str
     samples: list[OutputRef] = Field(default_factory=list)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: Metrics = Field(default_factory=dict)
     source_job_id: str
     dataset: str
     steps: int

@@ -21,6 +21,7 @@ from atelier.shared.jobs import (
     Progress,
     RetryPolicy,
 )
+from atelier.shared.redis_keys import KEYS
 
 
 @pytest.fixture()
@@ -306,3 +307,31 @@ def _stale_writes_refused(
     assert done.checkpoint is None and done.progress.step == 10
     assert logs.read(job_id) == ["the current attempt runs"]
     assert not store.stop_requested(job_id, current, None).fenced
+
+
+def test_a_nan_metric_leaves_every_record_readable(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """A diverged run's NaN stored as JSON null made its record unreadable, and so every
+    listing of its owner's jobs. Non-finite metrics are left out of what is stored, and a
+    record stored that way before reads again."""
+    job = store.create("nan-owner", JobType.TRAIN, "dcgan", {})
+    claimed = store.claim(job.id, "w", 30)
+    assert claimed is not None and claimed.fence is not None
+    nan, inf = float("nan"), float("inf")
+    progress = Progress(step=3, total=9, metrics={"loss": nan, "d_loss": inf, "g_loss": 0.5})
+    assert progress.metrics == {"g_loss": 0.5}
+    store.set_progress(job.id, claimed.fence, progress)
+    store.finish(job.id, JobStatus.FAILED, metrics={"val_loss": nan, "steps": 3.0})
+    done = store.get(job.id)
+    assert done is not None and done.metrics == {"steps": 3.0}
+    assert done.progress.metrics == {"g_loss": 0.5}
+    # A record written before this guard: the null is read as no metric.
+    key = KEYS.job(job.id)
+    record = cast(bytes | None, redis_client.hget(key, "record"))
+    assert record is not None
+    patched = record.replace(b'"steps":3.0', b'"steps":3.0,"x":null')
+    assert b'"x":null' in patched
+    redis_client.hset(key, "record", patched)
+    listed = store.list_for_owner("nan-owner", limit=10)
+    assert [j.id for j in listed[0]] == [job.id] and listed[0][0].metrics == {"steps": 3.0}

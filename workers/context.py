@@ -9,6 +9,7 @@ record does not reference."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +108,8 @@ class JobContext:
     def report(self, step: int, total: int, metrics: dict[str, float]) -> None:
         """Record progress; writes to Redis at most every ``progress_interval_seconds``,
         and at once when a new validation figure came (it is a point of its curve)."""
+        # NaN and infinities are no point of a curve, and JSON has no spelling for them.
+        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
         now = time.monotonic()
         if self._first_step is None:
             self._first_step, self._rate_start = step - 1, now

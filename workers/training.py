@@ -16,6 +16,7 @@ exactly as a job does. When a step samples, checkpoints or stops is decided by
 from __future__ import annotations
 
 import functools
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import keras
 
+from ..shared.errors import PermanentJobError
 from ..shared.jobs import OutputRef
 from ..shared.kinds import TrainParams
 from ..shared.storage import ObjectLayout
@@ -251,6 +253,14 @@ class StepHooks(keras.callbacks.Callback):  # type: ignore[misc]
         step = self.start_step + batch + 1
         total = self.cadence.total_steps
         self.latest.update({k: float(v) for k, v in (logs or {}).items()})
+        diverged = [k for k, v in self.latest.items() if "loss" in k and not math.isfinite(v)]
+        if diverged:
+            # Fails the job (a run again from its checkpoint would diverge again); the
+            # checkpoints stored so far stay.
+            raise PermanentJobError(
+                f"training diverged at step {step}: {', '.join(sorted(diverged))} is "
+                f"{self.latest[diverged[0]]}; a lower learning rate may help"
+            )
         self.ctx.report(step, total, self.latest)
         TRAINING_STEPS.labels(self.ctx.job.kind).inc()
         actions = self.cadence.at(step, self.ctx.stop_reason())
