@@ -20,6 +20,7 @@ from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
+from bench.capacity import capacity
 from bench.common import Result
 from bench.digits_quality import digits_quality
 from bench.events import event_streams
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "fairness": fairness,
     "failover": failover,
     "housekeeping": housekeeping,
+    "capacity": capacity,
     "text-quality": text_quality,
     "digits-quality": digits_quality,
     "melody-quality": melody_quality,
