@@ -19,7 +19,7 @@ from ..shared.job_labels import (
     TAG_PATTERN,
 )
 from ..shared.job_records import WebhookEvent
-from ..shared.job_search import SORT_PATTERN
+from ..shared.job_search import SORT_PATTERN, JobFilter
 from ..shared.jobs import JobStatus, JobType
 from ..shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from ..shared.webhook_urls import MAX_URL_CHARS
@@ -161,6 +161,17 @@ class JobListQuery(BaseModel):
     )
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
     limit: int = PAGE_LIMIT
+
+    def job_filter(self) -> JobFilter:
+        """What the query keeps (the API's list and the dashboard's read it alike)."""
+        return JobFilter(
+            status=self.status,
+            type=self.type,
+            kind=self.kind,
+            tag=self.tag,
+            name_prefix=self.name_prefix,
+            dataset=self.dataset,
+        )
 
 
 class ProgressOut(BaseModel):

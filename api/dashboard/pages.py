@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ...shared.audit import AuditLog
 from ...shared.errors import Conflict, NotFound, ValidationFailed
-from ...shared.job_search import JobFilter, find_jobs
+from ...shared.job_search import find_jobs
 from ...shared.jobs import Job, JobStatus, JobType
 from ...shared.kinds import KINDS, StrictParams
 from ..auth import current_owner
@@ -64,7 +64,7 @@ def jobs() -> str:
     try:
         query = JobListQuery.model_validate({k: v for k, v in filters.items() if v})
         found, older = find_jobs(
-            svc.jobs, current_owner(), _filter(query), limit=PAGE_JOBS,
+            svc.jobs, current_owner(), query.job_filter(), limit=PAGE_JOBS,
             cursor=request.args.get("cursor") or None, sort=query.sort,
         )
     except (ValidationError, ValidationFailed):
@@ -83,16 +83,6 @@ def jobs() -> str:
         kinds=sorted(KINDS),
         datasets=datasets,
         train_defaults=_kind_forms(JobType.TRAIN),
-    )
-
-
-def _filter(query: JobListQuery) -> JobFilter:
-    return JobFilter(
-        status=query.status,
-        type=query.type,
-        kind=query.kind,
-        tag=query.tag,
-        name_prefix=query.name_prefix,
     )
 
 

@@ -11,7 +11,7 @@ from spectree import Response
 from ...shared.errors import Conflict, NotFound, ServiceUnavailable
 from ...shared.idempotency import IdempotencyRecord, fingerprint
 from ...shared.job_labels import LabelChange
-from ...shared.job_search import JobFilter, find_jobs
+from ...shared.job_search import find_jobs
 from ...shared.jobs import Job, new_id
 from ...shared.limits import limits_for
 from ...shared.logs import JOB_ID
@@ -163,14 +163,7 @@ def list_jobs(query: JobListQuery) -> JobList:
     type, kind, tag, name prefix and dataset (``shared.job_search`` says what each costs)."""
     svc = services()
     limit = checked_limit(query.limit, svc.settings.list_page_max)
-    where = JobFilter(
-        status=query.status,
-        type=query.type,
-        kind=query.kind,
-        tag=query.tag,
-        name_prefix=query.name_prefix,
-        dataset=query.dataset,
-    )
+    where = query.job_filter()
     jobs, cursor = find_jobs(
         svc.jobs, current_owner(), where, limit=limit, cursor=query.cursor, sort=query.sort
     )
