@@ -38,6 +38,7 @@ from pydantic import Field
 
 from atelier.shared.jobs import Job, JobStatus, JobType
 from atelier.shared.kinds import KindSpec, StrictParams, load_kind_plugins
+from atelier.shared.kinds.base import model_id_field
 from atelier.shared.models import ModelRecord
 from atelier.shared.queue import enqueue, make_celery
 from atelier.shared.settings import Settings
@@ -50,7 +51,7 @@ MODEL_ID = "model_sim"
 
 
 class SimParams(StrictParams):
-    model_id: str
+    model_id: str = model_id_field("sim")
     seconds: int = Field(1, ge=0, le=3600)
 
 
