@@ -96,7 +96,7 @@ def job_pid(job: Job) -> int:
 
 
 def test_a_paused_attempt_that_wakes_writes_nothing(fenced: FencingStack) -> None:
-    params = {**TINY_TRAIN, "steps": 4000, "sample_every": 500, "checkpoint_every": 100}
+    params = {**TINY_TRAIN, "steps": 1500, "sample_every": 500, "checkpoint_every": 100}
     job_id = fenced.client.submit("train", "dcgan", params)["id"]
     first = wait_step(fenced, job_id, 1, 150)
     pid = job_pid(first)
