@@ -96,10 +96,12 @@ def job_body(job: Job, links: Links) -> JobOut:
     )
 
 
-def model_body(model: ModelRecord, links: Links) -> ModelOut:
+def model_body(model: ModelRecord, links: Links, version: int | None = None) -> ModelOut:
     grid = model.samples[-1] if model.samples else None
     return ModelOut(
         id=model.id,
+        name=model.name,
+        version=version,
         kind=model.kind,
         config=model.config,
         dataset=model.dataset,

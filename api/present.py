@@ -36,5 +36,13 @@ def present_job(job: Job, links: Links | None = None) -> JobOut:
 
 
 def present_model(model: ModelRecord, links: Links | None = None) -> ModelOut:
-    outcome_shown()  # a model is a training job's outcome
-    return model_body(model, links or request_links())
+    return present_models([model], links)[0]
+
+
+def present_models(models: list[ModelRecord], links: Links | None = None) -> list[ModelOut]:
+    """Bodies of ``models``, with their versions read in one pipeline."""
+    if models:
+        outcome_shown()  # a model is a training job's outcome
+    versions = services().models.versions_of(models)
+    links = links or request_links()
+    return [model_body(m, links, v) for m, v in zip(models, versions, strict=True)]

@@ -246,6 +246,11 @@ class PageQuery(BaseModel):
 
 class ModelOut(BaseModel):
     id: str
+    name: str | None = Field(description="The `model_name` it was trained under, if any.")
+    version: int | None = Field(
+        description="Its version under that name (1, 2, ...): `name:N` names it, and "
+        "`name:latest` the newest version."
+    )
     kind: str
     config: dict[str, Any]
     dataset: str

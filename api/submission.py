@@ -59,6 +59,7 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> ValidSubmit:
         facts = facts_for(svc.settings, dataset=dataset)
     else:
         model = _check_model(values["model_id"], body.kind, owner, svc)
+        values["model_id"] = model.id  # the job keeps the version it was given, by id
         _check_fits_model(spec.check_generate, params, model)
         facts = facts_for(svc.settings, model=model)
     found = estimate(spec, body.type, params, facts)
@@ -95,7 +96,7 @@ def _check_dataset(name: str, modality: str, owner: str, svc: Services) -> Datas
 
 
 def _check_model(model_id: str, kind: str, owner: str, svc: Services) -> ModelRecord:
-    model = svc.models.get_for_owner(model_id, owner)
+    model = svc.models.resolve(model_id, owner)
     if model is None:
         raise UnknownModel(
             f"No model {model_id!r} in params.model_id; list yours with GET /v1/models.",

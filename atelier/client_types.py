@@ -67,6 +67,8 @@ class Job(TypedDict):
 
 class Model(TypedDict):
     id: str
+    name: str | None
+    version: int | None
     kind: str
     config: Json
     dataset: str

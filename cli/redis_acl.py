@@ -41,8 +41,8 @@ ATELIER_COMMANDS: dict[str, str] = {
     "indexes": "zadd zrem zcard zcount zscore zrange zrevrange zrangebyscore zrevrangebylex "
     "zremrangebyscore zinterstore sadd srem smembers scard",
     # Celery's broker (kombu): one list per queue and priority, BRPOP to take a message;
-    # job logs and metric history.
-    "lists": "lpush rpush rpop brpop llen lrange lindex ltrim",
+    # job logs and metric history; a named model's versions.
+    "lists": "lpush rpush rpop brpop llen lrange lindex ltrim lpos lset",
     # Job events (SSE) and the webhooks router's consumer group: streams.
     "events": "xadd xrange xrevrange xreadgroup xgroup|create xautoclaim xack",
     # Wake-ups of event streams; kombu's fan-out (worker control).

@@ -26,6 +26,8 @@ class ModelRecord(BaseModel):
     dataset: str
     steps: int
     created_at: float
+    name: str | None = None
+    """The ``model_name`` it was trained under: it is that name's next version."""
 
 
 class ModelStore:
@@ -48,12 +50,58 @@ class ModelStore:
         same MULTI as the job's success, so a fenced-off attempt leaves no model behind."""
         pipe.set(self._keys.model(model.id), model.model_dump_json())
         pipe.zadd(self._keys.owner_models(model.owner), {model.id: 0})
+        if model.name is not None:
+            # In the same MULTI: versions are numbered in the order models are recorded,
+            # with no gap, and only a recorded model takes a number.
+            pipe.rpush(self._keys.model_versions(model.owner, model.name), model.id)
 
     def delete(self, model: ModelRecord) -> None:
+        version = self.version_of(model)
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self._keys.model(model.id))
         pipe.zrem(self._keys.owner_models(model.owner), model.id)
+        if model.name is not None and version is not None:
+            # Emptied, not removed: the later versions keep their numbers.
+            pipe.lset(self._keys.model_versions(model.owner, model.name), version - 1, "")
         pipe.execute()
+
+    def version_of(self, model: ModelRecord) -> int | None:
+        """The model's version under its name (1 for the first); None if it has no name."""
+        return self.versions_of([model])[0]
+
+    def versions_of(self, models: list[ModelRecord]) -> list[int | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        named = [m for m in models if m.name is not None]
+        for model in named:
+            pipe.lpos(self._keys.model_versions(model.owner, cast(str, model.name)), model.id)
+        found = dict(zip([m.id for m in named], pipe.execute() if named else [], strict=True))
+        return [None if found.get(m.id) is None else int(found[m.id]) + 1 for m in models]
+
+    def resolve(self, ref: str, owner: str) -> ModelRecord | None:
+        """The owner's model that ``ref`` names: an id, ``name:N`` or ``name:latest`` (the
+        newest version not deleted). None when there is none, or it is someone else's."""
+        name, colon, version = ref.rpartition(":")
+        if not colon:
+            return self.get_for_owner(ref, owner)
+        key = self._keys.model_versions(owner, name)
+        if version == "latest":
+            model_id = self._newest_version(key)
+        else:
+            raw = cast(bytes | None, self._redis.lindex(key, int(version) - 1))
+            model_id = raw.decode() if raw else None
+        return self.get_for_owner(model_id, owner) if model_id else None
+
+    def _newest_version(self, key: str, chunk: int = 64) -> str | None:
+        """The last non-empty entry, read from the end a chunk at a time."""
+        end = -1
+        while True:
+            ids = cast(list[bytes], self._redis.lrange(key, end - chunk + 1, end))
+            for raw in reversed(ids):
+                if raw:
+                    return raw.decode()
+            if len(ids) < chunk:
+                return None
+            end -= chunk
 
     def get(self, model_id: str) -> ModelRecord | None:
         raw = self._redis.get(self._keys.model(model_id))

@@ -194,6 +194,11 @@ class RedisKeys:
     def owner_models(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:models"
 
+    def model_versions(self, owner: str, name: str) -> str:
+        """A named model's versions: a list of model ids, version N at index N - 1 (a
+        deleted version's entry is emptied, so the numbers never move)."""
+        return f"{self.prefix}:owner:{owner}:model-name:{name}"
+
     def dataset(self, dataset_id: str) -> str:
         return f"{self.prefix}:dataset:{dataset_id}"
 

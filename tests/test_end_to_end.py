@@ -40,7 +40,8 @@ class Generated:
 @pytest.fixture(scope="module")
 def trained(stack: RunningStack) -> Trained:
     client = stack.client("alice")
-    submitted = client.submit("train", "dcgan", {**TINY_TRAIN, "dataset": "digits"})
+    params = {**TINY_TRAIN, "dataset": "digits", "model_name": "e2e-digits"}
+    submitted = client.submit("train", "dcgan", params)
     updates: list[Job] = []
     job = client.wait(submitted["id"], on_update=updates.append, poll_seconds=0.1, timeout=300)
     assert job["status"] == "succeeded", job["error"]
@@ -51,10 +52,14 @@ def trained(stack: RunningStack) -> Trained:
 @pytest.fixture(scope="module")
 def generated(trained: Trained) -> Generated:
     client, params = trained.client, {"model_id": trained.model["id"], "n": 5, "seed": 3}
+    # By name: the newest version, which is the model just trained; the job keeps its id.
     first = client.wait(
-        client.submit("generate", "dcgan", params)["id"], poll_seconds=0.1, timeout=120
+        client.submit("generate", "dcgan", {**params, "model_id": "e2e-digits:latest"})["id"],
+        poll_seconds=0.1,
+        timeout=120,
     )
     assert first["status"] == "succeeded", first["error"]
+    assert first["params"]["model_id"] == trained.model["id"]
     again = client.wait(
         client.submit("generate", "dcgan", params)["id"], poll_seconds=0.1, timeout=120
     )
@@ -94,6 +99,8 @@ def test_training_outputs_a_sample_grid_per_sample_step(trained: Trained) -> Non
 def test_the_model_records_its_source_config_metrics_and_grid(trained: Trained) -> None:
     model = trained.model
     assert model["source_job_id"] == trained.job["id"]
+    assert model["name"] == "e2e-digits" and model["version"] is not None
+    assert trained.client.model(f"e2e-digits:{model['version']}")["id"] == model["id"]
     assert model["config"]["image_size"] == 28 and model["config"]["channels"] == 1
     # Digits carry labels: the model is conditional and reports its mode-seeking spread.
     assert model["config"]["classes"] == 10

@@ -300,6 +300,7 @@ class JobRunner:
                 dataset=result.dataset,
                 steps=result.steps,
                 created_at=time.time(),
+                name=job.params.get("model_name"),
             )
             # The model is recorded in the same MULTI as the success, or not at all.
             return self._finish(
@@ -309,7 +310,7 @@ class JobRunner:
                 metrics=result.metrics,
                 also=lambda pipe, _job: self.models.save_in(pipe, model),
             )
-        source = self.models.get_for_owner(job.params["model_id"], job.owner)
+        source = self.models.resolve(job.params["model_id"], job.owner)
         if source is None:
             raise PermanentJobError(f"model {job.params['model_id']} no longer exists")
         generated = plugin.generate(source, job.params, ctx)

@@ -15,7 +15,7 @@ from ...shared.job_search import find_jobs
 from ...shared.jobs import Job, JobStatus, JobType
 from ...shared.kinds import KINDS, StrictParams
 from ..auth import current_owner
-from ..present import present_job, present_model, request_links
+from ..present import present_job, present_model, present_models, request_links
 from ..schemas import JobListQuery
 from ..services import services
 from ..views.datasets import present_dataset
@@ -130,13 +130,13 @@ def _owned(job_id: str) -> Job:
 def models() -> str:
     found, _ = services().models.list_for_owner(current_owner(), limit=PAGE_JOBS)
     links = request_links()
-    return render_template("models.html", models=[present_model(m, links) for m in found])
+    return render_template("models.html", models=present_models(found, links))
 
 
 @dashboard.get("/models/<model_id>")
 def model(model_id: str) -> str:
     """A model's samples and a generate form; results arrive in the gallery below it."""
-    found = services().models.get_for_owner(model_id, current_owner())
+    found = services().models.resolve(model_id, current_owner())
     if found is None:
         abort(404)
     generate = KINDS[found.kind].generate_params if found.kind in KINDS else None

@@ -8,7 +8,7 @@ from ...shared.errors import NotFound
 from ...shared.kinds import KINDS
 from ..auth import current_owner
 from ..paging import checked_limit
-from ..present import present_model, request_links
+from ..present import present_model, present_models, request_links
 from ..schemas import KindList, KindOut, ModelList, ModelOut, PageQuery, problems
 from ..services import services
 from ..spec import spec
@@ -23,14 +23,14 @@ def list_models(query: PageQuery) -> ModelList:
     limit = checked_limit(query.limit, svc.settings.list_page_max)
     models, cursor = svc.models.list_for_owner(current_owner(), limit=limit, cursor=query.cursor)
     links = request_links()  # once for the page
-    return ModelList(data=[present_model(m, links) for m in models], next_cursor=cursor)
+    return ModelList(data=present_models(models, links), next_cursor=cursor)
 
 
 @v1.get("/models/<model_id>")
 @spec.validate(resp=Response(HTTP_200=ModelOut), tags=["models"])
 def get_model(model_id: str) -> ModelOut:
     """One trained model: kind, config, sample grid, final losses, source job."""
-    model = services().models.get_for_owner(model_id, current_owner())
+    model = services().models.resolve(model_id, current_owner())
     if model is None:
         raise NotFound(f"No model {model_id!r}.")
     return present_model(model)

@@ -35,7 +35,7 @@ def delete_finished_job(job_id: str) -> tuple[str, int]:
 def delete_trained_model(model_id: str) -> tuple[str, int]:
     """Delete a model: its record and weights; jobs that name it later fail, saying so."""
     svc = services()
-    model = svc.models.get_for_owner(model_id, current_owner())
+    model = svc.models.resolve(model_id, current_owner())
     if model is None:
         raise NotFound(f"No model {model_id!r}.")
     delete_model(svc.jobs, svc.models, svc.objects, model)

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..estimates import Estimate, JobFacts
 
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""A model name: 1-64 letters, digits, ``.``, ``_`` or ``-``, starting with a letter or digit."""
+
 
 class StrictParams(BaseModel):
     """Unknown parameters are errors, not silently ignored typos."""
@@ -29,20 +32,33 @@ class TrainParams(StrictParams):
         250, ge=1, le=1_000_000, description="Steps between samples written as outputs."
     )
     checkpoint_every: int = Field(250, ge=1, le=1_000_000, description="Steps between checkpoints.")
+    model_name: str | None = Field(
+        None,
+        pattern=MODEL_NAME_PATTERN,
+        description=(
+            "Name the trained model: each training with the same name makes its next version "
+            "(1, 2, ...), which `name:latest` or `name:N` refers to wherever a model id goes."
+        ),
+    )
 
 
-MODEL_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-"""What a model id can look like (``model_`` and hex today): an empty or odd one is refused by
-the schema, before anything looks for it."""
+MODEL_REF_PATTERN = (
+    r"^(?:[A-Za-z0-9_-]{1,64}|[A-Za-z0-9][A-Za-z0-9._-]{0,63}:(?:latest|[1-9][0-9]{0,8}))$"
+)
+"""What names a model: its id (``model_`` and hex), or ``name:latest`` / ``name:N``. An
+empty or odd one is refused by the schema, before anything looks for it."""
 
 
 def model_id_field(kind: str) -> Any:
-    """The ``model_id`` of a kind's generate params."""
+    """The ``model_id`` of a kind's generate params: an id or a name and version."""
     return Field(
-        description=f"A model produced by a {kind} training job.",
+        description=(
+            f"A model produced by a {kind} training job: its id, or `name:latest` or "
+            "`name:N` for a named model's newest or Nth version."
+        ),
         min_length=1,
-        max_length=64,
-        pattern=MODEL_ID_PATTERN,
+        max_length=74,
+        pattern=MODEL_REF_PATTERN,
     )
 
 
