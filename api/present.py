@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
-from flask import url_for
+import functools
 
+from flask import request, url_for
+
+from ..shared.errors import NotFound
 from ..shared.jobs import Job, OutputRef
 from ..shared.models import ModelRecord
 from .bodies import Links, job_body, model_body, output_body
@@ -16,8 +19,15 @@ from .services import services
 def request_links() -> Links:
     """Built once per response: `url_for` per output cost ~25 µs each (cProfile), which a
     1,000-image job paid on every status poll."""
-    files_route = url_for("v1.download_file", key="-", _external=True)[:-1]
-    return Links(services().objects, files_route)
+    return Links(services().objects, _files_route(request.host_url))
+
+
+@functools.lru_cache(maxsize=64)
+def _files_route(host_url: str) -> str:
+    """The files route's external URL, made once per scheme, host and root (what
+    ``url_for`` builds it from, all in ``host_url``): ~30 µs of every status poll. Bounded:
+    a client chooses the Host it sends."""
+    return url_for("v1.download_file", key="-", _external=True)[:-1]
 
 
 def download_url(key: str) -> str:
@@ -33,6 +43,17 @@ def present_job(job: Job, links: Links | None = None) -> JobOut:
     if job.status.is_terminal():
         outcome_shown()
     return job_body(job, links or request_links())
+
+
+def present_polled_job(job_id: str, owner: str, raw: dict[bytes, bytes]) -> JobOut:
+    """``GET /v1/jobs/{id}``: the body of the job stored as ``raw`` (its hash, empty if
+    there is none) if ``owner``'s, through the process's kept bodies (``JobBodies``)."""
+    shown = services().job_bodies.show(job_id, raw, request_links()) if raw else None
+    if shown is None or shown.owner != owner:
+        raise NotFound(f"No job {job_id!r}.")
+    if shown.terminal:
+        outcome_shown()
+    return shown.body
 
 
 def present_model(model: ModelRecord, links: Links | None = None) -> ModelOut:

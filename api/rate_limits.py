@@ -13,6 +13,11 @@ A GCRA budget of ``burst`` requests refilled at ``per_minute`` is advertised as 
 over the time one burst takes to refill (60/min with a burst of 30: ``q=30;w=30``). A 429 adds
 ``Retry-After`` (whole seconds, never before ``t`` runs out, as the draft asks).
 
+A status poll (``GET /v1/jobs/{id}``) reads its job record in the budget's own Lua script
+(``RateLimiter.spend_then_read``): one round trip to Redis instead of two, and the budget
+stays exact, still spent by one atomic script. The view takes the record with
+``prefetched_job_hash``.
+
 Only authenticated ``/v1`` routes are limited (the hooks run after ``require_api_key``);
 probes, metrics and the API documents are on other blueprints and never are.
 """
@@ -35,13 +40,23 @@ def budget_name() -> str:
     return BUDGET_OF_ROUTE.get((request.method, request.endpoint or ""), "reads")
 
 
+# Routes whose view reads one job hash first: it rides on the budget's round trip.
+PREFETCH_ENDPOINTS = frozenset({"v1.get_job"})
+
+
 def spend_rate_budget() -> None:
     """Before-request hook: one request of the caller's budget, or 429 ``rate-limited``."""
     svc = services()
-    budget = Budget.of(limits_for(svc.settings, current_owner()), budget_name())
+    owner = current_owner()
+    budget = Budget.of(limits_for(svc.settings, owner), budget_name())
     if not budget.limited:
         return
-    decision = svc.rate_limiter.spend(current_owner(), budget)
+    job_id = (request.view_args or {}).get("job_id")
+    if request.endpoint in PREFETCH_ENDPOINTS and job_id:
+        decision, raw = svc.rate_limiter.spend_then_read(owner, budget, svc.jobs.job_key(job_id))
+        g.prefetched_job = (job_id, raw)
+    else:
+        decision = svc.rate_limiter.spend(owner, budget)
     g.rate_decision = decision
     if not decision.allowed:
         raise RateLimited(
@@ -50,6 +65,13 @@ def spend_rate_budget() -> None:
             policy=budget.name,
             retry_after=decision.retry_after,
         )
+
+
+def prefetched_job_hash(job_id: str) -> dict[bytes, bytes] | None:
+    """The job hash ``spend_rate_budget`` read for this request (empty: no such job), or
+    None when it read none for ``job_id``; taken once."""
+    found: tuple[str, dict[bytes, bytes] | None] | None = g.pop("prefetched_job", None)
+    return found[1] if found is not None and found[0] == job_id else None
 
 
 def add_rate_limit_headers(response: Response) -> Response:

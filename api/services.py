@@ -21,6 +21,7 @@ from ..shared.rate_limits import RateLimiter
 from ..shared.redis_client import connect
 from ..shared.settings import Settings
 from ..shared.storage import ObjectStore, make_object_store
+from .bodies import JobBodies
 from .event_hub import EventHub, LongRequests
 from .upload_gate import UploadGate
 
@@ -45,6 +46,7 @@ class Services:
     durability: Durability
     long_requests: LongRequests
     uploads: UploadGate
+    job_bodies: JobBodies
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -76,7 +78,20 @@ class Services:
                 settings.api_long_requests, settings.api_long_requests_per_owner
             ),
             uploads=UploadGate(settings.api_concurrent_uploads),
+            job_bodies=JobBodies(_body_max_age(settings)),
         )
+
+
+BODY_MAX_AGE_SECONDS = 5.0
+"""How long a process reuses a polled job's body (``api.bodies.JobBodies``)."""
+
+
+def _body_max_age(settings: Settings) -> float:
+    """With S3, a tenth of a presigned URL's life at most: a URL from a kept body is never
+    more than that older than a fresh one."""
+    if settings.storage == "s3":
+        return min(BODY_MAX_AGE_SECONDS, settings.s3_presign_expires_seconds / 10)
+    return BODY_MAX_AGE_SECONDS
 
 
 def services() -> Services:

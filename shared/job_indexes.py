@@ -111,8 +111,16 @@ class JobIndexes:
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
-        raw = cast(dict[bytes, bytes], self._redis.hgetall(self._keys.job(job_id)))
+        raw = self.get_hash(job_id)
         return decode(raw) if raw else None
+
+    def get_hash(self, job_id: str) -> dict[bytes, bytes]:
+        """The job's hash as stored (``job_records.decode`` reads it); empty if none."""
+        return cast(dict[bytes, bytes], self._redis.hgetall(self._keys.job(job_id)))
+
+    def job_key(self, job_id: str) -> str:
+        """The job's hash, for a caller that reads it in a script of its own."""
+        return self._keys.job(job_id)
 
     def get_many(self, job_ids: Iterable[str]) -> list[Job]:
         pipe = self._redis.pipeline(transaction=False)

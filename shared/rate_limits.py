@@ -23,20 +23,35 @@ from .redis_keys import KEYS, RedisKeys
 BUDGETS = ("submits", "uploads", "reads")
 """``POST /v1/jobs``, ``POST /v1/datasets``, and every other authenticated request."""
 
-# KEYS[1] budget's TAT; ARGV interval (ms), burst. Returns allowed, TAT - now, retry (ms).
-_GCRA = """
+# KEYS[1] budget's TAT; ARGV interval (ms), burst. Sets ``result``: allowed, TAT - now,
+# retry (ms).
+_SPEND = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
 local new_tat = tat + interval
 local allowed_at = new_tat - interval * tonumber(ARGV[2])
+local result
 if now < allowed_at then
-  return {0, tat - now, allowed_at - now}
+  result = {0, tat - now, allowed_at - now}
+else
+  redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+  result = {1, new_tat - now, 0}
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return {1, new_tat - now, 0}
 """
+_GCRA = _SPEND + "return result\n"
+# The same, and when allowed the hash at KEYS[2] after it (field, value, ...): a status
+# poll's budget and its job record in one round trip (``api.rate_limits``).
+_GCRA_THEN_HGETALL = (
+    _SPEND
+    + """
+if result[1] == 1 then
+  for _, item in ipairs(redis.call('HGETALL', KEYS[2])) do result[#result + 1] = item end
+end
+return result
+"""
+)
 # The same arithmetic without spending: what ``GET /v1/usage`` shows.
 _PEEK = """
 local clock = redis.call('TIME')
@@ -100,6 +115,7 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, keys: RedisKeys = KEYS) -> None:
         self._keys = keys
         self._gcra = client.register_script(_GCRA)
+        self._gcra_then_hgetall = client.register_script(_GCRA_THEN_HGETALL)
         self._peek = client.register_script(_PEEK)
 
     def spend(self, owner: str, budget: Budget) -> Decision:
@@ -114,6 +130,24 @@ class RateLimiter:
             list[int], self._gcra(keys=[key], args=[budget.interval_ms, budget.burst])
         )
         return _decision(budget, bool(allowed), debt, retry)
+
+    def spend_then_read(
+        self, owner: str, budget: Budget, hash_key: str
+    ) -> tuple[Decision, dict[bytes, bytes] | None]:
+        """``spend``, and when allowed the hash at ``hash_key`` (empty if there is none),
+        read in the same script: one round trip where a request needs both. Denied: None,
+        and nothing read."""
+        key = self._keys.rate_limit(owner, budget.name)
+        reply = cast(
+            list[int | bytes],
+            self._gcra_then_hgetall(keys=[key, hash_key], args=[budget.interval_ms, budget.burst]),
+        )
+        allowed, debt, retry = (int(value) for value in reply[:3])
+        decision = _decision(budget, bool(allowed), debt, retry)
+        if not allowed:
+            return decision, None
+        items = cast(list[bytes], reply[3:])
+        return decision, dict(zip(items[::2], items[1::2], strict=True))
 
     def peek(self, owner: str, budget: Budget) -> Decision:
         """What the budget holds now, spending nothing."""

@@ -21,7 +21,8 @@ from ..auth import current_owner
 from ..metrics import JOBS_SUBMITTED
 from ..paging import checked_limit
 from ..prefer import requested_wait, wait_headers, wait_until_over
-from ..present import present_job, request_links
+from ..present import present_job, present_polled_job, request_links
+from ..rate_limits import prefetched_job_hash
 from ..schemas import (
     JobCreate,
     JobList,
@@ -149,10 +150,14 @@ def _await_created(earlier: IdempotencyRecord) -> Job | None:
 def get_job(job_id: str) -> tuple[JobOut, int, dict[str, str]]:
     """A job's status, progress, timestamps, error and outputs. With ``Prefer: wait=N``
     (RFC 7240): once the job is over, or after N seconds."""
-    job = owned_job(job_id)
     wait = requested_wait()
-    if wait is not None:
-        job = wait_until_over(job, wait)
+    if wait is None:
+        # The common poll: its hash was read with the rate budget (``api.rate_limits``).
+        raw = prefetched_job_hash(job_id)
+        if raw is None:
+            raw = services().jobs.get_hash(job_id)
+        return present_polled_job(job_id, current_owner(), raw), 200, wait_headers(wait)
+    job = wait_until_over(owned_job(job_id), wait)
     return present_job(job), 200, wait_headers(wait)
 
 
