@@ -10,10 +10,26 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from spectree import SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
+from spectree.plugins.base import Context
+from spectree.plugins.flask_plugin import FlaskPlugin
 
 from ..shared.errors import ValidationFailed
 
 LISTED_ERRORS = 20
+
+
+class FlaskRoutes(FlaskPlugin):  # type: ignore[misc]
+    """SpecTree's Flask plugin, without its request parsing on a route that declares no
+    request model: it copied every header, cookie and query argument into dicts nobody
+    read (~50 µs of a ~1 ms status poll)."""
+
+    def request_validation(
+        self, request: Any, query: Any, json: Any, form: Any, headers: Any, cookies: Any
+    ) -> None:
+        if query is None and json is None and form is None and headers is None and cookies is None:
+            request.context = Context(None, None, None, None, None)
+            return
+        super().request_validation(request, query, json, form, headers, cookies)
 
 
 def _raise_problem(req: Any, resp: Any, req_validation_error: Any, instance: Any, *_: Any) -> None:
@@ -77,6 +93,7 @@ DOC_PAGES = {
 
 spec = SpecTree(
     "flask",
+    backend=FlaskRoutes,
     title="Atelier API",
     version="v1",
     description=(
