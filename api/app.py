@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .dashboard.install import install_dashboard
     from .views import (  # noqa: F401
         catalog,
+        compare,
         datasets,
         events,
         files,

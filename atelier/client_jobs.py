@@ -1,12 +1,12 @@
-"""The client's calls that find and label jobs (``Client`` inherits them): filters and
-metric order of ``GET /v1/jobs``, and ``PATCH /v1/jobs/{id}``."""
+"""The client's calls that find, label and compare jobs (``Client`` inherits them): filters
+and metric order of ``GET /v1/jobs``, ``PATCH /v1/jobs/{id}`` and ``GET /v1/jobs/compare``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
-from atelier.client_types import Job, Json
+from atelier.client_types import Comparison, Job, Json
 
 UNSET: Any = object()
 """A label left as it is (``None`` clears it)."""
@@ -64,3 +64,9 @@ class JobQueries:
         patch["notes"] = notes
         body = {k: v for k, v in patch.items() if v is not UNSET}
         return cast(Job, self.request("PATCH", f"/v1/jobs/{job_id}", json=body))
+
+    def compare(self, job_ids: Iterable[str]) -> Comparison:
+        """2 to 8 of the caller's runs side by side: each one's params, final metrics,
+        curves and latest samples, and ``differing_params`` (nested ones as dotted keys)."""
+        ids = ",".join(job_ids)
+        return cast(Comparison, self.request("GET", "/v1/jobs/compare", params={"ids": ids}))

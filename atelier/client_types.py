@@ -98,6 +98,38 @@ class Dataset(TypedDict):
     created_at: str | None
 
 
+class MetricPoint(TypedDict):
+    step: int
+    time: float
+    metrics: dict[str, float]
+
+
+class ComparedRun(TypedDict):
+    """One run of a comparison: what sets it apart, how it learned, what it drew."""
+
+    id: str
+    name: str | None
+    tags: list[str]
+    type: str
+    kind: str
+    status: str
+    params: Json
+    metrics: dict[str, float]
+    progress_metrics: dict[str, float]
+    step: int
+    total: int
+    series: dict[str, list[MetricPoint]]
+    samples: list[Output]
+
+
+class Comparison(TypedDict):
+    """``GET /v1/jobs/compare``: the runs in the order asked, and the parameters (dotted
+    keys for nested ones) whose values differ between them."""
+
+    data: list[ComparedRun]
+    differing_params: list[str]
+
+
 class Event(TypedDict):
     id: str
     event: str

@@ -15,6 +15,7 @@ from atelier.client import ApiError, Client, Json
 
 from ..shared.job_records import WebhookEvent
 from ..shared.settings import Settings
+from .compare import compare
 from .events import events
 from .job_labels import jobs, label
 from .keys import keys
@@ -364,6 +365,7 @@ main.add_command(delete)
 main.add_command(jobs)
 main.add_command(jobs, "list")
 main.add_command(label)
+main.add_command(compare)
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ import json
 from typing import Any, cast
 
 import redis
+from redis.client import Pipeline
 
 from .events import EMIT_LUA, SERIES
 from .job_records import Progress
@@ -126,10 +127,18 @@ class MetricHistory:
 
     def read(self, job_id: str) -> dict[str, list[dict[str, Any]]]:
         pipe = self._redis.pipeline(transaction=False)
+        self.queue_read(pipe, job_id)
+        return self.parse(cast(list[list[bytes]], pipe.execute()))
+
+    def queue_read(self, pipe: Pipeline, job_id: str) -> None:
+        """Queue in ``pipe`` the reads of the job's series (``len(SERIES)`` replies, which
+        ``parse`` reads): several jobs' curves in one round trip (``shared.job_compare``)."""
         for series in SERIES:
             pipe.lrange(self._keys.job_metrics(job_id, series), 0, -1)
-        raw = cast(list[list[bytes]], pipe.execute())
+
+    @staticmethod
+    def parse(replies: list[list[bytes]]) -> dict[str, list[dict[str, Any]]]:
         return {
             series: [json.loads(point) for point in points]
-            for series, points in zip(SERIES, raw, strict=True)
+            for series, points in zip(SERIES, replies, strict=True)
         }

@@ -22,6 +22,9 @@ MIRRORS = {
     "JobErrorInfo": "ErrorOut",
     "Model": "ModelOut",
     "Dataset": "DatasetOut",
+    "Comparison": "JobComparison",
+    "ComparedRun": "ComparedRun",
+    "MetricPoint": "MetricPoint",
 }
 SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
