@@ -1,6 +1,7 @@
 """Compare runs (issue 25, point 2): ``GET /v1/jobs/compare`` with real jobs, their curves
 and samples written as a worker writes them, the bounds and the ownership of ``ids``, which
-parameters differ (nested ones dotted), the client and CLI.
+parameters differ (nested ones dotted), the client and CLI, and the dashboard's compare page
+and the job list's checkboxes (its chart is drawn in a browser: test_compare_browser.py).
 
 Fast tier: the app in this process, a real Redis (under Atelier's ACL), local storage, no
 worker; the test plays the worker's part through the job store."""
@@ -21,6 +22,7 @@ from atelier.shared.job_compare import differing_params, flatten, read_runs
 from atelier.shared.jobs import JobStatus, JobStore, OutputRef, Progress
 from atelier.shared.storage import ObjectLayout
 from tests.conftest import TINY_TRAIN, InProcessApi
+from tests.test_dashboard import _sign_in
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 
@@ -238,6 +240,35 @@ def test_cli_compare_prints_the_differing_params_and_final_metrics(
     assert CliRunner().invoke(cli_main, ["compare", first]).exit_code == 2
     refused = CliRunner().invoke(cli_main, ["compare", first, "job_" + "0" * 22])
     assert refused.exit_code == 1 and "404" in refused.output
+
+
+def test_dashboard_compare_page_and_job_list_checkboxes(inprocess_api: InProcessApi) -> None:
+    client = inprocess_api.client()
+    hostile = "<script>alert(1)</script>"
+    first = run_a_job(inprocess_api, client, {"latent_dim": 8}, loss=1.0, name=hostile)
+    second = run_a_job(inprocess_api, client, {"latent_dim": 16}, loss=2.0, samples=2)
+    browser = inprocess_api.app.test_client()
+    assert _sign_in(browser, inprocess_api.raw_key()).status_code == 302  # type: ignore[attr-defined]
+    listing = browser.get("/").get_data(as_text=True)
+    assert f'name="ids" value="{first}" form="compare-form"' in listing
+    assert 'id="compare-form"' in listing and 'action="/compare"' in listing
+    # The checkboxes send ids=a&ids=b; a link may say ids=a,b.
+    for query in (f"ids={first}&ids={second}", f"ids={first},{second}"):
+        answer = browser.get(f"/compare?{query}")
+        assert answer.status_code == 200
+        page = answer.get_data(as_text=True)
+        assert hostile not in page and "&lt;script&gt;" in page
+        assert f'data-ids="{first},{second}"' in page
+        assert (
+            '<tr data-param="latent_dim"><th scope="row"><code>latent_dim</code></th>'
+            "<td><code>8</code></td><td><code>16</code></td></tr>"
+        ) in page
+        assert '<tr data-metric="val_loss"><th scope="row"><code>val_loss</code></th>' in page
+        assert page.count('<li class="output" data-name="samples/') == 4 + 2
+    refused = browser.get(f"/compare?ids={first}")
+    assert refused.status_code == 422 and "give 2 to 8 job ids" in refused.get_data(as_text=True)
+    other = inprocess_api.client("bob").submit("train", "dcgan", TINY_TRAIN)["id"]
+    assert browser.get(f"/compare?ids={first},{other}").status_code == 404
 
 
 def test_other_methods_on_compare_are_405_not_a_job_named_compare(

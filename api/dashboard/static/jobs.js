@@ -27,6 +27,9 @@
 
   function rowFor(job) {
     const row = Atelier.el("tr", { "data-job": job.id, "data-type": job.type, "data-kind": job.kind });
+    const pick = Atelier.el("td");
+    pick.append(Atelier.el("input", { type: "checkbox", name: "ids", value: job.id, form: "compare-form",
+                                      "aria-label": `Compare ${job.name || job.id}` }));
     const first = Atelier.el("td");
     first.append(Atelier.el("a", { href: `/jobs/${encodeURIComponent(job.id)}` }, job.name || job.id));
     if (job.name) first.append(Atelier.el("br"), Atelier.el("code", { class: "muted" }, job.id));
@@ -34,7 +37,7 @@
     for (const tag of job.tags || []) {
       tags.append(Atelier.el("a", { class: "tag", href: `/?tag=${encodeURIComponent(tag)}` }, tag), " ");
     }
-    row.append(first, tags);
+    row.append(pick, first, tags);
     const cells = [Atelier.el("span", { "data-field": "status" }), job.type, job.kind];
     for (const content of cells) {
       const td = Atelier.el("td");
@@ -96,6 +99,18 @@
   const after = encodeURIComponent(table.dataset.lastEventId);
   Atelier.follow(`/v1/events?last_event_id=${after}`, { status: onStatus, end: onStatus, progress: onProgress },
                  document.getElementById("live-state"));
+
+  // --- compare: 2 to 8 ticked rows ----------------------------------------------------
+  const compareButton = document.getElementById("compare-button");
+  const compareCount = document.getElementById("compare-count");
+  function ticked() {
+    const n = body.querySelectorAll('input[name="ids"]:checked').length;
+    compareButton.disabled = n < 2 || n > 8;
+    compareCount.textContent = n > 8 ? `${n} ticked: at most 8 can be compared.`
+      : n ? `${n} ticked${n < 2 ? ": tick at least 2." : "."}` : "Tick 2 to 8 jobs to compare them.";
+  }
+  body.addEventListener("change", ticked);
+  ticked();
 
   // --- the training form: a kind's defaults as editable JSON --------------------------
   const form = document.getElementById("train-form");
