@@ -1,0 +1,60 @@
+"""The image outputs of a generate job without TensorFlow: images.zip as ``zipfile`` would
+write it, read back by ``zipfile`` and ``unzip``."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atelier.shared.images import encode_pngs, zip_pngs
+
+
+def _pngs(count: int, channels: int = 1) -> list[bytes]:
+    rng = np.random.default_rng(count)
+    return encode_pngs(rng.integers(0, 256, (count, 6, 5, channels), np.uint8))
+
+
+def _zipfile_archive(pngs: list[bytes]) -> bytes:
+    """What ``zip_pngs`` wrote when it used ``zipfile``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for index, png in enumerate(pngs):
+            archive.writestr(f"{index:04d}.png", png)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("count", [0, 1, 65, 1000])
+def test_images_zip_has_the_members_zipfile_writes(count: int) -> None:
+    pngs = _pngs(count)
+    ours, reference = zip_pngs(pngs), _zipfile_archive(pngs)
+    assert len(ours) == len(reference)
+    with (
+        zipfile.ZipFile(io.BytesIO(ours)) as archive,
+        zipfile.ZipFile(io.BytesIO(reference)) as expected,
+    ):
+        assert archive.testzip() is None  # every member's CRC checked
+        assert archive.namelist() == expected.namelist() == [f"{i:04d}.png" for i in range(count)]
+        fields = ("compress_type", "CRC", "file_size", "header_offset", "external_attr")
+        for member, wanted in zip(archive.infolist(), expected.infolist(), strict=True):
+            assert [getattr(member, f) for f in fields] == [getattr(wanted, f) for f in fields]
+            assert abs(_seconds(member.date_time) - _seconds(wanted.date_time)) <= 2
+        assert [archive.read(name) for name in archive.namelist()] == pngs
+
+
+def _seconds(date_time: tuple[int, int, int, int, int, int]) -> int:
+    *_, hour, minute, second = date_time
+    return hour * 3600 + minute * 60 + second
+
+
+@pytest.mark.skipif(shutil.which("unzip") is None, reason="no unzip on this host")
+def test_images_zip_unpacks_with_unzip(tmp_path: Path) -> None:
+    pngs = _pngs(70, channels=3)
+    (tmp_path / "images.zip").write_bytes(zip_pngs(pngs))
+    subprocess.run(["unzip", "-q", "images.zip"], cwd=tmp_path, check=True)
+    assert (tmp_path / "0069.png").read_bytes() == pngs[69]
