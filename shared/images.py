@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import struct
 import time
 import zlib
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 
 import numpy as np
 from PIL import Image
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PARALLEL_ENCODE_MIN = 128  # images; below this, handing work to threads costs more
 
 # The zip records zip_pngs writes (PKWARE APPNOTE 4.3.7, 4.3.12, 4.3.16), as zipfile packs
 # them: version 2.0, no flags, method 0 (stored), made on Unix with mode 0600.
@@ -59,19 +57,14 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
 
-def encode_pngs(images: np.ndarray, level: int = 1, pool: Executor | None = None) -> list[bytes]:
+def encode_pngs(images: np.ndarray, level: int = 1) -> list[bytes]:
     """(n, h, w, c) uint8 images → one PNG each (grey for c == 1, RGB for c == 3).
 
     Hand-written because Pillow spent ~70 µs per small image in per-call set-up: for a
     1,000-image 28x28 batch this encoder took 13 ms against Pillow's 72 ms, next to a
     60 ms forward pass (bench/results). Scanlines use filter 0 and zlib level 1; the
-    output is a standard PNG that Pillow and browsers read back bit for bit.
-
-    With a ``pool``, large batches are split across its threads: zlib releases the GIL
-    while compressing, and 2 threads took the 1,000 images from 12.6 ms to 6.8 ms."""
-    if pool is not None and len(images) >= PARALLEL_ENCODE_MIN:
-        chunks = np.array_split(images, os.cpu_count() or 1)
-        return [png for part in pool.map(encode_pngs, chunks) for png in part]
+    output is a standard PNG that Pillow and browsers read back bit for bit. zlib
+    releases the GIL while compressing, so batches encode in parallel (``PngBatches``)."""
     count, height, width, channels = images.shape
     color_type = {1: 0, 3: 2}[channels]
     header = _PNG_SIGNATURE + _png_chunk(
@@ -84,6 +77,36 @@ def encode_pngs(images: np.ndarray, level: int = 1, pool: Executor | None = None
         header + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + end
         for rows in scanlines
     ]
+
+
+class PngBatches:
+    """PNGs of images that arrive in batches, each batch encoded on one of ``pool``'s
+    threads while the caller makes the next (a DCGAN's forward pass; TensorFlow and zlib
+    both release the GIL), so only the last batch's encoding follows the forward pass.
+
+    One task per batch, not split further: in-process on the 2-core machine, splitting
+    each batch over both threads as well cost more than it saved (in 30 interleaved runs
+    of 1,000 images, median 308 ms against 256; bench/results/images-zip.md). Nothing
+    waits for a free thread: what is queued is bounded by the job (at most 1,000 images)
+    and holds pixels the job keeps anyway. ``pngs`` answers in order, or raises the first
+    encoding error before anything is stored; ``cancel`` drops the batches not yet
+    started when the job stops."""
+
+    def __init__(self, pool: Executor) -> None:
+        self._pool = pool
+        self._batches: list[Future[list[bytes]]] = []
+
+    def add(self, images: np.ndarray) -> None:
+        """Start encoding (n, h, w, c) uint8 ``images``, the next in order."""
+        self._batches.append(self._pool.submit(encode_pngs, images))
+
+    def pngs(self) -> list[bytes]:
+        """Every image's PNG, in the order added, once all are encoded."""
+        return [png for batch in self._batches for png in batch.result()]
+
+    def cancel(self) -> None:
+        for batch in self._batches:
+            batch.cancel()
 
 
 def zip_pngs(pngs: list[bytes]) -> bytes:

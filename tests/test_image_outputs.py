@@ -1,18 +1,61 @@
-"""The image outputs of a generate job without TensorFlow: images.zip as ``zipfile`` would
-write it, read back by ``zipfile`` and ``unzip``."""
+"""The image outputs of a generate job without TensorFlow: PNGs encoded batch by batch on
+threads as the ones encoded at once, an encoding failure raised before anything is stored,
+and images.zip as ``zipfile`` would write it, read back by ``zipfile`` and ``unzip``."""
 
 from __future__ import annotations
 
 import io
 import shutil
 import subprocess
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from atelier.shared.images import encode_pngs, zip_pngs
+from atelier.shared import images
+from atelier.shared.images import PngBatches, encode_pngs, zip_pngs
+
+
+def test_batches_encoded_on_threads_are_the_pngs_encoded_at_once() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (700, 6, 5, 3), np.uint8)
+    with ThreadPoolExecutor(2) as pool:
+        batches = PngBatches(pool)
+        for part in np.split(pixels, [250, 257, 500]):
+            batches.add(part)
+        assert batches.pngs() == encode_pngs(pixels)
+
+
+def test_an_encoding_failure_is_raised_and_the_batches_not_started_are_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job's PNGs are all in hand before the first is stored, so a failure here leaves
+    no output; the batches still queued behind it are not encoded for nothing."""
+    started, release = threading.Event(), threading.Event()
+    encoded: list[str] = []
+
+    def encode(part: np.ndarray) -> list[bytes]:
+        if not encoded:
+            encoded.append("first")
+            started.set()
+            release.wait(10)
+            raise ValueError("encoder broke")
+        encoded.append("later")
+        return encode_pngs(part)
+
+    monkeypatch.setattr(images, "encode_pngs", encode)
+    with ThreadPoolExecutor(1) as pool:
+        batches = PngBatches(pool)
+        for _ in range(3):
+            batches.add(np.zeros((4, 6, 5, 1), np.uint8))
+        assert started.wait(10)
+        batches.cancel()
+        release.set()
+        with pytest.raises(ValueError, match="encoder broke"):
+            batches.pngs()
+    assert encoded == ["first"]
 
 
 def _pngs(count: int, channels: int = 1) -> list[bytes]:

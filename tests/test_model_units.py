@@ -4,16 +4,29 @@ on). Every test leaves keras' global dtype policy as it found it."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
+from atelier.shared import images as shared_images
+from atelier.shared.jobs import OutputRef
+from atelier.shared.models import ModelRecord
+from atelier.shared.settings import Settings
 from atelier.workers.checkpoints import encode_checkpoint, restore_checkpoint
 from atelier.workers.gpu import configure_tensorflow
 from atelier.workers.kinds.dcgan.augment import cutout, diff_augment, pack_images, translate
-from atelier.workers.kinds.dcgan.inference import generate_images, labels_in_turn
+from atelier.workers.kinds.dcgan.inference import (
+    CompiledGenerator,
+    generate_images,
+    labels_in_turn,
+)
+from atelier.workers.kinds.dcgan.kind import DcganKind
 from atelier.workers.kinds.dcgan.model import (
     DCGAN,
     DcganConfig,
@@ -215,3 +228,76 @@ def test_cutout_blanks_a_square_and_augments_pass_gradients() -> None:
         tape.watch(images)
         total = tf.reduce_sum(diff_augment(images, ("translation", "cutout", "brightness")))
     assert tape.gradient(total, images) is not None
+
+
+class _Outputs:
+    """What a dcgan generate job on a cached model touches of its JobContext: an uploader
+    that keeps each object it is given."""
+
+    def __init__(self) -> None:
+        self.uploader = self
+        self.stored: dict[str, bytes] = {}
+
+    def output_key(self, name: str) -> str:
+        return name
+
+    def put(self, name: str, key: str, data: bytes, content_type: str) -> None:
+        self.stored[name] = data
+
+    def wait(self) -> list[OutputRef]:
+        return []
+
+
+@pytest.fixture
+def dcgan_kind(tmp_path: Path) -> Iterator[tuple[DcganKind, ModelRecord, _Outputs]]:
+    """The worker's dcgan kind with a tiny conditional model cached in batches of 16."""
+    config = DcganConfig(latent_dim=8, base_filters=4, classes=3)
+    generator = build_generator(config)
+    kind = DcganKind(Settings.from_env({}, data_dir=tmp_path))
+    kind.setup()
+    model = ModelRecord(
+        id="model_t",
+        owner="o",
+        kind="dcgan",
+        config=config.to_dict(),
+        weights_key="w",
+        source_job_id="job_t",
+        dataset="digits",
+        steps=1,
+        created_at=0.0,
+    )
+    kind._generators.get_or_load(model.id, lambda: CompiledGenerator(generator, config, 16))
+    yield kind, model, _Outputs()
+    kind._encoders.shutdown()
+
+
+def test_generate_encodes_batch_by_batch_the_pixels_it_draws(
+    dcgan_kind: tuple[DcganKind, ModelRecord, _Outputs],
+) -> None:
+    """70 images in 5 batches of the forward pass, each encoded while the next is drawn:
+    images.zip holds, in order, the pixels format=npy stores."""
+    kind, model, ctx = dcgan_kind
+    params = {"model_id": model.id, "n": 70, "seed": 4}
+    kind.generate(model, {**params, "format": "npy"}, ctx)  # type: ignore[arg-type]
+    pixels = np.load(io.BytesIO(ctx.stored.pop("images.npy")))
+    kind.generate(model, params, ctx)  # type: ignore[arg-type]
+    with zipfile.ZipFile(io.BytesIO(ctx.stored["images.zip"])) as archive:
+        assert archive.namelist() == [f"{index:04d}.png" for index in range(70)]
+        zipped = np.stack(
+            [np.asarray(Image.open(archive.open(name))) for name in archive.namelist()]
+        )
+    assert pixels.shape == (70, 28, 28, 1) and np.array_equal(zipped, pixels[..., 0])
+
+
+def test_an_encoding_failure_fails_generate_before_anything_is_stored(
+    dcgan_kind: tuple[DcganKind, ModelRecord, _Outputs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kind, model, ctx = dcgan_kind
+
+    def broken(images: np.ndarray) -> list[bytes]:
+        raise OSError("encoder broke")
+
+    monkeypatch.setattr(shared_images, "encode_pngs", broken)
+    with pytest.raises(OSError, match="encoder broke"):
+        kind.generate(model, {"model_id": model.id, "n": 70}, ctx)  # type: ignore[arg-type]
+    assert ctx.stored == {}

@@ -3,7 +3,7 @@ traced one a worker's model cache keeps, and the plain one training samples use)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -25,9 +25,13 @@ class CompiledGenerator:
     Calling the Keras model eagerly dispatches each layer from Python: 8 ms for one
     image here (cProfile), most of a minimal generate job. The traced graph runs the same
     ops without that; it is built on first use, so a worker's model cache keeps it warm.
+
+    Batches of 250 rather than 500: as fast through the network (1,000 images in 186 ms
+    against 191, best of 30 on a busy 2-core machine), and a generate job encodes each
+    batch while the next is made, so smaller batches leave less encoding after the pass.
     """
 
-    def __init__(self, generator: keras.Model, config: DcganConfig, batch_size: int = 500) -> None:
+    def __init__(self, generator: keras.Model, config: DcganConfig, batch_size: int = 250) -> None:
         self.generator = generator
         self.batch_size = batch_size
         self.classes = config.classes
@@ -42,9 +46,16 @@ class CompiledGenerator:
     def __call__(self, z: Any, labels: Any = None) -> Any:
         """[-1, 1] floats for the rows of ``z`` (float32, (n, latent_dim)), each of the class
         in ``labels`` (int32, (n,); default: every class in turn)."""
+        return np.concatenate(list(self.batches(z, labels)), axis=0)
+
+    def batches(self, z: Any, labels: Any = None) -> Iterator[Any]:
+        """``__call__``'s rows one batch at a time, so that work on a batch (encoding it)
+        can run while the next one is made."""
         if labels is None:
             labels = labels_in_turn(len(z), max(self.classes, 1))
-        return _in_batches(self._forward, z, labels, self.batch_size)
+        for start in range(0, len(z), self.batch_size):
+            end = start + self.batch_size
+            yield np.asarray(self._forward(z[start:end], labels[start:end]))
 
 
 def generate_images(

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ....shared.images import encode_npy, encode_pngs, grid, to_uint8, zip_pngs
+from ....shared.images import PngBatches, encode_npy, encode_pngs, grid, to_uint8, zip_pngs
 from ....shared.jobs import OutputRef
 from ....shared.kinds.dcgan import (
     SINGLE_IMAGE_OUTPUTS_MAX,
@@ -42,7 +42,7 @@ class DcganKind(TrainingKind[DcganTrainParams]):
         self._generators: LoadedModels[CompiledGenerator] = LoadedModels(
             self.settings.model_cache_size
         )
-        # PNG encoding runs on all cores once the forward pass has finished with them.
+        # PNG encoding, a batch a thread, beside the forward pass of the next batch.
         self._encoders = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="png")
 
     def trainer(self, params: DcganTrainParams, ctx: JobContext) -> DcganTrainer:
@@ -61,8 +61,8 @@ class DcganKind(TrainingKind[DcganTrainParams]):
         config = DcganConfig(**model.config)
         z = np.random.default_rng(p.seed).standard_normal((p.n, config.latent_dim))
         labels = labels_in_turn(p.n, max(config.classes, 1), p.labels)
-        pixels = to_uint8(generator(z.astype(np.float32), labels))
-        outputs = self._store_images(pixels, p.format, ctx)
+        pixels, pngs = self._draw(generator, z.astype(np.float32), labels, p.format == "png")
+        outputs = self._store_images(pixels, pngs, ctx)
         return GenerateResult(
             outputs=outputs,
             metrics={
@@ -71,6 +71,24 @@ class DcganKind(TrainingKind[DcganTrainParams]):
             },
         )
 
+    def _draw(
+        self, generator: CompiledGenerator, z: np.ndarray, labels: np.ndarray, encode: bool
+    ) -> tuple[np.ndarray, list[bytes] | None]:
+        """The images' uint8 pixels and, if ``encode``, their PNGs. Each batch is encoded
+        while the generator makes the next, so encoding overlaps the forward pass instead
+        of following it (bench/results/images-zip.md)."""
+        encoder = PngBatches(self._encoders)
+        batches: list[np.ndarray] = []
+        try:
+            for batch in generator.batches(z, labels):
+                batches.append(to_uint8(batch))
+                if encode:
+                    encoder.add(batches[-1])
+            return np.concatenate(batches), encoder.pngs() if encode else None
+        except BaseException:
+            encoder.cancel()
+            raise
+
     def _load_generator(self, model: ModelRecord, ctx: JobContext) -> CompiledGenerator:
         config = DcganConfig(**model.config)
         generator = build_generator(config)
@@ -78,20 +96,21 @@ class DcganKind(TrainingKind[DcganTrainParams]):
         return CompiledGenerator(generator, config)
 
     def _store_images(
-        self, pixels: np.ndarray, image_format: str, ctx: JobContext
+        self, pixels: np.ndarray, pngs: list[bytes] | None, ctx: JobContext
     ) -> list[OutputRef]:
-        """grid.png (a preview of the first 64), then the images: one PNG object each,
-        one images.zip of PNGs, or one images.npy array (see DcganGenerateParams)."""
+        """grid.png (a preview of the first 64), then the images: one images.npy array
+        without ``pngs``, else one PNG object each or, past 64, one images.zip of them (see
+        DcganGenerateParams)."""
 
         def put(name: str, data: bytes, content_type: str) -> None:
             ctx.uploader.put(name, ctx.output_key(name), data, content_type)
 
         put("grid.png", encode_pngs(grid(pixels[:PREVIEW_IMAGES])[np.newaxis])[0], "image/png")
-        if image_format == "npy":
+        if pngs is None:
             put("images.npy", encode_npy(pixels), "application/octet-stream")
-        elif len(pixels) > SINGLE_IMAGE_OUTPUTS_MAX:
-            put("images.zip", zip_pngs(encode_pngs(pixels, pool=self._encoders)), "application/zip")
+        elif len(pngs) > SINGLE_IMAGE_OUTPUTS_MAX:
+            put("images.zip", zip_pngs(pngs), "application/zip")
         else:
-            for index, png in enumerate(encode_pngs(pixels, pool=self._encoders)):
+            for index, png in enumerate(pngs):
                 put(f"{index:04d}.png", png, "image/png")
         return ctx.uploader.wait()
