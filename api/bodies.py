@@ -15,16 +15,18 @@ from ..shared.job_records import WebhookEvent, decode
 from ..shared.jobs import Job, OutputRef
 from ..shared.models import ModelRecord
 from ..shared.storage import ObjectStore
+from .event_schemas import ProgressOut
 from .schemas import (
     ErrorOut,
     JobOut,
     ModelOut,
     OutputOut,
-    ProgressOut,
     optional_timestamp,
     timestamp,
 )
 
+PHASE_FIELDS = {"phase", "label", "items_done", "items_total", "unit"}
+"""The preparation's fields of a job's progress, shown as stored."""
 _PATH_SAFE = "/!$&'()*+,:;=@"  # what werkzeug leaves unquoted in a path, as url_for did
 
 
@@ -76,6 +78,7 @@ def job_body(job: Job, links: Links) -> JobOut:
             eta_seconds=progress.eta_seconds,
             metrics=progress.metrics,
             updated_at=optional_timestamp(progress.updated_at or None),
+            **progress.model_dump(include=PHASE_FIELDS),
         ),
         created_at=timestamp(job.created_at),
         started_at=optional_timestamp(job.started_at),

@@ -15,7 +15,8 @@ _EVENT_STREAM = {
             "description": "One server-sent event. Resume with its `id` as Last-Event-ID. "
             "`data` is JSON naming its `job`: status/end {status, type, kind, attempt?, "
             "error?, model_id?}; progress {step, total, fraction, eta_seconds, metrics, "
-            "updated_at}; output {name, content_type, size_bytes, text?, url}; log {line}. "
+            "updated_at, phase, label, items_done, items_total, unit}; "
+            "output {name, content_type, size_bytes, text?, url}; log {line}. "
             "Comment lines are heartbeats.",
             "properties": {
                 "id": {"type": "string", "pattern": r"^\d+-\d+$"},

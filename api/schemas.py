@@ -23,6 +23,7 @@ from ..shared.job_search import SORT_PATTERN, JobFilter
 from ..shared.jobs import JobStatus, JobType
 from ..shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from ..shared.webhook_urls import MAX_URL_CHARS
+from .event_schemas import ProgressOut
 
 # The upper bound is ATELIER_LIST_PAGE_MAX, checked by the views (``api.paging``).
 PAGE_LIMIT = Field(20, ge=1, description="Items per page; at most ATELIER_LIST_PAGE_MAX.")
@@ -172,15 +173,6 @@ class JobListQuery(BaseModel):
             name_prefix=self.name_prefix,
             dataset=self.dataset,
         )
-
-
-class ProgressOut(BaseModel):
-    step: int
-    total: int
-    fraction: float
-    eta_seconds: float | None
-    metrics: dict[str, float]
-    updated_at: datetime | None
 
 
 class OutputOut(BaseModel):

@@ -11,12 +11,20 @@ Json = dict[str, Any]
 
 
 class Progress(TypedDict):
+    """``phase`` is ``preparing`` (with ``label``, ``items_done`` of ``items_total``
+    ``unit``, and ``eta_seconds`` of the phase) until step 1, then ``training``."""
+
     step: int
     total: int
     fraction: float
     eta_seconds: float | None
     metrics: dict[str, float]
     updated_at: str | None
+    phase: str | None
+    label: str | None
+    items_done: int | None
+    items_total: int | None
+    unit: str | None
 
 
 class Output(TypedDict):

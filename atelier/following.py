@@ -200,7 +200,10 @@ def _progress_of(data: dict[str, Any]) -> dict[str, Any]:
     """A progress event's fields as the job's ``progress`` shows them. The event carries
     ``updated_at`` as epoch seconds (it is written by the worker's script as is); the job's
     body, and so ``Job``, carries an ISO 8601 time, which ``epoch_seconds`` reads."""
-    fields = ("step", "total", "fraction", "eta_seconds", "metrics", "updated_at")
+    fields = (
+        *("step", "total", "fraction", "eta_seconds", "metrics", "updated_at"),
+        *("phase", "label", "items_done", "items_total", "unit"),
+    )
     progress = {field: data[field] for field in fields if field in data}
     if isinstance(progress.get("updated_at"), int | float):
         progress["updated_at"] = datetime.fromtimestamp(progress["updated_at"], UTC).isoformat()

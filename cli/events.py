@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import time
+from typing import cast
 
 import click
 
-from atelier.client import Client, Event
+from atelier.client import Client, Event, Progress
+
+from .terminal import preparing_line
 
 
 def describe(event: Event) -> str:
     """One line a person reads: time, job, what happened."""
     data = event["data"]
     what = event["event"]
-    if what == "progress":
+    if what == "progress" and (preparing := preparing_line(cast(Progress, data))):
+        detail = preparing
+    elif what == "progress":
         metrics = " ".join(f"{k}={v:.4g}" for k, v in data.get("metrics", {}).items())
         detail = f"step {data['step']}/{data['total']} {metrics}".rstrip()
     elif what == "output":

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import click
 
-from atelier.client import ApiError, Client, Job
+from atelier.client import ApiError, Client, Job, Progress
 
 T = TypeVar("T")
 
@@ -22,14 +22,49 @@ def call(fn: Callable[[], T]) -> T:
         raise click.ClickException(str(exc)) from exc
 
 
+def format_eta(seconds: float | None) -> str:
+    """``1m10s``, ``2h05m``, ``45s``; empty when unknown."""
+    if seconds is None:
+        return ""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def preparing_line(progress: Progress) -> str | None:
+    """``preparing: building the folk corpus 120/400 tunes, ETA 1m10s`` while the job
+    prepares its data; None otherwise (a record or server without phases too)."""
+    if progress.get("phase") != "preparing":
+        return None
+    line = f"preparing: {progress.get('label') or 'the data'}"
+    if progress.get("items_total"):
+        line += f" {progress.get('items_done') or 0}/{progress['items_total']}"
+        line += f" {progress.get('unit') or ''}".rstrip()
+    eta = format_eta(progress.get("eta_seconds"))
+    return f"{line}, ETA {eta}" if eta else line
+
+
 def wait_with_bar(client: Client, job_id: str) -> Job:
-    """Wait for a job with a tqdm bar of its steps and latest metrics (on stderr)."""
+    """Wait for a job with a tqdm bar (on stderr): its preparation's count while it
+    prepares its data, then its steps and latest metrics."""
     from tqdm import tqdm
 
     with tqdm(total=1, unit="step", desc=job_id, dynamic_ncols=True) as bar:
 
         def update(job: Job) -> None:
             progress = job["progress"]
+            preparing = preparing_line(progress)
+            if preparing is not None:
+                bar.total = progress.get("items_total") or 1
+                bar.n = progress.get("items_done") or 0
+                bar.set_description_str(f"{job_id} {preparing}", refresh=False)
+                bar.set_postfix(status=job["status"], refresh=False)
+                bar.refresh()
+                return
+            bar.set_description_str(job_id, refresh=False)
             if progress["total"] and bar.total != progress["total"]:
                 bar.reset(total=progress["total"])
             bar.n = progress["step"] if progress["total"] else bar.n

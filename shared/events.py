@@ -17,8 +17,10 @@ the global stream. The creation event (``status`` queued) is in the owner's stre
 
 =========  ====================================================================
 status     ``{status, type, kind, attempt, error?, model_id?}`` on every status change
-progress   ``{step, total, fraction, eta_seconds, metrics}``, at most every
-           ``progress_interval_seconds`` per running job
+progress   ``{step, total, fraction, eta_seconds, metrics, updated_at, phase, label,
+           items_done, items_total, unit}`` (``shared.job_records.Progress``), at most
+           every ``progress_interval_seconds`` per running job: ``phase`` ``preparing``
+           (with its label and count) until step 1, then ``training``
 output     an ``OutputRef`` (name, key, content_type, size_bytes, text?)
 log        ``{line}``
 end        the same body as ``status``, once, when the job is terminal

@@ -60,13 +60,32 @@ Metrics = Annotated[dict[str, float], BeforeValidator(finite_only)]
 """A record's measurements: finite numbers only."""
 
 
+class Phase(StrEnum):
+    """What a running training job is doing: preparing its data (reading, tokenising,
+    building a built-in corpus), then training."""
+
+    PREPARING = "preparing"
+    TRAINING = "training"
+
+
 class Progress(BaseModel):
     step: int = 0
     total: int = 0
     fraction: float = 0.0
     eta_seconds: float | None = None
+    """Of the whole run while training; of the current phase while preparing."""
     metrics: Metrics = Field(default_factory=dict)
     updated_at: float = 0.0
+    phase: Phase | None = None
+    """None before the first write (a queued job, a generation job, a record written
+    before phases were reported)."""
+    label: str | None = None
+    """What the preparing phase does, for people ("building the folk corpus")."""
+    items_done: int | None = None
+    """The preparing phase's count so far (of ``items_total`` ``unit``)."""
+    items_total: int | None = None
+    unit: str | None = None
+    """What the items are ("tunes", "images", "stages")."""
 
 
 class OutputRef(BaseModel):

@@ -90,6 +90,9 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
                                            WAIT: a write on the WAIT's own connection that
                                            comes after every write it vouches for
                                            (shared.durability)
+    {p}:prepare:{name}:{recipe}     string the token of the worker building a built-in corpus
+                                           (workers.prepared); a lease (PX), renewed while
+                                           it builds
     {p}:dashboard-session:{sha256(id)} string a dashboard sign-in (JSON: the key's hash, the
                                            CSRF token); expires with the session
                                            (api.dashboard.sessions)
@@ -117,6 +120,9 @@ class RedisKeys:
 
     def owner_tag(self, owner: str, tag: str) -> str:
         return f"{self.prefix}:owner:{owner}:tag:{tag}"
+
+    def prepare_lock(self, name: str, recipe: str) -> str:
+        return f"{self.prefix}:prepare:{name}:{recipe}"
 
     def job_logs(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:logs"

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     """A running job looks at its cancel flag at most this often."""
     model_cache_size: int = 4
     """Trained models a worker process keeps loaded for generation."""
+    folk_tunes_per_source: int = 0
+    """Build ``folk`` from the first N tunes of each collection (0: all); for tests."""
     upload_threads: int = 8
     """Concurrent object uploads per worker process (checkpoints, samples, outputs)."""
     lease_seconds: float = 15.0
@@ -314,7 +316,6 @@ class Settings(BaseSettings):
     metrics_token: str = ""
     """When set, ``/metrics`` needs ``Authorization: Bearer <token>`` (Prometheus's
     ``authorization`` scrape setting); empty: no token."""
-
 
     if not TYPE_CHECKING:  # mypy keeps the signature pydantic derives from the fields
 

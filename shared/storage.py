@@ -84,6 +84,12 @@ class ObjectLayout:
     def model_weights(owner: str, model_id: str) -> str:
         return f"owners/{owner}/models/{model_id}/weights.npz"
 
+    @staticmethod
+    def prepared(name: str, recipe: str) -> str:
+        """A built-in corpus as prepared for every worker (``workers.prepared``): no
+        owner's, so no quota counts it; ``recipe`` is the hash of how it was made."""
+        return f"prepared/{name}/{recipe}"
+
 
 class ObjectStore(Protocol):
     def put_bytes(self, key: str, data: bytes, content_type: str) -> int:

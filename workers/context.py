@@ -24,12 +24,15 @@ from ..shared.errors import (
     PermanentJobError,
 )
 from ..shared.job_logs import JobLogs, job_logger
+from ..shared.job_records import Phase
 from ..shared.jobs import CheckpointRef, Job, JobStore, JobType, OutputRef, Progress
 from ..shared.metric_history import split_metrics
 from ..shared.models import ModelStore
 from ..shared.settings import Settings
 from ..shared.storage import ObjectLayout, ObjectStore
 from .lease import LeaseKeeper
+from .preparation import PhaseReporter
+from .prepared import PreparedCorpora
 from .uploads import Uploader
 
 SAMPLES_FOLDER = "/samples/"
@@ -100,6 +103,10 @@ class JobContext:
         self._last_check = 0.0
         self._stop: StopReason | None = None
         self._last_validation: dict[str, float] = {}
+        self.preparation = self._preparation_reporter()
+        # Per machine here; a worker's runner puts in its own, through Redis: once per
+        # deployment (``workers.prepared``).
+        self.corpora = PreparedCorpora(None, objects, settings.data_dir / "cache")
 
     def close(self) -> None:
         self.uploader.close()
@@ -129,6 +136,7 @@ class JobContext:
             eta_seconds=round(eta, 1) if eta is not None else None,
             metrics={k: round(float(v), 5) for k, v in metrics.items()},
             updated_at=time.time(),
+            phase=Phase.TRAINING,
         )
         try:
             written = self.jobs.history.write_progress(
@@ -138,6 +146,27 @@ class JobContext:
             self._last_validation = validation
         except Exception:
             self.log.warning("progress write failed", exc_info=True)
+
+    def _preparation_reporter(self) -> PhaseReporter:
+        """Where the kind's data code reports its preparation phases: from the step the
+        run will start at (a resumed attempt's checkpoint) of its last."""
+        job = self.job
+        return PhaseReporter(
+            self._write_preparation,
+            self.settings.progress_interval_seconds,
+            step=job.checkpoint.step if job.checkpoint else 0,
+            total=int(job.params.get("steps", 0)) if job.type is JobType.TRAIN else 0,
+        )
+
+    def _write_preparation(self, progress: Progress) -> None:
+        """A preparation phase's progress (``PhaseReporter`` throttles it), fenced like a
+        step's; then stop if the job should (cancel, drain, deadline or fenced off), so a
+        minutes-long preparation stops within seconds too."""
+        try:
+            self._fenced(self.jobs.history.write_progress(self.job.id, self.fence, progress))
+        except Exception:
+            self.log.warning("progress write failed", exc_info=True)
+        self.raise_for_stop(progress.step)
 
     def add_output(self, ref: OutputRef) -> None:
         """List a stored output in the job's record. Samples past ``max_listed_samples``

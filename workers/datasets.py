@@ -77,13 +77,26 @@ _LABELS: dict[str, Callable[[], np.ndarray]] = {"digits": digit_labels, "shapes"
 
 
 def load_images(name: str, ctx: JobContext) -> np.ndarray:
-    """A built-in or the job owner's uploaded image dataset, as [-1, 1] floats."""
+    """A built-in or the job owner's uploaded image dataset, as [-1, 1] floats; an
+    upload's download and scaling are the job's preparation (``ctx.preparation``)."""
     if name in BUILTIN_DATASETS:
         return load_builtin(name)
-    with np.load(io.BytesIO(ctx.dataset_bytes(name, "image")), allow_pickle=False) as arrays:
+    ctx.preparation.phase("downloading the dataset", 1, "files")
+    data = ctx.dataset_bytes(name, "image")
+    ctx.preparation.advance()
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         pixels: np.ndarray = arrays["images"]
-    scaled: np.ndarray = pixels.astype(np.float32) / 127.5 - 1.0
+    ctx.preparation.phase("reading the dataset", len(pixels), "images")
+    scaled = np.empty(pixels.shape, np.float32)
+    for start in range(0, len(pixels), SCALE_CHUNK):
+        chunk = pixels[start : start + SCALE_CHUNK]
+        scaled[start : start + SCALE_CHUNK] = chunk.astype(np.float32) / 127.5 - 1.0
+        ctx.preparation.advance(len(chunk))
     return scaled
+
+
+SCALE_CHUNK = 4096
+"""Images scaled between two progress counts."""
 
 
 def load_labels(name: str) -> np.ndarray | None:

@@ -74,6 +74,12 @@ RUN_TIME = Histogram(
     ["type", "kind", "status"],
     buckets=DURATION_BUCKETS,
 )
+PREPARED_CORPORA = Counter(
+    "atelier_prepared_corpora_total",
+    "Built-in corpora a job read: from this machine's disk (local), from object storage "
+    "(fetched), or built here and stored for every worker (built).",
+    ["corpus", "source"],
+)
 TRAINING_STEPS = Counter("atelier_training_steps_total", "Optimizer steps taken.", ["kind"])
 GENERATED_IMAGES = Counter(
     "atelier_generated_images_total", "Images written by generation jobs.", ["kind"]

@@ -38,6 +38,7 @@ from ..shared.storage import ObjectLayout, ObjectStore, make_object_store
 from .context import PROCESS_DRAINING, JobContext
 from .kinds.base import ModelKind
 from .metrics import MetricsObserver
+from .prepared import PreparedCorpora
 from .uploads import PatientReads, patiently
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class JobRunner:
             ),
             budget,
         )
+        self.corpora = PreparedCorpora(client, self.objects, settings.data_dir / "cache")
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.busy = False
         self.observer = MetricsObserver()
@@ -140,6 +142,7 @@ class JobRunner:
             datasets=self.datasets,
             upload_pool=self._upload_pool,
         )
+        ctx.corpora = self.corpora
         ctx.log.info("attempt %d of %s %s on %s", job.attempt, job.type, job.kind, self.worker_name)
         self.busy = True
         started = self.observer.started(job)

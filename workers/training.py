@@ -32,6 +32,7 @@ from .checkpoints import encode_checkpoint, read_checkpoint, restore_checkpoint
 from .context import JobContext, is_sample
 from .kinds.base import ModelKind, TrainResult
 from .metrics import TRAINING_STEPS
+from .preparation import NO_PREPARATION, Preparation
 from .step_policy import Cadence, CheckpointLedger
 
 Groups = dict[str, Sequence[Any]]
@@ -57,6 +58,9 @@ class Sample:
 class Trainer(ABC, Generic[P, D]):
     """A kind's part of a training run, on ``data`` as the job read it (a corpus, tunes,
     images). ``build`` runs after the seed is set; the others may be called at any step."""
+
+    preparation: Preparation = NO_PREPARATION
+    """Where ``build`` reports slow data preparation (tokenising); a job sets it."""
 
     def __init__(self, params: P, data: D) -> None:
         self.params = params
@@ -112,6 +116,9 @@ class TrainingKind(ModelKind, Generic[P]):
 
 def run_training(trainer: Trainer[Any, Any], ctx: JobContext) -> TrainResult:
     params = trainer.params
+    # Until step 1: building, then tracing and compiling the model (seconds to a minute).
+    trainer.preparation = ctx.preparation
+    ctx.preparation.phase("building the model", 1, "models")
     model = _seeded_build(trainer)
     start_step = _resume(trainer, ctx)
     hooks = StepHooks(

@@ -10,6 +10,7 @@
   const bar = document.getElementById("job-progress");
   const stepNode = document.getElementById("job-step");
   const etaNode = document.getElementById("job-eta");
+  const phaseNode = document.getElementById("job-phase");
   const log = document.getElementById("log");
   const MAX_LOG_LINES = 500;
   etaNode.textContent = etaNode.dataset.eta ? `ETA ${Atelier.formatEta(etaNode.dataset.eta)}` : "";
@@ -71,9 +72,17 @@
 
   // --- live events ---------------------------------------------------------------------
   function onProgress(event) {
-    bar.value = event.fraction;
-    bar.textContent = `${Math.round(event.fraction * 100)}%`;
-    stepNode.textContent = `${event.step}/${event.total}`;
+    // Until step 1 the job prepares its data: the phase's label, its count and its ETA
+    // are shown; the bar stays the run's steps.
+    const preparing = event.phase === "preparing";
+    if (!preparing) {
+      bar.value = event.fraction;
+      bar.textContent = `${Math.round(event.fraction * 100)}%`;
+    }
+    phaseNode.textContent = preparing ? `preparing: ${event.label || "the data"}` : "";
+    stepNode.textContent = preparing
+      ? `${event.items_done || 0}/${event.items_total || 0} ${event.unit || ""}`.trim()
+      : `${event.step}/${event.total}`;
     etaNode.textContent = event.eta_seconds != null ? `ETA ${Atelier.formatEta(event.eta_seconds)}` : "";
     if (event.metrics && Object.keys(event.metrics).length) {
       addPoint(event.step, event.metrics);

@@ -45,6 +45,7 @@ class CausalLmTrainer(Trainer[P, D]):
         """The network of ``network``'s shape, compiled on ``schedule``, to be trained on
         windows of ``tokens``."""
         self.network, self.train_tokens, self.batch_size = network, tokens, batch_size
+        self.preparation.phase("building the model", 1, "models")  # after the tokens' phases
         self.lm = build_language_model(network)
         compile_for_training(self.lm, schedule, jit_compile=jit_compile)
         return self.lm

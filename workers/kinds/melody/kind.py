@@ -38,8 +38,8 @@ from ..base import (
 from ..causal_lm.network import WarmupCosine, build_language_model
 from ..causal_lm.sampling import SamplerSpec
 from ..causal_lm.trainer import CausalLmTrainer
+from . import folk
 from .decoding import MelodyDecoder
-from .folk import cached
 from .model import (
     END,
     START,
@@ -59,10 +59,33 @@ SAMPLE_CANDIDATES = 4
 
 
 def read_tunes(name: str, ctx: JobContext) -> list[Tune]:
+    """The dataset's tunes, each read as the preparation's progress (``ctx.preparation``):
+    the ``folk`` corpus once built for the deployment (``workers.prepared``), or an
+    upload's tunes (checked at upload)."""
     if name == "folk":
-        return cached(ctx.settings.data_dir / "cache").parsed()
-    text = ctx.dataset_bytes(name, "music").decode("utf-8")
-    return [normalise(tune) for tune in split_tunes(text)]  # checked at upload
+        per_source = ctx.settings.folk_tunes_per_source
+        corpus = folk.decode(
+            ctx.corpora.get(
+                "folk",
+                folk.recipe(per_source),
+                lambda: folk.encode(folk.build(per_source=per_source, preparation=ctx.preparation)),
+                ctx.preparation,
+                ctx.log,
+            )
+        )
+        texts = [t.text for t in corpus.tunes]
+        label = "reading the folk corpus"
+    else:
+        ctx.preparation.phase("downloading the dataset", 1, "files")
+        texts = split_tunes(ctx.dataset_bytes(name, "music").decode("utf-8"))
+        ctx.preparation.advance()
+        label = "reading the dataset"
+    ctx.preparation.phase(label, len(texts), "tunes")
+    tunes = []
+    for text in texts:
+        tunes.append(normalise(text))
+        ctx.preparation.advance()
+    return tunes
 
 
 def split(tunes: list[Tune], seed: int) -> tuple[list[Tune], list[Tune]]:

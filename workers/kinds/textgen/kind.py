@@ -63,7 +63,10 @@ def cut_at_stops(text: str, stops: list[str]) -> str:
 def read_corpus(name: str, ctx: JobContext) -> str:
     if name == "fables":
         return fables()
-    return ctx.dataset_bytes(name, "text").decode("utf-8")
+    ctx.preparation.phase("downloading the dataset", 1, "files")
+    text = ctx.dataset_bytes(name, "text").decode("utf-8")
+    ctx.preparation.advance()
+    return text
 
 
 def split_corpus(text: str) -> tuple[str, str]:
@@ -107,14 +110,19 @@ class TextgenTrainer(CausalLmTrainer[TextgenTrainParams, str]):
         """The training tokens; sets the tokenizer and the held-out tokens."""
         p = self.params
         text, held_out = split_corpus(self.data)
+        # Learning the vocabulary, encoding the training text, then the held-out text.
+        self.preparation.phase("tokenising the dataset", 3, "stages")
         # The vocabulary is learned from the training text only: held-out text stays unseen.
         self.tokens = new_tokens(text, p.vocabulary_size)
+        self.preparation.advance()
         train = self.tokens.encode(text)
+        self.preparation.advance()
         # Held-out windows may start in the last context of training text, so that a small
         # corpus still has whole windows to measure on (its targets are mostly held out).
         self.validation_tokens = np.concatenate(
             [train[-p.sequence_length :], self.tokens.encode(held_out)]
         )
+        self.preparation.advance()
         if len(train) < 4 * (p.sequence_length + 1) or (
             len(self.validation_tokens) < p.sequence_length + 2
         ):
