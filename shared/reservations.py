@@ -24,6 +24,7 @@ from redis.client import Pipeline
 
 from .job_records import decode
 from .redis_keys import KEYS, RedisKeys
+from .redis_scripts import run_script
 
 SWEEP_BATCH = 200
 """Reservations one sweep step reads the jobs of (one pipeline, one script)."""
@@ -73,7 +74,7 @@ class Reservations:
     def release(self, pipe: Pipeline | redis.Redis, owner: str, job_ids: list[str]) -> None:
         """Queue in ``pipe`` (or run) the release of these jobs' reservations."""
         if job_ids:
-            self._release(keys=self._owner_keys(owner), args=job_ids, client=pipe)
+            run_script(self._release, pipe, self._owner_keys(owner), job_ids)
 
     def held(self, owner: str) -> int:
         """The owner's reserved bytes."""
@@ -101,7 +102,7 @@ class Reservations:
         if gone:
             keys = [*self._owner_keys(owner), self._keys.owner_admitting(owner)]
             keys += [self._keys.job(job_id) for job_id in gone]
-            self._release_gone(keys=keys, args=[grace_ms, *gone], client=pipe)
+            run_script(self._release_gone, pipe, keys, [grace_ms, *gone])
         return sum(int(freed) for freed in pipe.execute())
 
     def _owner_keys(self, owner: str) -> list[str]:

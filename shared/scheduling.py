@@ -30,6 +30,7 @@ from redis.client import Pipeline
 
 from .job_records import Job, JobType
 from .redis_keys import RedisKeys
+from .redis_scripts import run_script
 
 PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 0, 9, 5
 OWNERS_SCANNED = 64
@@ -126,7 +127,7 @@ class FairQueue:
         """Queue in ``pipe``: the job becomes claimable (and its owner joins, if new)."""
         t, owner = job.type.value, job.owner
         keys = [self._keys.fair(t), self._keys.fair_tags(t), self._keys.fair_owner(t, owner)]
-        self._enter(keys=keys, args=[owner, job.id, rank(job.priority, at)], client=pipe)
+        run_script(self._enter, pipe, keys, [owner, job.id, rank(job.priority, at)])
 
     def leave(self, pipe: Pipeline, job: Job) -> None:
         """Queue in ``pipe``: the job is no longer claimable, nor running."""
@@ -136,7 +137,7 @@ class FairQueue:
             self._keys.fair_owner(t, owner),
             self._keys.owner_running(t, owner),
         ]
-        self._leave(keys=keys, args=[owner, job.id], client=pipe)
+        run_script(self._leave, pipe, keys, [owner, job.id])
 
     def pick(
         self, pipe: Pipeline, job_type: JobType, default_limit: int, limits: dict[str, int]
@@ -148,7 +149,7 @@ class FairQueue:
         pipe.watch(fair)  # type: ignore[no-untyped-call]
         pairs = [item for owner, limit in limits.items() for item in (owner, limit)]
         args = [self._keys.prefix, job_type.value, OWNERS_SCANNED, default_limit, *pairs]
-        found = self._pick(keys=[fair], args=args, client=pipe)
+        found = run_script(self._pick, pipe, [fair], args)
         if not found:
             return None
         job_id, owner, tag, waiting = found
@@ -164,7 +165,7 @@ class FairQueue:
             self._keys.owner_running(t, owner),
             self._keys.fair_tags(t),
         ]
-        self._started(keys=keys, args=[owner, job.id, after, tag], client=pipe)
+        run_script(self._started, pipe, keys, [owner, job.id, after, tag])
 
     def owe_wakeup(self, job_type: JobType) -> None:
         """A message found only jobs whose owners are at their running limit: it is spent,
