@@ -102,10 +102,12 @@ class JobStore(JobIndexes):
         params: dict[str, Any],
         *,
         job_id: str | None = None,
+        also: Also | None = None,
         **options: Any,
     ) -> Job:
         """A queued job, claimable at once; ``options`` are other record fields
-        (``start_before``, ``max_run_seconds``, ``priority``)."""
+        (``start_before``, ``max_run_seconds``, ``priority``). ``also`` adds writes to the
+        same MULTI (the quota's admitting place given back)."""
         job = Job(
             id=job_id or new_id("job"),
             owner=owner,
@@ -125,6 +127,8 @@ class JobStore(JobIndexes):
         if start_before is not None:
             pipe.zadd(self._keys.start_deadlines, {job.id: start_before})
         self.events.queue(pipe, job, EventType.STATUS, CREATION_DATA, creation=True)
+        if also is not None:
+            also(pipe, job)
         pipe.execute()
         return job
 

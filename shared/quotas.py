@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from redis.client import Pipeline
 from redis.commands.core import Script
 
 from .errors import QuotaExceeded
@@ -157,9 +158,12 @@ class Quotas:
         args = [GRACE_MS, job_id, limits.max_queued_jobs, limits.max_stored_bytes, output_bytes]
         self._admit(self._admit_job, owner, keys, args)
 
-    def job_created(self, owner: str, job_id: str) -> None:
-        """The job exists (and counts itself while queued), or will not: give the place back."""
-        self._redis.zrem(self._keys.owner_admitting(owner), job_id)
+    def job_created(
+        self, owner: str, job_id: str, pipe: Pipeline | redis.Redis | None = None
+    ) -> None:
+        """The job exists (and counts itself while queued), or will not: give the place back
+        (queued in ``pipe``, the create's MULTI, when given: no round trip of its own)."""
+        (pipe if pipe is not None else self._redis).zrem(self._keys.owner_admitting(owner), job_id)
 
     @contextmanager
     def admitting_dataset(

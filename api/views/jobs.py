@@ -111,8 +111,8 @@ def _create_and_enqueue(
         name=body.name,
         tags=body.tags,
         notes=body.notes,
+        also=lambda pipe, created: svc.quotas.job_created(owner, created.id, pipe),
     )
-    svc.quotas.job_created(owner, job.id)
     if "dataset" in params:
         svc.datasets.add_user(params["dataset"], job.id)
     try:
