@@ -329,7 +329,13 @@ class JobRunner:
         if outcome is not None and not self._finish_durable:
             return  # requeued, retried later, or a finish still unconfirmed: nothing to drop
         try:
-            known, current = self._durable_record(job.id)
+            current: Job | None = self._finished
+            if outcome is not None and current is not None:
+                # The record this attempt's finish wrote, which the replicas confirmed
+                # (``_finish_durable``): no second read needed to decide on it.
+                known = True
+            else:
+                known, current = self._durable_record(job.id)
             if not known:
                 log.warning("%s: its record could not be confirmed; storage kept", job.id)
             elif outcome is None and _moved_on(current, ctx.fence):
