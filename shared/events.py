@@ -150,7 +150,11 @@ class JobEvents:
                 maxlen=ALL_STREAM_CAP,
                 approximate=True,
             )
-        pipe.publish(self._keys.events_wake, f"{job.owner} {job.id}")
+        wake = ("PUBLISH", self._keys.events_wake, f"{job.owner} {job.id}")
+        # One wake-up per job and MULTI: the listener wakes the job's and its owner's
+        # streams, which read every entry the MULTI appended (a finish queues two events).
+        if not any(args == wake for args, _ in pipe.command_stack):
+            pipe.publish(wake[1], wake[2])
         for hook in EVENT_HOOKS:
             hook(pipe, job, kind, data)
 
