@@ -66,7 +66,6 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 Also = Callable[[Pipeline, Job], None]
 Target = JobStatus | Callable[[Job], JobStatus | None] | None
 
-
 CLAIM_TRIES = 50
 """Lost races a claim retries (other workers claiming at the same moment) before giving up;
 a message that finds nothing is harmless, the reaper re-sends for jobs left waiting."""
@@ -102,12 +101,11 @@ class JobStore(JobIndexes):
         params: dict[str, Any],
         *,
         job_id: str | None = None,
-        also: Also | None = None,
+        also: Also = lambda pipe, job: None,
         **options: Any,
     ) -> Job:
-        """A queued job, claimable at once; ``options`` are other record fields
-        (``start_before``, ``max_run_seconds``, ``priority``). ``also`` adds writes to the
-        same MULTI (the quota's admitting place given back)."""
+        """A queued job, claimable at once; ``options`` are other record fields (``start_before``,
+        ``max_run_seconds``, ``priority``); ``also`` adds writes to its MULTI (quota's place)."""
         job = Job(
             id=job_id or new_id("job"),
             owner=owner,
@@ -117,18 +115,16 @@ class JobStore(JobIndexes):
             created_at=round(time.time(), 3),  # ms: the digits beyond cost every record bytes
             **options,
         )
-        start_before = job.start_before
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(self._keys.job(job.id), mapping=cast(Any, encode(job)))
         pipe.zadd(self._keys.owner_jobs(owner), {job.id: 0})
         index_tags(pipe, self._keys, job)
         pipe.zadd(self._keys.queued(job.type.value), {job.id: job.created_at})
         self.fair.enter(pipe, job, job.created_at)
-        if start_before is not None:
-            pipe.zadd(self._keys.start_deadlines, {job.id: start_before})
+        if job.start_before is not None:
+            pipe.zadd(self._keys.start_deadlines, {job.id: job.start_before})
         self.events.queue(pipe, job, EventType.STATUS, CREATION_DATA, creation=True)
-        if also is not None:
-            also(pipe, job)
+        also(pipe, job)
         pipe.execute()
         return job
 
