@@ -64,23 +64,21 @@ def read_tunes(name: str, ctx: JobContext) -> list[Tune]:
     upload's tunes (checked at upload)."""
     if name == "folk":
         per_source = ctx.settings.folk_tunes_per_source
-        corpus = folk.decode(
-            ctx.corpora.get(
-                "folk",
-                folk.recipe(per_source),
-                lambda: folk.encode(folk.build(per_source=per_source, preparation=ctx.preparation)),
-                ctx.preparation,
-                ctx.log,
-            )
+        data = ctx.corpora.get(
+            "folk",
+            folk.recipe(per_source),
+            lambda: folk.encode(folk.build(per_source=per_source, preparation=ctx.preparation)),
+            ctx.preparation,
+            ctx.log,
         )
-        texts = [t.text for t in corpus.tunes]
-        label = "reading the folk corpus"
-    else:
-        ctx.preparation.phase("downloading the dataset", 1, "files")
-        texts = split_tunes(ctx.dataset_bytes(name, "music").decode("utf-8"))
+        ctx.preparation.phase("reading the folk corpus", 1, "corpus")
+        parsed = folk.decode(data).parsed()
         ctx.preparation.advance()
-        label = "reading the dataset"
-    ctx.preparation.phase(label, len(texts), "tunes")
+        return parsed
+    ctx.preparation.phase("downloading the dataset", 1, "files")
+    texts = split_tunes(ctx.dataset_bytes(name, "music").decode("utf-8"))
+    ctx.preparation.advance()
+    ctx.preparation.phase("reading the dataset", len(texts), "tunes")
     tunes = []
     for text in texts:
         tunes.append(normalise(text))
