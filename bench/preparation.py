@@ -11,7 +11,9 @@
 
 ``--per-source`` cuts each collection to N tunes (0: all ~11,600, minutes of CPU). Objects
 go to a local object store in a temporary directory unless ``--s3`` names an S3 server
-(credentials from ``ATELIER_S3_*``). ``--jobs`` measures real jobs instead (TensorFlow):
+(credentials from ``ATELIER_S3_*``). ``--reading`` measures only a job's read of a
+whole-size corpus, now against before, side by side. ``--jobs`` measures real jobs
+instead (TensorFlow):
 two tiny ``melody`` jobs on ``folk`` on a stack of their own, the worker's disk emptied
 between them, each one's wait from its start to step 1 and its phases.
 """
@@ -46,14 +48,27 @@ def timed(step: Callable[[], int]) -> tuple[float, int]:
 
 
 def read_as_a_job(corpora: PreparedCorpora, per_source: int) -> int:
-    """What ``read_tunes`` does for ``folk``: get the corpus, then normalise every tune."""
+    """What ``read_tunes`` does for ``folk``: get the corpus, then load its tunes."""
     data = corpora.get(
         "folk",
         folk.recipe(per_source),
         lambda: folk.encode(folk.build(per_source=per_source)),
         NO_PREPARATION,
     )
-    return len([normalise(t.text) for t in folk.decode(data).tunes])
+    return len(folk.decode(data).parsed())
+
+
+def reading_side_by_side(per_source: int, size: int = 11_211, rounds: int = 3) -> None:
+    """Loading a corpus of ``size`` tunes (``per_source``'s tunes repeated) as a job
+    reads it now, against normalising every tune's text again, as it did before."""
+    with tempfile.TemporaryDirectory(prefix="atelier-prep-") as name:
+        small = folk.cached(Path(name), per_source)
+    corpus = folk.FolkCorpus((small.tunes * (size // len(small.tunes) + 1))[:size])
+    data = folk.encode(corpus)
+    for _ in range(rounds):
+        before, _tunes = timed(lambda: len([normalise(t.text) for t in folk.decode(data).tunes]))
+        after, _tunes = timed(lambda: len(folk.decode(data).parsed()))
+        print(f"| {size} tunes | {before:.1f} | {after:.1f} |", flush=True)
 
 
 def measure(objects: ObjectStore, directory: Path, per_source: int) -> list[tuple[str, float, int]]:
@@ -129,10 +144,15 @@ def main() -> None:
     parser.add_argument("--per-source", type=int, default=0)
     parser.add_argument("--s3", nargs=2, metavar=("ENDPOINT", "BUCKET"))
     parser.add_argument("--jobs", action="store_true")
+    parser.add_argument("--reading", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     with tempfile.TemporaryDirectory(prefix="atelier-prep-") as name:
         directory = Path(name)
+        if args.reading:
+            print("| Corpus | Normalise again (before), s | Load (after), s |\n|---|---|---|")
+            reading_side_by_side(args.per_source or 30)
+            return
         if args.jobs:
             print("| Job | Seconds from start to step 1 | Preparing phases |\n|---|---|---|")
             measure_jobs(directory, args.per_source)
