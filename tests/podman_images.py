@@ -102,6 +102,8 @@ class Podman:
         self.env = dict(env)
         self._running: subprocess.Popen[bytes] | None = None
         self._stopped = False
+        self.prefix: list[str] = []
+        """Put before every command: the background build runs under ``nice``/``ionice``."""
 
     def run(self, *argv: str, stdin: bytes | None = None, timeout: float = 1800) -> str:
         return self.call(["podman", *argv], stdin=stdin, timeout=timeout)
@@ -116,7 +118,7 @@ class Podman:
         if self._stopped:
             raise RuntimeError(f"stopped before {argv[0]}")
         with subprocess.Popen(
-            argv,
+            [*self.prefix, *argv],
             env=self.env if env is None else env,
             cwd=ROOT,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
