@@ -67,9 +67,9 @@ def test_only_a_failover_may_rewind_a_job_past_its_checkpoint() -> None:
 
 @pytest.mark.slow
 def test_a_short_soak_holds_every_invariant() -> None:
-    # One minute under a fault every 4-7 s (about a dozen) and 20 jobs: the full runs are
+    # A minute and a half under a fault every 5-9 s and 30 jobs: the full runs are
     # 30 minutes (bench/results/soak.md); this one proves the seeded soak still holds.
-    short = "--minutes 1 --fault-every 4 7 --drain-seconds 90"
+    short = "--minutes 1.5 --fault-every 5 9 --drain-seconds 90"
     args = parse(["--seed", "11", *short.split()])
     ledger, report = soak(args)
     print(report)
