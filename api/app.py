@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         keys,
         removal,
         samples,
+        sweeps,
         usage,
         v1,
         webhooks,

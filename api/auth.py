@@ -26,6 +26,8 @@ AUDITED = {
     "v1.create_job": "job.submit",
     "v1.cancel_job": "job.cancel",
     "v1.update_job": "job.update",
+    "v1.create_sweep": "sweep.submit",
+    "v1.cancel_sweep": "sweep.cancel",
     "v1.delete_finished_job": "job.delete",
     "v1.delete_trained_model": "model.delete",
     "v1.delete_dataset": "dataset.delete",

@@ -69,6 +69,7 @@ def job_body(job: Job, links: Links) -> JobOut:
         name=job.name,
         tags=job.tags,
         notes=job.notes,
+        sweep_id=job.sweep_id,
         params=job.params,
         status=job.status,
         progress=ProgressOut(

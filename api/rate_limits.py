@@ -33,7 +33,11 @@ from .auth import current_owner
 from .services import services
 
 # (method, endpoint) -> budget; every other authenticated request spends "reads".
-BUDGET_OF_ROUTE = {("POST", "v1.create_job"): "submits", ("POST", "v1.upload_dataset"): "uploads"}
+BUDGET_OF_ROUTE = {
+    ("POST", "v1.create_job"): "submits",
+    ("POST", "v1.create_sweep"): "submits",
+    ("POST", "v1.upload_dataset"): "uploads",
+}
 
 
 def budget_name() -> str:

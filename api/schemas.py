@@ -195,6 +195,7 @@ class JobOut(BaseModel):
     name: str | None
     tags: list[str]
     notes: str | None
+    sweep_id: str | None = Field(None, description="The sweep it is a trial of, if any.")
     params: dict[str, Any]
     status: JobStatus
     progress: ProgressOut

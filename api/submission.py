@@ -16,11 +16,11 @@ from ..shared.errors import (
     ValidationFailed,
     WebhookRefused,
 )
-from ..shared.jobs import JobType
+from ..shared.jobs import Job, JobType
 from ..shared.kinds import KINDS
 from ..shared.models import ModelRecord
 from ..shared.webhook_urls import check_webhook_url
-from .admission import check_fits, check_periods, estimate, facts_for
+from .admission import check_fits, check_periods, default_max_run_seconds, estimate, facts_for
 from .schemas import JobCreate
 from .services import Services
 from .spec import validation_problem
@@ -65,6 +65,33 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> ValidSubmit:
     found = estimate(spec, body.type, params, facts)
     check_fits(found, svc.settings)
     return ValidSubmit(values, found.output_bytes if found is not None else 0)
+
+
+def create_record(
+    svc: Services, owner: str, body: JobCreate, params: dict[str, Any], job_id: str, **extra: Any
+) -> Job:
+    """The admitted job's record, queued (its place among the admitted given back in the
+    same MULTI), and the dataset it reads told; ``extra``: more record fields (``sweep_id``)."""
+    job = svc.jobs.create(
+        owner,
+        body.type,
+        body.kind,
+        params,
+        job_id=job_id,
+        start_before=body.start_before.timestamp() if body.start_before else None,
+        max_run_seconds=body.max_run_seconds or default_max_run_seconds(svc.settings, body.type),
+        priority=body.priority,
+        webhook=body.webhook,
+        webhook_events_filter=body.webhook_events_filter,
+        name=body.name,
+        tags=body.tags,
+        notes=body.notes,
+        also=lambda pipe, created: svc.quotas.job_created(owner, created.id, pipe),
+        **extra,
+    )
+    if "dataset" in params:
+        svc.datasets.add_user(params["dataset"], job.id)
+    return job
 
 
 def _check_webhook(url: str, allow_private: bool) -> None:

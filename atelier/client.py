@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, cast
 import requests
 
 from atelier.client_jobs import JobQueries, labels
+from atelier.client_sweeps import SweepCalls
 from atelier.client_types import Dataset, Event, Job, Json, Model, Output, Progress, parse_sse
 from atelier.downloads import download_file, target_path
 from atelier.following import follow, retry_after_seconds, spent_budget_wait
@@ -66,7 +67,7 @@ def epoch_seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-class Client(JobQueries):
+class Client(JobQueries, SweepCalls):
     """A typed client for one API key. ``max_retries`` bounds the retries of one call."""
 
     def __init__(

@@ -51,6 +51,7 @@ class Job(TypedDict):
     name: str | None
     tags: list[str]
     notes: str | None
+    sweep_id: str | None
     params: Json
     status: str
     progress: Progress
@@ -136,6 +137,53 @@ class Comparison(TypedDict):
 
     data: list[ComparedRun]
     differing_params: list[str]
+
+
+class EarlyStopping(TypedDict):
+    """The median rule of a sweep: ``metric`` (``-name``: larger is better), after
+    ``min_fraction`` of a trial's steps, with ``min_trials`` others to compare."""
+
+    metric: str
+    min_fraction: float
+    min_trials: int
+
+
+class SweepTrial(TypedDict):
+    """One trial of a sweep: its job, the values it tries, how it is doing."""
+
+    index: int
+    job_id: str
+    values: Json
+    params: Json | None
+    status: str | None
+    metrics: dict[str, float]
+    progress_metrics: dict[str, float]
+    stopped_early: str | None
+    """Why the median rule stopped it, if it did."""
+
+
+class Sweep(TypedDict):
+    """``GET /v1/sweeps/{id}``: the base job, the space and the trials, ranked by ``metric``
+    (trial order without one)."""
+
+    id: str
+    name: str | None
+    created_at: str
+    base: Json
+    space: Json
+    trial_count: int
+    status_counts: dict[str, int]
+    early_stopping: EarlyStopping | None
+    metric: str | None
+    trials: list[SweepTrial]
+
+
+class SweepSummary(TypedDict):
+    id: str
+    name: str | None
+    created_at: str
+    trial_count: int
+    status_counts: dict[str, int]
 
 
 class Event(TypedDict):

@@ -21,6 +21,7 @@ from .job_labels import jobs, label
 from .keys import keys
 from .processes import api_argv, child_env, worker_argv
 from .removal import delete
+from .sweeps import sweep
 from .terminal import call, finish, wait_with_bar
 from .usage import usage_table
 from .webhooks import webhooks
@@ -366,6 +367,7 @@ main.add_command(jobs)
 main.add_command(jobs, "list")
 main.add_command(label)
 main.add_command(compare)
+main.add_command(sweep)
 
 if __name__ == "__main__":
     main()

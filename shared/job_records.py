@@ -124,6 +124,9 @@ class Job(BaseModel):
     tags: list[str] = Field(default_factory=list)
     """Its owner's labels, a small set; each has an index (``shared.job_labels``)."""
     notes: str | None = None
+    sweep_id: str | None = None
+    """The sweep that made it a trial (``shared.sweeps``); it queues behind its owner's
+    other jobs of the same priority (``shared.scheduling``)."""
     started_at: float | None = None
     finished_at: float | None = None
     attempt: int = 0

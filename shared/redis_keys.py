@@ -43,6 +43,13 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:owner:{owner}:tag:{tag}     zset   the owner's job ids carrying tag, scored 0 like the
                                            jobs index, written with the record's tags in one
                                            MULTI (shared.job_labels); GET /v1/jobs?tag= pages it
+    {p}:sweep:{sweep_id}            string sweep record (JSON: base job, space, trial job
+                                           ids and their values; shared.sweeps)
+    {p}:owner:{owner}:sweeps        zset   sweep ids of one owner, scored 0 like jobs
+    {p}:sweeps:stopping             set    sweeps with early stopping and live trials
+                                           (shared.sweep_stopping)
+    {p}:sweeps:stopping-turn        string held (EX) by the reaper checking them now
+    {p}:sweep:{sweep_id}:stopped    hash   trial job id -> why the median rule stopped it
     {p}:model:{model_id}            string model record (JSON)
     {p}:owner:{owner}:models        zset   model ids of one owner, scored 0 like jobs
     {p}:dataset:{dataset_id}        string uploaded dataset record (JSON)
@@ -267,6 +274,23 @@ class RedisKeys:
 
     def webhook_secret(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:webhook-secret"
+
+    def sweep(self, sweep_id: str) -> str:
+        return f"{self.prefix}:sweep:{sweep_id}"
+
+    def owner_sweeps(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}:sweeps"
+
+    @property
+    def sweeps_stopping(self) -> str:
+        return f"{self.prefix}:sweeps:stopping"
+
+    @property
+    def sweeps_stopping_turn(self) -> str:
+        return f"{self.prefix}:sweeps:stopping-turn"
+
+    def sweep_stopped(self, sweep_id: str) -> str:
+        return f"{self.prefix}:sweep:{sweep_id}:stopped"
 
 
 KEYS = RedisKeys()

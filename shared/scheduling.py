@@ -6,8 +6,11 @@ weighted round-robin): every owner with claimable jobs holds a tag in ``fair:{ty
 lowest tag goes next; a start moves the owner's tag on by ``1 / share``. An owner that
 (re)joins takes the larger of its own last tag and the tag of the job last started, so
 waiting earns no credit and a newcomer goes next. Within an owner, higher ``priority``
-first, then the oldest. An owner already running ``max_running_jobs`` of this type is
-passed over; its jobs wait (they do not fail) and a wake-up is sent when a slot frees.
+first, then the oldest; a sweep's trials (``shared.sweeps``) rank half a priority step
+behind the owner's other jobs of their priority, so a one-off job never waits behind a
+sweep of the same owner (it still waits for the owner's turn). An owner already running
+``max_running_jobs`` of this type is passed over; its jobs wait (they do not fail) and a
+wake-up is sent when a slot frees.
 
 Keys (``shared.redis_keys``)::
 
@@ -36,6 +39,9 @@ PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 0, 9, 5
 OWNERS_SCANNED = 64
 """Owners looked at per pick, lowest tags first (owners at their running limit are skipped)."""
 NOW = "~now"
+SWEEP_LAG = 5e9
+"""Added to a sweep trial's rank: half a priority step (``rank``), so it follows the owner's
+other jobs of the same priority and precedes those of the next lower one."""
 
 # KEYS[1] fair set, KEYS[2] tags hash, KEYS[3] owner queue; ARGV owner, job id, rank.
 _ENTER = """
@@ -127,7 +133,8 @@ class FairQueue:
         """Queue in ``pipe``: the job becomes claimable (and its owner joins, if new)."""
         t, owner = job.type.value, job.owner
         keys = [self._keys.fair(t), self._keys.fair_tags(t), self._keys.fair_owner(t, owner)]
-        run_script(self._enter, pipe, keys, [owner, job.id, rank(job.priority, at)])
+        lag = SWEEP_LAG if job.sweep_id else 0.0
+        run_script(self._enter, pipe, keys, [owner, job.id, rank(job.priority, at) + lag])
 
     def leave(self, pipe: Pipeline, job: Job) -> None:
         """Queue in ``pipe``: the job is no longer claimable, nor running."""

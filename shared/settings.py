@@ -168,8 +168,7 @@ class Settings(BaseSettings):
     webhook_connect_timeout_seconds: float = 5.0
     """Longest wait to connect to a receiver (and, for https, finish TLS)."""
     webhook_timeout_seconds: float = 15.0
-    """Longest one attempt may take in all once connected (a receiver that drips its answer
-    is cut off)."""
+    """Longest one attempt may take once connected (a receiver that drips its answer is cut off)."""
     webhook_max_response_bytes: int = 65536
     """Most bytes of a receiver's answer that are read; the rest is never read."""
     webhook_logs_interval_seconds: float = 0.5
@@ -195,8 +194,7 @@ class Settings(BaseSettings):
     uploads_burst: int = 6
     """Uploads one owner may make at once before the per-minute rate applies."""
     reads_per_minute: int = 1200
-    """Every other authenticated request (reads, cancels, deletes) per owner per minute;
-    0: no limit."""
+    """Other authenticated requests (reads, cancels, deletes) per owner per minute; 0: no limit."""
     reads_burst: int = 300
     """Other requests one owner may make at once before the per-minute rate applies."""
     anonymous_per_minute: int = 120
@@ -211,6 +209,8 @@ class Settings(BaseSettings):
     (1 behind one ingress): the client address the budgets key on is then the client's, and
     behind TLS the dashboard's cookies are ``Secure`` and answers carry HSTS. Too high lets a
     client choose its own address."""
+    max_sweep_trials: int = 32
+    """Most trials one sweep (``POST /v1/sweeps``) may make; a larger space is refused (422)."""
     max_queued_jobs: int = 1000
     """Jobs one owner may have waiting to start; a submit over it is refused (403
     ``quota-exceeded``). 0: no quota."""

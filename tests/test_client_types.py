@@ -25,6 +25,10 @@ MIRRORS = {
     "Comparison": "JobComparison",
     "ComparedRun": "ComparedRun",
     "MetricPoint": "MetricPoint",
+    "Sweep": "SweepOut",
+    "SweepTrial": "SweepTrialOut",
+    "SweepSummary": "SweepSummary",
+    "EarlyStopping": "EarlyStopping",
 }
 SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 

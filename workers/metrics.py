@@ -133,7 +133,7 @@ class MetricsObserver:
 
 def preinitialise(kinds: list[str], types: list[str]) -> None:
     """Export zero-valued series at start, so rates and alerts see them before any job."""
-    for action in ("requeued", "failed", "expired", "sent", "resent", "purged"):
+    for action in ("requeued", "failed", "expired", "sent", "resent", "purged", "stopped"):
         REAPER_ACTIONS.labels(action)
     for kind in kinds:
         TRAINING_STEPS.labels(kind)

@@ -33,6 +33,8 @@ class ReapReport:
     resent: int = 0
     purged: int = 0
     """Finished jobs deleted by the retention sweep."""
+    stopped: int = 0
+    """Sweep trials stopped early by the median rule (``shared.sweep_stopping``)."""
     more: bool = False
     """A batch came back full: more is due, and the next sweep should follow at once."""
 
@@ -43,11 +45,13 @@ def reap_once(
     send: Callable[[str, str], None],
     waiting: Callable[[str], int] | None = None,
     retention: Callable[[int], int] | None = None,
+    stopping: Callable[[int], int] | None = None,
 ) -> ReapReport:
     """One sweep; ``send(job_id, job_type)`` puts a job's message on its queue, and
     ``waiting(job_type)`` counts the messages in that queue (None skips the lost-message
     check), and ``retention(batch)`` deletes up to a batch of jobs past their retention
-    (``shared.lifecycle.sweep_retention``; None skips it).
+    (``shared.lifecycle.sweep_retention``; None skips it); ``stopping(batch)`` stops the
+    losing trials of up to a batch of sweeps (``shared.sweep_stopping``; None skips it).
 
     Each kind of work is taken in a batch of at most ``settings.reaper_batch`` ids that
     this sweep claims (other nodes' reapers pass over them), leases first: a flood of due
@@ -78,8 +82,9 @@ def reap_once(
         _resend_lost(jobs, settings, send, waiting, report)
     if retention is not None:
         report.purged = retention(batch)
+    report.stopped = stopping(batch) if stopping is not None else 0
     report.more = batch in (len(leases), len(deadlines), len(requeues), report.purged)
-    for action in ("requeued", "failed", "expired", "sent", "resent", "purged"):
+    for action in ("requeued", "failed", "expired", "sent", "resent", "purged", "stopped"):
         if count := getattr(report, action):
             REAPER_ACTIONS.labels(action).inc(count)
     return report
@@ -150,6 +155,7 @@ class ReaperThread(threading.Thread):
         send: Callable[[str, str], None],
         waiting: Callable[[str], int] | None = None,
         retention: Callable[[int], int] | None = None,
+        stopping: Callable[[int], int] | None = None,
     ) -> None:
         super().__init__(name="atelier-reaper", daemon=True)
         self._jobs = jobs
@@ -157,6 +163,7 @@ class ReaperThread(threading.Thread):
         self._send = send
         self._waiting = waiting
         self._retention = retention
+        self._stopping = stopping
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -165,7 +172,8 @@ class ReaperThread(threading.Thread):
             pause = self._settings.reaper_interval_seconds
             try:
                 report = reap_once(
-                    self._jobs, self._settings, self._send, self._waiting, self._retention
+                    self._jobs, self._settings, self._send, self._waiting, self._retention,
+                    self._stopping,
                 )
             except Exception:
                 log.warning("reaper sweep failed", exc_info=True)

@@ -37,6 +37,7 @@ from ..shared.queue import queue_for, queue_length
 from ..shared.redis_client import connect_quickly, redis_for
 from ..shared.settings import Settings
 from ..shared.storage import ObjectStore, make_object_store
+from ..shared.sweep_stopping import TrialStopper
 from .context import PROCESS_DRAINING
 from .idle_exit import IdleExit
 from .metrics import preinitialise, serve
@@ -90,7 +91,10 @@ class Worker:
         def waiting(job_type: str) -> int:
             return queue_length(client, queue_for(settings, JobType(job_type)))
 
-        ReaperThread(jobs, settings, self._resend, waiting, self._retention(client, jobs)).start()
+        stopper = TrialStopper(client, jobs)
+        ReaperThread(
+            jobs, settings, self._resend, waiting, self._retention(client, jobs), stopper.check
+        ).start()
         if self._consumes(settings.webhook_queue):
             self._start_webhook_router(client)
         if settings.exit_after_job and settings.once_idle_seconds > 0:

@@ -16,7 +16,6 @@ from ...shared.jobs import Job, new_id
 from ...shared.limits import limits_for
 from ...shared.logs import JOB_ID
 from ...shared.queue import enqueue
-from ..admission import default_max_run_seconds
 from ..auth import current_owner
 from ..metrics import JOBS_SUBMITTED
 from ..paging import checked_limit
@@ -35,7 +34,7 @@ from ..schemas import (
 )
 from ..services import Services, services
 from ..spec import spec
-from ..submission import ValidSubmit, validated_params
+from ..submission import ValidSubmit, create_record, validated_params
 from . import v1
 
 log = logging.getLogger(__name__)
@@ -97,24 +96,7 @@ def _create_and_enqueue(
     # 403 quota-exceeded (nothing created), or a place held among the queued jobs and the
     # job's estimated output reserved against the stored bytes until it ends.
     svc.quotas.admit_job(owner, job_id, limits_for(svc.settings, owner), valid.output_bytes)
-    job = svc.jobs.create(
-        owner,
-        body.type,
-        body.kind,
-        params,
-        job_id=job_id,
-        start_before=body.start_before.timestamp() if body.start_before else None,
-        max_run_seconds=body.max_run_seconds or default_max_run_seconds(svc.settings, body.type),
-        priority=body.priority,
-        webhook=body.webhook,
-        webhook_events_filter=body.webhook_events_filter,
-        name=body.name,
-        tags=body.tags,
-        notes=body.notes,
-        also=lambda pipe, created: svc.quotas.job_created(owner, created.id, pipe),
-    )
-    if "dataset" in params:
-        svc.datasets.add_user(params["dataset"], job.id)
+    job = create_record(svc, owner, body, params, job_id)
     try:
         enqueue(svc.celery, svc.settings, job.id, body.type)
     except Exception as exc:
