@@ -16,6 +16,7 @@ from ..shared.jobs import Job, OutputRef
 from ..shared.models import ModelRecord
 from ..shared.storage import ObjectStore
 from .event_schemas import ProgressOut
+from .model_schemas import ModelAncestorOut
 from .schemas import (
     ErrorOut,
     JobOut,
@@ -105,17 +106,21 @@ def job_body(job: Job, links: Links) -> JobOut:
 
 def model_body(model: ModelRecord, links: Links, version: int | None = None) -> ModelOut:
     grid = model.samples[-1] if model.samples else None
+    lineage = [ModelAncestorOut(**a.model_dump()) for a in model.lineage]
     return ModelOut(
         id=model.id,
         name=model.name,
         version=version,
         kind=model.kind,
         config=model.config,
+        params=model.params,
         dataset=model.dataset,
         steps=model.steps,
         metrics=model.metrics,
         sample_grid_url=links.download_url(grid.key) if grid else None,
         source_job_id=model.source_job_id,
+        parent=lineage[0] if lineage else None,
+        lineage=lineage,
         created_at=timestamp(model.created_at),
     )
 

@@ -24,6 +24,8 @@ from ..shared.jobs import JobStatus, JobType
 from ..shared.scheduling import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
 from ..shared.webhook_urls import MAX_URL_CHARS
 from .event_schemas import ProgressOut
+from .model_schemas import ModelList as ModelList
+from .model_schemas import ModelOut as ModelOut
 
 # The upper bound is ATELIER_LIST_PAGE_MAX, checked by the views (``api.paging``).
 PAGE_LIMIT = Field(20, ge=1, description="Items per page; at most ATELIER_LIST_PAGE_MAX.")
@@ -235,28 +237,6 @@ class JobList(BaseModel):
 class PageQuery(BaseModel):
     cursor: str | None = None
     limit: int = PAGE_LIMIT
-
-
-class ModelOut(BaseModel):
-    id: str
-    name: str | None = Field(description="The `model_name` it was trained under, if any.")
-    version: int | None = Field(
-        description="Its version under that name (1, 2, ...): `name:N` names it, and "
-        "`name:latest` the newest version."
-    )
-    kind: str
-    config: dict[str, Any]
-    dataset: str
-    steps: int
-    metrics: dict[str, float]
-    sample_grid_url: str | None
-    source_job_id: str
-    created_at: datetime
-
-
-class ModelList(BaseModel):
-    data: list[ModelOut]
-    next_cursor: str | None
 
 
 class DatasetOut(BaseModel):

@@ -21,6 +21,7 @@ from ..shared.kinds import KINDS
 from ..shared.models import ModelRecord
 from ..shared.webhook_urls import check_webhook_url
 from .admission import check_fits, check_periods, default_max_run_seconds, estimate, facts_for
+from .continuation import check_continues, continued
 from .schemas import JobCreate
 from .services import Services
 from .spec import validation_problem
@@ -46,17 +47,23 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> ValidSubmit:
         )
     if body.webhook is not None:
         _check_webhook(body.webhook, svc.settings.webhook_allow_private)
-    schema = spec.train_params if body.type is JobType.TRAIN else spec.generate_params
+    train = body.type is JobType.TRAIN
+    schema = spec.train_params if train else spec.generate_params
+    # A training job continuing a model takes what it leaves out from the model.
+    raw, parent = continued(body.params, spec, owner, svc.models) if train else (body.params, None)
     try:
         # Strict, as the document's JSON Schema is: true is not 1, "5" is not 5.
-        params = schema.model_validate(body.params, strict=True)
+        params = schema.model_validate(raw, strict=True)
     except ValidationError as exc:
         raise validation_problem(exc, prefix="params.", model=schema) from exc
     values = params.model_dump()
-    if body.type is JobType.TRAIN:
+    if train:
         check_periods(values)
         dataset = _check_dataset(values["dataset"], spec.modality, owner, svc)
         facts = facts_for(svc.settings, dataset=dataset)
+        if parent is not None:
+            check_continues(spec, params, facts, parent)
+            values["init_model"] = parent.id  # the job keeps the version it was given, by id
     else:
         model = _check_model(values["model_id"], body.kind, owner, svc)
         values["model_id"] = model.id  # the job keeps the version it was given, by id

@@ -1,5 +1,6 @@
-"""The client's calls that find, label and compare jobs (``Client`` inherits them): filters
-and metric order of ``GET /v1/jobs``, ``PATCH /v1/jobs/{id}`` and ``GET /v1/jobs/compare``."""
+"""The client's calls that find, label, compare and continue jobs (``Client`` inherits them):
+filters and metric order of ``GET /v1/jobs``, ``PATCH /v1/jobs/{id}``, ``GET
+/v1/jobs/compare``, and a training job that continues a model."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ def labels(name: str | None, tags: Iterable[str] | None, notes: str | None) -> J
 class JobQueries:
     def request(self, method: str, path: str, **kwargs: Any) -> Json:
         raise NotImplementedError  # the transport: ``Client.request``
+
+    def submit(self, job_type: str, kind: str, params: Json, **options: Any) -> Job:
+        raise NotImplementedError  # ``Client.submit``
+
+    def continue_training(self, model_ref: str, params: Json | None = None, **options: Any) -> Job:
+        """Submit a training job that continues the model ``model_ref`` names (an id,
+        ``name:latest`` or ``name:N``) for ``params["steps"]`` more steps: the params left
+        out are the model's (its dataset, recipe and network shape; docs/kinds.md).
+        ``options``: as ``submit`` takes them."""
+        model = self.request("GET", f"/v1/models/{model_ref}")
+        continued = {**(params or {}), "init_model": model["id"]}
+        return self.submit("train", model["kind"], continued, **options)
 
     def jobs(
         self,

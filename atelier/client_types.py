@@ -74,17 +74,31 @@ class Job(TypedDict):
     webhook_events_filter: list[str] | None
 
 
+class ModelAncestor(TypedDict):
+    """A model another was trained from (``init_model``)."""
+
+    model_id: str
+    job_id: str
+    steps: int
+    name: str | None
+
+
 class Model(TypedDict):
     id: str
     name: str | None
     version: int | None
     kind: str
     config: Json
+    params: Json
+    """What its training job ran with; a job continuing it inherits them."""
     dataset: str
     steps: int
     metrics: dict[str, float]
     sample_grid_url: str | None
     source_job_id: str
+    parent: ModelAncestor | None
+    lineage: list[ModelAncestor]
+    """Its parent first, then the parent's parent, ..."""
     created_at: str
 
 

@@ -182,6 +182,12 @@ def _parse_params(pairs: tuple[str, ...]) -> Json:
 @click.argument("job_type", type=click.Choice(["train", "generate"]))
 @click.option("--kind", default="dcgan", show_default=True)
 @click.option("--param", "-p", "pairs", multiple=True, help="key=value (JSON values allowed)")
+@click.option(
+    "--init-model",
+    default=None,
+    metavar="REF",
+    help="Training: continue this model (id, name:latest or name:N); same as -p init_model=REF.",
+)
 @click.option("--wait", "wait_for_it", is_flag=True, help="Wait with a progress bar.")
 @click.option("--name", default=None, help="What to call the run (to find it by).")
 @click.option("--tag", "tags", multiple=True, help="A tag to find it by (repeat it).")
@@ -198,6 +204,7 @@ def submit(
     job_type: str,
     kind: str,
     pairs: tuple[str, ...],
+    init_model: str | None,
     wait_for_it: bool,
     webhook: str | None,
     webhook_events: tuple[str, ...],
@@ -211,7 +218,12 @@ def submit(
     if webhook and webhook_events:
         hooks["webhook_events_filter"] = list(webhook_events)
     labels["tags"] = list(labels["tags"]) or None
-    job = call(lambda: client.submit(job_type, kind, _parse_params(pairs), **labels, **hooks))
+    params = _parse_params(pairs)
+    if init_model is not None:
+        if job_type != "train":
+            raise click.UsageError("--init-model continues a model: it needs a train job")
+        params["init_model"] = init_model
+    job = call(lambda: client.submit(job_type, kind, params, **labels, **hooks))
     click.echo(job["id"])
     if wait_for_it:
         finish(wait_with_bar(client, job["id"]))
@@ -343,8 +355,11 @@ def models() -> None:
     client = _client()
     for model in call(client.models):
         metrics = " ".join(f"{k}={v:.3f}" for k, v in model["metrics"].items())
+        parent = model.get("parent")
+        origin = f"  from {parent['model_id']}" if parent else ""
         click.echo(
-            f"{model['id']}  {model['kind']}  {model['dataset']}  {model['steps']} steps  {metrics}"
+            f"{model['id']}  {model['kind']}  {model['dataset']}  {model['steps']} steps  "
+            f"{metrics}{origin}"
         )
 
 

@@ -12,6 +12,21 @@ from .job_records import Metrics
 from .jobs import OutputRef, new_id
 from .redis_keys import KEYS, RedisKeys
 
+LINEAGE_MAX = 64
+"""Ancestors a model's record lists (its parent first); older ones are left out."""
+
+
+class ModelAncestor(BaseModel):
+    """A model another was trained from (``init_model``), as the child recorded it: it
+    reads the same after the ancestor is deleted."""
+
+    model_id: str
+    job_id: str
+    """The training job that made it."""
+    steps: int
+    """Its final step: where the next model's step numbers went on from."""
+    name: str | None = None
+
 
 class ModelRecord(BaseModel):
     id: str
@@ -28,6 +43,20 @@ class ModelRecord(BaseModel):
     created_at: float
     name: str | None = None
     """The ``model_name`` it was trained under: it is that name's next version."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """The params its training job ran with (empty in records from before they were kept):
+    what a job continuing it inherits."""
+    lineage: list[ModelAncestor] = Field(default_factory=list)
+    """The models it was trained from: its parent first, then the parent's parent, ..."""
+
+    def as_ancestor(self) -> ModelAncestor:
+        return ModelAncestor(
+            model_id=self.id, job_id=self.source_job_id, steps=self.steps, name=self.name
+        )
+
+    def child_lineage(self) -> list[ModelAncestor]:
+        """The lineage of a model trained from this one."""
+        return [self.as_ancestor(), *self.lineage][:LINEAGE_MAX]
 
 
 class ModelStore:

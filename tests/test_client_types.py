@@ -21,6 +21,7 @@ MIRRORS = {
     "Output": "OutputOut",
     "JobErrorInfo": "ErrorOut",
     "Model": "ModelOut",
+    "ModelAncestor": "ModelAncestorOut",
     "Dataset": "DatasetOut",
     "Comparison": "JobComparison",
     "ComparedRun": "ComparedRun",

@@ -8,6 +8,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -301,3 +302,120 @@ def test_an_encoding_failure_fails_generate_before_anything_is_stored(
     with pytest.raises(OSError, match="encoder broke"):
         kind.generate(model, {"model_id": model.id, "n": 70}, ctx)  # type: ignore[arg-type]
     assert ctx.stored == {}
+
+
+# --- continuing a model (init_model): the parent's weights load into the child's network ---
+
+
+def _parent_record(kind: str, config: dict[str, Any], steps: int) -> ModelRecord:
+    return ModelRecord(
+        id="model_parent",
+        owner="o",
+        kind=kind,
+        config=config,
+        weights_key="w",
+        source_job_id="job_parent",
+        dataset="d",
+        steps=steps,
+        created_at=0.0,
+    )
+
+
+def _same(first: list[Any], second: list[Any]) -> bool:
+    return len(first) == len(second) and all(
+        np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, second, strict=True)
+    )
+
+
+def test_a_textgen_child_keeps_its_parents_tokenizer_and_network() -> None:
+    """On another corpus, the child tokenizes with the parent's learned vocabulary and
+    starts from its network; its own n-gram is counted from its own corpus."""
+    from atelier.shared.kinds.textgen import TextgenTrainParams
+    from atelier.workers.kinds.textgen.kind import TextgenTrainer
+    from atelier.workers.training import train_without_job
+
+    tiny = {
+        "steps": 2,
+        "batch_size": 4,
+        "sequence_length": 16,
+        "num_layers": 1,
+        "num_heads": 2,
+        "hidden_dim": 16,
+        "vocabulary_size": 300,
+        "ngram_order": 2,
+    }
+    params = TextgenTrainParams.model_validate({**tiny, "dataset": "x"})
+    parent = TextgenTrainer(params, "the fox and the crow share a piece of cheese. " * 80)
+    train_without_job(parent)
+    record = _parent_record("textgen", parent.config(), 2)
+    child = TextgenTrainer(params.model_copy(update={"seed": 5}), "a lion wakes a mouse. " * 90)
+    child.parent = record
+    child.build()
+    assert child.tokens.to_config() == parent.tokens.to_config()
+    assert not _same(child.lm.weights, parent.lm.weights)  # another seed: another draw
+    assert child.start_from(encode_checkpoint(parent.weights(), 2)) == "the network's weights"
+    assert _same(child.lm.weights, parent.lm.weights)
+    assert len(child.train_tokens) != len(parent.train_tokens)  # its own corpus
+
+
+def test_a_melody_child_keeps_its_parents_vocabulary_and_network() -> None:
+    """The child's tunes are encoded with the parent's vocabulary (a token it never saw is
+    dropped) and its network starts from the parent's."""
+    from atelier.shared.kinds.melody.abc import normalise
+    from atelier.shared.kinds.melody.params import MelodyTrainParams
+    from atelier.workers.kinds.melody.kind import MelodyTrainer
+    from atelier.workers.training import train_without_job
+
+    jigs = [
+        normalise(f"X:{i}\nM:6/8\nL:1/8\nK:D\nA|dfa agf|e2d cBA|dfa agf|e3 d2:|") for i in range(24)
+    ]
+    reels = [normalise(f"X:{i}\nM:4/4\nL:1/8\nK:G\nGABc dBGB|cABG FGAB|G8|]") for i in range(24)]
+    tiny = {
+        "steps": 2,
+        "batch_size": 4,
+        "sequence_length": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "hidden_dim": 16,
+        "dataset": "x",
+    }
+    params = MelodyTrainParams.model_validate(tiny)
+    parent = MelodyTrainer(params, jigs)
+    train_without_job(parent)
+    record = _parent_record("melody", parent.config(), 2)
+    child = MelodyTrainer(params.model_copy(update={"seed": 5}), reels)
+    child.parent = record
+    child.build()
+    assert child.model_config.vocabulary == parent.model_config.vocabulary
+    assert "M:4/4" not in child.model_config.vocabulary  # the reels' meter: unseen, dropped
+    known = set(parent.model_config.vocabulary)
+    assert all(t in known for header, _ in child.model_config.headers for t in header)
+    child.start_from(encode_checkpoint(parent.weights(), 2))
+    assert _same(child.lm.weights, parent.lm.weights)
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.99])
+def test_a_dcgan_child_starts_from_its_parents_g_average_and_d(ema_decay: float) -> None:
+    """The weights file keeps what generation draws with (``g``) and what a child needs
+    (D, and G beside its average); a file from before it kept them starts D afresh."""
+    from atelier.shared.kinds.dcgan import DcganTrainParams
+    from atelier.workers.kinds.dcgan.training import DcganTrainer, TrainingImages
+
+    images = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
+    tiny = {"steps": 2, "batch_size": 8, "latent_dim": 4, "base_filters": 4, "ema_decay": ema_decay}
+    params = DcganTrainParams.model_validate(tiny)
+    parent = DcganTrainer(params, TrainingImages(images, None))
+    keras.utils.set_random_seed(0)
+    parent.build().fit(parent.batches(0), steps_per_epoch=2, epochs=1, verbose=0)
+    child = DcganTrainer(params, TrainingImages(images, None))
+    keras.utils.set_random_seed(1)
+    child.build()
+    assert child.start_from(encode_checkpoint(parent.weights(), 2)) == "G and D"
+    for network in ("generator", "averaged", "discriminator"):
+        assert _same(getattr(child.gan, network).weights, getattr(parent.gan, network).weights)
+    old_file = encode_checkpoint({"g": parent.gan.averaged.weights}, 2)
+    fresh = DcganTrainer(params, TrainingImages(images, None))
+    fresh.build()
+    assert "D starts afresh" in fresh.start_from(old_file)
+    assert _same(fresh.gan.generator.weights, parent.gan.averaged.weights)
+    assert not _same(fresh.gan.discriminator.weights, parent.gan.discriminator.weights)

@@ -50,6 +50,12 @@ def restore_checkpoint(groups: Groups, data: bytes) -> int:
         return int(arrays["step"])
 
 
+def checkpoint_groups(data: bytes) -> set[str]:
+    """The names of the groups a checkpoint (or a model's weights file) holds."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        return {name.partition("/")[0] for name in arrays.files if "/" in name}
+
+
 def read_checkpoint(
     objects: _Reads,
     job_prefix: str,

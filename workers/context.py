@@ -27,7 +27,7 @@ from ..shared.job_logs import JobLogs, job_logger
 from ..shared.job_records import Phase
 from ..shared.jobs import CheckpointRef, Job, JobStore, JobType, OutputRef, Progress
 from ..shared.metric_history import split_metrics
-from ..shared.models import ModelStore
+from ..shared.models import ModelRecord, ModelStore
 from ..shared.settings import Settings
 from ..shared.storage import ObjectLayout, ObjectStore
 from .lease import LeaseKeeper
@@ -80,6 +80,7 @@ class JobContext:
         self.model_id = ModelStore.new_id() if job.type is JobType.TRAIN else ""
         """Id the model of a training job will have (chosen before training starts, so its
         weights are stored under their final key)."""
+        self.parent: ModelRecord | None = None  # what it continues: ``continue_from``
         self.outputs_added: list[OutputRef] = []
         """Outputs this attempt appended to the running job (sample grids, texts)."""
         self.unlisted_samples: list[OutputRef] = []
@@ -107,6 +108,19 @@ class JobContext:
         # Per machine here; a worker's runner puts in its own, through Redis: once per
         # deployment (``workers.prepared``).
         self.corpora = PreparedCorpora(None, objects, settings.data_dir / "cache")
+
+    def continue_from(self, parent: ModelRecord | None) -> None:
+        """A training job starts from ``parent``'s weights, its steps numbered on from the
+        parent's last: its preparation shows the step it will start from."""
+        self.parent = parent
+        if parent is not None:
+            self.preparation = self._preparation_reporter()
+
+    @property
+    def first_step(self) -> int:
+        """The step numbers of a training job start after this one: the model it continues
+        ended there (0: it trains from scratch)."""
+        return self.parent.steps if self.parent is not None else 0
 
     def close(self) -> None:
         self.uploader.close()
@@ -151,11 +165,12 @@ class JobContext:
         """Where the kind's data code reports its preparation phases: from the step the
         run will start at (a resumed attempt's checkpoint) of its last."""
         job = self.job
+        steps = int(job.params.get("steps", 0)) if job.type is JobType.TRAIN else 0
         return PhaseReporter(
             self._write_preparation,
             self.settings.progress_interval_seconds,
-            step=job.checkpoint.step if job.checkpoint else 0,
-            total=int(job.params.get("steps", 0)) if job.type is JobType.TRAIN else 0,
+            step=job.checkpoint.step if job.checkpoint else self.first_step,
+            total=self.first_step + steps if steps else 0,
         )
 
     def _write_preparation(self, progress: Progress) -> None:

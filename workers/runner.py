@@ -290,6 +290,8 @@ class JobRunner:
     def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus | None:
         plugin = self.kind(job.kind)
         if job.type is JobType.TRAIN:
+            parent = self._parent_of(job)
+            ctx.continue_from(parent)
             result = plugin.train(job.params, ctx)
             model = ModelRecord(
                 id=ctx.model_id,
@@ -304,6 +306,8 @@ class JobRunner:
                 steps=result.steps,
                 created_at=time.time(),
                 name=job.params.get("model_name"),
+                params=job.params,
+                lineage=parent.child_lineage() if parent else [],
             )
             # The model is recorded in the same MULTI as the success, or not at all.
             return self._finish(
@@ -320,6 +324,16 @@ class JobRunner:
         return self._finish(
             job, JobStatus.SUCCEEDED, outputs=generated.outputs, metrics=generated.metrics
         )
+
+    def _parent_of(self, job: Job) -> ModelRecord | None:
+        """The model a training job continues (``init_model``, an id since submit)."""
+        model_id = job.params.get("init_model")
+        if not model_id:
+            return None
+        parent = self.models.get_for_owner(model_id, job.owner)
+        if parent is None:
+            raise PermanentJobError(f"model {model_id} (init_model) no longer exists")
+        return parent
 
     def _tidy(self, job: Job, ctx: JobContext, outcome: JobStatus | None) -> None:
         """Storage an attempt leaves behind: a fenced-off attempt removes what it stored

@@ -27,6 +27,7 @@ import keras
 from ..shared.errors import PermanentJobError
 from ..shared.jobs import OutputRef
 from ..shared.kinds import TrainParams
+from ..shared.models import ModelRecord
 from ..shared.storage import ObjectLayout
 from .checkpoints import encode_checkpoint, read_checkpoint, restore_checkpoint
 from .context import JobContext, is_sample
@@ -61,6 +62,9 @@ class Trainer(ABC, Generic[P, D]):
 
     preparation: Preparation = NO_PREPARATION
     """Where ``build`` reports slow data preparation (tokenising); a job sets it."""
+    parent: ModelRecord | None = None
+    """The model this run continues (``init_model``); a job sets it before ``build``,
+    which takes from it what must stay the model's (a tokenizer, a vocabulary)."""
 
     def __init__(self, params: P, data: D) -> None:
         self.params = params
@@ -98,6 +102,12 @@ class Trainer(ABC, Generic[P, D]):
         """Names the run in the job's log."""
         return f"{self.config()} on {self.params.dataset}"
 
+    def start_from(self, weights: bytes) -> str:
+        """Load the weights file of the model this run continues into the built model (its
+        optimizers start afresh); returns what was loaded, for the job's log."""
+        restore_checkpoint(self.weights(), weights)
+        return "its weights"
+
 
 class TrainingKind(ModelKind, Generic[P]):
     """A kind whose training jobs run a ``Trainer`` in the shared loop: ``train``
@@ -115,26 +125,29 @@ class TrainingKind(ModelKind, Generic[P]):
 
 
 def run_training(trainer: Trainer[Any, Any], ctx: JobContext) -> TrainResult:
+    """Steps ``ctx.first_step`` + 1 .. + ``steps``: a run continuing a model counts on from
+    the model's last step, so its curves continue the model's."""
     params = trainer.params
+    last_step = ctx.first_step + params.steps
     # Until step 1: building, then tracing and compiling the model (seconds to a minute).
-    trainer.preparation = ctx.preparation
+    trainer.preparation, trainer.parent = ctx.preparation, ctx.parent
     ctx.preparation.phase("building the model", 1, "models")
     model = _seeded_build(trainer)
     start_step = _resume(trainer, ctx)
     hooks = StepHooks(
         ctx,
-        Cadence(params.steps, params.sample_every, params.checkpoint_every),
+        Cadence(last_step, params.sample_every, params.checkpoint_every),
         start_step=start_step,
         checkpoint=lambda step: encode_checkpoint(trainer.state(), step),
         samples=lambda step: _write_sample(trainer, ctx, hooks, step),
     )
-    ctx.log.info("training %s, steps %d..%d", trainer.describe(), start_step + 1, params.steps)
-    _fit(trainer, model, start_step, [hooks])
+    ctx.log.info("training %s, steps %d..%d", trainer.describe(), start_step + 1, last_step)
+    _fit(trainer, model, start_step, last_step, [hooks])
     hooks.finish_or_stop()
     if hooks.cadence.owes_final_sample(hooks.last_sample_step):
-        hooks.write_samples(params.steps)
+        hooks.write_samples(last_step)
     weights_key = ObjectLayout.model_weights(ctx.job.owner, ctx.model_id)
-    weights = encode_checkpoint(trainer.weights(), params.steps)
+    weights = encode_checkpoint(trainer.weights(), last_step)
     ctx.uploader.put("weights", weights_key, weights, "application/zip")
     ctx.uploader.wait()  # also every sample's upload, so outputs_added is complete
     # Samples of earlier attempts are in the claimed record; this attempt's were added.
@@ -146,7 +159,7 @@ def run_training(trainer: Trainer[Any, Any], ctx: JobContext) -> TrainResult:
         samples=spread(samples, ctx.settings.max_listed_samples),
         metrics=hooks.latest,
         dataset=params.dataset,
-        steps=params.steps,
+        steps=last_step,
     )
 
 
@@ -157,7 +170,7 @@ def train_without_job(
     ``fit``), without the job: no resuming, samples, checkpoints, progress or uploads.
     ``callbacks`` see every step, as the job's hooks do."""
     model = _seeded_build(trainer)
-    _fit(trainer, model, 0, callbacks)
+    _fit(trainer, model, 0, trainer.params.steps, callbacks)
     return model
 
 
@@ -170,14 +183,14 @@ def _fit(
     trainer: Trainer[Any, Any],
     model: keras.Model,
     start_step: int,
+    last_step: int,
     callbacks: Sequence[keras.callbacks.Callback],
 ) -> None:
-    """Steps ``start_step`` + 1 .. ``steps`` in one ``fit``."""
-    steps = trainer.params.steps
-    if start_step < steps:
+    """Steps ``start_step`` + 1 .. ``last_step`` in one ``fit``."""
+    if start_step < last_step:
         model.fit(
             trainer.batches(start_step),
-            steps_per_epoch=steps - start_step,
+            steps_per_epoch=last_step - start_step,
             epochs=1,
             verbose=0,
             callbacks=list(callbacks),
@@ -196,19 +209,24 @@ def spread(items: list[T], most: int) -> list[T]:
 
 
 def _resume(trainer: Trainer[Any, Any], ctx: JobContext) -> int:
-    """Load the job's newest checkpoint, if it has one; returns the step to continue from."""
+    """Load the job's newest checkpoint, if it has one, else the weights of the model it
+    continues, if any; returns the step to continue from."""
     checkpoint = ctx.job.checkpoint
-    if checkpoint is None:
-        return 0
-    trainer.build_optimizers()
-    job_prefix = ObjectLayout.job_prefix(ctx.job.owner, ctx.job.id)
-    data = read_checkpoint(ctx.objects, job_prefix, checkpoint, ctx.log)
-    if data is None:
+    data = None
+    if checkpoint is not None:
+        trainer.build_optimizers()
+        job_prefix = ObjectLayout.job_prefix(ctx.job.owner, ctx.job.id)
+        data = read_checkpoint(ctx.objects, job_prefix, checkpoint, ctx.log)
+    if data is not None:
+        step = restore_checkpoint(trainer.state(), data)
+        ctx.log.info("resuming from the checkpoint at step %d (attempt %d)", step, ctx.job.attempt)
+        return step
+    if checkpoint is not None:
         ctx.log.warning("training from the start (attempt %d)", ctx.job.attempt)
-        return 0
-    step = restore_checkpoint(trainer.state(), data)
-    ctx.log.info("resuming from the checkpoint at step %d (attempt %d)", step, ctx.job.attempt)
-    return step
+    if ctx.parent is not None:
+        loaded = trainer.start_from(ctx.objects.get_bytes(ctx.parent.weights_key))
+        ctx.log.info("continuing %s from step %d: %s", ctx.parent.id, ctx.first_step, loaded)
+    return ctx.first_step
 
 
 def _write_sample(trainer: Trainer[Any, Any], ctx: JobContext, hooks: StepHooks, step: int) -> None:

@@ -16,6 +16,13 @@ MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """A model name: 1-64 letters, digits, ``.``, ``_`` or ``-``, starting with a letter or digit."""
 
 
+MODEL_REF_PATTERN = (
+    r"^(?:[A-Za-z0-9_-]{1,64}|[A-Za-z0-9][A-Za-z0-9._-]{0,63}:(?:latest|[1-9][0-9]{0,8}))$"
+)
+"""What names a model: its id (``model_`` and hex), or ``name:latest`` / ``name:N``. An
+empty or odd one is refused by the schema, before anything looks for it."""
+
+
 class StrictParams(BaseModel):
     """Unknown parameters are errors, not silently ignored typos."""
 
@@ -40,13 +47,18 @@ class TrainParams(StrictParams):
             "(1, 2, ...), which `name:latest` or `name:N` refers to wherever a model id goes."
         ),
     )
-
-
-MODEL_REF_PATTERN = (
-    r"^(?:[A-Za-z0-9_-]{1,64}|[A-Za-z0-9][A-Za-z0-9._-]{0,63}:(?:latest|[1-9][0-9]{0,8}))$"
-)
-"""What names a model: its id (``model_`` and hex), or ``name:latest`` / ``name:N``. An
-empty or odd one is refused by the schema, before anything looks for it."""
+    init_model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=74,
+        pattern=MODEL_REF_PATTERN,
+        description=(
+            "Continue training this model of the same kind (its id, `name:latest` or "
+            "`name:N`): its weights are the start, `steps` more steps are counted on from its "
+            "own, on this `dataset` (default: the model's). Parameters left out are the "
+            "model's; ones that shape the network must be the model's."
+        ),
+    )
 
 
 def model_id_field(kind: str) -> Any:
@@ -64,6 +76,21 @@ def model_id_field(kind: str) -> Any:
 
 Estimator = Callable[[Any, JobFacts], Estimate]
 """``(validated params, facts) -> Estimate``: a job's cost before it runs (``api.admission``)."""
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """What a kind's training needs of a model it continues (``init_model``), checked at
+    submit (``api.continuation``) so that a mismatch is a 422, never a failed job."""
+
+    shape: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+    """``(config, params) -> {param: value}``: the train params that shape a model's
+    network, from its record's config and params (empty in records from before models
+    kept them). A continuing job has these values: left out, they are taken; given
+    otherwise, refused."""
+    check: Callable[[Any, JobFacts, dict[str, Any]], list[tuple[str, str]]] | None = None
+    """Why validated params and their dataset (``JobFacts``) cannot continue a model of
+    this config: (param, message) pairs; empty when they can."""
 
 
 @dataclass(frozen=True)
@@ -85,3 +112,6 @@ class KindSpec:
     """Why validated generation params cannot work with a model of this config: (param,
     message) pairs for a 422 at submit, never a failure at run time ("model_id" when the
     record itself cannot serve); empty when they can."""
+    continuation: Continuation | None = None
+    """How a training job continues a model of this kind (``init_model``); None: it
+    cannot."""

@@ -20,7 +20,7 @@ from ..estimates import (
     samples_written,
     training_memory,
 )
-from .base import TrainParams
+from .base import Continuation, TrainParams
 
 
 class Gpt2TrainParams(TrainParams):
@@ -102,3 +102,18 @@ def gpt2_sampling(
         output_bytes=output_bytes,
         samples=0,
     )
+
+
+GPT2_SHAPE = ("sequence_length", "num_layers", "num_heads", "hidden_dim")
+"""The network's shape params, each kept under its own name in a model's config."""
+
+
+def gpt2_continuation(*also: str) -> Continuation:
+    """A token model's network shape (and ``also``: its vocabulary's), as its record's
+    params say, else its config (records from before models kept their params)."""
+    names = (*GPT2_SHAPE, *also)
+
+    def shape(config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        return {n: params.get(n, config.get(n)) for n in names if n in params or n in config}
+
+    return Continuation(shape=shape)

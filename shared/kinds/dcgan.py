@@ -17,7 +17,7 @@ from ..estimates import (
     samples_written,
     training_memory,
 )
-from .base import KindSpec, StrictParams, TrainParams, model_id_field
+from .base import Continuation, KindSpec, StrictParams, TrainParams, model_id_field
 
 
 class DcganTrainParams(TrainParams):
@@ -90,8 +90,8 @@ def estimate_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> Estimate:
     shape = ConvNetShape(
         facts.image_size, facts.channels, params.latent_dim, params.base_filters, classes
     )
-    generator = shape.generator()
-    size = generator + shape.discriminator()
+    generator, discriminator = shape.generator(), shape.discriminator()
+    size = generator + discriminator
     pixels = facts.image_size**2 * facts.channels
     d_passes = 3 if params.r1_gamma > 0 else 2
     per_image = shape.generator_activations() + d_passes * shape.discriminator_activations()
@@ -102,11 +102,14 @@ def estimate_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> Estimate:
     kept = kept_checkpoint_bytes(
         checkpoint, params.steps, params.checkpoint_every, facts.checkpoints_kept
     )
+    # The model's weights file: G (its average and G itself), and D to continue from.
+    copies = 2 if params.ema_decay > 0 else 1
+    weights = copies * generator.checkpoint_bytes(False) + discriminator.checkpoint_bytes(False)
     return Estimate(
         parameters=size.total,
         memory_bytes=training_memory(size, activations),
         checkpoint_bytes=checkpoint,
-        output_bytes=kept + samples * grid_bytes + generator.checkpoint_bytes(False),
+        output_bytes=kept + samples * grid_bytes + weights,
         samples=samples,
     )
 
@@ -175,6 +178,46 @@ def estimate_dcgan_generate(params: DcganGenerateParams, facts: JobFacts) -> Est
     )
 
 
+D_SHAPE = ("spectral_norm", "minibatch_std", "pack")
+"""The params that shape D beyond the image size, width and classes."""
+
+
+def dcgan_shape(config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """G's shape as the model's config records it (conditional: it learned classes), D's
+    as its training params say (records without them: D is trained afresh)."""
+    d_shape = {name: params.get(name) for name in D_SHAPE}
+    return {
+        "latent_dim": config.get("latent_dim"),
+        "base_filters": config.get("base_filters"),
+        "conditional": bool(config.get("classes", 0)),
+        **(d_shape if all(n in params for n in D_SHAPE) else {}),
+    }
+
+
+def check_dcgan_continue(
+    params: DcganTrainParams, facts: JobFacts, config: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """The dataset's images are the model's size and channels and, for a conditional
+    model, carry as many classes as it learned."""
+    size, channels = config.get("image_size"), config.get("channels")
+    problems = []
+    if (facts.image_size, facts.channels) != (size, channels):
+        problems.append(
+            (
+                "dataset",
+                f"its images are {facts.image_size} px with {facts.channels} channel(s); "
+                f"the model draws {size} px with {channels}",
+            )
+        )
+    classes = config.get("classes", 0)
+    if params.conditional and facts.classes != classes:
+        problems.append(("dataset", f"it has {facts.classes} classes; the model learned {classes}"))
+    return problems
+
+
+DCGAN_CONTINUATION = Continuation(shape=dcgan_shape, check=check_dcgan_continue)
+
+
 KIND = KindSpec(
     name="dcgan",
     description="Deep convolutional GAN for small images (28-64 px, grey or RGB).",
@@ -185,4 +228,5 @@ KIND = KindSpec(
     estimate_train=estimate_dcgan_train,
     estimate_generate=estimate_dcgan_generate,
     check_generate=check_dcgan_generate,
+    continuation=DCGAN_CONTINUATION,
 )

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from ..estimates import BYTE_VOCABULARY, FLOAT_BYTES, Estimate, JobFacts
 from .base import KindSpec, StrictParams, model_id_field
-from .causal_lm import Gpt2TrainParams, gpt2_sampling, gpt2_training
+from .causal_lm import Gpt2TrainParams, gpt2_continuation, gpt2_sampling, gpt2_training
 
 
 class TextgenTrainParams(Gpt2TrainParams):
@@ -163,4 +163,6 @@ KIND = KindSpec(
     estimate_train=estimate_textgen_train,
     estimate_generate=estimate_textgen_generate,
     check_generate=check_textgen_generate,
+    # The tokenizer is the model's: the vocabulary it learned encodes any text.
+    continuation=gpt2_continuation("vocabulary_size"),
 )

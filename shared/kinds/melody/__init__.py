@@ -6,6 +6,7 @@ API imports it (music21 only on first use); the worker half is ``workers/kinds/m
 from __future__ import annotations
 
 from ..base import KindSpec
+from ..causal_lm import gpt2_continuation
 from .params import (
     MelodyGenerateParams,
     MelodyTrainParams,
@@ -22,4 +23,6 @@ KIND = KindSpec(
     modality="music",
     estimate_train=estimate_melody_train,
     estimate_generate=estimate_melody_generate,
+    # The vocabulary is the model's: tunes with a token it never saw are left out.
+    continuation=gpt2_continuation(),
 )

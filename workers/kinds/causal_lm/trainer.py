@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from ....shared.kinds.base import TrainParams
+from ...checkpoints import restore_checkpoint
 from ...training import Groups, Trainer
 from .network import (
     JitCompile,
@@ -64,3 +65,9 @@ class CausalLmTrainer(Trainer[P, D]):
 
     def weights(self) -> Groups:
         return {"lm": self.lm.weights}
+
+    def start_from(self, weights: bytes) -> str:
+        """The network's weights (a model's n-gram is not: it is counted from this run's
+        own corpus); the optimizer and its schedule start afresh."""
+        restore_checkpoint({"lm": self.lm.weights}, weights)
+        return "the network's weights"

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from ....shared.images import encode_png, grid, to_uint8
 from ....shared.kinds.dcgan import DcganTrainParams
+from ...checkpoints import checkpoint_groups, restore_checkpoint
 from ...context import JobContext
 from ...datasets import load_images, load_labels
 from ...training import Groups, Sample, Trainer
@@ -113,8 +114,29 @@ class DcganTrainer(Trainer[DcganTrainParams, TrainingImages]):
         build_optimizer_state(self.gan)
 
     def weights(self) -> Groups:
-        # The averaged generator when there is one: what draws the cleaner digits.
-        return {"g": self.gan.averaged.weights}
+        """``g``: what generation draws with, the averaged generator when there is one (it
+        draws the cleaner digits). Then what a run continuing the model starts from: D, and
+        G itself beside its average (``g_train``)."""
+        gan = self.gan
+        groups = {"g": gan.averaged.weights, "d": gan.discriminator.weights}
+        if gan.averaged is not gan.generator:
+            groups["g_train"] = gan.generator.weights
+        return groups
+
+    def start_from(self, weights: bytes) -> str:
+        """G (and its average) and D from a model's weights file; optimizers afresh. A
+        model stored before its file kept D and G's own weights starts G and its average
+        from the average, and D afresh."""
+        gan, stored = self.gan, checkpoint_groups(weights)
+        groups = {"g_train" if "g_train" in stored else "g": gan.generator.weights}
+        if gan.averaged is not gan.generator:
+            groups["g"] = gan.averaged.weights
+        if "d" in stored:
+            groups["d"] = gan.discriminator.weights
+        restore_checkpoint(groups, weights)
+        if "g_train" not in stored and gan.averaged is not gan.generator:
+            gan.generator.set_weights(gan.averaged.get_weights())
+        return "G and D" if "d" in stored else "G (the model kept no D: D starts afresh)"
 
     def sample(self, step: int) -> Sample:
         pixels = to_uint8(generate_images(self.gan.averaged, self._noise, self._grid_labels))

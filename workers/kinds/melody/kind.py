@@ -106,11 +106,15 @@ class Prepared:
     config: MelodyConfig
 
 
-def prepare(tunes: list[Tune], p: MelodyTrainParams) -> Prepared:
+def prepare(
+    tunes: list[Tune], p: MelodyTrainParams, vocabulary: Vocabulary | None = None
+) -> Prepared:
+    """``vocabulary``: a model's, which a run continuing it keeps (its tunes' tokens the
+    model never saw are dropped); by default the tunes' own."""
     if p.transpose_to:
         tunes = transposed(tunes, p.transpose_to)
     training, held_out = split(tunes, p.seed)
-    vocabulary = Vocabulary.of(tunes)
+    vocabulary = vocabulary or Vocabulary.of(tunes)
     stream = np.array([i for t in training for i in vocabulary.encode(t)], np.int32)
     if len(stream) < 2 * (p.sequence_length + 1):
         raise PermanentJobError(
@@ -124,7 +128,8 @@ def prepare(tunes: list[Tune], p: MelodyTrainParams) -> Prepared:
         p.hidden_dim,
         p.dropout,
         vocabulary.tokens,
-        header_counts(training),
+        # A header token a continued model's vocabulary lacks is left out, as in its tunes.
+        tuple((tuple(t for t in h if t in vocabulary.ids), n) for h, n in header_counts(training)),
     )
     return Prepared(training, held_out, vocabulary, stream, config)
 
@@ -152,11 +157,14 @@ class MelodyTrainer(CausalLmTrainer[MelodyTrainParams, list[Tune]]):
 
     def build(self) -> keras.Model:
         p = self.params
-        self.prepared = data = prepare(self.data, p)
+        kept = MelodyConfig.from_dict(self.parent.config).vocabulary if self.parent else None
+        self.prepared = data = prepare(self.data, p, Vocabulary(kept) if kept else None)
         self.training, self.vocabulary = data.training, data.vocabulary
         encoded = [self.vocabulary.encode(t) for t in data.held_out[:VALIDATION_TUNES]]
         self.held_out = HeldOut(encoded, p.sequence_length)
-        self.sample_header = data.held_out[0].header_tokens()
+        # A continued model's vocabulary may lack a header token of these tunes.
+        header = data.held_out[0].header_tokens()
+        self.sample_header = [t for t in header if t in self.vocabulary.ids]
         self.model_config = data.config
         lm = self.build_network(data.config.network, data.stream, p.batch_size, tune_schedule(p))
         self.decoder = MelodyDecoder(lm, self.vocabulary.ids[END], tokens=data.config.vocabulary)

@@ -113,7 +113,11 @@ class TextgenTrainer(CausalLmTrainer[TextgenTrainParams, str]):
         # Learning the vocabulary, encoding the training text, then the held-out text.
         self.preparation.phase("tokenising the dataset", 3, "stages")
         # The vocabulary is learned from the training text only: held-out text stays unseen.
-        self.tokens = new_tokens(text, p.vocabulary_size)
+        # A run continuing a model keeps its vocabulary, which encodes any text.
+        parent = self.parent
+        self.tokens = (
+            tokens_from_config(parent.config) if parent else new_tokens(text, p.vocabulary_size)
+        )
         self.preparation.advance()
         train = self.tokens.encode(text)
         self.preparation.advance()
