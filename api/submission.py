@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +53,10 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> ValidSubmit:
     # A training job continuing a model takes what it leaves out from the model.
     raw, parent = continued(body.params, spec, owner, svc.models) if train else (body.params, None)
     try:
-        # Strict, as the document's JSON Schema is: true is not 1, "5" is not 5.
-        params = schema.model_validate(raw, strict=True)
+        # Strict, as the document's JSON Schema is: true is not 1, "5" is not 5. Validated as
+        # the JSON it came as: in Python mode strict pydantic refuses a list for a tuple field
+        # (dcgan's `augment`), where JSON has only arrays.
+        params = schema.model_validate_json(json.dumps(raw), strict=True)
     except ValidationError as exc:
         raise validation_problem(exc, prefix="params.", model=schema) from exc
     values = params.model_dump()

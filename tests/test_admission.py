@@ -94,6 +94,22 @@ def test_defaults_are_accepted_with_room_to_spare(api: Api) -> None:
         assert found.memory_bytes < 2.5 * GIB and found.output_bytes < 64 << 20
 
 
+def test_list_params_are_taken_as_json_sends_them_and_types_stay_strict(api: Api) -> None:
+    """dcgan's `augment` is a JSON array (a tuple in the params model): accepted as the
+    document says. Strictness holds for the rest: a string is not a number, true not 1."""
+    accepted = post_job(api, **train("dcgan", augment=["translation", "cutout"]))
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["params"]["augment"] == ["translation", "cutout"]
+    for params, field in (
+        ({"augment": ["rotate"]}, "params.augment.0"),
+        ({"augment": "translation"}, "params.augment"),
+        ({"steps": "5"}, "params.steps"),
+        ({"steps": True}, "params.steps"),
+    ):
+        body = assert_problem(post_job(api, **train("dcgan", **params)), 422, "validation-failed")
+        assert field in body["detail"], (params, body["detail"])
+
+
 def test_the_limit_is_a_setting(redis_base_url: str, tmp_path: Any) -> None:
     from tests.conftest import inprocess_api_for, inprocess_settings
 
