@@ -19,7 +19,15 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from tests.conftest import RunningStack
 from tests.payloads import zip_of
@@ -122,18 +130,71 @@ def _upload_dataset(page: Page, tmp_path: Path) -> str:
     return name
 
 
+def _fill(page: Page, prefix: str, values: dict[str, object]) -> None:
+    """Type values into a params form's fields (``params.js`` names them prefix-param)."""
+    for name, value in values.items():
+        page.locator(f"#{prefix}-{name}").fill(str(value))
+
+
 def _start_training(page: Page, dataset: str, params: dict[str, int]) -> str:
     """From the jobs page's form; answers the new job's id."""
     page.get_by_role("link", name="Jobs").click()
     page.get_by_label("Kind").last.select_option("dcgan")
-    page.get_by_label("Dataset").select_option(dataset)
-    page.get_by_label("Parameters (JSON)").fill(json.dumps({"dataset": dataset, **params}))
+    expect(page.locator('#train-fields[data-kind="dcgan"]')).to_be_attached()
+    _fill(page, "train-p", {"dataset": dataset, **params})
     page.get_by_role("button", name="Start training").click()
     link = page.locator("#train-status a")
     expect(link).to_have_text(re.compile(r"^job_"))
     job_id = link.inner_text()
     expect(page.locator(f'tr[data-job="{job_id}"]')).to_be_visible()
     return job_id
+
+
+def _check_the_training_form(page: Page, dataset: str) -> None:
+    """The form is the kind's schema: a field per param with its default, type, bounds and
+    help; the owner's datasets offered; a bad value refused in the page, beside its field,
+    with nothing sent; what only the server can judge comes back beside its field too."""
+    page.get_by_role("link", name="Jobs").click()
+    form = page.locator("#train-form")
+    expect(page.locator('#train-fields[data-kind="dcgan"]')).to_be_attached()
+    steps = page.get_by_label("Steps", exact=True)
+    expect(steps).to_have_value("1300")
+    expect(steps).to_have_attribute("type", "number")
+    expect(steps).to_have_attribute("max", "1000000")
+    expect(form.locator("#train-p-steps-help")).to_contain_text("Optimizer steps")
+    expect(page.get_by_label("Loss", exact=True).locator("option")).to_have_text(["bce", "hinge"])
+    expect(page.get_by_label("Spectral Norm")).to_have_attribute("type", "checkbox")
+    expect(page.get_by_label("Spectral Norm")).not_to_be_checked()
+    expect(page.get_by_label("Conditional")).to_be_checked()
+    expect(form.locator(f'#train-p-dataset-choices option[value="{dataset}"]')).to_have_count(1)
+    page.get_by_label("Kind").last.select_option("textgen")  # another kind, its own params
+    expect(page.get_by_label("Vocabulary Size")).to_have_value("1024")
+    expect(page.get_by_label("Dataset", exact=True)).to_have_value("fables")
+    expect(form.locator("#train-p-loss")).to_have_count(0)
+    page.get_by_label("Kind").last.select_option("dcgan")
+
+    posts: list[str] = []
+
+    def record_post(request: Request) -> None:
+        if request.method == "POST":
+            posts.append(request.url)
+
+    page.on("request", record_post)
+    _fill(page, "train-p", {"dataset": dataset, **TRAIN, "steps": 0, "augment": "cutout, sideways"})
+    page.get_by_role("button", name="Start training").click()
+    expect(form.locator("#train-p-steps-error")).to_have_text("at least 1")
+    expect(form.locator("#train-p-augment-error")).to_contain_text("item 2 (sideways): one of")
+    expect(page.locator("#train-status")).to_have_text("Not sent: correct the marked fields.")
+    assert posts == []
+    assert steps.get_attribute("aria-invalid") == "true"
+
+    _fill(page, "train-p", {"dataset": "no-such-dataset", "steps": 160, "augment": ""})
+    page.get_by_role("button", name="Start training").click()  # the server refuses it
+    expect(form.locator("#train-p-dataset-error")).to_have_text("no such dataset")
+    expect(page.locator("#train-status")).to_have_text("Refused: see the marked fields.")
+    expect(form.locator("#train-p-steps-error")).to_be_hidden()
+    assert len(posts) == 1 and posts[0].endswith("/v1/jobs")
+    page.remove_listener("request", record_post)
 
 
 def _watch_job(page: Page) -> None:
@@ -190,9 +251,21 @@ def _generate(page: Page, stack: RunningStack, model_id: str, tmp_path: Path) ->
     expect(page.locator(".model", has_text=model_id).locator("img")).to_be_visible()
     _shot(page, "models")
     page.get_by_role("link", name=model_id).click()
-    params = page.get_by_label("Parameters (JSON)")
-    assert json.loads(params.input_value())["model_id"] == model_id
-    params.fill(json.dumps({"model_id": model_id, "n": 16, "seed": 3}))
+    expect(page.get_by_label("Model Id")).to_have_value(model_id)
+    expect(page.get_by_label("Format")).to_have_value('"png"')
+    # Labels the model never learned (its dataset was unlabelled): the server's 422, beside.
+    page.get_by_label("Labels").fill("3")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#gen-p-labels-error")).to_contain_text("learned no classes")
+    # The same values as JSON, edited there and read back into the fields.
+    page.get_by_text("Edit as JSON").click()
+    raw = page.get_by_label("Parameters as JSON")
+    expect(raw).to_have_value(re.compile(r'"labels"'))  # filled as the toggle event runs
+    assert json.loads(raw.input_value())["labels"] == [3]
+    raw.fill(json.dumps({"model_id": model_id, "n": 16, "seed": 3, "labels": None}))
+    page.get_by_text("Edit as JSON").click()
+    expect(page.get_by_label("Seed")).to_have_value("3")
+    expect(page.get_by_label("Labels")).to_have_value("")
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#gen-status")).to_contain_text("succeeded", timeout=WAIT_MS)
     image = page.locator("#gallery img").first
@@ -214,6 +287,7 @@ def test_train_watch_cancel_and_generate_in_a_browser(
     page = context.new_page()
     _sign_in(page, local_stack, local_stack.raw_key("browser-user"))
     dataset = _upload_dataset(page, tmp_path)
+    _check_the_training_form(page, dataset)
     model_id = _train_and_watch(page, local_stack, dataset)
     _cancel_a_job(page, local_stack, dataset)
     _generate(page, local_stack, model_id, tmp_path)

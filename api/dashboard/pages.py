@@ -3,8 +3,6 @@ presenters) into a template; the page's script then follows the event stream."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import abort, g, redirect, render_template, request, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
@@ -13,7 +11,7 @@ from ...shared.audit import AuditLog
 from ...shared.errors import Conflict, NotFound, ValidationFailed
 from ...shared.job_search import find_jobs
 from ...shared.jobs import Job, JobStatus, JobType
-from ...shared.kinds import KINDS, StrictParams
+from ...shared.kinds import KINDS
 from ..auth import current_owner
 from ..present import present_job, present_model, present_models, request_links
 from ..schemas import JobListQuery
@@ -26,26 +24,6 @@ from .system import system_snapshot
 PAGE_JOBS = 50
 """Jobs the table lists; newer ones arrive live through the event stream."""
 SAMPLE_PREFIX = "samples/"
-
-
-def _defaults(params: type[StrictParams], **given: Any) -> dict[str, Any]:
-    """A kind's params with their defaults, to pre-fill a form's JSON (required fields
-    without a default are left to ``given`` or to the user)."""
-    values: dict[str, Any] = {}
-    for name, field in params.model_fields.items():
-        if not field.is_required():
-            values[name] = field.get_default(call_default_factory=True)
-    values.update(given)
-    return values
-
-
-def _kind_forms(job_type: JobType, **given: Any) -> dict[str, dict[str, Any]]:
-    return {
-        name: _defaults(
-            kind.train_params if job_type == JobType.TRAIN else kind.generate_params, **given
-        )
-        for name, kind in KINDS.items()
-    }
 
 
 FILTERS = ("status", "type", "kind", "tag", "name_prefix", "sort")
@@ -69,7 +47,6 @@ def jobs() -> str:
         )
     except (ValidationError, ValidationFailed):
         found, older = [], None
-    datasets = svc.datasets.list_for_owner(current_owner())
     links = request_links()  # once for the page
     return render_template(
         "jobs.html",
@@ -81,8 +58,6 @@ def jobs() -> str:
         statuses=[s.value for s in JobStatus],
         types=[t.value for t in JobType],
         kinds=sorted(KINDS),
-        datasets=datasets,
-        train_defaults=_kind_forms(JobType.TRAIN),
     )
 
 
@@ -139,9 +114,8 @@ def model(model_id: str) -> str:
     found = services().models.resolve(model_id, current_owner())
     if found is None:
         abort(404)
-    generate = KINDS[found.kind].generate_params if found.kind in KINDS else None
-    defaults = _defaults(generate, model_id=model_id) if generate else {"model_id": model_id}
-    return render_template("model.html", model=present_model(found), defaults=defaults)
+    # The form is built in the page from the kind's schema (GET /v1/kinds), this model given.
+    return render_template("model.html", model=present_model(found), model_ref=model_id)
 
 
 @dashboard.get("/datasets")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from ..estimates import Estimate, JobFacts
 
@@ -23,10 +24,31 @@ MODEL_REF_PATTERN = (
 empty or odd one is refused by the schema, before anything looks for it."""
 
 
+NAMES_KEYWORD = "x-atelier-names"
+"""Added to a param's JSON Schema when its value names something the owner has:
+``"dataset"`` (a training's ``dataset``) or ``"model"`` (any param that takes a model
+reference, by ``MODEL_REF_PATTERN``), so a form can offer the owner's datasets or models."""
+
+
+def _mark_names(schema: JsonDict) -> None:
+    """``json_schema_extra`` of every kind's params: marks the params that name a dataset or
+    a model, a param added later included (``NAMES_KEYWORD``)."""
+    properties = schema.get("properties")
+    for name, prop in (properties if isinstance(properties, dict) else {}).items():
+        if not isinstance(prop, dict):
+            continue
+        any_of = prop.get("anyOf")
+        branches = [prop, *(any_of if isinstance(any_of, list) else [])]
+        if any(isinstance(b, dict) and b.get("pattern") == MODEL_REF_PATTERN for b in branches):
+            prop[NAMES_KEYWORD] = "model"
+        elif name == "dataset":
+            prop[NAMES_KEYWORD] = "dataset"
+
+
 class StrictParams(BaseModel):
     """Unknown parameters are errors, not silently ignored typos."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_mark_names)
 
 
 class TrainParams(StrictParams):
@@ -34,7 +56,9 @@ class TrainParams(StrictParams):
 
     dataset: str = Field(description="Dataset name; see GET /v1/datasets.")
     steps: int = Field(1000, ge=1, le=1_000_000, description="Optimizer steps.")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, description="Weight init, data order and sample noise."
+    )
     sample_every: int = Field(
         250, ge=1, le=1_000_000, description="Steps between samples written as outputs."
     )

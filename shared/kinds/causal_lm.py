@@ -27,13 +27,13 @@ class Gpt2TrainParams(TrainParams):
     """A GPT-2-style network (``workers/kinds/causal_lm/network.py``) and its batch; a kind
     sets its own context (``sequence_length``) and peak ``learning_rate``."""
 
-    batch_size: int = Field(32, ge=1, le=512)
+    batch_size: int = Field(32, ge=1, le=512, description="Sequences per step.")
     sequence_length: int = Field(ge=16, le=2048, description="Context in tokens.")
-    num_layers: int = Field(2, ge=1, le=24)
-    num_heads: int = Field(4, ge=1, le=32)
+    num_layers: int = Field(2, ge=1, le=24, description="Transformer layers.")
+    num_heads: int = Field(4, ge=1, le=32, description="Attention heads per layer.")
     hidden_dim: int = Field(128, ge=8, le=2048, description="A multiple of num_heads.")
     learning_rate: float = Field(gt=0, le=0.1, description="Peak AdamW rate.")
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout rate while training.")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> Self:

@@ -29,11 +29,11 @@ class DcganTrainParams(TrainParams):
 
     dataset: str = Field("digits", description="Dataset name; see GET /v1/datasets.")
     steps: int = Field(1300, ge=1, le=1_000_000, description="Optimizer steps.")
-    batch_size: int = Field(64, ge=8, le=1024)
+    batch_size: int = Field(64, ge=8, le=1024, description="Real images per step.")
     generator_lr: float = Field(1e-3, gt=0, le=0.1, description="Adam learning rate of G.")
     discriminator_lr: float = Field(5e-4, gt=0, le=0.1, description="Adam learning rate of D.")
     beta_1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta_1 for both networks.")
-    latent_dim: int = Field(64, ge=2, le=512)
+    latent_dim: int = Field(64, ge=2, le=512, description="Noise vector size.")
     base_filters: int = Field(32, ge=4, le=256, description="Width of the smallest conv layer.")
     loss: Literal["bce", "hinge"] = Field(
         "bce", description="bce: non-saturating cross-entropy; hinge: the SNGAN hinge loss."

@@ -51,7 +51,7 @@ class TextgenTrainParams(Gpt2TrainParams):
     sample_every: int = Field(
         250, ge=1, le=1_000_000, description="Steps between validation and a text sample."
     )
-    sample_prompt: str = Field("The ", max_length=64)
+    sample_prompt: str = Field("The ", max_length=64, description="The text each sample continues.")
 
     @model_validator(mode="after")
     def _ngram_fits(self) -> TextgenTrainParams:
@@ -100,13 +100,15 @@ class TextgenGenerateParams(StrictParams):
             "need be: the window slides."
         ),
     )
-    temperature: float = Field(0.8, gt=0, le=5.0)
+    temperature: float = Field(
+        0.8, gt=0, le=5.0, description="Below 1: safer choices; above 1: more varied."
+    )
     top_k: int = Field(40, ge=0, le=256, description="0 turns top-k off.")
     top_p: float = Field(0.95, gt=0, le=1.0, description="1 turns nucleus sampling off.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same text.")
     n: int = Field(1, ge=1, le=16, description="Independent samples.")
     stop: list[Annotated[str, Field(max_length=256)]] = Field(
-        default_factory=list,
+        [],
         max_length=8,
         description="Each sample ends before the first of these (at most 8, each up to 256 chars).",
     )

@@ -1,4 +1,4 @@
-// The jobs table, live from GET /v1/events, and the "start a training job" form.
+// The jobs table, live from GET /v1/events, and the "start a training job" form (params.js).
 "use strict";
 
 (() => {
@@ -112,39 +112,37 @@
   body.addEventListener("change", ticked);
   ticked();
 
-  // --- the training form: a kind's defaults as editable JSON --------------------------
+  // --- the training form, built from the kind's params schema (GET /v1/kinds) -----------
   const form = document.getElementById("train-form");
   const kind = document.getElementById("train-kind");
-  const dataset = document.getElementById("train-dataset");
-  const params = document.getElementById("train-params");
+  const fields = document.getElementById("train-fields");
   const status = document.getElementById("train-status");
-  const defaults = JSON.parse(document.getElementById("train-defaults").textContent);
+  const kinds = {};
+  let params = null;
 
-  function prefill() {
-    const values = Object.assign({}, defaults[kind.value] || {});
-    if (dataset.value) values.dataset = dataset.value;
-    params.value = JSON.stringify(values, null, 2);
+  function showKind() {
+    const spec = kinds[kind.value];
+    if (!spec) return;
+    status.textContent = "";
+    params = ParamsForm.build(fields, spec.train_params_schema,
+                              { prefix: "train-p", kind: spec.name, modality: spec.modality });
+    fields.dataset.kind = spec.name;
   }
-  kind.addEventListener("change", prefill);
-  dataset.addEventListener("change", () => {
-    try {
-      const values = JSON.parse(params.value);
-      values.dataset = dataset.value;
-      params.value = JSON.stringify(values, null, 2);
-    } catch (_) { prefill(); }
+  kind.addEventListener("change", showKind);
+  Atelier.api("GET", "/v1/kinds").then((result) => {
+    if (!result.ok) { status.textContent = `The kinds could not be read: ${Atelier.problemText(result)}`; return; }
+    for (const spec of result.data.data) kinds[spec.name] = spec;
+    showKind();
   });
-  prefill();
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    let values;
-    try { values = JSON.parse(params.value); } catch (error) {
-      status.textContent = `The parameters are not valid JSON: ${error.message}`;
-      return;
-    }
+    if (!params) return;
+    const read = params.read();
+    if (!read.ok) { status.textContent = "Not sent: correct the marked fields."; return; }
     status.textContent = "Submitting…";
-    const result = await Atelier.api("POST", "/v1/jobs", { type: "train", kind: kind.value, params: values });
-    if (!result.ok) { status.textContent = `Refused: ${Atelier.problemText(result)}`; return; }
+    const result = await Atelier.api("POST", "/v1/jobs", { type: "train", kind: kind.value, params: read.values });
+    if (!result.ok) { status.textContent = params.refused(result); return; }
     status.textContent = "";
     const link = Atelier.el("a", { href: `/jobs/${encodeURIComponent(result.data.id)}` }, result.data.id);
     status.append("Started ", link, ".");

@@ -4,7 +4,7 @@
 
 (() => {
   const form = document.getElementById("generate-form");
-  const params = document.getElementById("gen-params");
+  const fields = document.getElementById("gen-fields");
   const status = document.getElementById("gen-status");
   const gallery = document.getElementById("gallery");
 
@@ -28,19 +28,28 @@
     });
   }
 
+  // The form from the kind's generate params (GET /v1/kinds), this model given.
+  let params = null;
+  Atelier.api("GET", "/v1/kinds").then((result) => {
+    const spec = result.ok && result.data.data.find((k) => k.name === form.dataset.kind);
+    if (!spec) { status.textContent = `The kind's parameters could not be read: ${Atelier.problemText(result)}`; return; }
+    params = ParamsForm.build(fields, spec.generate_params_schema, {
+      prefix: "gen-p", kind: spec.name, modality: spec.modality, values: { model_id: form.dataset.modelId },
+    });
+    fields.dataset.kind = spec.name;
+  });
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    let values;
-    try { values = JSON.parse(params.value); } catch (error) {
-      status.textContent = `The parameters are not valid JSON: ${error.message}`;
-      return;
-    }
+    if (!params) return;
+    const read = params.read();
+    if (!read.ok) { status.textContent = "Not sent: correct the marked fields."; return; }
     status.textContent = "Generating…";
     const result = await Atelier.api(
-      "POST", "/v1/jobs", { type: "generate", kind: form.dataset.kind, params: values },
+      "POST", "/v1/jobs", { type: "generate", kind: form.dataset.kind, params: read.values },
       { Prefer: "wait=30" },
     );
-    if (!result.ok) { status.textContent = `Refused: ${Atelier.problemText(result)}`; return; }
+    if (!result.ok) { status.textContent = params.refused(result); return; }
     if (Atelier.TERMINAL.has(result.data.status)) show(result.data); else waitForEnd(result.data.id);
   });
 })();

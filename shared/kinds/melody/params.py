@@ -44,7 +44,9 @@ class MelodyGenerateParams(StrictParams):
     model_id: str = model_id_field("melody")
     n: int = Field(4, ge=1, le=32, description="Tunes to write.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Same seed, same tunes.")
-    temperature: float = Field(0.8, gt=0, le=5.0)
+    temperature: float = Field(
+        0.8, gt=0, le=5.0, description="Below 1: safer choices; above 1: more varied."
+    )
     top_k: int = Field(0, ge=0, le=256, description="0 turns top-k off.")
     top_p: float = Field(0.95, gt=0, le=1.0, description="1 turns nucleus sampling off.")
     meter: str | None = Field(
