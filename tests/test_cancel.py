@@ -27,15 +27,15 @@ def test_cancel_queued_and_running_jobs(local_stack: RunningStack) -> None:
     assert queue_length(local_stack.redis, queue) == 1
     assert client.get(waiting["id"])["status"] == "queued"
 
-    # Generation never waits behind training: it has its own queue and worker.
-    asked = time.monotonic()
+    # Generation never waits behind training: it has its own queue and worker. It finishes
+    # while the endless training still runs (a bound in seconds failed on a busy machine
+    # without saying anything about the queues).
     generated = client.wait(
         client.submit("generate", "dcgan", {"model_id": model_id, "n": 4})["id"],
         poll_seconds=0.1,
-        timeout=60,
+        timeout=120,
     )
     assert generated["status"] == "succeeded"
-    assert time.monotonic() - asked < 20
     assert client.get(running["id"])["status"] == "running"
 
     canceled = client.cancel(waiting["id"])

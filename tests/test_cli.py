@@ -151,7 +151,10 @@ def test_up_runs_the_demo_then_restarts_with_its_history(tmp_path: Path) -> None
 
 
 def _ready(base: str) -> bool:
+    # A slow answer is "not yet", as a refused connection is: an API still starting on a
+    # busy machine has accepted the connection before it can answer (a 2 s read timeout
+    # failed this test in a full run).
     try:
         return requests.get(f"{base}/readyz", timeout=2).ok
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
         return False

@@ -141,7 +141,7 @@ def wait_ready(stack: Stack) -> None:
         try:
             if requests.get(stack.api + "/readyz", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(2)
     pytest.fail(f"the API never became ready:\n{stack.logs()}")
