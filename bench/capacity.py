@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import redis
 
-from atelier.cli.processes import free_port, start_redis
+from atelier.cli.processes import free_port
 from atelier.cli.redis_acl import ATELIER_USER
 from atelier.cli.redis_ha import Address, start_group
 from atelier.shared.auth import ApiKeyStore
@@ -51,7 +51,7 @@ from bench.capacity_sim import (
     submitter_process,
     worker_process,
 )
-from bench.common import BENCH_LIMITS, Result
+from bench.common import BENCH_LIMITS, Result, redis_server
 
 OWNERS = [f"tenant{n}" for n in range(8)]
 WORKER_PROCESSES = 3
@@ -272,14 +272,7 @@ def capacity(size: str) -> list[Result]:
     plan, load = PLANS[size], os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="atelier-bench-cap-") as raw:
         root = Path(raw)
-        process, url = start_redis(
-            Settings(),
-            root / "redis",
-            free_port(),
-            root / "redis.log",
-            password=secrets.token_hex(12),
-        )
-        try:
+        with redis_server(root) as url:
             rows: list[Row] = []
             for db, workers in enumerate(plan.workers, start=1):
                 phases = [Phase("steady", 0, plan.phase_seconds, steady=True)]
@@ -288,8 +281,6 @@ def capacity(size: str) -> list[Result]:
                     url.replace("/0", f"/{db}"), root / f"w{workers}", workers, phases
                 )
             commands = count_commands(url.replace("/0", "/9"), root / "commands", plan.jobs_counted)
-        finally:
-            process.stop()
         waits = wait_cost(root, plan)
     write_report(rows, waits, commands, size, load)
     return results(rows, waits, commands)

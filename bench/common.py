@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from atelier.cli.processes import free_port
+from atelier.cli.processes import free_port, start_redis
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import Client, Job, Json, epoch_seconds
 from atelier.shared.models import ModelRecord, ModelStore
@@ -31,6 +31,23 @@ BENCH_LIMITS = {
 """The benchmarks measure the service, not its limits: budgets far above their load (the
 rate limiter still runs on every request, so its cost is in the numbers) and no
 queued-jobs quota (``scale`` queues 10,000 jobs)."""
+
+
+@contextmanager
+def redis_server(directory: Path, password: bool = True) -> Iterator[str]:
+    """A redis-server of the benchmark's own, with Atelier's ACL user (and a fresh password
+    unless ``password`` is false); its URL."""
+    process, url = start_redis(
+        Settings(),
+        directory / "redis",
+        free_port(),
+        directory / "redis.log",
+        password=secrets.token_hex(12) if password else "",
+    )
+    try:
+        yield url
+    finally:
+        process.stop()
 
 
 @dataclass

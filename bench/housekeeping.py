@@ -11,26 +11,22 @@ from pathlib import Path
 
 import redis
 
-from atelier.cli.processes import free_port, start_redis
 from atelier.shared.jobs import JobStatus, JobStore, JobType
 from atelier.shared.settings import Settings
 from atelier.workers.reaper import reap_once
-from bench.common import Result
+from bench.common import Result, redis_server
 
 
 def housekeeping(size: str) -> list[Result]:
     count = 2000 if size == "quick" else 10_000
-    with tempfile.TemporaryDirectory(prefix="atelier-bench-") as directory:
-        process, url = start_redis(
-            Settings(), Path(directory), free_port(), Path(directory) / "r.log"
-        )
-        try:
-            client = redis.Redis.from_url(url)
-            unbounded = _unbounded_sweep(JobStore(client), count)
-            client.flushdb()
-            sweeps, recovered_first = _bounded_sweeps(JobStore(client), count)
-        finally:
-            process.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="atelier-bench-") as directory,
+        redis_server(Path(directory), password=False) as url,
+    ):
+        client = redis.Redis.from_url(url)
+        unbounded = _unbounded_sweep(JobStore(client), count)
+        client.flushdb()
+        sweeps, recovered_first = _bounded_sweeps(JobStore(client), count)
     worst = max(sweeps)
     return [
         Result(

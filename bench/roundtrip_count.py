@@ -31,12 +31,11 @@ from typing import Any
 import redis
 import redis.connection
 
-from atelier.cli.processes import free_port, start_redis
 from atelier.shared.jobs import JobType
-from atelier.shared.settings import Settings
 from atelier.shared.storage import LocalObjectStore
 from atelier.workers.runner import JobRunner
 from bench.capacity import settings_for, tenants
+from bench.common import redis_server
 
 SIDES = ("api", "worker")
 _ROOT = Path(__file__).resolve().parent.parent
@@ -174,22 +173,6 @@ def count_one_job(url: str, directory: Path) -> Tally:
             counter.clear()
         assert one.run(tally) == "succeeded"
     return tally
-
-
-@contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A redis-server of its own, with Atelier's ACL user, for the count."""
-    process, url = start_redis(
-        Settings(),
-        directory / "redis",
-        free_port(),
-        directory / "r.log",
-        password=secrets.token_hex(8),
-    )
-    try:
-        yield url
-    finally:
-        process.stop()
 
 
 def table(tally: Tally) -> str:

@@ -43,6 +43,16 @@ runtime = "runc"
 """
 # Started by name; compose starts what they depend on (redis, seaweedfs; sentinels in HA).
 SERVICES = ["api", "worker-webhooks", "worker-cpu"]
+# Secrets of the compose deployment: empty in .env.example, made by deploy/make-env.sh
+# (the compose test makes a fresh one of each).
+COMPOSE_SECRETS = (
+    "REDIS_PASSWORD",
+    "REDIS_REPLICATION_PASSWORD",
+    "SENTINEL_PASSWORD",
+    "ATELIER_S3_SECRET_ACCESS_KEY",
+    "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY",
+    "GF_SECURITY_ADMIN_PASSWORD",
+)
 BASE_NAME = "localhost/atelier-stand-in/debian"
 LABEL = "atelier.stand-in.recipe"
 CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -253,21 +263,13 @@ def compose_argv(ha: bool) -> list[str]:
 
 def compose_env(podman: Podman, project: str, api_port: int, s3_port: int) -> dict[str, str]:
     """The environment compose reads: the ports to publish and a fresh secret each."""
-    generated = (
-        "REDIS_PASSWORD",
-        "REDIS_REPLICATION_PASSWORD",
-        "SENTINEL_PASSWORD",
-        "ATELIER_S3_SECRET_ACCESS_KEY",
-        "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY",
-        "GF_SECURITY_ADMIN_PASSWORD",
-    )
     return {
         **podman.env,
         "COMPOSE_PROJECT_NAME": project,
         "COMPOSE_PROFILES": "cpu",  # over a developer's .env, if there is one
         "API_PORT": str(api_port),
         "S3_PORT": str(s3_port),
-        **{name: secrets.token_hex(16) for name in generated},
+        **{name: secrets.token_hex(16) for name in COMPOSE_SECRETS},
         "ATELIER_S3_ACCESS_KEY_ID": "atelier",
         "SEAWEEDFS_ADMIN_ACCESS_KEY_ID": "admin",
     }

@@ -18,18 +18,10 @@ import pytest
 import yaml
 
 from atelier.shared.settings import ENV_PREFIX, Settings
+from tests.podman_images import COMPOSE_SECRETS
 from tests.test_deploy import DEPLOY, ROOT, SETTINGS_ENV, run
 
 ATELIER_SERVICES = ("api", "worker-train", "worker-generate", "worker-cpu", "worker-webhooks")
-# Secrets of the compose deployment: empty in .env.example, made by deploy/make-env.sh.
-COMPOSE_SECRETS = (
-    "REDIS_PASSWORD",
-    "REDIS_REPLICATION_PASSWORD",
-    "SENTINEL_PASSWORD",
-    "ATELIER_S3_SECRET_ACCESS_KEY",
-    "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY",
-    "GF_SECURITY_ADMIN_PASSWORD",
-)
 # What Atelier's containers must never hold, and the only services that do.
 ADMIN_SECRETS = {
     "SEAWEEDFS_ADMIN_SECRET_ACCESS_KEY": ("seaweedfs",),
