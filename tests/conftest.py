@@ -35,7 +35,7 @@ from atelier.shared.settings import Settings
 from tests.flask_transport import session_for
 
 # The tiers: markers, which modules a run imports, and the fast tier's guard.
-pytest_plugins = ("tests.tiers", "tests.podman_prebuild")
+pytest_plugins = ("tests.tiers", "tests.xdist_groups", "tests.podman_prebuild")
 
 IN_CI = os.environ.get("CI") == "true"
 TOY_KIND = "tests.toy_kind:KIND"
