@@ -31,6 +31,7 @@ from atelier.cli.seaweedfs import SeaweedServer
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import Client
 from atelier.shared.auth import ApiKeyStore
+from atelier.shared.kinds import KINDS
 from atelier.shared.settings import Settings
 from tests.flask_transport import session_for
 
@@ -92,6 +93,17 @@ def flush_db(url: str) -> None:
     """Empty ``url``'s database (FLUSHDB is not Atelier's to run)."""
     with admin_redis(url) as client:
         client.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def kinds_table_restored() -> Iterator[None]:
+    """The kinds table as each test found it: an app made with ``kind_plugins`` adds to the
+    process's table, and a later test in that process (under xdist, in another order) saw
+    the benchmarks' ``sim`` kind among the served kinds."""
+    before = dict(KINDS)
+    yield
+    KINDS.clear()
+    KINDS.update(before)
 
 
 @pytest.fixture(scope="session")
