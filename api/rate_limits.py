@@ -9,6 +9,9 @@ seconds until more is available::
     RateLimit-Policy: "submits";q=60;w=30
     RateLimit: "submits";r=59;t=1
 
+A sweep (``POST /v1/sweeps``) spends one submit per trial, all at once or none: the hook
+spends the request's one, the view the rest once it knows the count (``spend_more_submits``).
+
 A GCRA budget of ``burst`` requests refilled at ``per_minute`` is advertised as ``q=burst``
 over the time one burst takes to refill (60/min with a burst of 30: ``q=30;w=30``). A 429 adds
 ``Retry-After`` (whole seconds, never before ``t`` runs out, as the draft asks).
@@ -69,6 +72,34 @@ def spend_rate_budget() -> None:
             policy=budget.name,
             retry_after=decision.retry_after,
         )
+
+
+def spend_more_submits(count: int, what: str) -> None:
+    """``count`` more submits at once for this request (a sweep's trials past the first, which
+    the hook spent), or 429 ``rate-limited`` taking nothing, the hook's one given back too:
+    ``Retry-After`` says when the whole request will fit. ``what``: the request, as the
+    detail names it ("a sweep of 32 trials")."""
+    decision: Decision | None = g.get("rate_decision")
+    if decision is None or count <= 0:  # not limited (no budget, or an unlimited one)
+        return
+    budget = decision.budget
+    svc = services()
+    decision = svc.rate_limiter.spend_more(current_owner(), budget, count, spent=1)
+    g.rate_decision = decision
+    if not decision.allowed:
+        raise RateLimited(
+            f"Over the {budget.name} rate limit: {what} spends {count + 1} of your "
+            f"{budget.name} ({budget.per_minute} a minute, bursts of {budget.burst}), one per "
+            f"job; retry in {decision.retry_after} s. Nothing was spent or queued.",
+            policy=budget.name,
+            retry_after=decision.retry_after,
+        )
+
+
+def submits_burst() -> int | None:
+    """The most submits one request can spend (the budget's burst); None when unlimited."""
+    decision: Decision | None = g.get("rate_decision")
+    return decision.budget.burst if decision is not None else None
 
 
 def prefetched_job_hash(job_id: str) -> dict[bytes, bytes] | None:

@@ -1,5 +1,6 @@
 """A sweep's submission, all or nothing: every trial validated as ``POST /v1/jobs`` would
-validate it, then every trial admitted under the owner's quotas, then the records made and
+validate it, then every trial admitted under the owner's quotas and its submit spent from
+the owner's rate budget (one per trial, as one job each would), then the records made and
 the messages sent. Any trial refused refuses the sweep, naming the trial and the field, and
 nothing is queued or held; a failure after that (Redis or the broker away) deletes what
 was made, as a single submit does."""
@@ -11,7 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..shared.errors import ProblemError, ServiceUnavailable, ValidationFailed
+from ..shared.errors import (
+    ProblemError,
+    QuotaExceeded,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from ..shared.job_labels import MAX_NAME_CHARS
 from ..shared.jobs import Job, new_id
 from ..shared.limits import limits_for
@@ -21,6 +28,7 @@ from ..shared.sweep_space import Overrides, grid_count, grid_trials, random_tria
 from ..shared.sweep_stopping import TrialStopper
 from ..shared.sweeps import SweepRecord, SweepStore, Trial
 from .metrics import JOBS_SUBMITTED
+from .rate_limits import spend_more_submits, submits_burst
 from .schemas import JobCreate
 from .services import Services
 from .submission import ValidSubmit, create_record, validated_params
@@ -41,10 +49,15 @@ class PlannedTrial:
 def plan(body: SweepCreate, owner: str, svc: Services) -> list[PlannedTrial]:
     """Every trial, valid; or the 422 of the space's size, or of the first trial refused."""
     limit = svc.settings.max_sweep_trials
+    bound = f"at most {limit} (ATELIER_MAX_SWEEP_TRIALS)"
+    burst = submits_burst()
+    if burst is not None and burst < limit:  # each trial spends a submit: more never fit
+        limit = burst
+        bound = f"at most {limit}, your submits rate limit's burst (a trial spends a submit)"
     count = grid_count(body.grid) if body.grid is not None else _random_count(body)
     if count > limit:
         field = "grid" if body.grid is not None else "random.count"
-        message = f"this sweep makes {count} trials; at most {limit} (ATELIER_MAX_SWEEP_TRIALS)"
+        message = f"this sweep makes {count} trials; {bound}"
         errors = [{"field": field, "message": message}]
         raise ValidationFailed(f"{field}: {message}.", errors=errors)
     values = grid_trials(body.grid) if body.grid is not None else _random_values(body)
@@ -100,17 +113,22 @@ def for_trial(exc: ProblemError, index: int, values: Overrides) -> ProblemError:
 
 
 def admit(planned: list[PlannedTrial], owner: str, svc: Services) -> None:
-    """Each trial's place among the owner's queued jobs and its output reserved, or none of
-    them: a trial refused (403 quota-exceeded, naming it) gives back what the others took."""
+    """Every trial's place among the owner's queued jobs and its output reserved, then one
+    submit per trial spent, all at once or none: a trial refused by a quota (403
+    quota-exceeded, naming the first that did not fit) or a budget short of the trials (429
+    rate-limited, with Retry-After) leaves nothing held or spent."""
     limits = limits_for(svc.settings, owner)
-    done: list[str] = []
-    for trial in planned:
-        try:
-            svc.quotas.admit_job(owner, trial.job_id, limits, trial.valid.output_bytes)
-        except ProblemError as exc:
-            release(done, owner, svc)
-            raise for_trial(exc, trial.index, trial.values) from exc
-        done.append(trial.job_id)
+    jobs = [(t.job_id, t.valid.output_bytes) for t in planned]
+    try:
+        svc.quotas.admit_jobs(owner, jobs, limits)
+    except QuotaExceeded as exc:
+        trial = planned[exc.item]
+        raise for_trial(exc, trial.index, trial.values) from exc
+    try:  # the request spent one submit already (the hook): the rest of the trials now
+        spend_more_submits(len(planned) - 1, f"a sweep of {len(planned)} trials")
+    except RateLimited:
+        release([t.job_id for t in planned], owner, svc)
+        raise
 
 
 def release(job_ids: list[str], owner: str, svc: Services) -> None:

@@ -92,6 +92,8 @@ class QuotaExceeded(ProblemError):
     """Raised with ``quota``, ``usage`` and ``limit`` extensions: nothing was stored."""
 
     status, slug, title = 403, "quota-exceeded", "Quota exceeded"
+    item: int = 0
+    """Of several jobs admitted together (a sweep's trials), the first that did not fit."""
 
 
 class MissingScope(ProblemError):

@@ -19,7 +19,7 @@ Keys: ``shared.redis_keys``. Limits: ``shared.limits`` (0: no quota).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -61,30 +61,44 @@ local function queued(b)
 end
 """
 # KEYS stored-bytes, reservations, reserved-bytes, then those of _COUNT_QUEUED; ARGV grace,
-# job id, max queued, max bytes, the job's estimated output bytes. A job admitted again
-# (an Idempotency-Key's retry adopting its id) replaces its own reservation, never adds.
-# Every admitted job enters ``admitting`` (whatever the queued quota): the reservations'
-# sweep leaves a reservation alone while its job is being created.
-_ADMIT_JOB = (
+# max queued, max bytes, then a job id and its estimated output bytes for each job admitted
+# together (a sweep's trials: all or none, in one script, so nothing comes between them).
+# Refused: the quota, its usage and limit, what else was reserved, what the job needed, and
+# the index of the first job that did not fit (the ones before it counting as used). A job
+# admitted again (an Idempotency-Key's retry adopting its id) replaces its own reservation,
+# never adds. Every admitted job enters ``admitting`` (whatever the queued quota): the
+# reservations' sweep leaves a reservation alone while its job is being created.
+_ADMIT_JOBS = (
     _NOW
     + _COUNT_QUEUED
     + """
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
-local own = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
-local reserved = tonumber(redis.call('GET', KEYS[3]) or '0') - own
-local max_queued, max_bytes, need = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local used = stored + reserved
-if max_bytes > 0 and (used >= max_bytes or used + need > max_bytes) then
-  return {'stored_bytes', stored, max_bytes, reserved, need}
+local reserved = tonumber(redis.call('GET', KEYS[3]) or '0')
+local max_queued, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = 0
+if max_queued > 0 then n = queued(4) end
+for i = 4, #ARGV, 2 do
+  local at = (i - 4) / 2
+  local own = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0')
+  local need = tonumber(ARGV[i + 1])
+  local held = reserved - own
+  local used = stored + held
+  if max_bytes > 0 and (used >= max_bytes or used + need > max_bytes) then
+    return {'stored_bytes', stored, max_bytes, held, need, at}
+  end
+  if max_queued > 0 and n + at >= max_queued then
+    return {'queued_jobs', n + at, max_queued, 0, 0, at}
+  end
+  reserved = reserved + need - own
 end
-if max_queued > 0 then
-  local n = queued(4)
-  if n >= max_queued then return {'queued_jobs', n, max_queued} end
-end
-redis.call('ZADD', KEYS[4], now, ARGV[2])
-if need > 0 then
-  redis.call('HSET', KEYS[2], ARGV[2], need)
-  redis.call('INCRBY', KEYS[3], need - own)
+for i = 4, #ARGV, 2 do
+  local need = tonumber(ARGV[i + 1])
+  redis.call('ZADD', KEYS[4], now, ARGV[i])
+  if need > 0 then
+    local own = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0')
+    redis.call('HSET', KEYS[2], ARGV[i], need)
+    redis.call('INCRBY', KEYS[3], need - own)
+  end
 end
 return {'', 0, 0}
 """
@@ -137,7 +151,7 @@ class Quotas:
     def __init__(self, client: redis.Redis, keys: RedisKeys = KEYS) -> None:
         self._redis = client
         self._keys = keys
-        self._admit_job = client.register_script(_ADMIT_JOB)
+        self._admit_jobs = client.register_script(_ADMIT_JOBS)
         self._read_queued = client.register_script(_READ_QUEUED)
         self._admit_dataset = client.register_script(_ADMIT_DATASET)
         self._meter = StorageMeter(client, keys)
@@ -149,14 +163,20 @@ class Quotas:
         job's estimated ``output_bytes`` until it ends (0 for a kind that does not estimate:
         such a job is only refused once the quota is reached). Before refusing for stored
         bytes, reservations left behind by jobs that are over or gone are swept once."""
+        self.admit_jobs(owner, [(job_id, output_bytes)], limits)
+
+    def admit_jobs(self, owner: str, jobs: Sequence[tuple[str, int]], limits: OwnerLimits) -> None:
+        """``admit_job`` for several jobs (id, estimated output bytes) at once: all of them,
+        or none and QuotaExceeded whose ``item`` is the first one that did not fit."""
         keys = [
             self._keys.owner_stored_bytes(owner),
             self._keys.owner_reservations(owner),
             self._keys.owner_reserved_bytes(owner),
             *self._queued_keys(owner),
         ]
-        args = [GRACE_MS, job_id, limits.max_queued_jobs, limits.max_stored_bytes, output_bytes]
-        self._admit(self._admit_job, owner, keys, args)
+        args: list[str | int] = [GRACE_MS, limits.max_queued_jobs, limits.max_stored_bytes]
+        args += [part for job_id, output_bytes in jobs for part in (job_id, output_bytes)]
+        self._admit(self._admit_jobs, owner, keys, args)
 
     def job_created(
         self, owner: str, job_id: str, pipe: Pipeline | redis.Redis | None = None
@@ -199,9 +219,7 @@ class Quotas:
         stored, reserved, datasets = pipe.execute()
         return [
             QuotaUse("queued_jobs", queued, limits.max_queued_jobs),
-            QuotaUse(
-                "stored_bytes", int(stored or 0), limits.max_stored_bytes, int(reserved or 0)
-            ),
+            QuotaUse("stored_bytes", int(stored or 0), limits.max_stored_bytes, int(reserved or 0)),
             QuotaUse("datasets", int(datasets), limits.max_datasets),
         ]
 
@@ -240,10 +258,12 @@ def _raise_if_refused(answer: list[bytes | int]) -> None:
             f", {int(answer[3])} more are reserved for the outputs of your unfinished jobs, "
             f"and this needs {int(answer[4])} (a job: its estimated output)"
         )
-    raise QuotaExceeded(
+    error = QuotaExceeded(
         f"Quota {name} exceeded: you use {usage} {unit} of {limit}{held}; {ADVICE[name]}. "
         "Nothing was stored or queued.",
         quota=name,
         usage=usage,
         limit=limit,
     )
+    error.item = int(answer[5]) if len(answer) > 5 else 0
+    raise error

@@ -12,7 +12,7 @@ need no synchronised clocks. A denied request spends nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import redis
@@ -23,14 +23,15 @@ from .redis_keys import KEYS, RedisKeys
 BUDGETS = ("submits", "uploads", "reads")
 """``POST /v1/jobs``, ``POST /v1/datasets``, and every other authenticated request."""
 
-# KEYS[1] budget's TAT; ARGV interval (ms), burst. Sets ``result``: allowed, TAT - now,
-# retry (ms).
+# KEYS[1] budget's TAT; ARGV interval (ms), burst, cost (requests; 1 if not given). Sets
+# ``result``: allowed, TAT - now, retry (ms). All or nothing: a cost the bucket cannot cover
+# now spends nothing.
 _SPEND = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
-local new_tat = tat + interval
+local new_tat = tat + interval * tonumber(ARGV[3] or '1')
 local allowed_at = new_tat - interval * tonumber(ARGV[2])
 local result
 if now < allowed_at then
@@ -41,6 +42,21 @@ else
 end
 """
 _GCRA = _SPEND + "return result\n"
+# The same, and when refused, ARGV[4] requests spent earlier given back (the TAT moved back,
+# never before now): a sweep's trials past the one its request already spent, refused,
+# leave the budget as it was before the request.
+_GCRA_OR_REFUND = (
+    _SPEND
+    + """
+if result[1] == 0 then
+  local back = math.max(tat - interval * tonumber(ARGV[4]), now)
+  if back > now then redis.call('SET', KEYS[1], back, 'PX', back - now)
+  else redis.call('DEL', KEYS[1]) end
+  result[2] = back - now
+end
+return result
+"""
+)
 # The same, and when allowed the hash at KEYS[2] after it (field, value, ...): a status
 # poll's budget and its job record in one round trip (``api.rate_limits``).
 _GCRA_THEN_HGETALL = (
@@ -116,6 +132,7 @@ class RateLimiter:
         self._keys = keys
         self._gcra = client.register_script(_GCRA)
         self._gcra_then_hgetall = client.register_script(_GCRA_THEN_HGETALL)
+        self._gcra_or_refund = client.register_script(_GCRA_OR_REFUND)
         self._peek = client.register_script(_PEEK)
 
     def spend(self, owner: str, budget: Budget) -> Decision:
@@ -130,6 +147,22 @@ class RateLimiter:
             list[int], self._gcra(keys=[key], args=[budget.interval_ms, budget.burst])
         )
         return _decision(budget, bool(allowed), debt, retry)
+
+    def spend_more(self, owner: str, budget: Budget, cost: int, spent: int) -> Decision:
+        """Spend ``cost`` more requests of ``budget`` at once, or none; when refused, give
+        back the ``spent`` this request took already (one script: nothing can come
+        between). The decision's ``retry_after``: when ``cost + spent`` will be there."""
+        key = self._keys.rate_limit(owner, budget.name)
+        allowed, debt, retry = cast(
+            list[int],
+            self._gcra_or_refund(keys=[key], args=[budget.interval_ms, budget.burst, cost, spent]),
+        )
+        decision = _decision(budget, bool(allowed), debt, retry)
+        if allowed:
+            return decision
+        # What is left still serves smaller requests: the RateLimit field says so.
+        left = _decision(budget, True, debt, 0)
+        return replace(decision, remaining=left.remaining, reset_seconds=left.reset_seconds)
 
     def spend_then_read(
         self, owner: str, budget: Budget, hash_key: str

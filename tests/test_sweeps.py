@@ -11,6 +11,7 @@ part through the job store (claims by the fair queue's own scripts)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -166,6 +167,57 @@ def test_a_quota_refusal_of_one_trial_holds_nothing(make_api: Any) -> None:
     assert_nothing_queued(api)
     three = post_sweep(api, {"base": BASE, "grid": {"batch_size": [16, 32, 48]}})
     assert three.status_code == 202, three.text
+
+
+def test_a_sweep_spends_a_submit_per_trial_all_or_nothing(make_api: Any) -> None:
+    """One submit a minute refills nothing during the test: what is spent stays spent."""
+    api: InProcessApi = make_api(submits_per_minute=1, submits_burst=10)
+    four = post_sweep(api, {"base": BASE, "grid": {"latent_dim": [8, 16, 32, 64]}})
+    assert four.status_code == 202, four.text
+    assert four.headers["RateLimit"].startswith('"submits";r=6;')
+    held = Reservations(api.redis).held("alice")
+    widths = [16, 24, 32, 40, 48, 56, 64, 72]
+    eight = post_sweep(api, {"base": BASE, "grid": {"batch_size": widths}})
+    assert eight.status_code == 429, eight.text
+    assert eight.headers["Content-Type"] == "application/problem+json"
+    problem = eight.json()
+    assert problem["type"] == "urn:atelier:problem:rate-limited" and problem["policy"] == "submits"
+    # Two more submits come in two minutes (one a minute); nothing spent: six are still there.
+    assert 110 <= int(eight.headers["Retry-After"]) <= 120 and problem["retry_after"] > 100
+    assert eight.headers["RateLimit"].startswith('"submits";r=6;')
+    assert "a sweep of 8 trials spends 8" in problem["detail"]
+    assert len(api.client().jobs()["data"]) == 4 and len(api.client().sweeps()["data"]) == 1
+    assert api.admin.zcard("atelier:owner:alice:admitting") == 0
+    assert Reservations(api.redis).held("alice") == held > 0
+    grid = {"latent_dim": list(range(8, 19))}
+    too_many = post_sweep(api, {"base": BASE, "grid": grid}, owner="bob")
+    assert too_many.status_code == 422, too_many.text  # 11 > the burst: it could never fit
+    assert "11 trials; at most 10, your submits rate limit's burst" in too_many.json()["detail"]
+    six = post_sweep(api, {"base": BASE, "grid": {"batch_size": [16, 24, 32, 40, 48, 56]}})
+    assert six.status_code == 202, six.text  # the refused sweep took nothing: all six fit
+    assert six.headers["RateLimit"].startswith('"submits";r=0;')
+    assert post_sweep(api, {"base": BASE, "grid": {"latent_dim": [8]}}).status_code == 429
+    assert len(api.client().jobs()["data"]) == 10
+    assert queue_length(api.redis, api.settings.train_queue) == 10
+
+
+def test_racing_sweeps_take_the_queued_quota_whole_or_not_at_all(make_api: Any) -> None:
+    """Eight sweeps of two trials at once against room for five: each admitted all at once
+    (one script), so exactly two fit; trial by trial, several could each hold one place,
+    then all be refused for the other."""
+    api: InProcessApi = make_api(max_queued_jobs=5)
+    body = {"base": BASE, "grid": {"latent_dim": [8, 16]}}
+    headers = {"Authorization": f"Bearer {api.raw_key()}"}
+    sessions = [api.session() for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda s: s.post(api.url("/v1/sweeps"), json=body, headers=headers), sessions)
+        )
+    assert sorted(a.status_code for a in answers) == [202] * 2 + [403] * 6
+    refused = next(a.json() for a in answers if a.status_code == 403)
+    assert refused["quota"] == "queued_jobs" and refused["trial"] == 1 and refused["usage"] == 5
+    assert len(api.client().jobs()["data"]) == 4
+    assert api.admin.zcard("atelier:owner:alice:admitting") == 0
 
 
 def test_trials_ranked_by_a_final_metric_missing_last(inprocess_api: InProcessApi) -> None:

@@ -63,7 +63,9 @@ def create_sweep(json: SweepCreate, headers: SubmitHeaders) -> tuple[SweepOut, i
 
     All or nothing: each trial is validated as ``POST /v1/jobs`` validates a job and
     admitted under the quotas; one refused refuses the sweep (naming the trial and the
-    field), and nothing is queued. At most ``ATELIER_MAX_SWEEP_TRIALS`` trials."""
+    field), and nothing is queued. Each trial spends one request of the ``submits`` rate
+    budget; a budget short of them all is a 429 spending nothing. At most
+    ``ATELIER_MAX_SWEEP_TRIALS`` trials."""
     svc = services()
     owner = current_owner()
     planned = plan(json, owner, svc)
