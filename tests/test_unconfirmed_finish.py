@@ -173,7 +173,7 @@ def test_a_fenced_off_attempt_deletes_nothing_on_a_record_no_replica_confirms(
             modality="image",
         ),
     )
-    monkeypatch.setattr("atelier.workers.runner.SETTLE_SECONDS", 0.5)
+    monkeypatch.setattr("atelier.workers.settling.SETTLE_SECONDS", 0.5)
     runner.durability = NothingConfirmed(redis_client, 1, 0.05)
     job = runner.jobs.create("alice", JobType.TRAIN, "fenced-off", {})
     assert runner.run(job.id) is None

@@ -26,27 +26,21 @@ from ..shared.errors import (
     TransientJobError,
 )
 from ..shared.job_logs import JobLogs
-from ..shared.job_records import decode
 from ..shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
 from ..shared.kinds import KINDS, load_kind_plugins
 from ..shared.logs import JOB_ID, OWNER
 from ..shared.models import ModelRecord, ModelStore
 from ..shared.redis_client import redis_for
-from ..shared.redis_keys import KEYS
 from ..shared.settings import Settings
 from ..shared.storage import ObjectLayout, ObjectStore, make_object_store
-from .context import PROCESS_DRAINING, JobContext
+from .context import JobContext
 from .kinds.base import ModelKind
 from .metrics import MetricsObserver
 from .prepared import PreparedCorpora
+from .settling import durable_record, finish_surely
 from .uploads import PatientReads, patiently
 
 log = logging.getLogger(__name__)
-
-SETTLE_SECONDS = 60.0
-"""How long a job process waits, after a finish the replicas did not confirm, to learn
-whether it stands: longer than a failover and a cut-off primary's rejoining (about 30 s in
-the cluster soak)."""
 
 # Failures that may not recur: a service was briefly away. Everything else is permanent.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -233,12 +227,13 @@ class JobRunner:
             return self._finish(job, JobStatus.FAILED, error=_error_info(exc))
 
     def _finish(self, job: Job, status: JobStatus, **fields: Any) -> JobStatus | None:
-        done = self.jobs.finish(job.id, status, fence=job.fence, **fields)
+        # Past a lost reply (``settling.finish_surely``): a finish that stood counts as it.
+        done, read = finish_surely(self.jobs, self.durability, job, status, **fields)
         if done is None:
             log.warning("%s: not ours any more; %s not recorded", job.id, status)
             return None
         self._finished = done
-        self._finish_durable = self.durability.confirmed()
+        self._finish_durable = read or self.durability.confirmed()
         if not self._finish_durable:
             # Recorded, not yet safe from a failover: keep what earlier attempts stored
             # (``_tidy``); a finish the failover loses runs the job again from its checkpoint.
@@ -268,24 +263,7 @@ class JobRunner:
         return None
 
     def _durable_record(self, job_id: str) -> tuple[bool, Job | None]:
-        """The job as a primary a replica follows holds it, read with the confirmation on
-        one connection (``Durability.confirmed_read``), tried for at most
-        ``SETTLE_SECONDS`` (less once the process is told to stop): ``(True, job)``, or
-        ``(False, None)`` when no such read could be made. Storage is tidied on what this
-        says: a primary cut off from its replica may point at another checkpoint."""
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while True:
-            try:
-                answers = self.durability.confirmed_read(
-                    lambda pipe: pipe.hgetall(KEYS.job(job_id))
-                )
-            except redis.RedisError:
-                answers = None
-            if answers is not None:
-                return True, decode(answers[0]) if answers[0] else None
-            if time.monotonic() > deadline or PROCESS_DRAINING.is_set():
-                return False, None
-            time.sleep(1.0)
+        return durable_record(self.durability, job_id)
 
     def _dispatch(self, job: Job, ctx: JobContext) -> JobStatus | None:
         plugin = self.kind(job.kind)
