@@ -81,7 +81,9 @@ def create_record(
     svc: Services, owner: str, body: JobCreate, params: dict[str, Any], job_id: str, **extra: Any
 ) -> Job:
     """The admitted job's record, queued (its place among the admitted given back in the
-    same MULTI), and the dataset it reads told; ``extra``: more record fields (``sweep_id``)."""
+    same MULTI), and the dataset it reads told; ``extra``: more record fields (``sweep_id``).
+    A 422 ``unknown-model`` and no job if its model was deleted since it was validated
+    (``shared.model_users``)."""
     job = svc.jobs.create(
         owner,
         body.type,

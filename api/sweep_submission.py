@@ -168,6 +168,9 @@ def make_sweep(
             TrialStopper(svc.redis, svc.jobs).watch(sweep_id)
         for job in made:
             enqueue(svc.celery, svc.settings, job.id, job.type)
+    except ProblemError:  # a trial's model deleted meanwhile (api.submission): its 422
+        _undo(svc, store, record, made, owner)
+        raise
     except Exception as exc:
         log.exception("sweep %s: its trials could not all be queued", sweep_id)
         _undo(svc, store, record, made, owner)

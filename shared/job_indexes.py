@@ -30,6 +30,7 @@ from redis.client import Pipeline
 
 from .job_records import CheckpointRef, Job, JobType, Progress, decode
 from .metric_history import MetricHistory
+from .model_users import ModelUsers
 from .redis_keys import RedisKeys
 from .reservations import Reservations
 from .scheduling import FairQueue
@@ -74,6 +75,7 @@ class JobIndexes:
         self.fair = FairQueue(client, keys)
         self.history = MetricHistory(client, keys)
         self.reservations = Reservations(client, keys)
+        self.model_users = ModelUsers(client, keys)
         self._renew = client.register_script(_RENEW)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._fenced_hset = client.register_script(_FENCED_HSET)
@@ -98,16 +100,18 @@ class JobIndexes:
 
     def record_end(self, pipe: Pipeline, job: Job) -> None:
         """Queue in ``pipe`` (the MULTI that makes ``job`` terminal, whatever the path): it
-        joins ``finished``, and its stored-bytes reservation is released, so from now on its
-        real outputs count against the quota instead."""
+        joins ``finished``, its stored-bytes reservation is released, so from now on its
+        real outputs count against the quota instead, and its model may be deleted."""
         pipe.zadd(self._keys.finished, {job.id: job.finished_at or time.time()})
         self.reservations.release(pipe, job.owner, [job.id])
+        self.model_users.leave(pipe, job)
 
     def forget_end(self, pipe: Pipeline, job: Job) -> None:
         """Queue in ``pipe`` (the job's deletion): it leaves ``finished``, and a reservation
-        it still holds (a create whose enqueue failed) is released."""
+        or a model it still holds (a create whose enqueue failed) is released."""
         pipe.zrem(self._keys.finished, job.id)
         self.reservations.release(pipe, job.owner, [job.id])
+        self.model_users.leave(pipe, job)
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:

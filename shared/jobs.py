@@ -125,7 +125,7 @@ class JobStore(JobIndexes):
             pipe.zadd(self._keys.start_deadlines, {job.id: job.start_before})
         self.events.queue(pipe, job, EventType.STATUS, CREATION_DATA, creation=True)
         also(pipe, job)
-        pipe.execute()
+        self.model_users.execute_create(pipe, job, undo=self.delete)  # 422 if its model is gone
         return job
 
     def delete(self, job: Job) -> None:

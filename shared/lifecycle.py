@@ -41,9 +41,9 @@ def delete_job(jobs: JobStore, models: ModelStore, objects: ObjectStore, job: Jo
 def delete_model(
     jobs: JobStore, models: ModelStore, objects: ObjectStore, model: ModelRecord
 ) -> None:
-    """A model's record and weights, and its sample grids once its training job is gone.
-    Generation jobs that name it afterwards fail, saying it no longer exists."""
-    models.delete(model)
+    """A model's record and weights, and its sample grids once its training job is gone;
+    Conflict (409, naming them) while unfinished jobs need it (``shared.model_users``)."""
+    jobs.model_users.delete_unused(models, model)
     objects.delete(model.weights_key)
     if jobs.get(model.source_job_id) is None:
         for ref in model.samples:

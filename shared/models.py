@@ -85,14 +85,19 @@ class ModelStore:
             pipe.rpush(self._keys.model_versions(model.owner, model.name), model.id)
 
     def delete(self, model: ModelRecord) -> None:
-        version = self.version_of(model)
+        """The record, whatever needs it; the API deletes through ``shared.model_users``,
+        which refuses while unfinished jobs need the model."""
         pipe = self._redis.pipeline(transaction=True)
+        self.delete_in(pipe, model, self.version_of(model))
+        pipe.execute()
+
+    def delete_in(self, pipe: Pipeline, model: ModelRecord, version: int | None) -> None:
+        """Queue the record's removal in ``pipe``; ``version``: ``version_of(model)``."""
         pipe.delete(self._keys.model(model.id))
         pipe.zrem(self._keys.owner_models(model.owner), model.id)
         if model.name is not None and version is not None:
             # Emptied, not removed: the later versions keep their numbers.
             pipe.lset(self._keys.model_versions(model.owner, model.name), version - 1, "")
-        pipe.execute()
 
     def version_of(self, model: ModelRecord) -> int | None:
         """The model's version under its name (1 for the first); None if it has no name."""

@@ -52,6 +52,10 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:sweep:{sweep_id}:stopped    hash   trial job id -> why the median rule stopped it
     {p}:model:{model_id}            string model record (JSON)
     {p}:owner:{owner}:models        zset   model ids of one owner, scored 0 like jobs
+    {p}:model:{model_id}:users      set    ids of the unfinished jobs that need the model
+                                           (generation, or init_model); joined in the job's
+                                           create MULTI, left in its terminal one; a
+                                           delete WATCHes it (shared.model_users)
     {p}:dataset:{dataset_id}        string uploaded dataset record (JSON)
     {p}:dataset:{dataset_id}:users  set    ids of jobs that read the dataset (delete checks)
     {p}:owner:{owner}:datasets      zset   dataset ids of one owner, scored 0 like jobs
@@ -203,6 +207,9 @@ class RedisKeys:
 
     def model(self, model_id: str) -> str:
         return f"{self.prefix}:model:{model_id}"
+
+    def model_users(self, model_id: str) -> str:
+        return f"{self.prefix}:model:{model_id}:users"
 
     def owner_models(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:models"

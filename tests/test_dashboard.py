@@ -255,7 +255,7 @@ def test_system_shows_running_jobs_without_other_owners_ids(
 ) -> None:
     jobs = services_of(inprocess_api).jobs
     mine = jobs.create("alice", JobType.TRAIN, "dcgan", {"steps": 10})
-    theirs = jobs.create("bob", JobType.GENERATE, "dcgan", {"model_id": "m"})
+    theirs = jobs.create("bob", JobType.GENERATE, "dcgan", {})
     for job in (mine, theirs):
         assert jobs.claim(job.id, "gpu-node-1:4242", lease_seconds=30) is not None
     system = browser.get("/v1/system").get_json()

@@ -41,11 +41,11 @@ def test_scripts_in_a_transaction_run_after_the_server_forgot_them(
     restart or a failover to a node that never ran them leaves it."""
     store = JobStore(redis_client)
     settings = Settings()
-    first = store.create("alice", JobType.GENERATE, "dcgan", {"model_id": "m"})
+    first = store.create("alice", JobType.GENERATE, "dcgan", {})
     claimed = store.claim_next(JobType.GENERATE, "w", 60.0, settings)
     assert claimed is not None and claimed.id == first.id
     redis_admin.script_flush()
-    second = store.create("alice", JobType.GENERATE, "dcgan", {"model_id": "m"})
+    second = store.create("alice", JobType.GENERATE, "dcgan", {})
     redis_admin.script_flush()
     claimed = store.claim_next(JobType.GENERATE, "w", 60.0, settings)
     assert claimed is not None and claimed.id == second.id

@@ -69,6 +69,6 @@ def test_without_replicas_required_an_outcome_is_shown_at_once(
 ) -> None:
     for api in inprocess_api_for(inprocess_settings(redis_base_url, tmp_path)):
         store = JobStore(api.redis)
-        job = store.create("alice", JobType.GENERATE, "dcgan", {"model_id": "m"})
+        job = store.create("alice", JobType.GENERATE, "dcgan", {})
         store.request_cancel(job.id)
         assert _session(api).get(api.url(f"/v1/jobs/{job.id}")).json()["status"] == "canceled"

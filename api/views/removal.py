@@ -33,7 +33,8 @@ def delete_finished_job(job_id: str) -> tuple[str, int]:
 @v1.delete("/models/<model_id>")
 @spec.validate(resp=Response(HTTP_204=None, **PROBLEMS), tags=["models"])
 def delete_trained_model(model_id: str) -> tuple[str, int]:
-    """Delete a model: its record and weights; jobs that name it later fail, saying so."""
+    """Delete a model: its record and weights; 409 while queued or running jobs need it
+    (generation jobs on it, training jobs continuing it), naming them."""
     svc = services()
     model = svc.models.resolve(model_id, current_owner())
     if model is None:
