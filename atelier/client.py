@@ -192,10 +192,11 @@ class Client(JobQueries, SweepCalls):
         poll_seconds: float = 1.0,
         timeout: float | None = None,
     ) -> Job:
-        """The job once it is over, following its event stream (``on_update`` sees each
-        change); connection errors, API restarts and 5xx are ridden out for as long as
-        ``timeout`` allows (``atelier.following``). ``TimeoutError`` after ``timeout``.
-        ``poll_seconds``: the first interval of polling, where no stream can be had."""
+        """The job once it is over: long polls (``Prefer: wait``, one request a minute), or
+        with ``on_update`` its event stream (``on_update`` sees each change); connection
+        errors, API restarts and 5xx are ridden out for as long as ``timeout`` allows
+        (``atelier.following``). ``TimeoutError`` after ``timeout``. ``poll_seconds``: the
+        first interval of polling, where no stream can be had."""
         return follow(self, job_id, on_update, timeout, poll_seconds)
 
     def delete_job(self, job_id: str) -> None:

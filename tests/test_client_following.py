@@ -1,6 +1,6 @@
 """The client for multi-day jobs (atelier.following, atelier.downloads): ``wait()`` follows
-the job's events through API restarts, downloads resume, and the client finds its API and
-key in the environment."""
+the job's events (or long-polls, without ``on_update``) through API restarts, downloads
+resume, and the client finds its API and key in the environment."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ from typing import Any, ClassVar, cast
 
 import pytest
 import redis
+import requests
 
 from atelier.client import Client, epoch_seconds
 from atelier.client_types import Event, Job
-from atelier.following import FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, Backoff, apply_event
+from atelier.following import (
+    FIRST_BACKOFF_SECONDS,
+    MAX_BACKOFF_SECONDS,
+    Backoff,
+    apply_event,
+    follow,
+)
 from atelier.shared.jobs import JobStatus, JobStore, Progress
 from tests.conftest import TINY_TRAIN, wait_for
 from tests.test_supervision import kill_and_wait_restart, own_stack, ready, supervised
@@ -67,6 +74,82 @@ def test_wait_rides_out_two_api_restarts_on_a_running_job(tmp_path: Path) -> Non
         assert 3 in steps and steps.index(3) < steps.index(6)  # both, in order, none lost
     finally:
         stack.stop()
+
+
+def test_wait_without_updates_long_polls_through_two_api_restarts(tmp_path: Path) -> None:
+    """Without ``on_update``, ``wait()`` long-polls (``Prefer: wait``): the API is killed
+    with -9 and restarted twice while the job runs; ``wait()`` returns the finished job,
+    in the request that saw it finish, having asked a handful of times, not once a poll."""
+    stack = own_stack(tmp_path / "data")
+    assert stack.settings is not None
+    api_url = stack.settings.api_url
+    try:
+        client = Client(api_url, stack.api_key, timeout=10)
+        job_id = client.submit("train", "dcgan", TINY_TRAIN)["id"]  # no worker runs it
+        asked: list[str | None] = []  # each request's Prefer header, as it is sent
+        send = client.http.send
+
+        def sending(request: requests.PreparedRequest, **options: Any) -> requests.Response:
+            asked.append(request.headers.get("Prefer"))
+            return send(request, **options)
+
+        client.http.send = sending  # type: ignore[method-assign]
+        jobs = JobStore(redis.Redis.from_url(stack.settings.redis_url))
+        claimed = jobs.claim(job_id, "worker-test", 600)
+        assert claimed is not None and claimed.fence is not None
+        ended: dict[str, Any] = {}
+        follower = threading.Thread(
+            target=lambda: ended.update(job=client.wait(job_id, timeout=120)), daemon=True
+        )
+        follower.start()
+
+        def waiting() -> bool:  # a long poll is open on the API
+            metrics = requests.get(f"{api_url}/metrics", timeout=5).text
+            return "atelier_api_long_requests 1.0" in metrics
+
+        wait_for(waiting, 20, "a first long poll")
+        with supervised(stack) as watch:
+            for _ in range(2):
+                kill_and_wait_restart(stack, "api")
+                wait_for(lambda: ready(stack), 30, "the API ready again")
+                wait_for(waiting, 30, "the long poll asked again")
+        assert watch.errors == []
+        assert follower.is_alive()  # still waiting: the job runs
+        finished_at = time.monotonic()
+        assert jobs.finish(job_id, JobStatus.SUCCEEDED, fence=claimed.fence) is not None
+        follower.join(60)
+        assert ended["job"]["status"] == "succeeded" and ended["job"]["finished_at"]
+        # Answered by the wait that was open when it finished (a poll would take up to its
+        # interval; a backoff after a restart at most its cap).
+        assert time.monotonic() - finished_at < 5
+        # Long polls only: each asked to wait, and few (a first one, one or two per restart).
+        assert all(prefer and prefer.startswith("wait=") for prefer in asked), asked
+        assert len(asked) <= 8, asked
+        print(f"wait through two API restarts: {len(asked)} requests")
+    finally:
+        stack.stop()
+
+
+def test_a_long_poll_answered_at_once_backs_off_and_times_out() -> None:
+    """An API that does not honour ``Prefer: wait`` (it answers at once, unfinished) is not
+    asked in a tight loop: the long polls back off, and the caller's timeout holds."""
+
+    class Impatient:
+        def __init__(self) -> None:
+            self.asked: list[float | None] = []
+
+        def get(self, job_id: str, *, wait: float | None = None) -> dict[str, str]:
+            self.asked.append(wait)
+            return {"id": job_id, "status": "running"}
+
+    api = Impatient()
+    began = time.monotonic()
+    with pytest.raises(TimeoutError):
+        follow(cast(Client, api), "job_x", None, timeout=3.0)
+    took = time.monotonic() - began
+    assert took < 4.5  # a backoff that would pass the deadline raises at once
+    assert 3 <= len(api.asked) <= 12, api.asked  # not thousands
+    assert all(wait is not None and wait <= 3 for wait in api.asked)
 
 
 def test_an_event_updates_the_job_it_applies_to() -> None:
