@@ -9,22 +9,28 @@ import click
 
 from atelier.client import Job
 
-from .terminal import call
+from .terminal import call, preparing_detail
 
 
 def job_line(job: Job, metric: str | None) -> str:
-    """One row: id, type, kind, status, progress or the sorted metric, name and tags."""
+    """One row: id, type, kind, status, progress or the sorted metric, name and tags; a
+    job preparing its data says so instead of "0%", and what it does, its count and ETA
+    close the row ("building the folk corpus 340/1,000 tunes, ETA 40s")."""
+    preparing = preparing_detail(job["progress"]) if job["status"] == "running" else None
     if metric:
         value = job["metrics"].get(metric.removeprefix("-"))
         measure = f"{value:>9.4g}" if value is not None else f"{'-':>9}"
+    elif preparing is not None:
+        measure = "preparing"
     else:
         measure = f"{job['progress']['fraction']:>9.0%}"
     tags = " ".join(f"#{t}" for t in job["tags"])
     name = job["name"] or ""
-    return (
+    line = (
         f"{job['id']}  {job['type']:<8} {job['kind']:<8} {job['status']:<9} {measure}  "
         f"{job['created_at'][:19]}  {name} {tags}".rstrip()
     )
+    return f"{line}  [{preparing}]" if preparing is not None else line
 
 
 @click.command("jobs")

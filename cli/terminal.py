@@ -37,11 +37,18 @@ def format_eta(seconds: float | None) -> str:
 def preparing_line(progress: Progress) -> str | None:
     """``preparing: building the folk corpus 120/400 tunes, ETA 1m10s`` while the job
     prepares its data; None otherwise (a record or server without phases too)."""
+    detail = preparing_detail(progress)
+    return f"preparing: {detail}" if detail is not None else None
+
+
+def preparing_detail(progress: Progress) -> str | None:
+    """``building the folk corpus 1,200/4,000 tunes, ETA 1m10s``: the phase, its count and
+    its ETA while the job prepares its data; None otherwise."""
     if progress.get("phase") != "preparing":
         return None
-    line = f"preparing: {progress.get('label') or 'the data'}"
+    line = progress.get("label") or "the data"
     if progress.get("items_total"):
-        line += f" {progress.get('items_done') or 0}/{progress['items_total']}"
+        line += f" {progress.get('items_done') or 0:,}/{progress['items_total']:,}"
         line += f" {progress.get('unit') or ''}".rstrip()
     eta = format_eta(progress.get("eta_seconds"))
     return f"{line}, ETA {eta}" if eta else line

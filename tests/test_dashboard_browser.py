@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +30,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from atelier.api.views.events import _format as format_event
+from atelier.shared.events import Event, EventType
+from atelier.shared.job_records import Phase, Progress
 from tests.conftest import RunningStack
 from tests.payloads import zip_of
 
@@ -230,9 +234,44 @@ def _train_and_watch(page: Page, stack: RunningStack, dataset: str) -> str:
     return page.locator("#job-model a").inner_text()
 
 
+def _see_a_job_prepare_in_the_list(page: Page, stack: RunningStack, job_id: str) -> None:
+    """The list's live row of a job preparing its data: the phase's label and count, its
+    share on the bar and its ETA, where a training job shows its steps. The event is made
+    by the API's own code (``api.views.events``) and served in place of the stream: a real
+    job's preparation here ends before a page could be looked at."""
+    progress = Progress(
+        total=LONG_TRAIN["steps"],
+        eta_seconds=40.0,
+        updated_at=time.time(),
+        phase=Phase.PREPARING,
+        label="building the folk corpus",
+        items_done=340,
+        items_total=1000,
+        unit="tunes",
+    )
+    event = Event(
+        "9999999999999-0", EventType.PROGRESS, job_id, "", progress.model_dump(mode="json")
+    )
+    events = re.compile(r"/v1/events\?")
+
+    def stream(route: Route) -> None:
+        route.fulfill(status=200, content_type="text/event-stream", body=format_event(event))
+
+    page.route(events, stream)
+    page.goto(stack.url("/"))
+    row = page.locator(f'tr[data-job="{job_id}"]')
+    expect(row).to_have_attribute("data-phase", "preparing")
+    step = row.locator('[data-field="step"]')
+    expect(step).to_have_text("preparing: building the folk corpus 340/1,000 tunes")
+    expect(row.locator('[data-field="eta"]')).to_have_text("40 s")
+    assert row.locator('[data-field="progress"]').evaluate("bar => bar.value") == 0.34
+    page.unroute(events, stream)
+
+
 def _cancel_a_job(page: Page, stack: RunningStack, dataset: str) -> None:
     job_id = _start_training(page, dataset, LONG_TRAIN)
     _shot(page, "jobs")
+    _see_a_job_prepare_in_the_list(page, stack, job_id)
     page.goto(stack.url(f"/jobs/{job_id}"))
     expect(page.locator("#job-status")).to_have_text("running")
     # The system page names the worker running it (what Flower shows).

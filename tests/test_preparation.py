@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 
+from atelier.cli.main import main as cli_main
 from atelier.cli.terminal import format_eta, preparing_line
 from atelier.client import Progress as ProgressBody
 from atelier.shared.datasets import DatasetStore
@@ -80,6 +82,8 @@ def test_the_cli_line_says_the_phase_its_count_and_its_eta() -> None:
     }
     assert preparing_line(body) == "preparing: building the folk corpus 120/400 tunes, ETA 1m10s"
     assert preparing_line({**body, "phase": "training"}) is None
+    big: ProgressBody = {**body, "items_done": 1200, "items_total": 40000, "eta_seconds": None}
+    assert preparing_line(big) == "preparing: building the folk corpus 1,200/40,000 tunes"
     assert format_eta(5) == "5s" and format_eta(7500) == "2h05m" and format_eta(None) == ""
 
 
@@ -242,3 +246,50 @@ def test_the_api_and_the_dashboard_show_the_phase(inprocess_api: InProcessApi) -
     assert _sign_in(browser, inprocess_api.raw_key()).status_code == 302  # type: ignore[attr-defined]
     page = browser.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "preparing: building the folk corpus</span>" in page and "120/400 tunes" in page
+    # The job list: the phase, its count, its share on the bar and its ETA, not "0/1200".
+    row = _row(browser.get("/").get_data(as_text=True), job_id)
+    assert 'data-phase="preparing"' in row and 'value="0.3"' in row, row
+    assert "preparing: building the folk corpus 120/400 tunes</span>" in row, row
+    assert 'data-eta="70.0"' in row and "0/1200" not in row, row
+
+
+def test_atelier_jobs_shows_the_preparation(
+    inprocess_api: InProcessApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = inprocess_api.client()
+    monkeypatch.setattr("atelier.cli.main._client", lambda: client)
+    preparing, queued = (
+        client.submit("train", "melody", {"dataset": "folk", "steps": 1200}, name=name)["id"]
+        for name in ("first tune", "second tune")
+    )
+    store = JobStore(inprocess_api.redis)
+    claimed = store.claim(preparing, "test-worker", 30)
+    assert claimed is not None and claimed.fence is not None
+    progress = Progress(
+        total=1200,
+        eta_seconds=40.0,
+        phase=Phase.PREPARING,
+        label="building the folk corpus",
+        items_done=340,
+        items_total=1000,
+        unit="tunes",
+    )
+    assert store.history.write_progress(preparing, claimed.fence, progress)
+    result = CliRunner().invoke(cli_main, ["jobs"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    shown = lines[preparing]
+    assert shown.split()[3:5] == ["running", "preparing"], shown
+    assert shown.endswith("first tune  [building the folk corpus 340/1,000 tunes, ETA 40s]"), shown
+    assert lines[queued].split()[3:5] == ["queued", "0%"], lines[queued]
+    # Once it trains, the row is the run's share again.
+    trained = progress.model_copy(update={"phase": Phase.TRAINING, "step": 600, "fraction": 0.5})
+    assert store.history.write_progress(preparing, claimed.fence, trained)
+    again = CliRunner().invoke(cli_main, ["jobs"]).output
+    assert f"{preparing}  train    melody   running         50%" in again, again
+    assert "[building" not in again
+
+
+def _row(page: str, job_id: str) -> str:
+    start = page.index(f'<tr data-job="{job_id}"')
+    return page[start : page.index("</tr>", start)]

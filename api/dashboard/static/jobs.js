@@ -57,13 +57,33 @@
     row.dataset.status = job.status;
     Atelier.setStatus(row.querySelector('[data-field="status"]'), job.status);
     const p = job.progress || {};
-    const eta = Atelier.TERMINAL.has(job.status) ? null : p.eta_seconds;
-    applyProgress(row, { fraction: p.fraction, step: p.step, total: p.total, eta_seconds: eta });
+    const over = Atelier.TERMINAL.has(job.status);
+    applyProgress(row, { ...p, phase: over ? null : p.phase, eta_seconds: over ? null : p.eta_seconds });
   }
 
+  // "preparing: building the folk corpus 340/1,000 tunes" (as the job page and the CLI).
+  function preparingText(p) {
+    const count = p.items_total
+      ? ` ${(p.items_done || 0).toLocaleString("en")}/${p.items_total.toLocaleString("en")} ${p.unit || ""}` : "";
+    return `preparing: ${p.label || "the data"}${count}`.trim();
+  }
+
+  // Until step 1 a job may prepare its data (read, tokenise, build a corpus): the bar, the
+  // count and the ETA are that phase's, not the run's "0/N" steps.
   function applyProgress(row, p) {
-    if (p.fraction !== undefined) row.querySelector('[data-field="progress"]').value = p.fraction;
-    if (p.step !== undefined) row.querySelector('[data-field="step"]').textContent = `${p.step}/${p.total}`;
+    const bar = row.querySelector('[data-field="progress"]');
+    const step = row.querySelector('[data-field="step"]');
+    if (p.phase === "preparing") {
+      row.dataset.phase = "preparing";
+      bar.value = p.items_total ? (p.items_done || 0) / p.items_total : 0;
+      step.textContent = preparingText(p);
+    } else {
+      if (p.fraction !== undefined) bar.value = p.fraction;
+      if (p.step !== undefined) {
+        delete row.dataset.phase;
+        step.textContent = `${p.step}/${p.total}`;
+      }
+    }
     row.querySelector('[data-field="eta"]').textContent = Atelier.formatEta(p.eta_seconds);
   }
 
@@ -88,7 +108,13 @@
     row.dataset.status = event.status;
     Atelier.setStatus(row.querySelector('[data-field="status"]'), event.status);
     if (event.status === "succeeded") applyProgress(row, { fraction: 1, eta_seconds: null });
-    if (Atelier.TERMINAL.has(event.status)) row.querySelector('[data-field="eta"]').textContent = "–";
+    if (Atelier.TERMINAL.has(event.status)) {
+      row.querySelector('[data-field="eta"]').textContent = "–";
+      if (row.dataset.phase) {  // over before its first step: no phase to show any more
+        delete row.dataset.phase;
+        row.querySelector('[data-field="step"]').textContent = "–";
+      }
+    }
   }
 
   function onProgress(event) {
