@@ -81,6 +81,13 @@ def check_keys(keys: Mapping[str, Any]) -> None:
     for key in keys:
         if not re.fullmatch(DOTTED_KEY, key):
             raise ValueError(f"{key[:60]!r} is not a dotted key into params (`a` or `a.b`)")
+        if key.startswith("params."):
+            # The body's shape invites it; without this the trial's 422 named
+            # `params.params`, which does not say what to change.
+            raise ValueError(
+                f"{key[:60]!r}: keys name the job's params themselves, so "
+                f"{key.removeprefix('params.')[:60]!r}, not {key[:60]!r}"
+            )
 
 
 def grid_count(grid: Mapping[str, list[Any]]) -> int:

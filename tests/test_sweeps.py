@@ -154,6 +154,9 @@ def test_one_invalid_trial_refuses_the_whole_sweep(inprocess_api: InProcessApi) 
     for space in spaces:
         refused = post_sweep(inprocess_api, {"base": BASE, **space})
         assert refused.status_code == 422, (space, refused.text)
+    prefixed = post_sweep(inprocess_api, {"base": BASE, "grid": {"params.batch_size": [16]}})
+    assert prefixed.status_code == 422
+    assert "'batch_size', not 'params.batch_size'" in prefixed.json()["detail"]
     assert_nothing_queued(inprocess_api)
 
 
