@@ -40,7 +40,8 @@ for i = 1, #ARGV do
     freed = freed + tonumber(old)
   end
 end
-return redis.call('INCRBY', KEYS[2], -freed)
+-- 0 - freed, not -freed: Lua's -0 reaches Redis as "-0", which INCRBY refuses
+return redis.call('INCRBY', KEYS[2], 0 - freed)
 """
 
 

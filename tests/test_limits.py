@@ -219,7 +219,9 @@ def test_openapi_describes_the_limits(make_api: Any) -> None:
     assert "429" not in doc["paths"].get("/healthz", {}).get("get", {}).get("responses", {})
 
 
-def test_the_metered_store_counts_each_object_once(redis_client: Any, tmp_path: Path) -> None:
+def test_the_metered_store_counts_each_object_once(
+    redis_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """What the workers store and delete counts like the API's uploads: a repeated put
     counts the change in size, a repeated delete once, keys outside owners/ not at all,
     and a Redis outage never fails the write itself."""
@@ -236,6 +238,9 @@ def test_the_metered_store_counts_each_object_once(redis_client: Any, tmp_path: 
     for _ in range(2):
         store.delete("owners/dana/jobs/job_1/a1/checkpoints/step-0000010.npz")
     assert int(redis_client.get(stored)) == 60
+    store.delete("owners/dana/never/stored")  # nothing to free: counted as 0, no error
+    assert int(redis_client.get(stored)) == 60
+    assert not [r for r in caplog.records if "not counted" in r.getMessage()], caplog.text
     gone = make_object_store(
         Settings(local_storage_dir=tmp_path),
         meter_with=redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2),
