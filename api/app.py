@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         compare,
         datasets,
         events,
+        exports,
         files,
         jobs,
         keys,

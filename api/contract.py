@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..shared.exports import ExportFormat
 from ..shared.jobs import JobType
 from ..shared.kinds import KINDS
 from .events_doc import event_routes
@@ -128,6 +129,51 @@ def _unlisted_routes() -> dict[str, Any]:
         "/v1/docs/redoc/": _open("The API reference (ReDoc).", _HTML, "docs"),
         "/v1/docs/swagger/": _open("The API reference (Swagger UI).", _HTML, "docs"),
         "/v1/files/{key}": _files_route(),
+        "/v1/models/{model_id}/export": _export_route(),
+    }
+
+
+def _export_route() -> dict[str, Any]:
+    formats = [f.value for f in ExportFormat]
+    pending = _json_object(
+        model_id={"type": "string"},
+        format={"enum": formats},
+        status={"const": "pending"},
+        requested_at={"type": "number"},
+        detail={"type": "string"},
+    )
+    return {
+        "get": {
+            "summary": "The model's export bundle, a zip (see docs/api.md, Taking a model away).",
+            "tags": ["models"],
+            "parameters": [
+                {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": formats, "default": ExportFormat.KERAS.value},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The bundle (local storage).",
+                    "content": {
+                        "application/zip": {"schema": {"type": "string", "format": "binary"}}
+                    },
+                },
+                "202": {
+                    "description": "Being made: ask again after `Retry-After` seconds.",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": pending,
+                },
+                "302": {
+                    "description": "Object storage: a short-lived presigned URL to the bundle.",
+                    "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+                },
+                "500": {"description": "The export could not be made; asking again retries."},
+            },
+        }
     }
 
 

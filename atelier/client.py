@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, cast
 import requests
 
 from atelier.client_jobs import JobQueries, labels
+from atelier.client_models import ModelCalls
 from atelier.client_sweeps import SweepCalls
 from atelier.client_types import Dataset, Event, Job, Json, Model, Output, Progress, parse_sse
 from atelier.downloads import download_file, target_path
@@ -67,7 +68,7 @@ def epoch_seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-class Client(JobQueries, SweepCalls):
+class Client(JobQueries, SweepCalls, ModelCalls):
     """A typed client for one API key. ``max_retries`` bounds the retries of one call."""
 
     def __init__(
@@ -203,17 +204,7 @@ class Client(JobQueries, SweepCalls):
         """Delete a finished job: its record, events, logs and outputs (409 while it runs)."""
         self.request("DELETE", f"/v1/jobs/{job_id}")
 
-    def delete_model(self, model_id: str) -> None:
-        """Delete a model and its weights."""
-        self.request("DELETE", f"/v1/models/{model_id}")
-
-    # --- models and datasets ----------------------------------------------------------------
-    def models(self) -> list[Model]:
-        return cast(list[Model], self.request("GET", "/v1/models")["data"])
-
-    def model(self, model_id: str) -> Model:
-        return cast(Model, self.request("GET", f"/v1/models/{model_id}"))
-
+    # --- datasets (models: ``atelier.client_models``) ----------------------------------------
     def datasets(self) -> list[Dataset]:
         return cast(list[Dataset], self.request("GET", "/v1/datasets")["data"])
 

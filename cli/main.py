@@ -17,6 +17,7 @@ from ..shared.job_records import WebhookEvent
 from ..shared.settings import Settings
 from .compare import compare
 from .events import events
+from .exporting import export
 from .job_labels import jobs, label
 from .keys import keys
 from .processes import api_argv, child_env, worker_argv
@@ -378,6 +379,7 @@ main.add_command(keys)
 main.add_command(events)
 main.add_command(webhooks)
 main.add_command(delete)
+main.add_command(export)
 main.add_command(jobs)
 main.add_command(jobs, "list")
 main.add_command(label)

@@ -19,6 +19,7 @@
     │   │   ├── TooLarge          422 the job's estimated memory or output does not fit
     │   │   ├── InvalidUpload     422 an uploaded dataset is corrupt, lies, or cannot be used
     │   │   └── IdempotencyKeyReused 422 same Idempotency-Key, different body
+    │   ├── ExportFailed          500 a model's export could not be made; asking again retries
     │   ├── RateLimited           429 a rate budget is spent; ``Retry-After`` says when to retry
     │   └── ServiceUnavailable    503 Redis or storage is unreachable; ``Retry-After``
     │       └── NotReplicated     503 a write was made but too few replicas confirmed it
@@ -147,6 +148,10 @@ class InvalidUpload(ValidationFailed):
 
 class IdempotencyKeyReused(ValidationFailed):
     slug, title = "idempotency-key-reused", "Idempotency-Key reused with a different body"
+
+
+class ExportFailed(ProblemError):
+    status, slug, title = 500, "export-failed", "The model's export could not be made"
 
 
 class RateLimited(ProblemError):

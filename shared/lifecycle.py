@@ -1,6 +1,7 @@
 """Deleting what owners no longer want, and what is past its retention: a finished job
-(its record, log and objects), a model (its record and weights). Used by the API's DELETE
-routes and by the reaper's retention sweep, so both remove exactly the same things."""
+(its record, log and objects), a model (its record, weights and exports). Used by the
+API's DELETE routes and by the reaper's retention sweep, so both remove exactly the same
+things."""
 
 from __future__ import annotations
 
@@ -41,10 +42,14 @@ def delete_job(jobs: JobStore, models: ModelStore, objects: ObjectStore, job: Jo
 def delete_model(
     jobs: JobStore, models: ModelStore, objects: ObjectStore, model: ModelRecord
 ) -> None:
-    """A model's record and weights, and its sample grids once its training job is gone;
-    Conflict (409, naming them) while unfinished jobs need it (``shared.model_users``)."""
+    """A model's record, weights and exports, and its sample grids once its training job
+    is gone; Conflict (409, naming them) while unfinished jobs need it
+    (``shared.model_users``). (An export a worker stores after this finds the model gone
+    and deletes it: ``workers.export.job``.)"""
     jobs.model_users.delete_unused(models, model)
     objects.delete(model.weights_key)
+    for key in objects.list_keys(ObjectLayout.model_prefix(model.owner, model.id)):
+        objects.delete(key)
     if jobs.get(model.source_job_id) is None:
         for ref in model.samples:
             objects.delete(ref.key)

@@ -93,7 +93,7 @@ class ModelStore:
 
     def delete_in(self, pipe: Pipeline, model: ModelRecord, version: int | None) -> None:
         """Queue the record's removal in ``pipe``; ``version``: ``version_of(model)``."""
-        pipe.delete(self._keys.model(model.id))
+        pipe.delete(self._keys.model(model.id), self._keys.model_exports(model.id))
         pipe.zrem(self._keys.owner_models(model.owner), model.id)
         if model.name is not None and version is not None:
             # Emptied, not removed: the later versions keep their numbers.

@@ -20,6 +20,8 @@ from .redis_client import SentinelUrl, is_sentinel_url
 from .settings import Settings
 
 RUN_JOB_TASK = "atelier.run_job"
+EXPORT_MODEL_TASK = "atelier.export_model"
+"""``export_model(model_id, format)``: make a model's export (``shared.exports``)."""
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -75,6 +77,13 @@ def queue_for(settings: Settings, job_type: JobType) -> str:
 
 def enqueue(app: Celery, settings: Settings, job_id: str, job_type: JobType) -> None:
     app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_for(settings, job_type))
+
+
+def enqueue_export(app: Celery, settings: Settings, model_id: str, export_format: str) -> None:
+    """On the generate queue: an export takes seconds, as a generation does."""
+    app.send_task(
+        EXPORT_MODEL_TASK, args=[model_id, export_format], queue=settings.generate_queue
+    )
 
 
 # kombu's Redis transport splits a queue into one list per priority step; the default

@@ -51,6 +51,9 @@ Key schema (``{p}`` is the prefix, ``atelier`` by default)::
     {p}:sweeps:stopping-turn        string held (EX) by the reaper checking them now
     {p}:sweep:{sweep_id}:stopped    hash   trial job id -> why the median rule stopped it
     {p}:model:{model_id}            string model record (JSON)
+    {p}:model:{model_id}:exports    hash   format -> its export's state (JSON: pending, ready
+                                           with the object's key, or failed; shared.exports);
+                                           deleted with the model
     {p}:owner:{owner}:models        zset   model ids of one owner, scored 0 like jobs
     {p}:model:{model_id}:users      set    ids of the unfinished jobs that need the model
                                            (generation, or init_model); joined in the job's
@@ -210,6 +213,9 @@ class RedisKeys:
 
     def model_users(self, model_id: str) -> str:
         return f"{self.prefix}:model:{model_id}:users"
+
+    def model_exports(self, model_id: str) -> str:
+        return f"{self.prefix}:model:{model_id}:exports"
 
     def owner_models(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}:models"

@@ -9,6 +9,7 @@ current one's objects, even one whose claim a failover lost and made again)::
     owners/{owner}/jobs/{job_id}/a{fence}/checkpoints/step-{step:07d}.npz
     owners/{owner}/jobs/{job_id}/a{fence}/outputs/{name}      generation outputs
     owners/{owner}/models/{model_id}/weights.npz                a trained model's weights
+    owners/{owner}/models/{model_id}/export-{format}.zip        its export (shared.exports)
     owners/{owner}/datasets/{dataset_id}/images.npz             an uploaded image dataset
     owners/{owner}/datasets/{dataset_id}/corpus.txt             an uploaded text corpus
     owners/{owner}/datasets/{dataset_id}/preview.png            its preview grid
@@ -83,6 +84,15 @@ class ObjectLayout:
     @staticmethod
     def model_weights(owner: str, model_id: str) -> str:
         return f"owners/{owner}/models/{model_id}/weights.npz"
+
+    @staticmethod
+    def model_prefix(owner: str, model_id: str) -> str:
+        """Everything of a model: its weights and exports."""
+        return f"owners/{owner}/models/{model_id}/"
+
+    @classmethod
+    def model_export(cls, owner: str, model_id: str, export_format: str) -> str:
+        return f"{cls.model_prefix(owner, model_id)}export-{export_format}.zip"
 
     @staticmethod
     def prepared(name: str, recipe: str) -> str:

@@ -25,6 +25,7 @@ from ..shared.errors import (
     PermanentJobError,
     TransientJobError,
 )
+from ..shared.exports import ExportStore
 from ..shared.job_logs import JobLogs
 from ..shared.jobs import Job, JobErrorInfo, JobStatus, JobStore, JobType, RetryPolicy
 from ..shared.kinds import KINDS, load_kind_plugins
@@ -72,6 +73,7 @@ class JobRunner:
         load_kind_plugins(settings.kind_plugins)
         self.jobs = JobStore(client, retry=RetryPolicy.from_settings(settings))
         self.models = ModelStore(client)
+        self.exports = ExportStore(client)
         self.datasets = DatasetStore(client)
         self.logs = JobLogs(client, settings.job_log_lines)
         # Patient from the start: a store that cannot be reached when the first job arrives

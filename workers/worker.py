@@ -13,7 +13,8 @@ Two processes share the object (a prefork child is forked from the parent):
   this process generation as draining.
 - A **job process** (a pool child). ``handle`` takes a message: the claim picks the next job
   of its type by the fair rule, and one attempt runs under a lease heartbeat (both in
-  ``workers.runner.JobRunner``). A SIGTERM during a job drains it: checkpoint, requeue,
+  ``workers.runner.JobRunner``). ``export`` takes an export message and makes a model's
+  export (``workers.export.job``). A SIGTERM during a job drains it: checkpoint, requeue,
   then exit. A one-job worker stops itself after its job.
 """
 
@@ -29,6 +30,7 @@ from types import FrameType
 
 import redis
 
+from ..shared.exports import ExportFormat
 from ..shared.jobs import JobStatus, JobStore, JobType, RetryPolicy
 from ..shared.kinds import KINDS
 from ..shared.lifecycle import sweep_retention
@@ -141,6 +143,21 @@ class Worker:
         if self.settings.exit_after_job and outcome is not None:
             os.kill(os.getppid(), signal.SIGTERM)
         return outcome
+
+    def export(self, model_id: str, export_format: str) -> None:
+        """An ``export_model`` message (generate queue): make the model's export in that
+        format, between jobs, with this process's runner (its stores and loaded kinds)."""
+        from .export.job import make_export  # TensorFlow: never in the Celery parent
+
+        runner = self._job_process()
+        make_export(
+            runner.models,
+            runner.exports,
+            runner.objects,
+            runner.kind,
+            model_id,
+            ExportFormat(export_format),
+        )
 
     def _job_process(self) -> JobRunner:
         """This job process's runner, built at its first message: after the fork, so

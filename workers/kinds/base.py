@@ -6,12 +6,20 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ...shared.errors import PermanentJobError
 from ...shared.jobs import OutputRef
 from ...shared.models import ModelRecord
 from ...shared.settings import Settings
 from ..context import JobContext
 
-__all__ = ["GenerateResult", "JobContext", "ModelKind", "TrainResult", "timing_metrics"]
+__all__ = [
+    "Exportable",
+    "GenerateResult",
+    "JobContext",
+    "ModelKind",
+    "TrainResult",
+    "timing_metrics",
+]
 
 
 @dataclass
@@ -30,6 +38,18 @@ class TrainResult:
 class GenerateResult:
     outputs: list[OutputRef]
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Exportable:
+    """A model as an export carries it (``workers.export``): its generating network built
+    from Keras's own layers with the trained weights, the files generating with it needs
+    (a tokenizer, a vocabulary) and what ``atelier.json`` tells a reader of the bundle."""
+
+    network: Any
+    """A ``keras.Model`` of built-in layers only: it loads without Atelier."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def timing_metrics(
@@ -68,3 +88,7 @@ class ModelKind(ABC):
     def generate(
         self, model: ModelRecord, params: dict[str, Any], ctx: JobContext
     ) -> GenerateResult: ...
+
+    def exportable(self, model: ModelRecord, weights: bytes) -> Exportable:
+        """``model`` (its weights file ``weights``) as an export carries it."""
+        raise PermanentJobError(f"{self.name} models cannot be exported")

@@ -22,6 +22,7 @@ from ...checkpoints import restore_checkpoint
 from ...gpu import configure_tensorflow
 from ...training import TrainingKind
 from ..base import (
+    Exportable,
     GenerateResult,
     JobContext,
     timing_metrics,
@@ -88,6 +89,14 @@ class DcganKind(TrainingKind[DcganTrainParams]):
         except BaseException:
             encoder.cancel()
             raise
+
+    def exportable(self, model: ModelRecord, weights: bytes) -> Exportable:
+        """The generator (the moving average of G, when the run kept one): built-in
+        layers only already."""
+        config = DcganConfig(**model.config)
+        generator = build_generator(config)
+        restore_checkpoint({"g": generator.weights}, weights)
+        return Exportable(generator, details=config.to_dict())
 
     def _load_generator(self, model: ModelRecord, ctx: JobContext) -> CompiledGenerator:
         config = DcganConfig(**model.config)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ...checkpoints import restore_checkpoint
 from ...gpu import configure_tensorflow
 from ...training import Sample, TrainingKind
 from ..base import (
+    Exportable,
     GenerateResult,
     JobContext,
     timing_metrics,
@@ -310,6 +312,19 @@ class MelodyKind(TrainingKind[MelodyTrainParams]):
                 "tunes_parsed": float(readable),
             },
         )
+
+    def exportable(self, model: ModelRecord, weights: bytes) -> Exportable:
+        """The network and ``vocabulary.json``: the tokens by id (0-2: padding, a tune's
+        start, its end) and the corpus's headers, commonest first, to start tunes with."""
+        from ...export.networks import plain_language_model
+
+        config = MelodyConfig.from_dict(model.config)
+        lm = build_language_model(config.network)
+        restore_checkpoint({"lm": lm.weights}, weights)
+        vocabulary = {"tokens": list(config.vocabulary), "headers": config.to_dict()["headers"]}
+        files = {"vocabulary.json": json.dumps(vocabulary, indent=1).encode()}
+        details = {**config.network.to_dict(), "start": START, "end": END}
+        return Exportable(plain_language_model(lm), files, details)
 
     @staticmethod
     def _load(

@@ -20,6 +20,7 @@ from ...corpus import fables
 from ...gpu import configure_tensorflow
 from ...training import Groups, Sample, TrainingKind
 from ..base import (
+    Exportable,
     GenerateResult,
     JobContext,
     timing_metrics,
@@ -210,6 +211,21 @@ class TextgenKind(TrainingKind[TextgenTrainParams]):
                 "tokens_per_second": round(tokens / max(finished - loaded, 1e-9), 1),
             },
         )
+
+    def exportable(self, model: ModelRecord, weights: bytes) -> Exportable:
+        """The network alone (an n-gram mixed in at generation is not exported) and its
+        tokenizer: ``tokenizer.json`` (the ``tokenizers`` library's format) for a
+        byte-pair vocabulary, nothing for bytes."""
+        from ...export.networks import plain_language_model
+
+        extra = {TOKENIZER_KEY, *NGRAM_KEYS}
+        config = LanguageModelConfig(**{k: v for k, v in model.config.items() if k not in extra})
+        lm = build_language_model(config)
+        restore_checkpoint({"lm": lm.weights}, weights)
+        stored = model.config.get(TOKENIZER_KEY)
+        files = {"tokenizer.json": str(stored).encode()} if stored else {}
+        details = {**config.to_dict(), "tokenizer": "byte-pair" if stored else "bytes"}
+        return Exportable(plain_language_model(lm), files, details)
 
     @staticmethod
     def _load(model: ModelRecord, ctx: JobContext) -> Decoder:

@@ -1,0 +1,192 @@
+"""Taking a model away (issue 25, point 4): ``GET /v1/models/{id}/export``.
+
+Fast tier: the app in this process, a real Redis, no worker, no TensorFlow. The first
+request records the export as pending and sends one message (however many ask at once);
+a ready export is served, a failed one answered and retried, a stale pending one sent
+again; refusals (an unknown format, someone else's model, a deleted one) enqueue nothing;
+deleting a model deletes its exports; the client and the CLI wait for and save the bundle.
+The slow half, on a stack with real workers, is ``tests/test_export_stack.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from atelier.cli.main import main as cli_main
+from atelier.shared.exports import PENDING_SECONDS, ExportFormat, ExportState, ExportStore
+from atelier.shared.models import ModelRecord
+from atelier.shared.queue import EXPORT_MODEL_TASK
+from atelier.shared.redis_keys import KEYS
+from atelier.shared.storage import ObjectLayout, make_object_store
+from tests.conftest import InProcessApi
+from tests.test_api_errors import Api, assert_problem
+from tests.test_continue import record
+
+BUNDLE = b"PK\x05\x06" + bytes(18)  # an empty zip: what the worker would have stored
+
+
+@pytest.fixture()
+def api(inprocess_api: InProcessApi) -> Api:
+    key = inprocess_api.raw_key("erin")
+    return inprocess_api, {"Authorization": f"Bearer {key}"}
+
+
+def export(api: Api, ref: str, query: str = "format=keras") -> requests.Response:
+    app, headers = api
+    return app.http.get(app.url(f"/v1/models/{ref}/export?{query}"), headers=headers, timeout=10)
+
+
+def export_messages(app: InProcessApi) -> list[list[Any]]:
+    """The args of every export message waiting on the generate queue (kombu's JSON)."""
+    raw = app.admin.lrange(app.settings.generate_queue, 0, -1)
+    messages = [json.loads(item) for item in raw]
+    assert all(m["headers"]["task"] == EXPORT_MODEL_TASK for m in messages), messages
+    return [json.loads(base64.b64decode(m["body"]))[0] for m in messages]
+
+
+def make_ready(app: InProcessApi, model: ModelRecord, fmt: ExportFormat) -> str:
+    """The export as the worker leaves it: stored, and recorded ready."""
+    exports = ExportStore(app.redis)
+    state, _ = exports.request(model.id, fmt)
+    key = ObjectLayout.model_export(model.owner, model.id, fmt.value)
+    size = make_object_store(app.settings).put_bytes(key, BUNDLE, "application/zip")
+    ready = state.model_copy(update={"status": "ready", "key": key, "size_bytes": size})
+    assert exports.finish(model.id, fmt, ready)
+    return key
+
+
+def test_an_unknown_format_is_refused_naming_the_formats(api: Api) -> None:
+    model = record(api[0])
+    for query in ("format=onnx", "format=keras&format=savedmodel", "format="):
+        problem = assert_problem(export(api, model.id, query), 422, "validation-failed")
+        assert [e["field"] for e in problem["errors"]] == ["format"], problem
+        assert "'keras'" in problem["detail"] and "'savedmodel'" in problem["detail"], problem
+    assert export_messages(api[0]) == []
+    assert ExportStore(api[0].redis).get(model.id, ExportFormat.KERAS) is None
+
+
+def test_someone_elses_or_a_deleted_model_is_not_found(api: Api) -> None:
+    app, headers = api
+    theirs = record(app, owner="finn", name="gan")
+    gone = record(app)
+    assert app.http.delete(app.url(f"/v1/models/{gone.id}"), headers=headers).status_code == 204
+    for ref in (theirs.id, gone.id, "model_" + "0" * 32, "gan:latest", "gan:1"):
+        problem = assert_problem(export(api, ref), 404, "not-found")
+        assert ref in problem["detail"]
+    assert export_messages(app) == []
+
+
+def test_concurrent_first_requests_send_one_message(api: Api) -> None:
+    """Eight at once, by name: each is told to come back; one message goes to a worker."""
+    app = api[0]
+    model = record(app, name="gan")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: export(api, "gan:latest"), range(8)))
+    for answer in answers:
+        assert answer.status_code == 202, answer.text
+        assert answer.headers["Retry-After"] == "2"
+        assert answer.headers["Location"] == "/v1/models/gan:latest/export?format=keras"
+        body = answer.json()
+        assert (body["model_id"], body["format"], body["status"]) == (model.id, "keras", "pending")
+    assert export_messages(app) == [[model.id, "keras"]]
+    # Asking again sends nothing more; another format is another export.
+    assert export(api, model.id).status_code == 202
+    assert export(api, model.id, "format=savedmodel").status_code == 202
+    assert sorted(export_messages(app)) == [[model.id, "keras"], [model.id, "savedmodel"]]
+    # The default format is keras.
+    assert export(api, model.id, "").json()["format"] == "keras"
+    assert len(export_messages(app)) == 2
+
+
+def test_a_ready_export_is_served_as_a_zip(api: Api) -> None:
+    model = record(api[0], name="gan")
+    make_ready(api[0], model, ExportFormat.SAVEDMODEL)
+    answer = export(api, "gan:1", "format=savedmodel")
+    assert answer.status_code == 200, answer.text
+    assert answer.content == BUNDLE
+    assert answer.headers["Content-Type"] == "application/zip"
+    assert answer.headers["Content-Disposition"] == "attachment; filename=gan-savedmodel.zip"
+    assert export_messages(api[0]) == []
+
+
+def test_a_failed_export_is_answered_once_then_made_again(api: Api) -> None:
+    app = api[0]
+    model = record(app)
+    exports = ExportStore(app.redis)
+    state, _ = exports.request(model.id, ExportFormat.KERAS)
+    failed = state.model_copy(update={"status": "failed", "error": "no weights"})
+    assert exports.finish(model.id, ExportFormat.KERAS, failed)
+    problem = assert_problem(export(api, model.id), 500, "export-failed")
+    assert "no weights" in problem["detail"] and "ask again" in problem["detail"]
+    assert export(api, model.id).status_code == 202
+    assert export_messages(app) == [[model.id, "keras"]]
+
+
+def test_a_stale_pending_export_is_sent_again(api: Api) -> None:
+    """Its message was lost with a worker: the next request after PENDING_SECONDS sends
+    another; before that, none."""
+    app = api[0]
+    model = record(app)
+    exports = ExportStore(app.redis)
+    exports.request(model.id, ExportFormat.KERAS, now=time.time() - PENDING_SECONDS + 60)
+    assert export(api, model.id).status_code == 202
+    assert export_messages(app) == []
+    app.admin.delete(app.settings.generate_queue)
+    exports.forget(model.id, ExportFormat.KERAS)
+    exports.request(model.id, ExportFormat.KERAS, now=time.time() - PENDING_SECONDS - 1)
+    assert export(api, model.id).status_code == 202
+    assert export_messages(app) == [[model.id, "keras"]]
+    state = exports.get(model.id, ExportFormat.KERAS)
+    assert state is not None and time.time() - state.requested_at < 60
+
+
+def test_deleting_a_model_deletes_its_exports(api: Api) -> None:
+    app, headers = api
+    model = record(app)
+    store = make_object_store(app.settings)
+    keys = [make_ready(app, model, fmt) for fmt in ExportFormat]
+    assert all(store.exists(key) for key in keys)
+    assert app.http.delete(app.url(f"/v1/models/{model.id}"), headers=headers).status_code == 204
+    assert not any(store.exists(key) for key in keys)
+    assert not app.admin.exists(KEYS.model_exports(model.id))
+    # A worker finishing an export of the deleted model records nothing.
+    late = ExportState(status="ready", requested_at=time.time(), key=keys[0])
+    assert not ExportStore(app.redis).finish(model.id, ExportFormat.KERAS, late)
+    assert not app.admin.exists(KEYS.model_exports(model.id))
+
+
+def test_client_and_cli_wait_for_the_export_and_save_it(
+    inprocess_api: InProcessApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = inprocess_api.client()
+    model = record(inprocess_api, owner="alice", name="gan")
+    # The first request finds it pending; a "worker" makes it a second later.
+    worker = threading.Timer(1.0, make_ready, (inprocess_api, model, ExportFormat.KERAS))
+    worker.start()
+    started = time.monotonic()
+    path = client.export_model("gan:latest", "keras", tmp_path / "gan.zip", timeout=30)
+    worker.join()
+    assert path == tmp_path / "gan.zip" and path.read_bytes() == BUNDLE
+    assert 1.0 < time.monotonic() - started < 10
+    with pytest.raises(TimeoutError):
+        client.export_model(model.id, "savedmodel", tmp_path / "sm.zip", timeout=1)
+    monkeypatch.setattr("atelier.cli.main._client", lambda: client)
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(cli_main, ["export", "gan:1"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "gan-1-keras.zip").read_bytes() == BUNDLE
+    assert "gan-1-keras.zip" in done.output
+    refused = CliRunner().invoke(cli_main, ["export", "gan:1", "--format", "onnx"])
+    assert refused.exit_code == 2 and "onnx" in refused.output
+    missing = CliRunner().invoke(cli_main, ["export", "nothing:latest", "-o", "x.zip"])
+    assert missing.exit_code == 1 and "404" in missing.output
