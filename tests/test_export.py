@@ -14,6 +14,7 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from atelier.shared.models import ModelRecord
 from atelier.shared.queue import EXPORT_MODEL_TASK
 from atelier.shared.redis_keys import KEYS
 from atelier.shared.storage import ObjectLayout, make_object_store
-from tests.conftest import InProcessApi
+from tests.conftest import InProcessApi, inprocess_api_for, inprocess_settings, s3_settings
 from tests.test_api_errors import Api, assert_problem
 from tests.test_continue import record
 
@@ -190,3 +191,52 @@ def test_client_and_cli_wait_for_the_export_and_save_it(
     assert refused.exit_code == 2 and "onnx" in refused.output
     missing = CliRunner().invoke(cli_main, ["export", "nothing:latest", "-o", "x.zip"])
     assert missing.exit_code == 1 and "404" in missing.output
+
+
+@pytest.fixture()
+def s3_api(redis_base_url: str, tmp_path: Path, s3_endpoint: str) -> Iterator[InProcessApi]:
+    settings = inprocess_settings(redis_base_url, tmp_path, **s3_settings(s3_endpoint, "exports"))
+    yield from inprocess_api_for(settings)
+
+
+def test_an_export_on_s3_is_a_presigned_redirect(s3_api: InProcessApi, tmp_path: Path) -> None:
+    """Never through API memory; the client follows it without its key; deleting the
+    model deletes the object."""
+    model = record(s3_api, owner="alice")
+    key = make_ready(s3_api, model, ExportFormat.KERAS)
+    headers = {"Authorization": f"Bearer {s3_api.raw_key()}"}
+    answer = s3_api.http.get(
+        s3_api.url(f"/v1/models/{model.id}/export"), headers=headers, allow_redirects=False
+    )
+    assert answer.status_code == 302 and "X-Amz-Signature" in answer.headers["Location"]
+    assert requests.get(answer.headers["Location"], timeout=10).content == BUNDLE
+    client = s3_api.client()
+    assert client.export_model(model.id, path=tmp_path / "m.zip").read_bytes() == BUNDLE
+    client.delete_model(model.id)
+    assert not make_object_store(s3_api.settings).exists(key)
+
+
+def test_generate_py_encodes_and_decodes_as_the_tokenizers_library(tmp_path: Path) -> None:
+    """The bundle's plain-Python byte-pair tokenizer (``generate.py`` without the
+    ``tokenizers`` library) against the library, on the corpus and on text that tests the
+    word split: accents, other scripts, digits, contractions, runs of spaces."""
+    from atelier.workers.corpus import fables
+    from atelier.workers.export.standalone import Tokenizer
+    from atelier.workers.kinds.textgen.tokens import BytePairTokens
+
+    text = fables()
+    library = BytePairTokens.train(text, 600)
+    (tmp_path / "tokenizer.json").write_text(library.to_config()["tokenizer"])
+    plain = Tokenizer(tmp_path)
+    samples = [
+        text[:3000],
+        "naïve café — 42½ _under_score\n\n  tabs\tend  ",
+        "Ünïcödé ½ ² ⅷ 日本語 🙂 it's they'll DON'T",
+        "a  b   c\n \n",
+    ]
+    for sample in samples:
+        ids = plain.encode(sample)
+        assert ids == library.encode(sample).tolist(), sample
+        assert plain.decode(ids) == sample
+    assert Tokenizer(tmp_path / "none").encode("é!") == [195, 169, 33]  # bytes: no file
+    assert Tokenizer(tmp_path / "none").decode([195, 169, 33]) == "é!"
