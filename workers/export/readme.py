@@ -13,6 +13,7 @@ model = keras.saving.load_model("model.keras")   # built-in Keras layers only
 import tensorflow as tf
 serve = tf.saved_model.load("saved_model").signatures["serving_default"]
 ```
+
 The same signature serves from TF Serving
 (`docker run -p 8501:8501 -v $PWD/saved_model:/models/m/1 -e MODEL_NAME=m tensorflow/serving`);
 it answers one tensor, `output_0`.""",
@@ -48,6 +49,9 @@ training tunes' headers (`M:`, `L:`, `R:`, `K:` tokens), commonest first. Prompt
 and the body tokens one after another to get ABC:
 
 ```python
+import json
+vocabulary = json.load(open("vocabulary.json"))
+vocab, header = vocabulary["tokens"], vocabulary["headers"][0][0]
 ids = [vocab.index("{start}"), *(vocab.index(t) for t in header)]
 logits = {call_lm}
 ```""",
@@ -58,14 +62,15 @@ def readme(manifest: dict[str, Any], extra_files: list[str]) -> str:
     kind = manifest["kind"]
     title = manifest["name"] and f"{manifest['name']} v{manifest['version']}"
     prompt = " --prompt 'Once upon a time'" if kind == "textgen" else ""
+    network = manifest["file"] + ("/" if manifest["format"] == "savedmodel" else "")
     header = f"""# {title or manifest["model_id"]}: an Atelier `{kind}` model
 
 Exported from Atelier: model `{manifest["model_id"]}`, {manifest["steps"]} training steps on
 `{manifest["dataset"]}`. Nothing here needs Atelier: TensorFlow 2.16+ (Keras 3) and NumPy
 are enough.
 
-Files: `{manifest["file"]}`, `atelier.json` (what the model is), {_files(extra_files)}`generate.py`
-(plain Python that generates from it) and this README.
+Files: {_files([network, "atelier.json", *extra_files, "generate.py", "README.md"])}.
+`atelier.json` says what the model is; `generate.py` is plain Python that generates from it.
 
 ## Generate
 
@@ -84,7 +89,7 @@ are not part of an export.
 
 
 def _files(names: list[str]) -> str:
-    return "".join(f"`{name}`, " for name in names)
+    return ", ".join(f"`{name}`" for name in names)
 
 
 def _usage(manifest: dict[str, Any]) -> str:
