@@ -11,6 +11,7 @@ The slow half, on a stack with real workers, is ``tests/test_export_stack.py``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 import time
@@ -25,6 +26,7 @@ from click.testing import CliRunner
 
 from atelier.cli.main import main as cli_main
 from atelier.shared.exports import PENDING_SECONDS, ExportFormat, ExportState, ExportStore
+from atelier.shared.kinds import KINDS
 from atelier.shared.models import ModelRecord
 from atelier.shared.queue import EXPORT_MODEL_TASK
 from atelier.shared.redis_keys import KEYS
@@ -74,6 +76,21 @@ def test_an_unknown_format_is_refused_naming_the_formats(api: Api) -> None:
         assert "'keras'" in problem["detail"] and "'savedmodel'" in problem["detail"], problem
     assert export_messages(api[0]) == []
     assert ExportStore(api[0].redis).get(model.id, ExportFormat.KERAS) is None
+
+
+def test_a_model_of_a_kind_without_an_export_is_refused_up_front(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plug-in kind that makes no export bundles (the test's toy, or a kind this API
+    does not know) is a 422 naming the kinds that do, not a worker's failure later."""
+    toy = dataclasses.replace(KINDS["dcgan"], name="toy", exportable=False)
+    monkeypatch.setitem(KINDS, "toy", toy)
+    for kind in ("toy", "retired"):
+        model = record(api[0], kind=kind)
+        problem = assert_problem(export(api, model.id), 422, "validation-failed")
+        assert f"'{kind}' models cannot be exported" in problem["detail"], problem
+        assert "dcgan, melody, textgen models can" in problem["detail"], problem
+    assert export_messages(api[0]) == []
 
 
 def test_someone_elses_or_a_deleted_model_is_not_found(api: Api) -> None:

@@ -13,8 +13,9 @@ from flask import Response, jsonify, redirect, request, send_file
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
-from ...shared.errors import ExportFailed, NotFound
+from ...shared.errors import ExportFailed, NotFound, ValidationFailed
 from ...shared.exports import ExportFormat, ExportState, ExportStore
+from ...shared.kinds import KINDS
 from ...shared.models import ModelRecord
 from ...shared.queue import enqueue_export
 from ...shared.storage import LocalObjectStore
@@ -41,6 +42,13 @@ def export_model(model_id: str) -> BaseResponse:
     model = svc.models.resolve(model_id, current_owner())
     if model is None:
         raise NotFound(f"No model {model_id!r}.")
+    spec = KINDS.get(model.kind)
+    if spec is None or not spec.exportable:
+        can = ", ".join(sorted(name for name, kind in KINDS.items() if kind.exportable))
+        raise ValidationFailed(
+            f"{model.kind!r} models cannot be exported; {can} models can.",
+            errors=[{"field": "model_id", "message": f"kind {model.kind} has no export"}],
+        )
     exports = ExportStore(svc.redis)
     state, requested = exports.request(model.id, fmt)
     if requested:

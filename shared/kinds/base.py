@@ -139,3 +139,6 @@ class KindSpec:
     continuation: Continuation | None = None
     """How a training job continues a model of this kind (``init_model``); None: it
     cannot."""
+    exportable: bool = False
+    """Its worker plug-in makes export bundles (``ModelKind.exportable``); the API refuses
+    an export of any other kind's model up front (422) instead of failing on a worker."""

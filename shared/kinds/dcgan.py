@@ -229,4 +229,5 @@ KIND = KindSpec(
     estimate_generate=estimate_dcgan_generate,
     check_generate=check_dcgan_generate,
     continuation=DCGAN_CONTINUATION,
+    exportable=True,
 )

@@ -167,4 +167,5 @@ KIND = KindSpec(
     check_generate=check_textgen_generate,
     # The tokenizer is the model's: the vocabulary it learned encodes any text.
     continuation=gpt2_continuation("vocabulary_size"),
+    exportable=True,
 )

@@ -25,4 +25,5 @@ KIND = KindSpec(
     estimate_generate=estimate_melody_generate,
     # The vocabulary is the model's: tunes with a token it never saw are left out.
     continuation=gpt2_continuation(),
+    exportable=True,
 )
