@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -20,28 +19,19 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .redis_client import is_sentinel_url
 from .settings_env import (
     ENV_PREFIX,
     Environ,
     as_written,
-    check_redis_url,
     env_name,
     explain,
     format_value,
-    is_host_port,
-    must_be,
 )
+from .settings_rules import check_rules
 
 StorageBackend = Literal["local", "s3"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-
-GPUS_PATTERN = re.compile(r"auto|none|\d+(\s*,\s*\d+)*")
-
-
-PRESIGN_MAX_SECONDS = 7 * 86_400
-"""SigV4's own ceiling for a presigned URL's lifetime."""
 
 
 class Settings(BaseSettings):
@@ -264,6 +254,11 @@ class Settings(BaseSettings):
     its own size and the training size (``image_size``²), read from headers before any
     is decoded. Checking runs at about 50-80 million pixels a second on one core, so the
     default (268 M) bounds one upload's check to a few seconds. 0: no limit."""
+    max_upload_classes: int = 100
+    """Most classes a labelled image upload may have (folders of a ``.zip``, distinct
+    ``labels`` of a ``.npz``): 2 to 10,000; more is refused (422)."""
+    min_class_images: int = 10
+    """Fewest images each class of a labelled upload must hold; fewer is refused (422)."""
     api_concurrent_uploads: int = 2
     """Uploads one API process checks at once (each is held in memory while it is checked:
     up to a few hundred MiB); one more is answered 503 with ``Retry-After``, nothing
@@ -345,31 +340,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        """The rules a field's type cannot say (each message names its variable)."""
-        check_redis_url("redis_url", self.redis_url)
-        if self.api_metrics_bind and not is_host_port(self.api_metrics_bind):
-            raise ValueError(
-                "ATELIER_API_METRICS_BIND must be host:port (e.g. 0.0.0.0:9100); "
-                f"got {self.api_metrics_bind!r}"
-            )
-        if is_sentinel_url(self.broker_url):  # other brokers (amqp://…) are kombu's to judge
-            check_redis_url("broker_url", self.broker_url)
-        if self.api_concurrent_uploads < 1:
-            raise ValueError(
-                must_be("api_concurrent_uploads", "1 or more", self.api_concurrent_uploads)
-            )
-        if self.redis_min_replicas < 0:
-            raise ValueError(must_be("redis_min_replicas", "0 or more", self.redis_min_replicas))
-        if not GPUS_PATTERN.fullmatch(self.gpus.strip()):
-            raise ValueError(must_be("gpus", "auto, none or a comma list of indices", self.gpus))
-        if not 1 <= self.s3_presign_expires_seconds <= PRESIGN_MAX_SECONDS:
-            raise ValueError(
-                must_be(
-                    "s3_presign_expires_seconds",
-                    f"1 to {PRESIGN_MAX_SECONDS} (7 days)",
-                    self.s3_presign_expires_seconds,
-                )
-            )
+        """The rules a field's type cannot say (``shared.settings_rules``)."""
+        check_rules(self)
         return self
 
     @property
