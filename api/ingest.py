@@ -5,8 +5,10 @@ archive entries are counted (from the zip's end records), sized, named and laid 
 two may share bytes or a name) before any is read (``api.archives``); each image's size
 is read from its header, and an ``.npz`` array's dtype, order and shape from its ``.npy``
 header, and charged to the upload's pixel budget before it is decoded; the array is then
-read a few MiB at a time. ABC tunes are kept or dropped by the melody kind's rules
-(``shared.kinds.melody.ingest``), run by music21 in the upload pool (``api.upload_gate``).
+read a few MiB at a time. Class labels (a folder per class, or an ``.npz``'s ``labels``)
+are read and checked before any pixel is (``api.labelled``). ABC tunes are kept or
+dropped by the melody kind's rules (``shared.kinds.melody.ingest``), run by music21 in the
+upload pool (``api.upload_gate``).
 A failure anywhere rejects the whole upload, so nothing half-checked is stored.
 """
 
@@ -27,6 +29,7 @@ from ..shared.errors import InvalidUpload, PayloadTooLarge
 from ..shared.kinds.melody.ingest import ABC_SUFFIXES, check_tunes
 from ..shared.settings import Settings
 from .archives import UNREADABLE, open_zip, read_entry, visible_files
+from .labelled import Classes, folder_classes, npz_classes
 from .upload_gate import UploadGate
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -47,6 +50,8 @@ class Normalised:
     text: str | None = None
     tunes: int | None = None
     """ABC uploads: the readable tunes (``text`` holds them, normalised)."""
+    classes: Classes | None = None
+    """Labelled images: each one's class (``api.labelled``); None: unlabelled."""
 
     @property
     def count(self) -> int:
@@ -103,9 +108,9 @@ def normalise_upload(
         return Normalised("music", text=tunes.text, tunes=tunes.count)
     target = Target(image_size, channels, settings)
     if archive is not None:
-        images = _zip_images(archive, target)
+        images, classes = _zip_images(archive, target)
     elif suffix == ".npz":
-        images = _npz_images(open_zip(data, settings, ".npz file"), target)
+        images, classes = _npz_images(open_zip(data, settings, ".npz file"), target)
     else:
         raise InvalidUpload(
             f"Unsupported file {filename!r}: send a .zip of PNG/JPEG images, a .npz of "
@@ -113,7 +118,7 @@ def normalise_upload(
         )
     if len(images) == 0:
         raise InvalidUpload(f"{filename!r} holds no images: the dataset would be empty.")
-    return Normalised("image", images=images)
+    return Normalised("image", images=images, classes=classes)
 
 
 # --- ABC tunes ---------------------------------------------------------------------------------
@@ -174,12 +179,15 @@ def control_characters(data: bytes) -> int:
 
 
 # --- images -------------------------------------------------------------------------------------
-def _zip_images(archive: zipfile.ZipFile, target: Target) -> np.ndarray:
+def _zip_images(archive: zipfile.ZipFile, target: Target) -> tuple[np.ndarray, Classes | None]:
+    """The images, and their classes when the archive has a folder per class (its layout
+    is judged before an image is decoded)."""
     entries = visible_files(archive, IMAGE_SUFFIXES)
+    classes = folder_classes(archive, entries, target.settings) if entries else None
     images = np.empty((len(entries), target.size, target.size, target.channels), np.uint8)
     for index, entry in enumerate(entries):
         images[index] = _image(read_entry(archive, entry), entry.filename, target)
-    return images
+    return images, classes
 
 
 def _image(data: bytes, name: str, target: Target) -> np.ndarray:
@@ -216,14 +224,16 @@ class NpyLayout:
         return math.prod(self.shape[1:])
 
 
-def _npz_images(archive: zipfile.ZipFile, target: Target) -> np.ndarray:
-    """The image array read from its member's stream: its header checked first, then its
-    pixels a few MiB of images at a time (the array is never whole in memory)."""
+def _npz_images(archive: zipfile.ZipFile, target: Target) -> tuple[np.ndarray, Classes | None]:
+    """The image array read from its member's stream: its header checked first, then the
+    ``labels`` array if there is one, then its pixels a few MiB of images at a time (the
+    array is never whole in memory)."""
     entry = _npz_entry(archive)
     try:
         with archive.open(entry) as handle:
             layout = _npy_layout(handle, entry, target)
-            return _npy_images(handle, layout, target)
+            classes = npz_classes(archive, layout.shape[0], target.settings)
+            return _npy_images(handle, layout, target), classes
     except UNREADABLE as exc:
         raise InvalidUpload(f"The .npz cannot be read: {exc}.") from exc
 

@@ -250,6 +250,16 @@ class DatasetOut(BaseModel):
     classes: int = Field(
         0, description="Class labels the images carry (a dcgan learns each); 0: unlabelled."
     )
+    class_names: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Each class's name, class 0 first (generation's `labels` take a name or its "
+            "index): folder names or string labels sorted, by number when all are numbers."
+        ),
+    )
+    class_counts: list[int] = Field(
+        default_factory=list, description="Images of each class, in the order of `class_names`."
+    )
     size_bytes: int
     builtin: bool
     preview_url: str | None = Field(description="A grid of the first images (uploads).")
@@ -281,7 +291,8 @@ class DatasetForm(BaseModel):
         None,
         json_schema_extra=_binary_part,
         description=(
-            "A .zip of PNG/JPEG images, a .npz of uint8 images, a UTF-8 .txt, "
+            "A .zip of PNG/JPEG images (labelled: one folder per class), a .npz of uint8 "
+            "`images` (labelled: a `labels` array of class numbers or names), a UTF-8 .txt, "
             "or ABC tunes (.abc or a .zip of .abc files)."
         ),
     )

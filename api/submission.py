@@ -17,6 +17,7 @@ from ..shared.errors import (
     ValidationFailed,
     WebhookRefused,
 )
+from ..shared.estimates import JobFacts
 from ..shared.jobs import Job, JobType
 from ..shared.kinds import KINDS
 from ..shared.models import ModelRecord
@@ -67,6 +68,7 @@ def validated_params(body: JobCreate, owner: str, svc: Services) -> ValidSubmit:
         if parent is not None:
             check_continues(spec, params, facts, parent)
             values["init_model"] = parent.id  # the job keeps the version it was given, by id
+        _check_fits_dataset(spec.check_train, params, facts)
     else:
         model = _check_model(values["model_id"], body.kind, owner, svc)
         values["model_id"] = model.id  # the job keeps the version it was given, by id
@@ -147,6 +149,18 @@ def _check_model(model_id: str, kind: str, owner: str, svc: Services) -> ModelRe
             errors=[{"field": "params.model_id", "message": f"model kind is {model.kind}"}],
         )
     return model
+
+
+def _check_fits_dataset(
+    check: Callable[[Any, JobFacts], list[tuple[str, str]]] | None, params: Any, facts: JobFacts
+) -> None:
+    """Refuse now what the dataset cannot give (a conditional dcgan on unlabelled images)."""
+    problems = check(params, facts) if check else []
+    if problems:
+        raise ValidationFailed(
+            f"params.{problems[0][0]}: {'; '.join(message for _, message in problems)}.",
+            errors=[{"field": f"params.{field}", "message": m} for field, m in problems],
+        )
 
 
 def _check_fits_model(

@@ -113,6 +113,10 @@ class Dataset(TypedDict):
     channels: int | None
     classes: int
     """Class labels the images carry (0: none)."""
+    class_names: list[str]
+    """Each class's name, class 0 first."""
+    class_counts: list[int]
+    """Images of each class, in the order of ``class_names``."""
     description: str
     preview_url: str | None
     """A grid of the first images (uploads)."""

@@ -90,9 +90,10 @@ def train_and_judge(params: dict[str, Any], every: int | None = None) -> list[Di
     from atelier.workers.training import train_without_job
 
     p = DcganTrainParams.model_validate(params)
-    labels = load_labels("digits") if p.conditional else None
+    conditional = p.conditional is not False  # default (None): the digits are labelled
+    labels = load_labels("digits") if conditional else None
     trainer = DcganTrainer(p, TrainingImages(load_builtin("digits"), labels))
-    judge = Judge(p.steps, every or p.steps, p.latent_dim, p.conditional)
+    judge = Judge(p.steps, every or p.steps, p.latent_dim, conditional)
     callback = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs: judge.start(),
         on_train_batch_end=lambda batch, logs: judge.step(batch + 1, trainer.gan, p.ema_decay > 0),

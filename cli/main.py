@@ -290,7 +290,8 @@ def datasets() -> None:
     help="1 = grayscale, 3 = RGB.",
 )
 def datasets_upload(path: str, title: str, image_size: str, channels: str) -> None:
-    """Upload a .zip of images, a .npz of images or a UTF-8 .txt corpus; prints its id."""
+    """Upload a .zip of images (a folder per class labels them), a .npz of images (a
+    `labels` array labels them), a UTF-8 .txt corpus or ABC tunes; prints its id."""
     from tqdm import tqdm
 
     client = _client()
@@ -319,7 +320,10 @@ def datasets_list() -> None:
     """Built-in datasets and yours."""
     for d in call(_client().datasets):
         shape = f"{d['image_size']}px x{d['channels']}" if d["modality"] == "image" else ""
-        click.echo(f"{d['name']:<28} {d['modality']:<6} {d['count']:>9} {shape:<10} {d['title']}")
+        classes = f"  ({d['classes']} classes)" if d.get("classes") else ""
+        click.echo(
+            f"{d['name']:<28} {d['modality']:<6} {d['count']:>9} {shape:<10} {d['title']}{classes}"
+        )
 
 
 @datasets.command("delete")

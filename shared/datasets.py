@@ -30,6 +30,11 @@ class DatasetInfo(BaseModel):
     classes: int = 0
     """Class labels the images carry (digits: 10); 0 when unlabelled. A dcgan trained on a
     labelled set draws the class it is asked for."""
+    class_names: list[str] = []
+    """Each class's name, in class order (class 0 first): an upload's folder names or
+    string labels, sorted (``api.labelled``); numbered labels are named "0", "1", …"""
+    class_counts: list[int] = []
+    """Images of each class, in the same order."""
     size_bytes: int = 0
     builtin: bool = True
     owner: str | None = None
@@ -54,6 +59,8 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
             channels=1,
             count=1797,
             classes=10,
+            class_names=[str(digit) for digit in range(10)],
+            class_counts=[178, 182, 177, 183, 181, 182, 181, 179, 174, 180],
         ),
         DatasetInfo(
             name="shapes",
@@ -67,6 +74,8 @@ BUILTIN_DATASETS: dict[str, DatasetInfo] = {
             channels=1,
             count=4096,
             classes=3,
+            class_names=["circle", "square", "triangle"],
+            class_counts=[1366, 1365, 1365],
         ),
         DatasetInfo(
             name="fables",

@@ -1,19 +1,29 @@
-"""Uploaded datasets train models of both kinds through the real workers, and the CLI
-uploads with a progress bar. (What the API checks on upload is in ``test_uploads``.)"""
+"""Uploaded datasets train models of both kinds through the real workers (a labelled upload
+a conditional DCGAN), and the CLI uploads with a progress bar. (What the API checks on
+upload is in ``test_uploads`` and ``test_labelled_uploads``.)"""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from atelier.client import Client
 from tests.conftest import TINY_TEXT, TINY_TRAIN, RunningStack
-from tests.payloads import IMAGE_UPLOADS, upload_corpus, upload_images
+from tests.payloads import IMAGE_UPLOADS, png, upload_corpus, upload_images, zip_of
 
 pytestmark = pytest.mark.slow
+
+CLASS_FOLDERS = {
+    f"{name}/{i:02d}.png": png((12, 12), seed=seed + i)
+    for name, count, seed in (("cats", 10, 0), ("dogs", 12, 100))
+    for i in range(count)
+}
+"""Two classes in a folder each (inside a wrapper folder, as zipping a folder makes)."""
 
 
 # --- good uploads, both kinds, end to end -------------------------------------------------------
@@ -32,6 +42,41 @@ def test_images_train_a_dcgan_at_each_size(
     )
     image = Image.open(io.BytesIO(client.fetch(generated["outputs"][-1]["url"])))
     assert image.size == (size, size) and image.mode == mode
+
+
+def test_a_labelled_upload_trains_a_conditional_dcgan(
+    local_stack: RunningStack, tmp_path: Path
+) -> None:
+    """A zip with a folder per class trains a conditional DCGAN that records the classes'
+    names; generation draws the classes asked for, by index or by name, n images in turn:
+    the same noise drawn as the same class gives the same image, as another class another."""
+    client = local_stack.client("ida")
+    archive = tmp_path / "pets.zip"
+    archive.write_bytes(zip_of({f"pets/{k}": v for k, v in CLASS_FOLDERS.items()}))
+    dataset = client.upload_dataset(archive)
+    assert (dataset["class_names"], dataset["class_counts"]) == (["cats", "dogs"], [10, 12])
+    params = {**TINY_TRAIN, "dataset": dataset["name"], "steps": 4, "batch_size": 8}
+    train = client.wait(client.submit("train", "dcgan", params)["id"], timeout=300)
+    assert train["status"] == "succeeded", train["error"]
+    model_id = str(train["model_id"])
+    config = client.model(model_id)["config"]
+    assert (config["classes"], config["class_names"]) == (2, ["cats", "dogs"])
+
+    def drawn(**asked: Any) -> np.ndarray:
+        asked = {"model_id": model_id, "n": 4, "seed": 3, "format": "npy", **asked}
+        job = client.wait(client.submit("generate", "dcgan", asked)["id"], timeout=120)
+        assert job["status"] == "succeeded", job["error"]
+        array = next(o for o in job["outputs"] if o["name"] == "images.npy")
+        pixels: np.ndarray = np.load(io.BytesIO(client.fetch(array["url"])))
+        return pixels.astype(np.int16)
+
+    cats, dogs = drawn(label_names=["cats"]), drawn(labels=[1])
+    turns = drawn(label_names=["cats", "dogs"])
+    assert cats.shape == dogs.shape == turns.shape == (4, 28, 28, 1)
+    assert np.abs(drawn(labels=[0]) - cats).max() <= 1  # "cats" is class 0
+    for index, same in ((0, cats), (1, dogs), (2, cats), (3, dogs)):  # in turn
+        assert np.abs(turns[index] - same[index]).max() <= 1
+    assert np.abs(cats - dogs).max() > 1  # the class is an input: a conditional model
 
 
 def test_text_upload_trains_a_textgen_model(local_stack: RunningStack, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Image datasets as float32 arrays in [-1, 1], shape (n, size, size, channels): the
-built-in ones and an owner's uploads.
+"""Image datasets as float32 arrays in [-1, 1], shape (n, size, size, channels), with their
+labels when they have them: the built-in ones and an owner's uploads.
 
 Nothing here downloads: ``digits`` ships inside scikit-learn, ``shapes`` is generated.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -76,23 +77,43 @@ _LOADERS: dict[str, Callable[[], np.ndarray]] = {"digits": load_digits, "shapes"
 _LABELS: dict[str, Callable[[], np.ndarray]] = {"digits": digit_labels, "shapes": shape_labels}
 
 
+@dataclass(frozen=True)
+class LabelledImages:
+    """A dataset's images and, when it is labelled, each one's class."""
+
+    pixels: np.ndarray
+    """[-1, 1] floats, (n, size, size, channels)."""
+    labels: np.ndarray | None = None
+    """Each image's class (int32, 0 … classes - 1); None: unlabelled."""
+    class_names: tuple[str, ...] = ()
+    """The classes' names in class order (empty when unlabelled, or for older callers)."""
+
+
 def load_images(name: str, ctx: JobContext) -> np.ndarray:
-    """A built-in or the job owner's uploaded image dataset, as [-1, 1] floats; an
+    """A built-in or the job owner's uploaded image dataset, as [-1, 1] floats."""
+    return load_labelled(name, ctx).pixels
+
+
+def load_labelled(name: str, ctx: JobContext) -> LabelledImages:
+    """A built-in or the job owner's uploaded image dataset with its labels, if any; an
     upload's download and scaling are the job's preparation (``ctx.preparation``)."""
     if name in BUILTIN_DATASETS:
-        return load_builtin(name)
+        names = tuple(BUILTIN_DATASETS[name].class_names)
+        return LabelledImages(load_builtin(name), load_labels(name), names)
     ctx.preparation.phase("downloading the dataset", 1, "files")
     data = ctx.dataset_bytes(name, "image")
     ctx.preparation.advance()
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         pixels: np.ndarray = arrays["images"]
+        labels = arrays["labels"].astype(np.int32) if "labels" in arrays else None
+        names = tuple(str(n) for n in arrays["class_names"]) if "class_names" in arrays else ()
     ctx.preparation.phase("reading the dataset", len(pixels), "images")
     scaled = np.empty(pixels.shape, np.float32)
     for start in range(0, len(pixels), SCALE_CHUNK):
         chunk = pixels[start : start + SCALE_CHUNK]
         scaled[start : start + SCALE_CHUNK] = chunk.astype(np.float32) / 127.5 - 1.0
         ctx.preparation.advance(len(chunk))
-    return scaled
+    return LabelledImages(scaled, labels, names)
 
 
 SCALE_CHUNK = 4096
@@ -101,7 +122,7 @@ SCALE_CHUNK = 4096
 
 def load_labels(name: str) -> np.ndarray | None:
     """Each image's class (int32, 0 … classes - 1) for a labelled built-in; None otherwise
-    (uploads carry no labels)."""
+    (an upload's labels are read with its images: ``load_labelled``)."""
     if name not in BUILTIN_DATASETS or not BUILTIN_DATASETS[name].classes:
         return None
     labels = _LABELS[name]()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from flask import request
@@ -63,8 +64,8 @@ def get_dataset(name: str) -> DatasetOut:
     form=DatasetForm, resp=Response(HTTP_201=DatasetOut, **problems(422, 503)), tags=["datasets"]
 )
 def upload_dataset(form: DatasetForm) -> tuple[DatasetOut, int]:
-    """Upload images (.zip or .npz), a text corpus (.txt) or ABC tunes (.abc or .zip of
-    them); checked before it is stored."""
+    """Upload images (.zip or .npz; labelled by a folder per class or a `labels` array), a
+    text corpus (.txt) or ABC tunes (.abc or .zip of them); checked before it is stored."""
     svc = services()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
@@ -113,7 +114,7 @@ def _encoded(owner: str, dataset_id: str, normalised: Normalised) -> dict[str, t
         return {key: ((normalised.text or "").encode(), "text/plain; charset=utf-8")}
     return {
         ObjectLayout.dataset_object(owner, dataset_id, "images.npz"): (
-            _npz(normalised.images),
+            _npz(normalised),
             "application/zip",
         ),
         ObjectLayout.dataset_object(owner, dataset_id, "preview.png"): (
@@ -132,7 +133,7 @@ def _record(
     objects: dict[str, tuple[bytes, str]],
 ) -> DatasetInfo:
     data_key, *preview = objects
-    images = normalised.images
+    images, classes = normalised.images, normalised.classes
     return DatasetInfo(
         name=dataset_id,
         title=form.title or filename,
@@ -143,6 +144,9 @@ def _record(
         image_size=int(images.shape[1]) if images is not None else None,
         channels=int(images.shape[3]) if images is not None else None,
         count=normalised.count,
+        classes=len(classes.names) if classes else 0,
+        class_names=list(classes.names) if classes else [],
+        class_counts=classes.counts if classes else [],
         size_bytes=len(objects[data_key][0]),
         data_key=data_key,
         preview_key=preview[0] if preview else None,
@@ -184,9 +188,15 @@ def delete_dataset(name: str) -> tuple[str, int]:
     return "", 204
 
 
-def _npz(images: np.ndarray) -> bytes:
+def _npz(normalised: Normalised) -> bytes:
+    """``images``, and for a labelled upload each one's class (``labels``, int32) and the
+    classes' names (``class_names``): all a training job reads."""
+    arrays: dict[str, Any] = {"images": normalised.images}
+    if normalised.classes is not None:
+        arrays["labels"] = normalised.classes.labels
+        arrays["class_names"] = np.array(normalised.classes.names, dtype=str)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=images)
+    np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
 
 

@@ -136,6 +136,9 @@ class KindSpec:
     """Why validated generation params cannot work with a model of this config: (param,
     message) pairs for a 422 at submit, never a failure at run time ("model_id" when the
     record itself cannot serve); empty when they can."""
+    check_train: Callable[[Any, JobFacts], list[tuple[str, str]]] | None = None
+    """Why validated training params cannot train on their dataset (``JobFacts``): (param,
+    message) pairs for a 422 at submit; empty when they can."""
     continuation: Continuation | None = None
     """How a training job continues a model of this kind (``init_model``); None: it
     cannot."""

@@ -71,11 +71,13 @@ class DcganTrainParams(TrainParams):
             "class apart)."
         ),
     )
-    conditional: bool = Field(
-        True,
+    conditional: bool | None = Field(
+        None,
         description=(
-            "On a labelled dataset (digits, shapes), learn each class: generation then draws "
-            "the classes it is asked for. False: ignore the labels."
+            "Learn each class of a labelled dataset (digits, shapes, an upload with a folder "
+            "per class or a labels array): generation then draws the classes it is asked "
+            "for. Null: when the dataset is labelled; true: refuse an unlabelled dataset; "
+            "false: ignore the labels."
         ),
     )
     sample_every: int = Field(200, ge=1, le=1_000_000, description="Steps between sample grids.")
@@ -86,7 +88,7 @@ def estimate_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> Estimate:
     """G and D with Adam; activations of G once and of D on the real and the fake batch
     (the real one twice with R1, whose gradient of D's gradient keeps a second pass);
     the dataset as float32, twice (the array and tf.data's copy)."""
-    classes = facts.classes if params.conditional else 0
+    classes = facts.classes if params.conditional is not False else 0
     shape = ConvNetShape(
         facts.image_size, facts.channels, params.latent_dim, params.base_filters, classes
     )
@@ -114,6 +116,11 @@ def estimate_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> Estimate:
     )
 
 
+ClassIndex = Annotated[int, Field(ge=0, le=9999)]
+ClassName = Annotated[str, Field(min_length=1, max_length=64)]
+"""A class by its name, as the dataset's ``class_names`` spell it (at most 64 characters:
+``api.labelled``)."""
+
 # Up to this many images are stored one object each; more go into one archive (a job
 # record listing 1,000 URLs, and 1,000 storage writes, help no one).
 SINGLE_IMAGE_OUTPUTS_MAX = 64
@@ -130,29 +137,89 @@ class DcganGenerateParams(StrictParams):
             "PNGs; npy: images.npy, one (n, h, w, c) uint8 array. Always grid.png too."
         ),
     )
-    labels: list[Annotated[int, Field(ge=0, le=9999)]] | None = Field(
+    labels: list[ClassIndex] | None = Field(
         None,
         min_length=1,
         max_length=1000,
         description=(
-            "A conditional model's classes to draw, in turn over the n images (digits: "
-            "[7] for sevens, [0, 1] for zeros and ones alternately); default: every class in turn."
+            "A conditional model's classes to draw, in turn over the n images, by index "
+            "(digits: [7] for sevens, [0, 1] for zeros and ones alternately); default: every "
+            "class in turn."
         ),
     )
+    label_names: list[ClassName] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description=(
+            "The same by name, as the dataset's `class_names` spell them (an upload's "
+            'folders: ["cats", "dogs"]; digits: ["7"]); give labels or label_names, not both.'
+        ),
+    )
+
+
+def class_indices(
+    params: DcganGenerateParams, config: dict[str, Any]
+) -> tuple[list[int] | None, list[tuple[str, str]]]:
+    """The classes ``params`` ask for (``labels``, or ``label_names`` looked up in the
+    model's ``class_names``) as indices of the model of ``config``, and why they cannot be:
+    (param, message) pairs, empty when they can. None: every class in turn."""
+    asked: list[int] | list[str] | None = params.labels or params.label_names
+    field = "labels" if params.labels else "label_names"
+    if params.labels and params.label_names:
+        return None, [("label_names", "give labels (indices) or label_names, not both")]
+    classes = config.get("classes", 0)
+    if asked is None:
+        return None, []
+    if not isinstance(classes, int) or classes < 1:
+        return None, [
+            (
+                field,
+                "this model learned no classes (its dataset was unlabelled); train on a "
+                "labelled dataset to draw classes",
+            )
+        ]
+    names = [str(name) for name in config.get("class_names") or []]
+    index = {name: i for i, name in enumerate(names)}
+    found = [label if isinstance(label, int) else index.get(label, -1) for label in asked]
+    missing = {label for label, i in zip(asked, found, strict=True) if not 0 <= i < classes}
+    unknown = [repr(label) for label in sorted(missing, key=lambda v: (str(v).zfill(12), v))]
+    if unknown:
+        known = f"0 to {classes - 1}" if field == "labels" else _names_shown(names)
+        return None, [(field, f"{_shown(unknown)} are not classes of this model ({known})")]
+    return found, []
+
+
+def _shown(shown: list[str], most: int = 10) -> str:
+    more = f" and {len(shown) - most} more" if len(shown) > most else ""
+    return "[" + ", ".join(shown[:most]) + "]" + more
+
+
+def _names_shown(names: list[str], most: int = 10) -> str:
+    if not names:
+        return "its classes have no names: a model trained before names were kept; use labels"
+    more = f", … ({len(names)} in all)" if len(names) > most else ""
+    return "its classes: " + ", ".join(repr(n) for n in names[:most]) + more
 
 
 def check_dcgan_generate(
     params: DcganGenerateParams, config: dict[str, Any]
 ) -> list[tuple[str, str]]:
     """Labels only for a conditional model, and only classes it learned."""
-    classes = config.get("classes", 0)
-    if params.labels is None:
-        return []
-    if not isinstance(classes, int) or classes < 1:
-        return [("labels", "this model learned no classes (its dataset was unlabelled)")]
-    unknown = sorted({label for label in params.labels if label >= classes})
-    if unknown:
-        return [("labels", f"{unknown} are not classes of this model (0 to {classes - 1})")]
+    return class_indices(params, config)[1]
+
+
+def check_dcgan_train(params: DcganTrainParams, facts: JobFacts) -> list[tuple[str, str]]:
+    """``conditional: true`` asks for classes: an unlabelled dataset cannot give them."""
+    if params.conditional and not facts.classes:
+        return [
+            (
+                "conditional",
+                f"true needs a labelled dataset, and {params.dataset!r} has no classes "
+                "(upload a .zip with a folder per class or a .npz with a labels array; "
+                "leave conditional out to train unconditionally)",
+            )
+        ]
     return []
 
 
@@ -210,7 +277,7 @@ def check_dcgan_continue(
             )
         )
     classes = config.get("classes", 0)
-    if params.conditional and facts.classes != classes:
+    if params.conditional is not False and facts.classes != classes:
         problems.append(("dataset", f"it has {facts.classes} classes; the model learned {classes}"))
     return problems
 
@@ -228,6 +295,7 @@ KIND = KindSpec(
     estimate_train=estimate_dcgan_train,
     estimate_generate=estimate_dcgan_generate,
     check_generate=check_dcgan_generate,
+    check_train=check_dcgan_train,
     continuation=DCGAN_CONTINUATION,
     exportable=True,
 )

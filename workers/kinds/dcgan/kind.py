@@ -9,12 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from ....shared.errors import PermanentJobError
 from ....shared.images import PngBatches, encode_npy, encode_pngs, grid, to_uint8, zip_pngs
 from ....shared.jobs import OutputRef
 from ....shared.kinds.dcgan import (
     SINGLE_IMAGE_OUTPUTS_MAX,
     DcganGenerateParams,
     DcganTrainParams,
+    class_indices,
 )
 from ....shared.models import ModelRecord
 from ...cache import LoadedModels
@@ -61,7 +63,10 @@ class DcganKind(TrainingKind[DcganTrainParams]):
         loaded = time.perf_counter()
         config = DcganConfig(**model.config)
         z = np.random.default_rng(p.seed).standard_normal((p.n, config.latent_dim))
-        labels = labels_in_turn(p.n, max(config.classes, 1), p.labels)
+        chosen, problems = class_indices(p, model.config)
+        if problems:  # refused at submit; a record changed since cannot serve them either
+            raise PermanentJobError("; ".join(message for _, message in problems))
+        labels = labels_in_turn(p.n, max(config.classes, 1), chosen)
         pixels, pngs = self._draw(generator, z.astype(np.float32), labels, p.format == "png")
         outputs = self._store_images(pixels, pngs, ctx)
         return GenerateResult(

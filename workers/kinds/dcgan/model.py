@@ -28,6 +28,9 @@ class DcganConfig:
     classes: int = 0
     """> 0: a conditional GAN. G draws the class it is given, D judges an image together with
     its class (a projection discriminator). 0: one unlabelled distribution."""
+    class_names: tuple[str, ...] = ()
+    """The classes' names, class 0 first, as the dataset records them: generation takes a
+    name for its index. Not part of the network; empty for models trained before names."""
 
     @classmethod
     def tiny(cls) -> DcganConfig:

@@ -3,7 +3,6 @@ what a checkpoint holds, what a sample grid shows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -14,7 +13,7 @@ from ....shared.images import encode_png, grid, to_uint8
 from ....shared.kinds.dcgan import DcganTrainParams
 from ...checkpoints import checkpoint_groups, restore_checkpoint
 from ...context import JobContext
-from ...datasets import load_images, load_labels
+from ...datasets import LabelledImages, load_labelled
 from ...training import Groups, Sample, Trainer
 from .inference import generate_images, labels_in_turn
 from .model import (
@@ -42,15 +41,24 @@ def image_batches(
     )
 
 
-def build_gan(p: DcganTrainParams, image_size: int, channels: int, classes: int = 0) -> DCGAN:
+def build_gan(
+    p: DcganTrainParams,
+    image_size: int,
+    channels: int,
+    classes: int = 0,
+    class_names: tuple[str, ...] = (),
+) -> DCGAN:
     """The GAN of a training job's params, compiled with its optimizers; conditional on
-    ``classes`` labels when the dataset has them and the params allow it."""
+    ``classes`` labels (named ``class_names``) when the dataset has them and the params
+    allow it."""
+    conditional = bool(classes) and p.conditional is not False
     config = DcganConfig(
         image_size=image_size,
         channels=channels,
         latent_dim=p.latent_dim,
         base_filters=p.base_filters,
-        classes=classes if p.conditional else 0,
+        classes=classes if conditional else 0,
+        class_names=class_names if conditional else (),
     )
     recipe = GanRecipe(
         p.loss,
@@ -71,17 +79,15 @@ def build_gan(p: DcganTrainParams, image_size: int, channels: int, classes: int 
     return gan
 
 
-@dataclass(frozen=True)
-class TrainingImages:
-    pixels: np.ndarray
-    labels: np.ndarray | None
-    """Each image's class, for a conditional GAN; None: unconditional."""
+TrainingImages = LabelledImages
+"""A job's images; with labels, a conditional GAN (``labels`` None: unconditional)."""
 
 
 def read_images(p: DcganTrainParams, ctx: JobContext) -> TrainingImages:
-    """A job's images, with the built-in dataset's labels when the GAN is conditional."""
-    labels = load_labels(p.dataset) if p.conditional else None
-    return TrainingImages(load_images(p.dataset, ctx), labels)
+    """A job's images, with the dataset's labels (a built-in's or an upload's) unless the
+    params ignore them."""
+    found = load_labelled(p.dataset, ctx)
+    return found if p.conditional is not False else TrainingImages(found.pixels)
 
 
 class DcganTrainer(Trainer[DcganTrainParams, TrainingImages]):
@@ -89,9 +95,10 @@ class DcganTrainer(Trainer[DcganTrainParams, TrainingImages]):
 
     def build(self) -> keras.Model:
         p = self.params
-        self.images, labels = self.data.pixels, self.data.labels
-        classes = 0 if labels is None else int(labels.max()) + 1
-        self.gan = build_gan(p, self.images.shape[1], self.images.shape[3], classes)
+        self.images, labels, names = self.data.pixels, self.data.labels, self.data.class_names
+        classes = 0 if labels is None else max(len(names), int(labels.max()) + 1)
+        size, channels = self.images.shape[1], self.images.shape[3]
+        self.gan = build_gan(p, size, channels, classes, names if len(names) == classes else ())
         self.labels = labels
         self._noise = (
             np.random.default_rng(p.seed + 1)
