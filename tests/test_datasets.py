@@ -13,17 +13,28 @@ import pytest
 from PIL import Image
 
 from atelier.client import Client
+from atelier.shared.models import ModelStore
+from atelier.shared.storage import make_object_store
 from tests.conftest import TINY_TEXT, TINY_TRAIN, RunningStack
-from tests.payloads import IMAGE_UPLOADS, png, upload_corpus, upload_images, zip_of
+from tests.payloads import IMAGE_UPLOADS, upload_corpus, upload_images, zip_of
 
 pytestmark = pytest.mark.slow
 
+
+def _shade(level: int, seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(level - 20, level + 20, (12, 12))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 CLASS_FOLDERS = {
-    f"{name}/{i:02d}.png": png((12, 12), seed=seed + i)
-    for name, count, seed in (("cats", 10, 0), ("dogs", 12, 100))
+    f"{name}/{i:02d}.png": _shade(level, i)
+    for name, count, level in (("cats", 10, 220), ("dogs", 12, 40))
     for i in range(count)
 }
-"""Two classes in a folder each (inside a wrapper folder, as zipping a folder makes)."""
+"""Two classes, light and dark, in a folder each (inside a wrapper folder, as zipping a
+folder makes)."""
 
 
 # --- good uploads, both kinds, end to end -------------------------------------------------------
@@ -47,20 +58,23 @@ def test_images_train_a_dcgan_at_each_size(
 def test_a_labelled_upload_trains_a_conditional_dcgan(
     local_stack: RunningStack, tmp_path: Path
 ) -> None:
-    """A zip with a folder per class trains a conditional DCGAN that records the classes'
-    names; generation draws the classes asked for, by index or by name, n images in turn:
-    the same noise drawn as the same class gives the same image, as another class another."""
+    """A zip with a folder per class trains a conditional DCGAN (its G holds a learned
+    vector per class) that records the classes' names; generation draws the classes asked
+    for, by index or by name, n images in turn: the same noise drawn as the same class
+    gives the same image, as the other class another."""
     client = local_stack.client("ida")
     archive = tmp_path / "pets.zip"
     archive.write_bytes(zip_of({f"pets/{k}": v for k, v in CLASS_FOLDERS.items()}))
     dataset = client.upload_dataset(archive)
     assert (dataset["class_names"], dataset["class_counts"]) == (["cats", "dogs"], [10, 12])
-    params = {**TINY_TRAIN, "dataset": dataset["name"], "steps": 4, "batch_size": 8}
+    params = {**TINY_TRAIN, "dataset": dataset["name"], "steps": 60, "batch_size": 8}
     train = client.wait(client.submit("train", "dcgan", params)["id"], timeout=300)
     assert train["status"] == "succeeded", train["error"]
     model_id = str(train["model_id"])
     config = client.model(model_id)["config"]
     assert (config["classes"], config["class_names"]) == (2, ["cats", "dogs"])
+    embeddings = [a for n, a in weights_of(local_stack, model_id).items() if n.startswith("g/")]
+    assert any(array.shape == (2, TINY_TRAIN["latent_dim"]) for array in embeddings)
 
     def drawn(**asked: Any) -> np.ndarray:
         asked = {"model_id": model_id, "n": 4, "seed": 3, "format": "npy", **asked}
@@ -76,7 +90,16 @@ def test_a_labelled_upload_trains_a_conditional_dcgan(
     assert np.abs(drawn(labels=[0]) - cats).max() <= 1  # "cats" is class 0
     for index, same in ((0, cats), (1, dogs), (2, cats), (3, dogs)):  # in turn
         assert np.abs(turns[index] - same[index]).max() <= 1
-    assert np.abs(cats - dogs).max() > 1  # the class is an input: a conditional model
+    assert np.abs(cats[0] - cats[1]).max() > 8  # the noise matters, so the above says something
+    assert np.abs(cats - dogs).max() > 8  # and so does the class
+
+
+def weights_of(stack: RunningStack, model_id: str) -> dict[str, np.ndarray]:
+    record = ModelStore(stack.redis).get(model_id)
+    assert record is not None
+    data = make_object_store(stack.settings).get_bytes(record.weights_key)
+    with np.load(io.BytesIO(data)) as arrays:
+        return {name: arrays[name] for name in arrays.files}
 
 
 def test_text_upload_trains_a_textgen_model(local_stack: RunningStack, tmp_path: Path) -> None:
