@@ -28,6 +28,7 @@ from atelier.shared.models import ModelRecord, ModelStore
 from tests.conftest import UPLOAD_LIMITS, InProcessApi
 from tests.payloads import png, zip_of
 from tests.test_api_errors import Api, assert_problem, post_job
+from tests.test_dashboard import _sign_in
 
 GAN = {"image_size": 28, "channels": 1, "latent_dim": 8, "base_filters": 4}
 
@@ -386,3 +387,14 @@ def test_the_cli_uploads_and_lists_a_labelled_dataset(
     assert listed.exit_code == 0, listed.output
     line = next(row for row in listed.output.splitlines() if row.startswith(name))
     assert line.endswith("(2 classes)")
+
+
+def test_the_dashboard_shows_a_datasets_classes(inprocess_api: InProcessApi) -> None:
+    """Escaped like any text: a class name is the uploader's own words."""
+    data = zip_of(folders(**{"<script>cats": 10, "dogs": 11}))
+    assert upload(inprocess_api, "alice", "pets.zip", data).status_code == 201
+    browser = inprocess_api.app.test_client()
+    assert _sign_in(browser, inprocess_api.raw_key()).status_code == 302  # type: ignore[attr-defined]
+    text = browser.get("/datasets").get_data(as_text=True)
+    assert "2 classes: &lt;script&gt;cats (10), dogs (11)" in text and "<script>cats" not in text
+    assert "10 classes: 0 (178), 1 (182)" in text  # the built-in digits

@@ -13,6 +13,11 @@
     item.append(Atelier.el("h2", {}, dataset.title));
     const unit = dataset.modality === "image" ? "images" : "characters";
     item.append(Atelier.el("p", {}, `${dataset.name} · ${dataset.modality} · ${dataset.count} ${unit}`));
+    if (dataset.classes) {
+      const shown = dataset.class_names.slice(0, 12).map((name, i) => `${name} (${dataset.class_counts[i]})`);
+      const more = dataset.classes > 12 ? ", …" : "";
+      item.append(Atelier.el("p", { class: "classes" }, `${dataset.classes} classes: ${shown.join(", ")}${more}`));
+    }
     if (dataset.preview_url) {
       item.append(Atelier.el("img", { src: dataset.preview_url, alt: `Preview of ${dataset.title}` }));
     }
