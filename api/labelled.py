@@ -57,7 +57,7 @@ def folder_classes(
 ) -> Classes | None:
     """The classes ``images`` (the archive's visible image entries) carry by their folders;
     None for an unlabelled layout (every image at the top, past any wrapper folder)."""
-    chosen = set(id(entry) for entry in images)
+    chosen = {id(entry) for entry in images}
     paths = [_parts(entry.filename) for entry in images]
     others = [(_parts(e.filename), e.is_dir()) for e in _visible(archive) if id(e) not in chosen]
     if _wrapped(paths, others):

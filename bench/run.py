@@ -29,6 +29,7 @@ from bench.fairness import fairness
 from bench.generation import bulk_generation, textgen_cache
 from bench.housekeeping import housekeeping
 from bench.jobs import scale, training_throughput, warm_vs_cold
+from bench.labelled_quality import labelled_quality
 from bench.melody_quality import melody_quality
 from bench.polling import status_polling
 from bench.roundtrip import round_trip
@@ -50,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[str], list[Result]]] = {
     "text-quality": text_quality,
     "digits-quality": digits_quality,
     "melody-quality": melody_quality,
+    "labelled-uploads": labelled_quality,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
