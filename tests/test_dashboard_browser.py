@@ -169,7 +169,10 @@ def _check_the_training_form(page: Page, dataset: str) -> None:
     expect(page.get_by_label("Loss", exact=True).locator("option")).to_have_text(["bce", "hinge"])
     expect(page.get_by_label("Spectral Norm")).to_have_attribute("type", "checkbox")
     expect(page.get_by_label("Spectral Norm")).not_to_be_checked()
-    expect(page.get_by_label("Conditional")).to_be_checked()
+    # null (the default: conditional when the dataset is labelled), true or false
+    conditional = page.get_by_label("Conditional")
+    expect(conditional).to_have_value("null")
+    expect(conditional.locator("option")).to_have_text(["(none)", "true", "false"])
     expect(form.locator(f'#train-p-dataset-choices option[value="{dataset}"]')).to_have_count(1)
     page.get_by_label("Kind").last.select_option("textgen")  # another kind, its own params
     expect(page.get_by_label("Vocabulary Size")).to_have_value("1024")

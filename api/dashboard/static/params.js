@@ -91,8 +91,8 @@ const ParamsForm = (() => {
   // A field's value from its input: [value, problem].
   function parse(field) {
     const { input, shape: s } = field;
-    if (s.type === "boolean") return [input.checked, ""];
     if (input.tagName === "SELECT") return [JSON.parse(input.value), ""];
+    if (s.type === "boolean") return [input.checked, ""];
     const text = input.value.trim();
     if (s.type === "array") return parseList(text, s);
     if (text === "") {
@@ -116,8 +116,11 @@ const ParamsForm = (() => {
     return select;
   }
 
+  // A boolean that may also be null (a dcgan's `conditional`: null means "when the dataset
+  // is labelled") is a choice of three, not a checkbox that could only say true or false.
   function inputFor(s) {
     if (s.enum) return selectFor(s);
+    if (s.type === "boolean" && s.nullable) return selectFor(Object.assign({}, s, { enum: [true, false] }));
     if (s.type === "boolean") return Atelier.el("input", { type: "checkbox" });
     if (s.type === "integer" || s.type === "number") {
       const input = Atelier.el("input", { type: "number", step: s.type === "integer" ? "1" : "any", class: "number" });
@@ -134,8 +137,8 @@ const ParamsForm = (() => {
 
   function setValue(field, value) {
     const { input, shape: s } = field;
-    if (s.type === "boolean") input.checked = Boolean(value);
-    else if (input.tagName === "SELECT") input.value = JSON.stringify(value === undefined ? null : value);
+    if (input.tagName === "SELECT") input.value = JSON.stringify(value === undefined ? null : value);
+    else if (s.type === "boolean") input.checked = Boolean(value);
     else if (Array.isArray(value)) input.value = value.join(", ");
     else input.value = value === null || value === undefined ? "" : String(value);
   }
