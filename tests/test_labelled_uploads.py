@@ -398,3 +398,16 @@ def test_the_dashboard_shows_a_datasets_classes(inprocess_api: InProcessApi) -> 
     text = browser.get("/datasets").get_data(as_text=True)
     assert "2 classes: &lt;script&gt;cats (10), dogs (11)" in text and "<script>cats" not in text
     assert "10 classes: 0 (178), 1 (182)" in text  # the built-in digits
+
+
+def test_an_exported_models_script_takes_class_names() -> None:
+    """A model taken away keeps its class names (``atelier.json``, from its config), and its
+    ``generate.py --labels`` takes them as well as indices."""
+    from atelier.workers.export.standalone import class_index
+
+    manifest = {"classes": 2, "class_names": ["cats", "dogs"]}
+    assert [class_index(manifest, label) for label in ("dogs", "cats", "1")] == [1, 0, 1]
+    with pytest.raises(SystemExit, match="no class 'cows': the classes are"):
+        class_index(manifest, "cows")
+    with pytest.raises(SystemExit, match="unnamed"):
+        class_index({"classes": 10}, "seven")

@@ -109,8 +109,14 @@ def _usage(manifest: dict[str, Any]) -> str:
         if manifest.get("tokenizer") == "byte-pair"
         else "one token per UTF-8 byte (`list(text.encode())`);"
     )
+    named = (
+        "; their names, class 0 first, are `class_names` in `atelier.json`, and "
+        "`generate.py --labels` takes them"
+        if manifest.get("class_names")
+        else ""
+    )
     label_doc = (
-        f" and `label` (n,) int32, the class of each image (0-{manifest['classes'] - 1})"
+        f" and `label` (n,) int32, the class of each image (0-{manifest['classes'] - 1}{named})"
         if conditional
         else ""
     )

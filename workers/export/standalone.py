@@ -83,6 +83,16 @@ def images(net: Network, n: int, seed: int = 0, labels: Sequence[int] = ()) -> A
     return np.clip((pixels + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
+def class_index(manifest: dict[str, Any], label: str) -> int:
+    """A class by its index (a number) or its name (the dataset's, in ``class_names``)."""
+    if label.strip().isdigit():
+        return int(label)
+    names = list(manifest.get("class_names") or [])
+    if label not in names:
+        raise SystemExit(f"no class {label!r}: the classes are {names or 'unnamed'}")
+    return names.index(label)
+
+
 # --- textgen and melody: a causal language model -----------------------------------------------
 def next_token_logits(net: Network, ids: Sequence[int]) -> Any:
     """The logits of the token after ``ids`` (the last context's worth of them)."""
@@ -204,14 +214,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=4, help="images, texts or tunes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--labels", default="", help="dcgan: classes in turn, e.g. 3,7")
+    parser.add_argument(
+        "--labels", default="", help="dcgan: classes in turn, by index or name: 3,7 or cats,dogs"
+    )
     parser.add_argument("--prompt", default="", help="textgen: the text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("samples"), help="dcgan: where to")
     args = parser.parse_args(argv)
     net = load()
     if net.kind == "dcgan":
-        labels = [int(x) for x in args.labels.split(",") if x]
+        labels = [class_index(net.manifest, x) for x in args.labels.split(",") if x]
         drawn = images(net, args.n, args.seed, labels)
         write_images(drawn, args.out)
         print(f"{len(drawn)} images {drawn.shape[1:]} in {args.out}/")
