@@ -8,11 +8,15 @@ Set ``DASHBOARD_SCREENSHOTS=docs/screenshots`` to write a screenshot of each pag
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import os
 import re
+import socketserver
+import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,12 +29,14 @@ from playwright.sync_api import (
     BrowserContext,
     Page,
     Request,
+    Response,
     Route,
     expect,
     sync_playwright,
 )
 
 from atelier.api.views.events import _format as format_event
+from atelier.shared.errors import ExportFailed
 from atelier.shared.events import Event, EventType
 from atelier.shared.job_records import Phase, Progress
 from tests.conftest import RunningStack
@@ -322,6 +328,101 @@ def _generate(page: Page, stack: RunningStack, model_id: str, tmp_path: Path) ->
     assert saved.read_bytes().startswith(b"\x89PNG")
 
 
+def _export(page: Page, model_id: str, tmp_path: Path) -> None:
+    """The model page's export buttons: "preparing" while the API answers 202 (a worker of
+    the stack makes the bundle), then the zip is downloaded; a failure's problem+json
+    (the API's own, served in place: a real export here does not fail) is shown."""
+    answers: list[tuple[str, int]] = []
+
+    def record(response: Response) -> None:
+        if "/export?" in response.url:
+            answers.append((response.url.rpartition("format=")[2], response.status))
+
+    page.on("response", record)
+    status = page.locator("#export-status")
+    expected = {"keras": "model.keras", "savedmodel": "saved_model/saved_model.pb"}
+    for button, fmt in (("Download for Keras", "keras"), ("Download as SavedModel", "savedmodel")):
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name=button).click()
+            expect(status).to_contain_text("Preparing the")
+        saved = tmp_path / f"export-{fmt}.zip"
+        download_info.value.save_as(saved)
+        assert download_info.value.suggested_filename == f"{model_id}-{fmt}.zip"
+        with zipfile.ZipFile(saved) as bundle:
+            names = bundle.namelist()
+        assert expected[fmt] in names and "README.md" in names and "generate.py" in names, names
+        link = status.locator("#export-link")
+        expect(link).to_have_attribute("download", f"{model_id}-{fmt}.zip")
+        mine = [code for f, code in answers if f == fmt]
+        assert mine[0] == 202 and mine[-1] == 200 and set(mine) == {200, 202}, answers
+    page.remove_listener("response", record)
+    _export_from_object_storage(page, tmp_path / "export-savedmodel.zip")
+
+    path = f"/v1/models/{model_id}/export"
+    failed = ExportFailed(f"The keras export of {model_id} failed (boom); ask again to retry.")
+    body = json.dumps(failed.to_problem(instance=path))
+
+    def fail(route: Route) -> None:
+        route.fulfill(status=500, content_type="application/problem+json", body=body)
+
+    page.route(re.compile(r"/export\?format=keras$"), fail)
+    page.get_by_role("button", name="Download for Keras").click()
+    expect(status).to_have_text(f"The export could not be made: {failed.detail}")
+    expect(page.get_by_role("button", name="Download for Keras")).to_be_enabled()
+    page.unroute(re.compile(r"/export\?format=keras$"), fail)
+
+
+class _ObjectStore(http.server.BaseHTTPRequestHandler):
+    """Another origin serving one object, as S3 answers a presigned GET."""
+
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _export_from_object_storage(page: Page, bundle: Path) -> None:
+    """On S3 a ready export is a 302 to a presigned URL on another origin, which the page's
+    fetch may not follow (CSP connect-src 'self'): the page navigates to the export instead
+    and the browser downloads the zip from there, the page staying. The 302 is served in
+    place (this stack stores files locally), to a server of the bundle just made."""
+    _ObjectStore.body = bundle.read_bytes()
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ObjectStore)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    presigned = f"http://127.0.0.1:{server.server_address[1]}/exports/b.zip?X-Amz-Signature=a"
+    export = re.compile(r"/export\?format=savedmodel$")
+
+    def redirect(route: Route) -> None:
+        route.fulfill(status=302, headers={"Location": presigned})
+
+    def allow(route: Route) -> None:  # the context lets the stack's origin only
+        route.continue_()
+
+    page.route(export, redirect)
+    page.route(presigned, allow)
+    try:
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name="Download as SavedModel").click()
+        saved = bundle.with_name("from-object-storage.zip")
+        download_info.value.save_as(saved)
+        assert saved.read_bytes() == _ObjectStore.body
+        assert download_info.value.url == presigned
+        expect(page.locator("#export-status")).to_have_text(
+            "Ready: downloading the SavedModel export."
+        )
+    finally:
+        server.shutdown()
+        page.unroute(export, redirect)
+        page.unroute(presigned, allow)
+
+
 def test_train_watch_cancel_and_generate_in_a_browser(
     browser: Browser, local_stack: RunningStack, tmp_path: Path
 ) -> None:
@@ -333,6 +434,7 @@ def test_train_watch_cancel_and_generate_in_a_browser(
     model_id = _train_and_watch(page, local_stack, dataset)
     _cancel_a_job(page, local_stack, dataset)
     _generate(page, local_stack, model_id, tmp_path)
+    _export(page, model_id, tmp_path)
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(local_stack.url("/sign-in"))
     page.goto(local_stack.url("/models"))
