@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from cachetools import TTLCache
 
-from ..shared.job_records import WebhookEvent, decode
+from ..shared.job_records import Progress, WebhookEvent, decode
 from ..shared.jobs import Job, OutputRef
 from ..shared.models import ModelRecord
 from ..shared.storage import ObjectStore
@@ -61,8 +61,20 @@ def output_body(output: OutputRef, links: Links) -> OutputOut:
     )
 
 
+def progress_body(progress: Progress) -> ProgressOut:
+    """A job's progress as served (in the job, in a sweep's trial)."""
+    return ProgressOut(
+        step=progress.step,
+        total=progress.total,
+        fraction=progress.fraction,
+        eta_seconds=progress.eta_seconds,
+        metrics=progress.metrics,
+        updated_at=optional_timestamp(progress.updated_at or None),
+        **progress.model_dump(include=PHASE_FIELDS),
+    )
+
+
 def job_body(job: Job, links: Links) -> JobOut:
-    progress = job.progress
     return JobOut(
         id=job.id,
         type=job.type,
@@ -73,15 +85,7 @@ def job_body(job: Job, links: Links) -> JobOut:
         sweep_id=job.sweep_id,
         params=job.params,
         status=job.status,
-        progress=ProgressOut(
-            step=progress.step,
-            total=progress.total,
-            fraction=progress.fraction,
-            eta_seconds=progress.eta_seconds,
-            metrics=progress.metrics,
-            updated_at=optional_timestamp(progress.updated_at or None),
-            **progress.model_dump(include=PHASE_FIELDS),
-        ),
+        progress=progress_body(job.progress),
         created_at=timestamp(job.created_at),
         started_at=optional_timestamp(job.started_at),
         finished_at=optional_timestamp(job.finished_at),

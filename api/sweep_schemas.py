@@ -11,6 +11,7 @@ from ..shared.job_search import SORT_PATTERN
 from ..shared.jobs import JobStatus
 from ..shared.sweep_space import RandomSpace, check_keys
 from ..shared.sweep_stopping import EarlyStopping
+from .event_schemas import ProgressOut
 from .schemas import NAME, PAGE_LIMIT, JobCreate
 
 
@@ -95,6 +96,9 @@ class SweepTrialOut(BaseModel):
     metrics: dict[str, float] = Field(description="The job's final metrics.")
     progress_metrics: dict[str, float] = Field(
         description="The latest progress report's metrics (a running job has no final ones)."
+    )
+    progress: ProgressOut | None = Field(
+        description="The job's progress (its steps, or its data being prepared); null once deleted."
     )
     stopped_early: str | None = Field(
         description="Why the median rule stopped the trial (`early_stopping`); else null."

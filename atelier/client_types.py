@@ -176,6 +176,8 @@ class SweepTrial(TypedDict):
     status: str | None
     metrics: dict[str, float]
     progress_metrics: dict[str, float]
+    progress: Progress | None
+    """The job's steps, or its data being prepared; None once the job is deleted."""
     stopped_early: str | None
     """Why the median rule stopped it, if it did."""
 

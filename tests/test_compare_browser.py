@@ -96,9 +96,10 @@ def _rank_the_sweep(page: Page, sweep_id: str, ids: list[str]) -> None:
     rows = page.locator("#sweep-trials tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.locator(".status")).to_have_text(["succeeded", "succeeded"])
+    expect(rows.locator("td.step")).to_have_text([f"{RUN['steps']}/{RUN['steps']}"] * 2)
     ranked = [rows.nth(i).get_attribute("data-job") or "" for i in range(2)]
     assert sorted(ranked) == sorted(ids), ranked
-    losses = [float(rows.nth(i).locator("td").nth(4).inner_text()) for i in range(2)]
+    losses = [float(rows.nth(i).locator("td.metric").inner_text()) for i in range(2)]
     assert losses == sorted(losses), losses  # smallest g_loss first
     link = page.locator("#sweep-compare")
     expect(link).to_have_attribute("href", re.compile(rf"ids={ranked[0]}(,|%2C){ranked[1]}"))

@@ -35,10 +35,12 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from atelier.api.dashboard.system import RunningJobOut, SystemOut, WorkerOut
 from atelier.api.views.events import _format as format_event
 from atelier.shared.errors import ExportFailed
 from atelier.shared.events import Event, EventType
 from atelier.shared.job_records import Phase, Progress
+from atelier.shared.jobs import JobType
 from tests.conftest import RunningStack
 from tests.payloads import zip_of
 
@@ -277,6 +279,39 @@ def _see_a_job_prepare_in_the_list(page: Page, stack: RunningStack, job_id: str)
     page.unroute(events, stream)
 
 
+def _see_the_system_page_show_a_phase(page: Page, job_id: str) -> None:
+    """The System page's refresh (every 5 s) says a running job's preparation as the job
+    list does (Atelier.progressText). The API's own answer (``RunningJobOut``), served in
+    place: a real job's preparation here ends before the page could refresh."""
+    entry = RunningJobOut(
+        job_id=job_id,
+        type=JobType.TRAIN,
+        kind="melody",
+        worker="vm:1",
+        step=0,
+        total=1200,
+        fraction=0.0,
+        lease_seconds_left=30.0,
+        phase=Phase.PREPARING,
+        label="building the folk corpus",
+        items_done=340,
+        items_total=1000,
+        unit="tunes",
+    )
+    node = WorkerOut(name="atelier-train@vm", queues=["atelier-train"], running=[entry])
+    body = SystemOut(queues=[], workers=[node], running=[entry]).model_dump_json()
+    system = re.compile(r"/v1/system$")
+
+    def answer(route: Route) -> None:
+        route.fulfill(status=200, content_type="application/json", body=body)
+
+    page.route(system, answer)
+    said = "preparing: building the folk corpus 340/1,000 tunes"
+    expect(page.locator("#running tbody tr").first.locator("td").nth(3)).to_have_text(said)
+    expect(page.locator("#workers")).to_contain_text(f"{job_id} (melody train, {said})")
+    page.unroute(system, answer)
+
+
 def _cancel_a_job(page: Page, stack: RunningStack, dataset: str) -> None:
     job_id = _start_training(page, dataset, LONG_TRAIN)
     _shot(page, "jobs")
@@ -288,6 +323,7 @@ def _cancel_a_job(page: Page, stack: RunningStack, dataset: str) -> None:
     expect(page.locator("#workers")).to_contain_text(job_id)
     expect(page.locator("#running")).to_contain_text(job_id)
     _shot(page, "system")
+    _see_the_system_page_show_a_phase(page, job_id)
     page.goto(stack.url(f"/jobs/{job_id}"))
     page.get_by_role("button", name="Cancel job").click()
     expect(page.locator("#job-status")).to_have_text("canceled", timeout=WAIT_MS)

@@ -293,3 +293,49 @@ def test_atelier_jobs_shows_the_preparation(
 def _row(page: str, job_id: str) -> str:
     start = page.index(f'<tr data-job="{job_id}"')
     return page[start : page.index("</tr>", start)]
+
+
+def test_the_system_and_sweep_pages_show_the_phase_and_a_queued_job_no_steps(
+    inprocess_api: InProcessApi,
+) -> None:
+    """The System page's running jobs and a sweep's trials say a job's preparation as the
+    job list does (one macro, progress.html; /v1/system and a sweep's trials carry the
+    phase), and a queued job's progress column is empty, not "0/0"."""
+    client = inprocess_api.client()
+    base = {"dataset": "folk", "steps": 1200}
+    sweep = client.sweep("train", "melody", base, grid={"steps": [1200, 1300]})
+    preparing, queued = (t["job_id"] for t in sweep["trials"])
+    store = JobStore(inprocess_api.redis)
+    claimed = store.claim(preparing, "test-worker", 30)
+    assert claimed is not None and claimed.fence is not None
+    progress = Progress(
+        total=1200,
+        phase=Phase.PREPARING,
+        label="building the folk corpus",
+        items_done=340,
+        items_total=1000,
+        unit="tunes",
+    )
+    assert store.history.write_progress(preparing, claimed.fence, progress)
+    said = "preparing: building the folk corpus 340/1,000 tunes"
+
+    trials = {t["job_id"]: t for t in client.get_sweep(sweep["id"])["trials"]}
+    shown = trials[preparing]["progress"]
+    assert shown is not None and preparing_line(shown) == said
+    waiting = trials[queued]["progress"]
+    assert waiting is not None and (waiting["step"], waiting["total"]) == (0, 0), waiting
+    running = client.request("GET", "/v1/system")["running"]
+    assert [(r["job_id"], r["phase"], r["label"], r["items_done"]) for r in running] == [
+        (preparing, "preparing", "building the folk corpus", 340)
+    ]
+
+    browser = inprocess_api.app.test_client()
+    assert _sign_in(browser, inprocess_api.raw_key()).status_code == 302  # type: ignore[attr-defined]
+    system = browser.get("/system").get_data(as_text=True)
+    assert f"<td>{said}</td>" in system, system
+    page = browser.get(f"/sweeps/{sweep['id']}").get_data(as_text=True)
+    assert f'<td class="step">{said}</td>' in _row(page, preparing)
+    assert '<td class="step"></td>' in _row(page, queued), _row(page, queued)
+    jobs = browser.get("/").get_data(as_text=True)
+    assert '<span class="step" data-field="step"></span>' in _row(jobs, queued), _row(jobs, queued)
+    assert "0/0" not in _row(jobs, queued) and said in _row(jobs, preparing)

@@ -5,7 +5,8 @@ Queue depths come from Redis (the broker lists and the ``running`` lease index, 
 (``inspect().active_queues()``, half a second at most, remembered a few seconds per API
 process so a page refreshing every few seconds costs one broadcast); what each runs is the
 leased jobs whose worker process lives on the node's host and whose queue the node reads.
-Another owner's job shows its kind and progress, never its id.
+Another owner's job shows its kind and progress (its steps, or the phase preparing its data:
+labels name what is done, never the owner's data), never its id.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any, cast
 from pydantic import BaseModel, Field
 from spectree import Response
 
+from ...shared.job_records import Phase
 from ...shared.jobs import JobType
 from ...shared.queue import queue_length
 from ...shared.redis_keys import KEYS
 from ..auth import current_owner
+from ..bodies import PHASE_FIELDS
 from ..services import services
 from ..spec import spec
 from ..views import v1
@@ -45,6 +48,13 @@ class RunningJobOut(BaseModel):
     total: int
     fraction: float
     lease_seconds_left: float = Field(description="Negative: the worker stopped renewing.")
+    phase: Phase | None = Field(
+        None, description="`preparing` until step 1 (its data), then `training`, as the job's."
+    )
+    label: str | None = Field(None, description="What the preparing phase does.")
+    items_done: int | None = Field(None, description="The preparing phase's count so far.")
+    items_total: int | None = None
+    unit: str | None = None
 
 
 class WorkerOut(BaseModel):
@@ -115,6 +125,7 @@ def _running_jobs(owner: str) -> list[RunningJobOut]:
                 total=job.progress.total,
                 fraction=job.progress.fraction,
                 lease_seconds_left=round(expiry - now, 1),
+                **job.progress.model_dump(include=PHASE_FIELDS),
             )
         )
     return shown

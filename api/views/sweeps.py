@@ -23,6 +23,7 @@ from ...shared.sweeps import (
     trial_views,
 )
 from ..auth import current_owner
+from ..bodies import progress_body
 from ..paging import checked_limit
 from ..schemas import SubmitHeaders, problems, timestamp
 from ..services import Services, services
@@ -178,5 +179,6 @@ def trial_out(view: TrialView, stopped: dict[str, str]) -> SweepTrialOut:
         status=job.status if job else None,
         metrics=job.metrics if job else {},
         progress_metrics=job.progress.metrics if job else {},
+        progress=progress_body(job.progress) if job else None,
         stopped_early=stopped.get(view.trial.job_id),
     )

@@ -75,10 +75,23 @@ const Atelier = (() => {
     return source;
   }
 
+  // What a progress column says (the job list, the System page; progress.html renders it
+  // alike): the phase preparing a running job's data ("preparing: building the folk corpus
+  // 340/1,000 tunes", as the job page and the CLI), its steps once it trains ("120/160"),
+  // nothing before it has any (a queued job's 0/0). ``p``: a progress, or a running job.
+  function progressText(p) {
+    if (p.phase === "preparing") {
+      const count = p.items_total
+        ? ` ${(p.items_done || 0).toLocaleString("en")}/${p.items_total.toLocaleString("en")} ${p.unit || ""}` : "";
+      return `preparing: ${p.label || "the data"}${count}`.trim();
+    }
+    return p.total ? `${p.step}/${p.total}` : "";
+  }
+
   function setStatus(node, status) {
     node.textContent = status;
     node.className = `status status-${status}`;
   }
 
-  return { api, problemText, el, formatEta, renderOutput, follow, setStatus, TERMINAL, csrfToken };
+  return { api, problemText, el, formatEta, progressText, renderOutput, follow, setStatus, TERMINAL, csrfToken };
 })();

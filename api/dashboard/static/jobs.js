@@ -61,13 +61,6 @@
     applyProgress(row, { ...p, phase: over ? null : p.phase, eta_seconds: over ? null : p.eta_seconds });
   }
 
-  // "preparing: building the folk corpus 340/1,000 tunes" (as the job page and the CLI).
-  function preparingText(p) {
-    const count = p.items_total
-      ? ` ${(p.items_done || 0).toLocaleString("en")}/${p.items_total.toLocaleString("en")} ${p.unit || ""}` : "";
-    return `preparing: ${p.label || "the data"}${count}`.trim();
-  }
-
   // Until step 1 a job may prepare its data (read, tokenise, build a corpus): the bar, the
   // count and the ETA are that phase's, not the run's "0/N" steps.
   function applyProgress(row, p) {
@@ -76,12 +69,12 @@
     if (p.phase === "preparing") {
       row.dataset.phase = "preparing";
       bar.value = p.items_total ? (p.items_done || 0) / p.items_total : 0;
-      step.textContent = preparingText(p);
+      step.textContent = Atelier.progressText(p);
     } else {
       if (p.fraction !== undefined) bar.value = p.fraction;
       if (p.step !== undefined) {
         delete row.dataset.phase;
-        step.textContent = `${p.step}/${p.total}`;
+        step.textContent = Atelier.progressText(p);  // "" for a queued job's 0/0
       }
     }
     row.querySelector('[data-field="eta"]').textContent = Atelier.formatEta(p.eta_seconds);

@@ -20,7 +20,11 @@
     }
   }
 
-  const describe = (r) => `${r.job_id || other} (${r.kind} ${r.type}, ${r.step}/${r.total})`;
+  // Steps, or the phase preparing its data, as the job list says them (common.js).
+  const describe = (r) => {
+    const progress = Atelier.progressText(r);
+    return `${r.job_id || other} (${r.kind} ${r.type}${progress ? `, ${progress}` : ""})`;
+  };
 
   async function refresh() {
     const result = await Atelier.api("GET", "/v1/system");
@@ -31,7 +35,7 @@
     fill("workers", s.workers.map((w) => [w.name, w.queues.join(", "),
       w.running.length ? w.running.map(describe).join("; ") : "idle"]), "No worker answered.", 3);
     fill("running", s.running.map((r) => [r.job_id || other, `${r.kind} ${r.type}`, r.worker || "–",
-      `${r.step}/${r.total}`, `${r.lease_seconds_left} s`]), "Nothing running.", 5);
+      Atelier.progressText(r), `${r.lease_seconds_left} s`]), "Nothing running.", 5);
     note.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes every 5 seconds.`;
   }
   setInterval(refresh, PERIOD_MS);
