@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import boto3
 import redis
@@ -118,8 +120,9 @@ class ObjectStore(Protocol):
         """Every key that starts with ``prefix`` (a folder-like prefix ending in /)."""
         ...
 
-    def presigned_url(self, key: str) -> str | None:
-        """A URL anyone holding it can GET, or None when downloads go through the API."""
+    def presigned_url(self, key: str, download_name: str | None = None) -> str | None:
+        """A URL anyone holding it can GET, or None when downloads go through the API;
+        with ``download_name``, a browser saves what it gets under that name."""
         ...
 
     def check(self) -> None:
@@ -174,7 +177,7 @@ class LocalObjectStore:
             if path.is_file() and not path.name.startswith(".part-")
         )
 
-    def presigned_url(self, key: str) -> str | None:
+    def presigned_url(self, key: str, download_name: str | None = None) -> str | None:
         return None
 
     def check(self) -> None:
@@ -266,9 +269,13 @@ class S3ObjectStore:
         )
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
-    def presigned_url(self, key: str) -> str | None:
+    def presigned_url(self, key: str, download_name: str | None = None) -> str | None:
+        params = {"Bucket": self.bucket, "Key": key}
+        if download_name is not None:
+            # Signed into the URL: the S3 server answers it as the Content-Disposition.
+            params["ResponseContentDisposition"] = content_disposition(download_name)
         url: str = self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.expires
+            "get_object", Params=params, ExpiresIn=self.expires
         )
         return url
 
@@ -277,6 +284,12 @@ class S3ObjectStore:
             self._client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise ServiceUnavailable(f"S3 bucket {self.bucket!r} unreachable: {exc}") from exc
+
+
+def content_disposition(name: str) -> str:
+    """RFC 6266's attachment header for ``name``: an ASCII fallback and the UTF-8 name."""
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _error_code(exc: ClientError) -> str:

@@ -92,8 +92,8 @@ class MeteredObjectStore:
     def list_keys(self, prefix: str) -> list[str]:
         return self.inner.list_keys(prefix)
 
-    def presigned_url(self, key: str) -> str | None:
-        return self.inner.presigned_url(key)
+    def presigned_url(self, key: str, download_name: str | None = None) -> str | None:
+        return self.inner.presigned_url(key, download_name)
 
     def check(self) -> None:
         self.inner.check()

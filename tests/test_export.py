@@ -226,7 +226,11 @@ def test_an_export_on_s3_is_a_presigned_redirect(s3_api: InProcessApi, tmp_path:
         s3_api.url(f"/v1/models/{model.id}/export"), headers=headers, allow_redirects=False
     )
     assert answer.status_code == 302 and "X-Amz-Signature" in answer.headers["Location"]
-    assert requests.get(answer.headers["Location"], timeout=10).content == BUNDLE
+    fetched = requests.get(answer.headers["Location"], timeout=10)
+    assert fetched.content == BUNDLE
+    # A browser saves it under the model's name, not the object key's last part.
+    saved_as = f'filename="{model.id}-keras.zip"'
+    assert saved_as in fetched.headers.get("Content-Disposition", ""), fetched.headers
     client = s3_api.client()
     assert client.export_model(model.id, path=tmp_path / "m.zip").read_bytes() == BUNDLE
     client.delete_model(model.id)

@@ -206,8 +206,8 @@ class PatientReads:
     def delete(self, key: str) -> None:
         self._objects.delete(key)
 
-    def presigned_url(self, key: str) -> str | None:
-        return self._objects.presigned_url(key)
+    def presigned_url(self, key: str, download_name: str | None = None) -> str | None:
+        return self._objects.presigned_url(key, download_name)
 
     def check(self) -> None:
         self._objects.check()

@@ -103,5 +103,5 @@ def _serve(model: ModelRecord, fmt: ExportFormat, key: str) -> BaseResponse | No
         return send_file(
             path, mimetype="application/zip", as_attachment=True, download_name=name, max_age=0
         )
-    url = store.presigned_url(key)
+    url = store.presigned_url(key, download_name=name)
     return None if url is None or not store.exists(key) else redirect(url, code=302)
