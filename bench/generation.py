@@ -115,8 +115,12 @@ def bulk_generation(size: str) -> list[Result]:
             npy_times.append(job("npy"))
     raw_rate = IMAGES / min(raw_times)
     return [
-        _bulk_result(label, IMAGES / min(times), raw_rate, repeats)
-        for label, times in (("PNGs in images.zip", png_times), ("format=npy", npy_times))
+        _bulk_result(label, IMAGES / min(times), raw_rate, repeats, goal)
+        # Issue 26 asks 0.85 of the forward pass for the PNG zip; npy keeps its 0.8.
+        for label, times, goal in (
+            ("PNGs in images.zip", png_times, 0.85),
+            ("format=npy", npy_times, 0.8),
+        )
     ]
 
 
@@ -137,7 +141,9 @@ def _raw_forward_pass(settings: Settings, model_id: str) -> Callable[[], float]:
     return lambda: timed(lambda: to_uint8(forward(z)))
 
 
-def _bulk_result(label: str, rate: float, raw_rate: float, repeats: int) -> Result:
+def _bulk_result(
+    label: str, rate: float, raw_rate: float, repeats: int, goal: float
+) -> Result:
     return Result(
         f"1,000-image dcgan job, {label}",
         rate,
@@ -145,7 +151,7 @@ def _bulk_result(label: str, rate: float, raw_rate: float, repeats: int) -> Resu
         "raw batched forward pass",
         "images/s",
         rate / raw_rate,
-        ">= 0.8",
-        rate / raw_rate >= 0.8,
+        f">= {goal}",
+        rate / raw_rate >= goal,
         f"job run time (claim to finish), best of {repeats}",
     )
