@@ -168,6 +168,43 @@ def test_a_stale_pending_export_is_sent_again(api: Api) -> None:
     assert state is not None and time.time() - state.requested_at < 60
 
 
+@pytest.mark.slow  # imports TensorFlow (workers.export)
+def test_a_worker_counts_an_export_it_could_not_make(api: Api) -> None:
+    """``make_export`` with a kind that makes no bundles: the failure is recorded with its
+    reason and counted in ``atelier_exports_total{outcome="failed"}``, once."""
+    from prometheus_client import REGISTRY
+
+    from atelier.shared.models import ModelStore
+    from atelier.shared.settings import Settings
+    from atelier.workers.export.job import make_export
+    from atelier.workers.kinds.base import ModelKind
+
+    class Unexportable(ModelKind):
+        name = "dcgan"
+
+        def train(self, params: Any, ctx: Any) -> Any:
+            raise NotImplementedError
+
+        def generate(self, model: Any, params: Any, ctx: Any) -> Any:
+            raise NotImplementedError
+
+    app = api[0]
+    model = record(app)
+    objects = make_object_store(app.settings)
+    objects.put_bytes(model.weights_key, b"weights", "application/zip")
+    exports = ExportStore(app.redis)
+    exports.request(model.id, ExportFormat.KERAS)
+    labels = {"kind": "dcgan", "format": "keras", "outcome": "failed"}
+    before = REGISTRY.get_sample_value("atelier_exports_total", labels) or 0.0
+    state = make_export(
+        ModelStore(app.redis), exports, objects, lambda name: Unexportable(Settings()),
+        model.id, ExportFormat.KERAS,
+    )  # fmt: skip
+    assert state is not None and state.status == "failed"
+    assert state.error == "dcgan models cannot be exported"
+    assert REGISTRY.get_sample_value("atelier_exports_total", labels) == before + 1
+
+
 def test_deleting_a_model_deletes_its_exports(api: Api) -> None:
     app, headers = api
     model = record(app)

@@ -80,6 +80,12 @@ PREPARED_CORPORA = Counter(
     "(fetched), or built here and stored for every worker (built).",
     ["corpus", "source"],
 )
+EXPORTS = Counter(
+    "atelier_exports_total",
+    "Model exports a worker made (ready), could not make (failed), or made for a model "
+    "deleted meanwhile (discarded).",
+    ["kind", "format", "outcome"],
+)
 TRAINING_STEPS = Counter("atelier_training_steps_total", "Optimizer steps taken.", ["kind"])
 GENERATED_IMAGES = Counter(
     "atelier_generated_images_total", "Images written by generation jobs.", ["kind"]
@@ -136,6 +142,9 @@ def preinitialise(kinds: list[str], types: list[str]) -> None:
     for action in ("requeued", "failed", "expired", "sent", "resent", "purged", "stopped"):
         REAPER_ACTIONS.labels(action)
     for kind in kinds:
+        for fmt in ("keras", "savedmodel"):
+            for outcome in ("ready", "failed", "discarded"):
+                EXPORTS.labels(kind, fmt, outcome)
         TRAINING_STEPS.labels(kind)
         GENERATED_IMAGES.labels(kind)
         GENERATED_TOKENS.labels(kind)

@@ -12,6 +12,7 @@ from ...shared.exports import ExportFormat, ExportState, ExportStore
 from ...shared.models import ModelStore
 from ...shared.storage import ObjectLayout, ObjectStore
 from ..kinds.base import ModelKind
+from ..metrics import EXPORTS
 from .bundle import export_bundle, float32_policy
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def make_export(
         log.exception("export %s %s failed", model_id, fmt)
         reason = str(exc) if isinstance(exc, AtelierError) else type(exc).__name__
         failed = state.model_copy(update={"status": "failed", "error": reason})
+        EXPORTS.labels(model.kind, fmt.value, "failed").inc()
         return failed if exports.finish(model_id, fmt, failed) else None
     seconds = round(time.perf_counter() - started, 3)
     ready = state.model_copy(
@@ -52,7 +54,9 @@ def make_export(
     )
     if not exports.finish(model_id, fmt, ready):
         objects.delete(key)  # the model was deleted while its export was made
+        EXPORTS.labels(model.kind, fmt.value, "discarded").inc()
         log.info("export %s %s: the model is gone; export deleted", model_id, fmt)
         return None
+    EXPORTS.labels(model.kind, fmt.value, "ready").inc()
     log.info("export %s %s: %d bytes in %.2f s", model_id, fmt, size, seconds)
     return ready
