@@ -18,6 +18,9 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import IO, Any
+
+import numpy as np
 
 from ..shared.errors import InvalidUpload, PayloadTooLarge
 from ..shared.settings import Settings
@@ -170,3 +173,19 @@ def _visible(entry: zipfile.ZipInfo, suffixes: set[str]) -> bool:
     name = PurePosixPath(entry.filename)
     hidden = any(part.startswith((".", "__MACOSX")) for part in name.parts)
     return not entry.is_dir() and not hidden and name.suffix.lower() in suffixes
+
+
+def npy_header(handle: IO[bytes], what: str) -> tuple[tuple[int, ...], bool, Any]:
+    """An ``.npz`` member's shape, Fortran order and dtype from its ``.npy`` header, read
+    with numpy's own reader (it never evaluates more than a literal dict), before any of
+    its data; ``what`` names the array in the refusal of another format version."""
+    version = np.lib.format.read_magic(handle)
+    if version not in ((1, 0), (2, 0)):
+        raise InvalidUpload(f"The .npz {what} .npy version {version}; save with numpy.savez.")
+    read_header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran_order, dtype = read_header(handle)
+    return shape, fortran_order, dtype

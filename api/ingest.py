@@ -28,7 +28,7 @@ from ..shared.datasets import Modality
 from ..shared.errors import InvalidUpload, PayloadTooLarge
 from ..shared.kinds.melody.ingest import ABC_SUFFIXES, check_tunes
 from ..shared.settings import Settings
-from .archives import UNREADABLE, open_zip, read_entry, visible_files
+from .archives import UNREADABLE, npy_header, open_zip, read_entry, visible_files
 from .labelled import Classes, folder_classes, npz_classes
 from .upload_gate import UploadGate
 
@@ -260,15 +260,7 @@ def _npy_layout(handle: IO[bytes], entry: zipfile.ZipInfo, target: Target) -> Np
     """The image array's layout from its ``.npy`` header (numpy's own reader, which never
     evaluates more than a literal dict), checked (dtype, order, shape, images, bytes,
     pixels, and that the data is really there) before a byte of pixels is read."""
-    version = np.lib.format.read_magic(handle)
-    if version not in ((1, 0), (2, 0)):
-        raise InvalidUpload(f"The .npz array is .npy version {version}; save it with numpy.savez.")
-    read_header = (
-        np.lib.format.read_array_header_1_0
-        if version == (1, 0)
-        else np.lib.format.read_array_header_2_0
-    )
-    shape, fortran_order, dtype = read_header(handle)
+    shape, fortran_order, dtype = npy_header(handle, "array is")
     if dtype != np.uint8:
         raise InvalidUpload(f"The .npz images are {dtype}; send uint8 pixels (0-255).")
     if fortran_order:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..shared.errors import InvalidUpload
 from ..shared.settings import Settings
-from .archives import UNREADABLE
+from .archives import UNREADABLE, npy_header
 
 MAX_CLASS_NAME_CHARS = 64
 """Longest class name (a folder's, or a string label's), in characters."""
@@ -128,15 +128,7 @@ def npz_classes(archive: zipfile.ZipFile, count: int, settings: Settings) -> Cla
 
 
 def _read_labels(handle: IO[bytes], entry: zipfile.ZipInfo, count: int) -> np.ndarray:
-    version = np.lib.format.read_magic(handle)
-    if version not in ((1, 0), (2, 0)):
-        raise InvalidUpload(f"The .npz labels are .npy version {version}; save with numpy.savez.")
-    read_header = (
-        np.lib.format.read_array_header_1_0
-        if version == (1, 0)
-        else np.lib.format.read_array_header_2_0
-    )
-    shape, _, dtype = read_header(handle)
+    shape, _, dtype = npy_header(handle, "labels are")
     _check_label_dtype(dtype)
     if shape != (count,):
         raise InvalidUpload(
