@@ -222,22 +222,31 @@ def test_the_folk_build_counts_its_tunes(tmp_path: Path) -> None:
     assert folk.recipe(2) != folk.recipe(0)
 
 
-def test_the_api_and_the_dashboard_show_the_phase(inprocess_api: InProcessApi) -> None:
-    client = inprocess_api.client()
-    job_id = client.submit("train", "melody", {"dataset": "folk", "steps": 1200})["id"]
-    store = JobStore(inprocess_api.redis)
+def preparing_the_corpus(
+    api: InProcessApi, job_id: str, done: int, of: int, eta_seconds: float | None = None
+) -> tuple[JobStore, str, Progress]:
+    """Claim a 1,200-step melody job as a worker would and write that it is building the
+    folk corpus, ``done`` of ``of`` tunes: (the store, the fence, the progress written)."""
+    store = JobStore(api.redis)
     claimed = store.claim(job_id, "test-worker", 30)
     assert claimed is not None and claimed.fence is not None
     progress = Progress(
         total=1200,
-        eta_seconds=70.0,
+        eta_seconds=eta_seconds,
         phase=Phase.PREPARING,
         label="building the folk corpus",
-        items_done=120,
-        items_total=400,
+        items_done=done,
+        items_total=of,
         unit="tunes",
     )
     assert store.history.write_progress(job_id, claimed.fence, progress)
+    return store, claimed.fence, progress
+
+
+def test_the_api_and_the_dashboard_show_the_phase(inprocess_api: InProcessApi) -> None:
+    client = inprocess_api.client()
+    job_id = client.submit("train", "melody", {"dataset": "folk", "steps": 1200})["id"]
+    preparing_the_corpus(inprocess_api, job_id, done=120, of=400, eta_seconds=70.0)
     shown = client.get(job_id)["progress"]
     assert shown["phase"] == "preparing" and preparing_line(shown) == (
         "preparing: building the folk corpus 120/400 tunes, ETA 1m10s"
@@ -262,19 +271,9 @@ def test_atelier_jobs_shows_the_preparation(
         client.submit("train", "melody", {"dataset": "folk", "steps": 1200}, name=name)["id"]
         for name in ("first tune", "second tune")
     )
-    store = JobStore(inprocess_api.redis)
-    claimed = store.claim(preparing, "test-worker", 30)
-    assert claimed is not None and claimed.fence is not None
-    progress = Progress(
-        total=1200,
-        eta_seconds=40.0,
-        phase=Phase.PREPARING,
-        label="building the folk corpus",
-        items_done=340,
-        items_total=1000,
-        unit="tunes",
+    store, fence, progress = preparing_the_corpus(
+        inprocess_api, preparing, done=340, of=1000, eta_seconds=40.0
     )
-    assert store.history.write_progress(preparing, claimed.fence, progress)
     result = CliRunner().invoke(cli_main, ["jobs"])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines()}
@@ -284,7 +283,7 @@ def test_atelier_jobs_shows_the_preparation(
     assert lines[queued].split()[3:5] == ["queued", "0%"], lines[queued]
     # Once it trains, the row is the run's share again.
     trained = progress.model_copy(update={"phase": Phase.TRAINING, "step": 600, "fraction": 0.5})
-    assert store.history.write_progress(preparing, claimed.fence, trained)
+    assert store.history.write_progress(preparing, fence, trained)
     again = CliRunner().invoke(cli_main, ["jobs"]).output
     assert f"{preparing}  train    melody   running         50%" in again, again
     assert "[building" not in again
@@ -305,18 +304,7 @@ def test_the_system_and_sweep_pages_show_the_phase_and_a_queued_job_no_steps(
     base = {"dataset": "folk", "steps": 1200}
     sweep = client.sweep("train", "melody", base, grid={"steps": [1200, 1300]})
     preparing, queued = (t["job_id"] for t in sweep["trials"])
-    store = JobStore(inprocess_api.redis)
-    claimed = store.claim(preparing, "test-worker", 30)
-    assert claimed is not None and claimed.fence is not None
-    progress = Progress(
-        total=1200,
-        phase=Phase.PREPARING,
-        label="building the folk corpus",
-        items_done=340,
-        items_total=1000,
-        unit="tunes",
-    )
-    assert store.history.write_progress(preparing, claimed.fence, progress)
+    preparing_the_corpus(inprocess_api, preparing, done=340, of=1000)
     said = "preparing: building the folk corpus 340/1,000 tunes"
 
     trials = {t["job_id"]: t for t in client.get_sweep(sweep["id"])["trials"]}
