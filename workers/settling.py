@@ -70,53 +70,30 @@ def finish_surely(
     another attempt's, or gone), and ``read`` says it came from a confirmed read rather
     than the finish's own answer. Raises the finish's error when no confirmed read says
     what it left."""
-    return _finish(jobs, durability, job, status, fields, again=True)
-
-
-def _finish(
-    jobs: JobStore,
-    durability: Durability,
-    job: Job,
-    status: JobStatus,
-    fields: dict[str, Any],
-    again: bool,
-) -> tuple[Job | None, bool]:
-    try:
-        done = jobs.finish(job.id, status, fence=job.fence, **fields)
-    except LOST_REPLY_ERRORS as exc:
-        return _after_lost_reply(jobs, durability, job, status, exc, fields, again)
-    if done is not None:
-        return done, False
-    known, current = durable_record(durability, job.id)
-    if known and _finished_by(current, job, status):
-        log.warning("%s: the %s finish stood; its reply was lost", job.id, status)
-        return current, True
-    return None, False
-
-
-def _after_lost_reply(
-    jobs: JobStore,
-    durability: Durability,
-    job: Job,
-    status: JobStatus,
-    error: Exception,
-    fields: dict[str, Any],
-    again: bool,
-) -> tuple[Job | None, bool]:
-    known, current = durable_record(durability, job.id)
-    if not known:
-        raise error
-    if _finished_by(current, job, status):
-        log.warning("%s: the %s finish stood; its reply was lost", job.id, status)
-        return current, True
-    if current is None or current.fence != job.fence or current.status.is_terminal():
-        return None, False
-    if not again:
-        raise error
-    # Still this attempt's and not finished: the EXEC never ran. The work is done, so
-    # finish again (once) rather than let a dropped connection retry the whole job.
-    log.warning("%s: the %s finish was not applied (%s); finishing again", job.id, status, error)
-    return _finish(jobs, durability, job, status, fields, again=False)
+    for again in (True, False):
+        error: Exception | None = None
+        try:
+            done = jobs.finish(job.id, status, fence=job.fence, **fields)
+            if done is not None:
+                return done, False
+        except LOST_REPLY_ERRORS as exc:
+            error = exc
+        known, current = durable_record(durability, job.id)
+        if known and _finished_by(current, job, status):
+            log.warning("%s: the %s finish stood; its reply was lost", job.id, status)
+            return current, True
+        if error is None:
+            return None, False  # answered None: another attempt's, or gone
+        if not known:
+            raise error
+        if current is None or current.fence != job.fence or current.status.is_terminal():
+            return None, False
+        if not again:
+            raise error
+        # Still this attempt's and not finished: the EXEC never ran. The work is done, so
+        # finish again (once) rather than let a dropped connection retry the whole job.
+        log.warning("%s: the %s finish was not applied (%s); again", job.id, status, error)
+    raise AssertionError("the second try returns or raises")
 
 
 def _finished_by(current: Job | None, job: Job, status: JobStatus) -> bool:
