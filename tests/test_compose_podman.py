@@ -164,7 +164,8 @@ def submit(stack: Stack, key: str, body: dict[str, Any]) -> str:
     answer = requests.post(
         f"{stack.api}/v1/jobs", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
     )
-    assert answer.status_code == 202, answer.text
+    # The containers' logs with a refusal: a 503 says only that a backing service failed.
+    assert answer.status_code == 202, (answer.text, stack.logs())
     job_id: str = answer.json()["id"]
     return job_id
 
