@@ -152,8 +152,9 @@ def worker_process(settings: Settings, threads: int, directory: Path, shared: Sh
 
 
 def _timed_claims(runner: JobRunner, shared: Shared, tally: Tally) -> None:
-    """Measure the runner's claim (replica checks included) and count pick attempts."""
-    claim, pick = runner._claim, runner.jobs.fair.pick
+    """Measure the runner's claim (replica checks included) and count its claim scripts
+    (one pick each: the script has no lost race to retry, so one per claim or empty)."""
+    claim, pick = runner._claim, runner.jobs.claim_next
 
     def timed_claim(job_id: str, job_type: JobType | None) -> Job | None:
         started = time.perf_counter()
@@ -169,7 +170,7 @@ def _timed_claims(runner: JobRunner, shared: Shared, tally: Tally) -> None:
         return pick(*args, **kwargs)
 
     setattr(runner, "_claim", timed_claim)  # noqa: B010 - measuring, not changing
-    setattr(runner.jobs.fair, "pick", counted_pick)  # noqa: B010
+    setattr(runner.jobs, "claim_next", counted_pick)  # noqa: B010
 
 
 def _simulated_worker(settings: Settings, directory: Path, shared: Shared, tally: Tally) -> None:

@@ -10,8 +10,9 @@
       ├──cancel──▶ canceled
       └──start_before passed──▶ expired        (never run late)
 
-Every transition is a WATCH/MULTI on the job's hash: two workers racing to claim the
-same job cannot both win, and a cancel racing a claim is seen by whichever loses. A
+Every transition is a WATCH/MULTI on the job's hash, and a worker's fair claim is one Lua
+script: two workers racing to claim the same job cannot both win, and a cancel racing a
+claim is seen by whichever loses. A
 running job holds a lease in the ``running`` index; the reaper requeues or fails jobs whose
 lease ran out through the same ``attempt_failed`` as a runner that saw a transient error,
 so one ``RetryPolicy`` decides both. Job records never expire.
@@ -19,6 +20,7 @@ so one ``RetryPolicy`` decides both. Job records never expire.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -27,7 +29,7 @@ import redis
 from redis.client import Pipeline
 
 from .errors import Conflict, StartDeadlineMissed
-from .events import CREATION_DATA, EventType, JobEvents, status_data
+from .events import CREATION_DATA, EventType, JobEvents
 from .job_indexes import JobIndexes, StopFlags
 from .job_labels import LabelChange, index_tags
 from .job_records import (
@@ -45,9 +47,11 @@ from .job_records import (
     new_id,
     record_json,
 )
-from .limits import limits_for, running_limits
+from .limits import scheduling_limits
 from .redis_keys import KEYS, RedisKeys
+from .redis_scripts import CLAIM_NEXT_LUA, Arg
 from .retry import RetryPolicy
+from .scheduling import OWNERS_SCANNED
 from .settings import Settings
 
 __all__ = [
@@ -67,8 +71,9 @@ Also = Callable[[Pipeline, Job], None]
 Target = JobStatus | Callable[[Job], JobStatus | None] | None
 
 CLAIM_TRIES = 50
-"""Lost races a claim retries (other workers claiming at the same moment) before giving up;
-a message that finds nothing is harmless, the reaper re-sends for jobs left waiting."""
+"""Picked ids whose record is gone or not queued (deleted by hand) a claim drops before
+giving up; a message that finds nothing is harmless, the reaper re-sends for jobs left
+waiting."""
 
 
 def _starter(worker: str) -> Callable[[Job], None]:
@@ -90,6 +95,7 @@ class JobStore(JobIndexes):
         super().__init__(client, keys)
         self.retry = retry or RetryPolicy()
         self.events = JobEvents(client, keys)
+        self._claim_next = client.register_script(CLAIM_NEXT_LUA)
 
     # Reads, stop flags and fenced progress writes are in JobIndexes (shared.job_indexes).
     # --- writes outside the state machine ---------------------------------------------------
@@ -161,33 +167,23 @@ class JobStore(JobIndexes):
         settings: Settings,
     ) -> Job | None:
         """The next job of ``job_type`` by the fair rule (``shared.scheduling``) → running,
-        in one WATCH/MULTI with the fair structures; None if none may start now."""
-        start = _starter(worker)
-        for _ in range(CLAIM_TRIES):
-            with self._redis.pipeline(transaction=True) as pipe:
-                try:
-                    pick = self.fair.pick(pipe, job_type, *running_limits(settings))
-                    if pick is None:
-                        return None
-                    pipe.watch(self._keys.job(pick.job_id))  # type: ignore[no-untyped-call]
-                    raw = cast(dict[bytes, bytes], pipe.hgetall(self._keys.job(pick.job_id)))
-                    job = decode(raw) if raw else None
-                    if job is None or job.status is not JobStatus.QUEUED:
-                        pipe.unwatch()
-                        self.fair.remove_stale(job_type, pick.owner, pick.job_id)
-                        continue
-                    start(job)
-                    job.status = JobStatus.RUNNING
-                    pipe.multi()
-                    pipe.hset(self._keys.job(job.id), "record", record_json(job))
-                    self._hold_lease(pipe, job, lease_seconds)
-                    self.fair.started(pipe, job, pick, limits_for(settings, job.owner).share)
-                    self.events.queue(pipe, job, EventType.STATUS, status_data(job))
-                    pipe.execute()
-                    return job
-                except redis.WatchError:
-                    continue
-        return None
+        with a lease and a new fence; None if none may start now. One Lua call
+        (``redis_scripts.CLAIM_NEXT_LUA``) picks and starts it: no other claim, cancel or
+        relabel can come between the pick and the start, so there is no lost race to retry."""
+        default_limit, default_share, overrides = scheduling_limits(settings)
+        now = time.time()
+        t = job_type.value
+        keys = [
+            self._keys.fair(t), self._keys.fair_tags(t), self._keys.running,
+            self._keys.start_deadlines, self._keys.requeued, self._keys.queued(t),
+        ]
+        args: list[Arg] = [
+            self._keys.prefix, t, OWNERS_SCANNED, default_limit, default_share,
+            json.dumps(overrides), repr(now), now + lease_seconds, json.dumps(worker),
+            fence_token(0).partition("-")[2], CLAIM_TRIES,
+        ]
+        flat = cast(list[bytes] | None, self._claim_next(keys=keys, args=args))
+        return decode(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
 
     def make_claimable(self, job: Job) -> None:
         """A requeued job whose backoff is over joins its owner's fair queue."""

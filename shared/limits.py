@@ -46,15 +46,14 @@ class OwnerLimits:
     """Uploaded datasets (0: no quota)."""
 
 
-def running_limits(settings: Settings) -> tuple[int, dict[str, int]]:
-    """The default running limit and the owners whose limit differs: what the scheduler's
-    claim script needs to pass over owners at their limit without a call per owner."""
-    overrides = {
-        owner: int(fields["max_running_jobs"])
-        for owner, fields in _overrides(settings.owner_limits).items()
-        if "max_running_jobs" in fields
-    }
-    return settings.max_running_jobs, overrides
+def scheduling_limits(settings: Settings) -> tuple[int, float, dict[str, tuple[int, float]]]:
+    """The default running limit and share, and ``owner -> (running limit, share)`` for
+    the owners whose limits are overridden: what the claim script (``JobStore.claim_next``)
+    needs to pass over owners at their limit and move tags on, without a call per owner."""
+    owners = _overrides(settings.owner_limits)
+    resolved = {owner: limits_for(settings, owner) for owner in owners}
+    overrides = {o: (limits.max_running_jobs, limits.share) for o, limits in resolved.items()}
+    return settings.max_running_jobs, settings.owner_share, overrides
 
 
 def limits_for(settings: Settings, owner: str) -> OwnerLimits:

@@ -20,13 +20,13 @@ Keys (``shared.redis_keys``)::
     owner-running:{type}:{owner} set   the owner's running jobs of this type
     owed-wakeups:{type}          string wake-ups owed to jobs passed over at their limit
 
-Every change happens inside the job's own WATCH/MULTI transition (``shared.jobs``), so the
-fair structures never disagree with the records.
+Every change happens atomically with the job's own: a job joins and leaves inside its
+WATCH/MULTI transition (``shared.jobs``), and the pick and the start are one Lua script
+(``shared.redis_scripts.CLAIM_NEXT_LUA``, run by ``JobStore.claim_next``), so the fair
+structures never disagree with the records.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import redis
 from redis.client import Pipeline
@@ -61,49 +61,6 @@ return 1
 """
 
 
-class Pick(NamedTuple):
-    job_id: str
-    owner: str
-    tag: float
-    waiting: int
-    """Claimable jobs the owner has, this one included."""
-# KEYS[1] fair set; ARGV key prefix, job type, owners to scan, default running limit, then
-# owner, limit pairs of the overrides. The lowest-tagged owner under its running limit:
-# {job id, owner, tag, waiting}, or nil. One round trip for what would be a few per owner.
-_PICK = """
-local limits = {}
-for i = 5, #ARGV, 2 do limits[ARGV[i]] = tonumber(ARGV[i + 1]) end
-local owners = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
-for i = 1, #owners, 2 do
-  local owner = owners[i]
-  local running = ARGV[1] .. ':owner-running:' .. ARGV[2] .. ':' .. owner
-  if redis.call('SCARD', running) < (limits[owner] or tonumber(ARGV[4])) then
-    local queue = ARGV[1] .. ':fair:' .. ARGV[2] .. ':' .. owner
-    local first = redis.call('ZRANGE', queue, 0, 0)
-    if first[1] then
-      return {first[1], owner, owners[i + 1], redis.call('ZCARD', queue)}
-    end
-  end
-end
-return nil
-"""
-# KEYS[1] fair set, KEYS[2] owner queue, KEYS[3] owner running, KEYS[4] tags hash;
-# ARGV owner, job id, the owner's next tag, the started job's tag. Whether the owner stays
-# in the fair set is decided here, when the MULTI runs: a count taken at pick time was stale
-# when another job of the owner was created between the pick and the claim (its enter saw
-# the owner still in the set and did not add it again, and the claim then removed the
-# owner: that job waited forever; found by test_reliability after a Redis restart).
-_STARTED = """
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[2])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[3], '~now', ARGV[4])
-if redis.call('ZCARD', KEYS[2]) > 0 then
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-return 1
-"""
 # KEYS[1] owed wake-ups counter.
 _TAKE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
@@ -126,8 +83,6 @@ class FairQueue:
         self._enter = client.register_script(_ENTER)
         self._leave = client.register_script(_LEAVE)
         self._take = client.register_script(_TAKE)
-        self._pick = client.register_script(_PICK)
-        self._started = client.register_script(_STARTED)
 
     def enter(self, pipe: Pipeline, job: Job, at: float) -> None:
         """Queue in ``pipe``: the job becomes claimable (and its owner joins, if new)."""
@@ -146,34 +101,6 @@ class FairQueue:
         ]
         run_script(self._leave, pipe, keys, [owner, job.id])
 
-    def pick(
-        self, pipe: Pipeline, job_type: JobType, default_limit: int, limits: dict[str, int]
-    ) -> Pick | None:
-        """The next job to claim, with ``pipe`` in WATCH mode on the fair set first (any
-        start or an owner leaving changes it). ``limits`` are the owners' running limits
-        that differ from ``default_limit``. None if no owner may start a job now."""
-        fair = self._keys.fair(job_type.value)
-        pipe.watch(fair)  # type: ignore[no-untyped-call]
-        pairs = [item for owner, limit in limits.items() for item in (owner, limit)]
-        args = [self._keys.prefix, job_type.value, OWNERS_SCANNED, default_limit, *pairs]
-        found = run_script(self._pick, pipe, [fair], args)
-        if not found:
-            return None
-        job_id, owner, tag, waiting = found
-        return Pick(job_id.decode(), owner.decode(), float(tag), int(waiting))
-
-    def started(self, pipe: Pipeline, job: Job, pick: Pick, share: float) -> None:
-        """Queue in ``pipe`` (in MULTI): the picked job starts; its owner's tag moves on."""
-        t, owner, tag = job.type.value, job.owner, pick.tag
-        after = tag + 1.0 / max(share, 1e-6)
-        keys = [
-            self._keys.fair(t),
-            self._keys.fair_owner(t, owner),
-            self._keys.owner_running(t, owner),
-            self._keys.fair_tags(t),
-        ]
-        run_script(self._started, pipe, keys, [owner, job.id, after, tag])
-
     def owe_wakeup(self, job_type: JobType) -> None:
         """A message found only jobs whose owners are at their running limit: it is spent,
         so one wake-up is owed to whoever frees a slot next."""
@@ -183,12 +110,3 @@ class FairQueue:
     def take_owed_wakeup(self, job_type: JobType) -> bool:
         """Called when a running slot frees: True (and the debt paid) if a wake-up is owed."""
         return bool(self._take(keys=[self._keys.owed_wakeups(job_type.value)]))
-
-    def remove_stale(self, job_type: JobType, owner: str, job_id: str) -> None:
-        """A picked id whose job is not queued (a record deleted by hand): drop it."""
-        keys = [
-            self._keys.fair(job_type.value),
-            self._keys.fair_owner(job_type.value, owner),
-            self._keys.owner_running(job_type.value, owner),
-        ]
-        self._leave(keys=keys, args=[owner, job_id])
