@@ -199,6 +199,10 @@ class RedisKeys:
     def finished(self) -> str:
         return f"{self.prefix}:finished"
 
+    @property
+    def put_off_tidies(self) -> str:
+        return f"{self.prefix}:put-off-tidies"
+
     def owed_wakeups(self, job_type: str) -> str:
         return f"{self.prefix}:owed-wakeups:{job_type}"
 

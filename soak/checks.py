@@ -18,6 +18,7 @@ from atelier.shared.jobs import JobStore
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.settings import Settings
 from atelier.shared.storage import ObjectLayout, make_object_store
+from atelier.shared.storage_tidy import PutOffTidies
 from soak.ledger import Entry, Ledger
 from soak.spread import SpreadClient
 from soak.writers import two_writers
@@ -38,6 +39,11 @@ class SoakCluster(Protocol):
     def api_urls(self) -> list[str]: ...
 
     def worker_metrics_urls(self) -> list[str]: ...
+
+
+PUT_OFF_TIDY_SECONDS = 120.0
+"""A put-off tidy is first tried 10 s after its attempt ends, then every 30 s: long enough
+for a replica to be back after the soak's last failover."""
 
 
 def check_all(cluster: SoakCluster, ledger: Ledger) -> None:
@@ -110,7 +116,17 @@ def check_attempts_never_overlap(cluster: SoakCluster, ledger: Ledger) -> None:
 def check_no_stale_objects(cluster: SoakCluster, ledger: Ledger) -> None:
     """What a finished job's attempts stored is referenced by its record, except the older
     kept checkpoints of its last attempt and samples (those past ``max_listed_samples``
-    are in storage only, listed by ``GET /v1/jobs/{id}/samples``)."""
+    are in storage only, listed by ``GET /v1/jobs/{id}/samples``). Tidies an attempt put
+    off (a failover left no replica to confirm its record) are first given
+    ``PUT_OFF_TIDY_SECONDS`` to be settled by the reapers."""
+    tidies = PutOffTidies(cluster.redis())
+    deadline = time.monotonic() + PUT_OFF_TIDY_SECONDS
+    while (pending := tidies.pending()) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    if pending:
+        ledger.violation(
+            f"{pending} put-off storage tidies unsettled after {PUT_OFF_TIDY_SECONDS:.0f} s"
+        )
     store = JobStore(cluster.redis())
     objects = make_object_store(cluster.settings)
     for entry in ledger.entries.values():

@@ -30,12 +30,11 @@ from ..shared.metric_history import split_metrics
 from ..shared.models import ModelRecord, ModelStore
 from ..shared.settings import Settings
 from ..shared.storage import ObjectLayout, ObjectStore
+from ..shared.storage_tidy import earlier_attempts_leftovers, unreferenced
 from .lease import LeaseKeeper
 from .preparation import PhaseReporter
 from .prepared import PreparedCorpora
 from .uploads import Uploader
-
-SAMPLES_FOLDER = "/samples/"
 
 
 def is_sample(ref: OutputRef) -> bool:
@@ -230,48 +229,41 @@ class JobContext:
     def checkpoint_key(self, step: int) -> str:
         return ObjectLayout.checkpoint(self.job.owner, self.job.id, self.fence, step)
 
-    def delete_object(self, key: str) -> None:
-        """Best effort: an object left behind costs storage, not correctness."""
+    def delete_object(self, key: str) -> bool:
+        """Best effort: an object left behind costs storage, not correctness. False when
+        it could not be deleted (the caller may put the tidy off)."""
         try:
             self.objects.delete(key)
         except Exception as exc:
             self.log.warning("could not delete %s (%s)", key, type(exc).__name__)
             _server_log.warning("could not delete %s: %s", key, exc)
+            return False
+        return True
 
-    def discard_stale_objects(self, current: Job | None, *, weights_key: str | None) -> int:
+    def discard_stale_objects(
+        self, current: Job | None, *, weights_key: str | None
+    ) -> tuple[int, int]:
         """Delete what this attempt stored that ``current`` (the job's record now) does not
         reference, and the weights of a model that was never recorded. Runs when the
-        attempt was fenced off, after its uploads finished."""
+        attempt was fenced off, after its uploads finished. ``(deleted, not deleted)``."""
         prefix = ObjectLayout.attempt_prefix(self.job.owner, self.job.id, self.fence)
-        stale = self._unreferenced(current, self.objects.list_keys(prefix))
+        stale = unreferenced(current, self.objects.list_keys(prefix))
         if weights_key is not None:
             stale.append(weights_key)
-        for key in stale:
-            self.delete_object(key)
-        return len(stale)
+        return self._delete_all(stale)
 
-    def discard_earlier_attempts(self, finished: Job) -> int:
+    def discard_earlier_attempts(self, finished: Job) -> tuple[int, int]:
         """Once the job is finished: delete what its earlier attempts stored that the
-        record does not reference (a checkpoint superseded, a stale attempt's leftovers).
-        Their samples stay: those past the record's cap are listed from storage."""
+        record does not reference (``storage_tidy.earlier_attempts_leftovers``).
+        ``(deleted, not deleted)``."""
         job_prefix = ObjectLayout.job_prefix(self.job.owner, self.job.id)
-        earlier = [
-            key
-            for key in self.objects.list_keys(job_prefix)
-            if (where := ObjectLayout.attempt_of(job_prefix, key)) is not None
-            and where[1] != finished.fence
-        ]
-        stale = [key for key in self._unreferenced(finished, earlier) if SAMPLES_FOLDER not in key]
-        for key in stale:
-            self.delete_object(key)
-        return len(stale)
+        return self._delete_all(
+            earlier_attempts_leftovers(finished, self.objects.list_keys(job_prefix))
+        )
 
-    @staticmethod
-    def _unreferenced(current: Job | None, keys: list[str]) -> list[str]:
-        referenced = {o.key for o in current.outputs} if current else set()
-        if current is not None and current.checkpoint is not None:
-            referenced.add(current.checkpoint.key)
-        return [key for key in keys if key not in referenced]
+    def _delete_all(self, keys: list[str]) -> tuple[int, int]:
+        deleted = sum(self.delete_object(key) for key in keys)
+        return deleted, len(keys) - deleted
 
     # --- stopping ---------------------------------------------------------------------------
     def stop_reason(self) -> StopReason | None:

@@ -93,11 +93,16 @@ GENERATED_IMAGES = Counter(
 GENERATED_TOKENS = Counter(
     "atelier_generated_tokens_total", "Tokens written by generation jobs.", ["kind"]
 )
+REAPER_ACTION_NAMES = (
+    "requeued", "failed", "expired", "sent", "resent", "purged", "stopped", "tidied"
+)
+"""The ``action`` labels of ``REAPER_ACTIONS``, and the fields of ``reaper.ReapReport``."""
 REAPER_ACTIONS = Counter(
     "atelier_reaper_actions_total",
     "What reapers did: requeued or failed a job whose worker died, expired a job past its "
     "start deadline, sent a due retry's message, re-sent a lost message, or deleted a "
-    "finished job past its retention (purged).",
+    "finished job past its retention (purged), stopped a losing sweep trial, or settled "
+    "a storage tidy an attempt had put off (tidied).",
     ["action"],
 )
 WORKER_UP = Gauge(
@@ -139,7 +144,7 @@ class MetricsObserver:
 
 def preinitialise(kinds: list[str], types: list[str]) -> None:
     """Export zero-valued series at start, so rates and alerts see them before any job."""
-    for action in ("requeued", "failed", "expired", "sent", "resent", "purged", "stopped"):
+    for action in REAPER_ACTION_NAMES:
         REAPER_ACTIONS.labels(action)
     for kind in kinds:
         for fmt in ("keras", "savedmodel"):

@@ -1,6 +1,6 @@
 """The reaper: requeues jobs whose worker died, fails jobs that keep killing workers,
-expires jobs that missed their start deadline, sends the messages of requeued jobs, and
-sends again the messages that were lost.
+expires jobs that missed their start deadline, sends the messages of requeued jobs, sends
+again the messages that were lost, and settles the storage tidies attempts had to put off.
 
 Every worker node runs one in its Celery parent process (which never runs jobs, so it is
 alive when a job process is SIGKILLed or OOM-killed). Several reapers may race: each step
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..shared.errors import WorkerLost
 from ..shared.jobs import JobErrorInfo, JobStatus, JobStore, JobType
 from ..shared.settings import Settings
-from .metrics import REAPER_ACTIONS
+from .metrics import REAPER_ACTION_NAMES, REAPER_ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class ReapReport:
     """Finished jobs deleted by the retention sweep."""
     stopped: int = 0
     """Sweep trials stopped early by the median rule (``shared.sweep_stopping``)."""
+    tidied: int = 0
+    """Put-off storage tidies settled (``shared.storage_tidy``)."""
     more: bool = False
     """A batch came back full: more is due, and the next sweep should follow at once."""
 
@@ -46,12 +48,14 @@ def reap_once(
     waiting: Callable[[str], int] | None = None,
     retention: Callable[[int], int] | None = None,
     stopping: Callable[[int], int] | None = None,
+    tidying: Callable[[int], int] | None = None,
 ) -> ReapReport:
     """One sweep; ``send(job_id, job_type)`` puts a job's message on its queue, and
     ``waiting(job_type)`` counts the messages in that queue (None skips the lost-message
     check), and ``retention(batch)`` deletes up to a batch of jobs past their retention
     (``shared.lifecycle.sweep_retention``; None skips it); ``stopping(batch)`` stops the
-    losing trials of up to a batch of sweeps (``shared.sweep_stopping``; None skips it).
+    losing trials of up to a batch of sweeps (``shared.sweep_stopping``; None skips it);
+    ``tidying(batch)`` settles up to a batch of put-off storage tidies (None skips it).
 
     Each kind of work is taken in a batch of at most ``settings.reaper_batch`` ids that
     this sweep claims (other nodes' reapers pass over them), leases first: a flood of due
@@ -83,11 +87,27 @@ def reap_once(
     if retention is not None:
         report.purged = retention(batch)
     report.stopped = stopping(batch) if stopping is not None else 0
+    report.tidied = _tidy(tidying, batch)
     report.more = batch in (len(leases), len(deadlines), len(requeues), report.purged)
-    for action in ("requeued", "failed", "expired", "sent", "resent", "purged", "stopped"):
+    _count(report)
+    return report
+
+
+def _count(report: ReapReport) -> None:
+    for action in REAPER_ACTION_NAMES:
         if count := getattr(report, action):
             REAPER_ACTIONS.labels(action).inc(count)
-    return report
+
+
+def _tidy(tidying: Callable[[int], int] | None, batch: int) -> int:
+    """Storage being away must not stop the rest of the sweep."""
+    if tidying is None:
+        return 0
+    try:
+        return tidying(batch)
+    except Exception:
+        log.warning("settling put-off storage tidies failed", exc_info=True)
+        return 0
 
 
 def _resend_lost(
@@ -156,6 +176,7 @@ class ReaperThread(threading.Thread):
         waiting: Callable[[str], int] | None = None,
         retention: Callable[[int], int] | None = None,
         stopping: Callable[[int], int] | None = None,
+        tidying: Callable[[int], int] | None = None,
     ) -> None:
         super().__init__(name="atelier-reaper", daemon=True)
         self._jobs = jobs
@@ -164,6 +185,7 @@ class ReaperThread(threading.Thread):
         self._waiting = waiting
         self._retention = retention
         self._stopping = stopping
+        self._tidying = tidying
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -172,8 +194,13 @@ class ReaperThread(threading.Thread):
             pause = self._settings.reaper_interval_seconds
             try:
                 report = reap_once(
-                    self._jobs, self._settings, self._send, self._waiting, self._retention,
+                    self._jobs,
+                    self._settings,
+                    self._send,
+                    self._waiting,
+                    self._retention,
                     self._stopping,
+                    self._tidying,
                 )
             except Exception:
                 log.warning("reaper sweep failed", exc_info=True)

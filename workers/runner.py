@@ -34,6 +34,7 @@ from ..shared.models import ModelRecord, ModelStore
 from ..shared.redis_client import redis_for
 from ..shared.settings import Settings
 from ..shared.storage import ObjectLayout, ObjectStore, make_object_store
+from ..shared.storage_tidy import PutOffTidies, PutOffTidy
 from .context import JobContext
 from .kinds.base import ModelKind
 from .metrics import MetricsObserver
@@ -76,6 +77,7 @@ class JobRunner:
         self.exports = ExportStore(client)
         self.datasets = DatasetStore(client)
         self.logs = JobLogs(client, settings.job_log_lines)
+        self.tidies = PutOffTidies(client)
         # Patient from the start: a store that cannot be reached when the first job arrives
         # would make the task raise before the claim, and its message would be gone.
         budget = settings.upload_retry_seconds
@@ -319,31 +321,50 @@ class JobRunner:
         """Storage an attempt leaves behind: a fenced-off attempt removes what it stored
         that the record does not reference (its model's weights included); a finished job
         removes what its earlier attempts stored that the record does not reference.
-        Either is decided on a record a replica confirms; short of one, all is kept."""
+        Either is decided on a record a replica confirms; short of one, or when storage
+        refuses a delete, the tidy is put off for the reapers (``shared.storage_tidy``)."""
+        if outcome is not None and self._finished is None:
+            return  # requeued or retried later: its next attempt's finish tidies
         if outcome is not None and not self._finish_durable:
-            return  # requeued, retried later, or a finish still unconfirmed: nothing to drop
+            log.warning("%s: its finish is unconfirmed; tidying storage put off", job.id)
+            self._put_off_tidy(job, ctx)
+            return
         try:
-            current: Job | None = self._finished
-            if outcome is not None and current is not None:
-                # The record this attempt's finish wrote, which the replicas confirmed
-                # (``_finish_durable``): no second read needed to decide on it.
-                known = True
-            else:
-                known, current = self._durable_record(job.id)
+            kept = self._tidy_now(job, ctx, outcome)
+        except Exception:
+            log.warning("%s: could not tidy storage; put off", job.id, exc_info=True)
+            kept = True
+        if kept:
+            self._put_off_tidy(job, ctx)
+
+    def _tidy_now(self, job: Job, ctx: JobContext, outcome: JobStatus | None) -> bool:
+        """``_tidy`` on a confirmed record; True when something had to be kept."""
+        current: Job | None = self._finished
+        if outcome is None or current is None:
+            known, current = self._durable_record(job.id)
             if not known:
                 log.warning("%s: its record could not be confirmed; storage kept", job.id)
-            elif outcome is None and _moved_on(current, ctx.fence):
-                weights = ObjectLayout.model_weights(job.owner, ctx.model_id)
-                dropped = ctx.discard_stale_objects(
-                    current, weights_key=weights if job.type is JobType.TRAIN else None
-                )
-                log.warning(
-                    "%s: attempt %d fenced off, %d objects discarded", job.id, job.attempt, dropped
-                )
-            elif current is not None and outcome is not None:
-                ctx.discard_earlier_attempts(current)
-        except Exception:
-            log.warning("%s: could not tidy storage", job.id, exc_info=True)
+                return True
+        if outcome is None and _moved_on(current, ctx.fence):
+            weights = ObjectLayout.model_weights(job.owner, ctx.model_id)
+            dropped, kept = ctx.discard_stale_objects(
+                current, weights_key=weights if job.type is JobType.TRAIN else None
+            )
+            log.warning(
+                "%s: attempt %d fenced off, %d objects discarded", job.id, job.attempt, dropped
+            )
+            return kept > 0
+        if current is not None and outcome is not None:
+            # The record this attempt's finish wrote, which the replicas confirmed.
+            return ctx.discard_earlier_attempts(current)[1] > 0
+        return False
+
+    def _put_off_tidy(self, job: Job, ctx: JobContext) -> None:
+        model_id = ctx.model_id if job.type is JobType.TRAIN else None
+        try:
+            self.tidies.put_off(PutOffTidy(job.id, job.owner, ctx.fence, model_id))
+        except redis.RedisError:
+            log.warning("%s: could not put the storage tidy off; objects kept", job.id)
 
 
 def _moved_on(current: Job | None, fence: str) -> bool:

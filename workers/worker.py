@@ -30,6 +30,7 @@ from types import FrameType
 
 import redis
 
+from ..shared.durability import Durability
 from ..shared.exports import ExportFormat
 from ..shared.jobs import JobStatus, JobStore, JobType, RetryPolicy
 from ..shared.kinds import KINDS
@@ -39,6 +40,7 @@ from ..shared.queue import queue_for, queue_length
 from ..shared.redis_client import connect_quickly, redis_for
 from ..shared.settings import Settings
 from ..shared.storage import ObjectStore, make_object_store
+from ..shared.storage_tidy import PutOffTidies, settle_put_off
 from ..shared.sweep_stopping import TrialStopper
 from .context import PROCESS_DRAINING
 from .idle_exit import IdleExit
@@ -95,7 +97,13 @@ class Worker:
 
         stopper = TrialStopper(client, jobs)
         ReaperThread(
-            jobs, settings, self._resend, waiting, self._retention(client, jobs), stopper.check
+            jobs,
+            settings,
+            self._resend,
+            waiting,
+            self._retention(client, jobs),
+            stopper.check,
+            self._tidying(client),
         ).start()
         if self._consumes(settings.webhook_queue):
             self._start_webhook_router(client)
@@ -122,6 +130,23 @@ class Worker:
             return sweep_retention(jobs, models, stores[0], settings.retention_days, batch)
 
         return sweep
+
+    def _tidying(self, client: redis.Redis) -> Callable[[int], int]:
+        """Settles put-off storage tidies (``shared.storage_tidy``), with a metered object
+        store opened on first use, as retention's is."""
+        settings = self.settings
+        tidies = PutOffTidies(client)
+        durability = Durability(
+            client, settings.redis_min_replicas, settings.redis_replica_wait_seconds
+        )
+        stores: list[ObjectStore] = []
+
+        def settle(batch: int) -> int:
+            if not stores:
+                stores.append(make_object_store(settings, meter_with=client))
+            return settle_put_off(tidies, durability, stores[0], batch)
+
+        return settle
 
     def _start_webhook_router(self, client: redis.Redis) -> None:
         # Imported here: only a webhooks worker renders jobs for deliveries.
