@@ -18,6 +18,7 @@ from .durability import install_durability
 from .limits_doc import document_limits
 from .metrics import install_metrics
 from .paging import bound_page_limits
+from .present import forget_changed_job
 from .problems import guard_json_body, register_problem_handlers
 from .services import EXTENSION_NAME, Services
 from .spec import spec
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(guard_json_body)
     app.teardown_request(_forget_log_context)
     app.after_request(_security_headers)
+    app.after_request(forget_changed_job)  # this process's own writes show on its next poll
     install_durability(app)  # before record_audit: its after_request runs after the audit's
     app.after_request(record_audit)
     install_dashboard(app)  # before v1: it adds GET /v1/system

@@ -5,13 +5,10 @@ bodies from settings, without an app."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from cachetools import TTLCache
-
-from ..shared.job_records import Progress, WebhookEvent, decode
+from ..shared.job_records import Progress, WebhookEvent
 from ..shared.jobs import Job, OutputRef
 from ..shared.models import ModelRecord
 from ..shared.storage import ObjectStore
@@ -127,49 +124,3 @@ def model_body(model: ModelRecord, links: Links, version: int | None = None) -> 
         lineage=lineage,
         created_at=timestamp(model.created_at),
     )
-
-
-@dataclass(frozen=True)
-class Shown:
-    """A job's body as made from one exact read of its hash."""
-
-    raw: dict[bytes, bytes]
-    files_route: str
-    owner: str
-    terminal: bool
-    body: JobOut
-
-
-class JobBodies:
-    """The bodies of recently polled jobs, per process: a poll whose job hash is byte for
-    byte the one a kept body was made from answers with that body, skipping the record's
-    validation and the body's construction (~100 µs of a ~1 ms poll of a finished
-    training job). Exact for the job's fields: the hash is read on every poll, and any
-    write to it (progress, status, labels) makes the next poll build afresh. Bounded in
-    age by ``max_age`` seconds, for the one part made from something else: presigned
-    download URLs (S3), which a kept body repeats until the entry expires."""
-
-    def __init__(self, max_age: float, max_bytes: int = 8 << 20) -> None:
-        self._kept: TTLCache[str, Shown] = TTLCache(maxsize=max_bytes, ttl=max_age, getsizeof=_size)
-        self._lock = threading.Lock()  # the API serves requests on threads
-
-    def show(self, job_id: str, raw: dict[bytes, bytes], links: Links) -> Shown:
-        """The body of the job stored as ``raw`` (its hash, not empty)."""
-        with self._lock:
-            kept = self._kept.get(job_id)
-        if kept is not None and kept.files_route == links.files_route and kept.raw == raw:
-            return kept
-        job = decode(raw)
-        shown = Shown(
-            raw, links.files_route, job.owner, job.status.is_terminal(), job_body(job, links)
-        )
-        if _size(shown) <= self._kept.maxsize:
-            with self._lock:
-                self._kept[job_id] = shown
-        return shown
-
-
-def _size(shown: Shown) -> int:
-    """Roughly the memory a kept body holds: its record's bytes, thrice (the raw hash, the
-    record, the body)."""
-    return 3 * sum(len(value) for value in shown.raw.values())

@@ -16,6 +16,12 @@ per process sets the events of the waiters watching that job or owner; a woken w
 its stream from its last id. A notification carries no data, so a lost one (a reconnect of
 the subscription) costs nothing but latency: after reconnecting, the listener wakes every
 waiter, which re-reads its stream.
+
+Kept bodies. The same wake-ups tell the process's cache of polled jobs (``api.job_cache``)
+which job changed; a write that makes no event (a rename, a cancel flag, a deletion, a
+checkpoint) PUBLISHes a wake-up too, so a woken waiter may find nothing new and wait again.
+The cache is flushed when the subscription drops and when it is confirmed again, and is in
+use only while it is live (``live``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import redis
 
@@ -54,8 +61,18 @@ class Waiter:
         return woken
 
 
+class ChangeListener(Protocol):
+    """Told of every job a wake-up names, and of every gap in the wake-ups."""
+
+    def changed(self, job_id: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 class EventHub:
-    def __init__(self, client: redis.Redis, keys: RedisKeys = KEYS) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: RedisKeys = KEYS, listener: ChangeListener | None = None
+    ) -> None:
         self._redis = client
         self._keys = keys
         self._lock = threading.Lock()
@@ -63,6 +80,7 @@ class EventHub:
         self._by_job: dict[str, set[Waiter]] = defaultdict(set)
         self._listener: threading.Thread | None = None
         self._pid = 0
+        self._change_listener = listener
         self.subscribed = threading.Event()
         self.closing = False
         """Set when the process stops: long requests end at their next wake-up."""
@@ -86,6 +104,15 @@ class EventHub:
                 if not index[key]:
                     del index[key]
 
+    def listen_for_changes(self, listener: ChangeListener) -> None:
+        self._change_listener = listener
+
+    def live(self) -> bool:
+        """Whether this process's subscription is confirmed now (starting it if need be):
+        every wake-up published from here on reaches ``changed``."""
+        self._ensure_listener()
+        return self.subscribed.is_set()
+
     def close(self) -> None:
         """Wake every waiter for the last time (the process is stopping)."""
         self.closing = True
@@ -98,6 +125,8 @@ class EventHub:
     # --- the listener -----------------------------------------------------------------------
     def _ensure_listener(self) -> None:
         # Per process: gunicorn forks workers, and a thread does not survive a fork.
+        if self._listener is not None and self._pid == os.getpid():
+            return  # every poll asks (``live``): no lock on the common path
         with self._lock:
             if self._listener is not None and self._pid == os.getpid():
                 return
@@ -115,6 +144,7 @@ class EventHub:
             except Exception:
                 log.warning("event subscription lost; reconnecting", exc_info=True)
             self.subscribed.clear()
+            self._flush_changes()  # wake-ups may be lost until the next confirmation
             threading.Event().wait(RECONNECT_SECONDS)
 
     def _listen(self) -> None:
@@ -126,7 +156,9 @@ class EventHub:
                 if message is None:
                     continue
                 if message["type"] == "subscribe":
-                    # Confirmed: from here on every publish reaches us.
+                    # Confirmed: from here on every publish reaches us. Kept bodies from
+                    # before may have missed theirs: flushed before the cache is live.
+                    self._flush_changes()
                     self.subscribed.set()
                     self._wake_all()  # what came while unsubscribed is in the streams
                 elif message["type"] == "message":
@@ -136,10 +168,16 @@ class EventHub:
 
     def _dispatch(self, payload: bytes) -> None:
         owner, _, job_id = payload.decode(errors="replace").partition(" ")
+        if self._change_listener is not None:
+            self._change_listener.changed(job_id)
         with self._lock:
             waiters = [*self._by_owner.get(owner, ()), *self._by_job.get(job_id, ())]
         for waiter in waiters:
             waiter.wake.set()
+
+    def _flush_changes(self) -> None:
+        if self._change_listener is not None:
+            self._change_listener.flush()
 
     def _wake_all(self) -> None:
         with self._lock:

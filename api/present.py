@@ -5,28 +5,36 @@ from __future__ import annotations
 
 import functools
 
-from flask import request, url_for
+from flask import Response, g, request, url_for
 
 from ..shared.errors import NotFound
+from ..shared.job_records import decode
 from ..shared.jobs import Job, OutputRef
 from ..shared.models import ModelRecord
 from .bodies import Links, job_body, model_body, output_body
 from .durability import outcome_shown
+from .job_cache import Shown
 from .schemas import JobOut, ModelOut, OutputOut
 from .services import services
+from .spec import ValidatedJson
 
 
 def request_links() -> Links:
     """Built once per response: `url_for` per output cost ~25 µs each (cProfile), which a
     1,000-image job paid on every status poll."""
-    return Links(services().objects, _files_route(request.host_url))
+    return Links(services().objects, files_route_here())
+
+
+def files_route_here() -> str:
+    """The files route's external URL for this request's scheme, host and root."""
+    return _files_route(request.scheme, request.host, request.root_path)
 
 
 @functools.lru_cache(maxsize=64)
-def _files_route(host_url: str) -> str:
-    """The files route's external URL, made once per scheme, host and root (what
-    ``url_for`` builds it from, all in ``host_url``): ~30 µs of every status poll. Bounded:
-    a client chooses the Host it sends."""
+def _files_route(scheme: str, host: str, root: str) -> str:
+    """Made once per scheme, host and root (what ``url_for`` builds it from): ~30 µs of
+    every status poll, and ``request.host_url`` another ~15. Bounded: a client chooses the
+    Host it sends."""
     return url_for("v1.download_file", key="-", _external=True)[:-1]
 
 
@@ -45,15 +53,49 @@ def present_job(job: Job, links: Links | None = None) -> JobOut:
     return job_body(job, links or request_links())
 
 
-def present_polled_job(job_id: str, owner: str, raw: dict[bytes, bytes]) -> JobOut:
-    """``GET /v1/jobs/{id}``: the body of the job stored as ``raw`` (its hash, empty if
-    there is none) if ``owner``'s, through the process's kept bodies (``JobBodies``)."""
-    shown = services().job_bodies.show(job_id, raw, request_links()) if raw else None
+def poll_needs_read(job_id: str) -> bool:
+    """Before a status poll spends its budget: False when the job's kept body will answer
+    (``api.job_cache``); else the read is marked begun, so that a wake-up coming while it
+    is under way keeps its result out of the cache."""
+    bodies = services().job_bodies
+    shown = bodies.kept(job_id, files_route_here())
+    g.atelier_poll = (job_id, shown, None if shown else bodies.reading(job_id))
+    return shown is None
+
+
+def present_polled_job(job_id: str, owner: str, raw: dict[bytes, bytes] | None) -> ValidatedJson:
+    """``GET /v1/jobs/{id}``: the job's body if ``owner``'s, kept or made from ``raw``
+    (its hash as read with the budget; None: not read yet)."""
+    if g.get("atelier_poll", (None,))[0] != job_id:  # the budget's hook did not look
+        poll_needs_read(job_id)
+    _, shown, reading = g.pop("atelier_poll")
+    if shown is None:
+        svc = services()
+        raw = svc.jobs.get_hash(job_id) if raw is None else raw
+        shown = _shown(decode(raw)) if raw else None
+        if shown is not None:
+            svc.job_bodies.keep(job_id, reading, shown)
     if shown is None or shown.owner != owner:
         raise NotFound(f"No job {job_id!r}.")
     if shown.terminal:
         outcome_shown()
-    return shown.body
+    return ValidatedJson(shown.body)
+
+
+def forget_changed_job(response: Response) -> Response:
+    """After-request hook: a write to a job through this process (a rename, a cancel, a
+    deletion) drops its kept body before the answer leaves, not when the wake-up comes
+    back: the client that made the change sees it on its next poll of this process."""
+    job_id = (request.view_args or {}).get("job_id")
+    if job_id and request.method not in ("GET", "HEAD", "OPTIONS"):
+        services().job_bodies.changed(job_id)
+    return response
+
+
+def _shown(job: Job) -> Shown:
+    links = request_links()
+    body = job_body(job, links).model_dump_json().encode()
+    return Shown(job.owner, job.status.is_terminal(), links.files_route, body)
 
 
 def present_model(model: ModelRecord, links: Links | None = None) -> ModelOut:

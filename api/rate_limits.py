@@ -16,9 +16,11 @@ A GCRA budget of ``burst`` requests refilled at ``per_minute`` is advertised as 
 over the time one burst takes to refill (60/min with a burst of 30: ``q=30;w=30``). A 429 adds
 ``Retry-After`` (whole seconds, never before ``t`` runs out, as the draft asks).
 
-A status poll (``GET /v1/jobs/{id}``) reads its job record in the budget's own Lua script
-(``RateLimiter.spend_then_read``): one round trip to Redis instead of two, and the budget
-stays exact, still spent by one atomic script. The view takes the record with
+The ``reads`` budget is spent from per-process leases (``shared.rate_leases``: a few reads
+taken from Redis at once; docs/operating.md states the error bound), so most reads make no
+round trip for it. A status poll (``GET /v1/jobs/{id}``) whose body this process does not keep
+(``api.job_cache``) and whose lease is spent reads its job record in the lease's own Lua
+script: one round trip instead of two. The view takes the record with
 ``prefetched_job_hash``.
 
 Only authenticated ``/v1`` routes are limited (the hooks run after ``require_api_key``);
@@ -33,6 +35,7 @@ from ..shared.errors import RateLimited
 from ..shared.limits import limits_for
 from ..shared.rate_limits import Budget, Decision
 from .auth import current_owner
+from .present import poll_needs_read
 from .services import services
 
 # (method, endpoint) -> budget; every other authenticated request spends "reads".
@@ -59,11 +62,14 @@ def spend_rate_budget() -> None:
     if not budget.limited:
         return
     job_id = (request.view_args or {}).get("job_id")
-    if request.endpoint in PREFETCH_ENDPOINTS and job_id:
-        decision, raw = svc.rate_limiter.spend_then_read(owner, budget, svc.jobs.job_key(job_id))
-        g.prefetched_job = (job_id, raw)
-    else:
+    if budget.name != "reads":
         decision = svc.rate_limiter.spend(owner, budget)
+    elif request.endpoint in PREFETCH_ENDPOINTS and job_id and poll_needs_read(job_id):
+        decision, raw = svc.read_leases.spend(owner, budget, svc.jobs.job_key(job_id))
+        if raw is not None:
+            g.prefetched_job = (job_id, raw)
+    else:
+        decision, _ = svc.read_leases.spend(owner, budget)
     g.rate_decision = decision
     if not decision.allowed:
         raise RateLimited(
@@ -104,7 +110,7 @@ def submits_burst() -> int | None:
 
 def prefetched_job_hash(job_id: str) -> dict[bytes, bytes] | None:
     """The job hash ``spend_rate_budget`` read for this request (empty: no such job), or
-    None when it read none for ``job_id``; taken once."""
+    None when it read none for ``job_id`` (a kept body, a leased read); taken once."""
     found: tuple[str, dict[bytes, bytes] | None] | None = g.pop("prefetched_job", None)
     return found[1] if found is not None and found[0] == job_id else None
 

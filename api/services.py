@@ -17,12 +17,13 @@ from ..shared.jobs import JobStore
 from ..shared.models import ModelStore
 from ..shared.queue import make_celery
 from ..shared.quotas import Quotas
+from ..shared.rate_leases import ReadLeases
 from ..shared.rate_limits import RateLimiter
 from ..shared.redis_client import connect
 from ..shared.settings import Settings
 from ..shared.storage import ObjectStore, make_object_store
-from .bodies import JobBodies
 from .event_hub import EventHub, LongRequests
+from .job_cache import JobBodies
 from .upload_gate import UploadGate
 
 EXTENSION_NAME = "atelier"
@@ -41,6 +42,7 @@ class Services:
     datasets: DatasetStore
     logs: JobLogs
     rate_limiter: RateLimiter
+    read_leases: ReadLeases
     quotas: Quotas
     hub: EventHub
     durability: Durability
@@ -57,6 +59,9 @@ class Services:
             patience_seconds=settings.redis_failover_wait_seconds,
             connect_timeout=1.0,
         )
+        hub = EventHub(client)
+        bodies = JobBodies(poll_cache_seconds(settings), hub.live)
+        hub.listen_for_changes(bodies)
         return cls(
             settings=settings,
             redis=client,
@@ -69,8 +74,9 @@ class Services:
             datasets=DatasetStore(client),
             logs=JobLogs(client, settings.job_log_lines),
             rate_limiter=RateLimiter(client),
+            read_leases=ReadLeases(client, settings.read_lease),
             quotas=Quotas(client),
-            hub=EventHub(client),
+            hub=hub,
             durability=Durability(
                 client, settings.redis_min_replicas, settings.redis_replica_wait_seconds
             ),
@@ -78,20 +84,17 @@ class Services:
                 settings.api_long_requests, settings.api_long_requests_per_owner
             ),
             uploads=UploadGate(settings.api_concurrent_uploads),
-            job_bodies=JobBodies(_body_max_age(settings)),
+            job_bodies=bodies,
         )
 
 
-BODY_MAX_AGE_SECONDS = 5.0
-"""How long a process reuses a polled job's body (``api.bodies.JobBodies``)."""
-
-
-def _body_max_age(settings: Settings) -> float:
-    """With S3, a tenth of a presigned URL's life at most: a URL from a kept body is never
-    more than that older than a fresh one."""
+def poll_cache_seconds(settings: Settings) -> float:
+    """How long a process may show a polled job's kept body (``api.job_cache``): the
+    setting, and with S3 a tenth of a presigned URL's life at most, so a URL from a kept
+    body is never more than that older than a fresh one."""
     if settings.storage == "s3":
-        return min(BODY_MAX_AGE_SECONDS, settings.s3_presign_expires_seconds / 10)
-    return BODY_MAX_AGE_SECONDS
+        return min(settings.poll_cache_seconds, settings.s3_presign_expires_seconds / 10)
+    return settings.poll_cache_seconds
 
 
 def services() -> Services:

@@ -12,6 +12,7 @@ from spectree import SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
+from spectree.plugins.werkzeug_utils import flask_response_unpack
 
 from ..shared.errors import ValidationFailed
 
@@ -30,6 +31,24 @@ class FlaskRoutes(FlaskPlugin):  # type: ignore[misc]
             request.context = Context(None, None, None, None, None)
             return
         super().request_validation(request, query, json, form, headers, cookies)
+
+    def validate_response(
+        self, resp: Any, resp_model: Any, skip_validation: bool, force_resp_serialize: bool
+    ) -> tuple[Any, Any]:
+        """A ``ValidatedJson`` body is served as it is: validating it again meant parsing
+        the JSON back into the model (a kept status poll's body, ``api.job_cache``)."""
+        payload, status, headers = flask_response_unpack(resp)
+        if isinstance(payload, ValidatedJson):
+            made = self.get_current_app().response_class(payload, mimetype="application/json")
+            return self.make_response_with_addition(made, status, headers), None
+        found: tuple[Any, Any] = super().validate_response(
+            resp, resp_model, skip_validation, force_resp_serialize
+        )
+        return found
+
+
+class ValidatedJson(bytes):
+    """A response body already serialised from an instance of the route's declared model."""
 
 
 def _raise_problem(req: Any, resp: Any, req_validation_error: Any, instance: Any, *_: Any) -> None:

@@ -10,7 +10,9 @@ Every event is appended to Redis streams in the same atomic step as the change i
   (webhook delivery) through a consumer group, so none is missed across restarts;
 
 and a ``PUBLISH`` on ``{p}:events:wake`` (payload ``owner job_id``) tells listening API
-processes to read the streams now, so no client polls a record (``EventHub``).
+processes to read the streams now, so no client polls a record (``EventHub``). A write to a
+job's hash that makes no event (a rename, a cancel flag, a checkpoint, a deletion) sends the
+wake-up alone: it also tells the API processes to drop the job's kept body.
 
 An event is ``type`` (``EventType``), ``job`` (id) and ``data`` (JSON), plus ``owner`` in
 the global stream. The creation event (``status`` queued) is in the owner's stream only.
@@ -150,17 +152,23 @@ class JobEvents:
                 maxlen=ALL_STREAM_CAP,
                 approximate=True,
             )
-        wake = ("PUBLISH", self._keys.events_wake, f"{job.owner} {job.id}")
-        # One wake-up per job and MULTI: the listener wakes the job's and its owner's
-        # streams, which read every entry the MULTI appended (a finish queues two events).
-        if not any(args == wake for args, _ in pipe.command_stack):
-            pipe.publish(wake[1], wake[2])
+        self.wake(pipe, job)
         for hook in EVENT_HOOKS:
             hook(pipe, job, kind, data)
 
+    def wake(self, pipe: Pipeline, job: Job) -> None:
+        """Queue the job's wake-up in ``pipe``, once per MULTI: the listener wakes the job's
+        and its owner's streams, which read every entry the MULTI appended (a finish queues
+        two events), and drops the job's kept body (``api.job_cache``). Every write to a
+        job's hash sends one, with an event or without (a rename, a cancel flag)."""
+        wake = ("PUBLISH", self._keys.events_wake, f"{job.owner} {job.id}")
+        if not any(args == wake for args, _ in pipe.command_stack):
+            pipe.publish(wake[1], wake[2])
+
     def queue_changes(self, pipe: Pipeline, before: Job, after: Job) -> None:
         """The events a transition from ``before`` to ``after`` makes: new outputs, then
-        the status change, then ``end`` if it became terminal."""
+        the status change, then ``end`` if it became terminal; the wake-up with or
+        without them (a rename, a cancel flag)."""
         known = {output.key for output in before.outputs}
         for output in after.outputs:
             if output.key not in known:
@@ -169,10 +177,13 @@ class JobEvents:
             self.queue(pipe, after, EventType.STATUS, status_data(after))
             if after.status.is_terminal():
                 self.queue(pipe, after, EventType.END, status_data(after))
+        self.wake(pipe, after)
 
-    def forget(self, pipe: Pipeline, job_id: str) -> None:
+    def forget(self, pipe: Pipeline, job: Job) -> None:
         """Queue the removal of a deleted job's stream and metric history (its entries in
-        the owner's and the global stream age out with the caps)."""
+        the owner's and the global stream age out with the caps), and its wake-up."""
+        job_id = job.id
+        self.wake(pipe, job)
         pipe.delete(
             self._keys.job_events(job_id),
             self._keys.job_metrics_meta(job_id),

@@ -40,10 +40,13 @@ _RENEW = """
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
 return redis.call('ZADD', KEYS[2], 'XX', 'CH', ARGV[2], ARGV[3])
 """
-# KEYS[1] job hash; ARGV fence token, field, value.
+# KEYS[1] job hash; ARGV fence token, field, value, wake-up channel, job id. The wake-up
+# (``shared.events``) drops the job's kept body in the API processes.
 _FENCED_HSET = """
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+local owner = cjson.decode(redis.call('HGET', KEYS[1], 'record'))['owner']
+redis.call('PUBLISH', ARGV[4], owner .. ' ' .. ARGV[5])
 return 1
 """
 
@@ -83,7 +86,8 @@ class JobIndexes:
     # --- fenced writes of a running attempt ---------------------------------------------------
     def fenced_set(self, job_id: str, fence: str, field: str, value: str) -> bool:
         """Set one field of the job's hash if ``fence`` still holds it; else False."""
-        return bool(self._fenced_hset(keys=[self._keys.job(job_id)], args=[fence, field, value]))
+        args = [fence, field, value, self._keys.events_wake, job_id]
+        return bool(self._fenced_hset(keys=[self._keys.job(job_id)], args=args))
 
     def fence(self, job_id: str) -> str | None:
         """The token of the attempt that may write now (None before the first claim)."""

@@ -139,7 +139,7 @@ class JobStore(JobIndexes):
         finished job deleted by its owner or by the retention sweep (``shared.lifecycle``)."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self._keys.job(job.id), self._keys.job_logs(job.id))
-        self.events.forget(pipe, job.id)
+        self.events.forget(pipe, job)
         pipe.zrem(self._keys.owner_jobs(job.owner), job.id)
         index_tags(pipe, self._keys, job.model_copy(update={"tags": []}), job.tags)
         self.forget_end(pipe, job)

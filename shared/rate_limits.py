@@ -57,17 +57,6 @@ end
 return result
 """
 )
-# The same, and when allowed the hash at KEYS[2] after it (field, value, ...): a status
-# poll's budget and its job record in one round trip (``api.rate_limits``).
-_GCRA_THEN_HGETALL = (
-    _SPEND
-    + """
-if result[1] == 1 then
-  for _, item in ipairs(redis.call('HGETALL', KEYS[2])) do result[#result + 1] = item end
-end
-return result
-"""
-)
 # The same arithmetic without spending: what ``GET /v1/usage`` shows.
 _PEEK = """
 local clock = redis.call('TIME')
@@ -131,7 +120,6 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, keys: RedisKeys = KEYS) -> None:
         self._keys = keys
         self._gcra = client.register_script(_GCRA)
-        self._gcra_then_hgetall = client.register_script(_GCRA_THEN_HGETALL)
         self._gcra_or_refund = client.register_script(_GCRA_OR_REFUND)
         self._peek = client.register_script(_PEEK)
 
@@ -146,7 +134,7 @@ class RateLimiter:
         allowed, debt, retry = cast(
             list[int], self._gcra(keys=[key], args=[budget.interval_ms, budget.burst])
         )
-        return _decision(budget, bool(allowed), debt, retry)
+        return decision_of(budget, bool(allowed), debt, retry)
 
     def spend_more(self, owner: str, budget: Budget, cost: int, spent: int) -> Decision:
         """Spend ``cost`` more requests of ``budget`` at once, or none; when refused, give
@@ -157,38 +145,20 @@ class RateLimiter:
             list[int],
             self._gcra_or_refund(keys=[key], args=[budget.interval_ms, budget.burst, cost, spent]),
         )
-        decision = _decision(budget, bool(allowed), debt, retry)
+        decision = decision_of(budget, bool(allowed), debt, retry)
         if allowed:
             return decision
         # What is left still serves smaller requests: the RateLimit field says so.
-        left = _decision(budget, True, debt, 0)
+        left = decision_of(budget, True, debt, 0)
         return replace(decision, remaining=left.remaining, reset_seconds=left.reset_seconds)
-
-    def spend_then_read(
-        self, owner: str, budget: Budget, hash_key: str
-    ) -> tuple[Decision, dict[bytes, bytes] | None]:
-        """``spend``, and when allowed the hash at ``hash_key`` (empty if there is none),
-        read in the same script: one round trip where a request needs both. Denied: None,
-        and nothing read."""
-        key = self._keys.rate_limit(owner, budget.name)
-        reply = cast(
-            list[int | bytes],
-            self._gcra_then_hgetall(keys=[key, hash_key], args=[budget.interval_ms, budget.burst]),
-        )
-        allowed, debt, retry = (int(value) for value in reply[:3])
-        decision = _decision(budget, bool(allowed), debt, retry)
-        if not allowed:
-            return decision, None
-        items = cast(list[bytes], reply[3:])
-        return decision, dict(zip(items[::2], items[1::2], strict=True))
 
     def peek(self, owner: str, budget: Budget) -> Decision:
         """What the budget holds now, spending nothing."""
         debt = cast(int, self._peek(keys=[self._keys.rate_limit(owner, budget.name)]))
-        return _decision(budget, True, debt, 0)
+        return decision_of(budget, True, debt, 0)
 
 
-def _decision(budget: Budget, allowed: bool, debt_ms: int, retry_ms: int) -> Decision:
+def decision_of(budget: Budget, allowed: bool, debt_ms: int, retry_ms: int) -> Decision:
     """``debt_ms``: how far the TAT is ahead of now, i.e. the part of the bucket in use."""
     free_ms = budget.burst * budget.interval_ms - debt_ms
     remaining = max(0, min(budget.burst, free_ms // budget.interval_ms))

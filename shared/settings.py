@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     """Other authenticated requests (reads, cancels, deletes) per owner per minute; 0: no limit."""
     reads_burst: int = 300
     """Other requests one owner may make at once before the per-minute rate applies."""
+    read_lease: int = 10
+    """Reads an API process takes from an owner's budget at once and spends locally (at most
+    a tenth of the burst): docs/operating.md states the error bound. 1: every read asks Redis."""
     anonymous_per_minute: int = 120
     """Requests per minute one client address may make without a valid key or session:
     failed authentication, sign-in, ``/readyz`` and the API documents (``api.address_limits``).
@@ -271,6 +274,9 @@ class Settings(BaseSettings):
     """Largest ``limit`` a list call may ask for."""
     auth_cache_seconds: float = 5.0
     """An API process remembers a verified key this long; 0 checks Redis on every request."""
+    poll_cache_seconds: float = 1.0
+    """An API process shows a polled job's kept body at most this long; a change shows as
+    soon as its wake-up arrives (``api.job_cache``). 0 reads Redis on every poll."""
 
     # --- push: event streams and waits (api.event_hub) -----------------------------------------
     api_threads: int = 4

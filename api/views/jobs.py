@@ -33,7 +33,7 @@ from ..schemas import (
     problems,
 )
 from ..services import Services, services
-from ..spec import spec
+from ..spec import ValidatedJson, spec
 from ..submission import ValidSubmit, create_record, validated_params
 from . import v1
 
@@ -129,15 +129,13 @@ def _await_created(earlier: IdempotencyRecord) -> Job | None:
 
 @v1.get("/jobs/<job_id>")
 @spec.validate(resp=Response(HTTP_200=JobOut, **problems(503)), tags=["jobs"])
-def get_job(job_id: str) -> tuple[JobOut, int, dict[str, str]]:
+def get_job(job_id: str) -> tuple[JobOut | ValidatedJson, int, dict[str, str]]:
     """A job's status, progress, timestamps, error and outputs. With ``Prefer: wait=N``
     (RFC 7240): once the job is over, or after N seconds."""
     wait = requested_wait()
     if wait is None:
-        # The common poll: its hash was read with the rate budget (``api.rate_limits``).
+        # The common poll: a kept body (``api.job_cache``), or the hash the rate budget read.
         raw = prefetched_job_hash(job_id)
-        if raw is None:
-            raw = services().jobs.get_hash(job_id)
         return present_polled_job(job_id, current_owner(), raw), 200, wait_headers(wait)
     job = wait_until_over(owned_job(job_id), wait)
     return present_job(job), 200, wait_headers(wait)
