@@ -119,8 +119,15 @@ def open_zip(data: bytes, settings: Settings, what: str) -> zipfile.ZipFile:
 
 def _check_entry_name(entry: zipfile.ZipInfo) -> None:
     path = PurePosixPath(entry.filename.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or ":" in entry.filename:
+    # "C:evil.png" and "C:/evil.png" name another drive where Windows tools unpack.
+    drive = bool(path.parts) and path.parts[0][1:2] == ":"
+    if path.is_absolute() or ".." in path.parts or drive:
         raise InvalidUpload(f"Archive entry {entry.filename!r} points outside the archive.")
+    if ":" in entry.filename:
+        raise InvalidUpload(
+            f"Archive entry {entry.filename!r} has a ':' in its name, which many systems "
+            "refuse in file and folder names; rename it without one."
+        )
     if stat.S_ISLNK(entry.external_attr >> 16):
         raise InvalidUpload(f"Archive entry {entry.filename!r} is a link; send plain files.")
 

@@ -112,6 +112,16 @@ HOSTILE: dict[str, tuple[Callable[[], tuple[str, bytes]], int, str]] = {
         422,
         "outside the archive",
     ),
+    "a drive letter": (
+        lambda: ("drive.zip", zip_of({"C:evil.png": png((8, 8))})),
+        422,
+        "outside the archive",
+    ),
+    "a colon in a name": (
+        lambda: ("colon.zip", zip_of({"cats:v2/a.png": png((8, 8))})),
+        422,
+        "has a ':' in its name",
+    ),
     "symlink": (
         lambda: ("link.zip", zip_of({"a.png": png((8, 8))}, links=("b.png",))),
         422,
