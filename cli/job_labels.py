@@ -13,15 +13,17 @@ from .terminal import call, preparing_detail
 
 
 def job_line(job: Job, metric: str | None) -> str:
-    """One row: id, type, kind, status, progress or the sorted metric, name and tags; a
-    job preparing its data says so instead of "0%", and what it does, its count and ETA
-    close the row ("building the folk corpus 340/1,000 tunes, ETA 40s")."""
+    """One row: id, type, kind, status, progress or the sorted metric, name and tags. A
+    queued job shows "-", not "0%"; a job preparing its data says so, and what it does,
+    its count and ETA close the row ("building the folk corpus 340/1,000 tunes, ETA 40s")."""
     preparing = preparing_detail(job["progress"]) if job["status"] == "running" else None
     if metric:
         value = job["metrics"].get(metric.removeprefix("-"))
         measure = f"{value:>9.4g}" if value is not None else f"{'-':>9}"
     elif preparing is not None:
         measure = "preparing"
+    elif job["status"] == "queued":
+        measure = f"{'-':>9}"  # not started: "0%" read as stuck
     else:
         measure = f"{job['progress']['fraction']:>9.0%}"
     tags = " ".join(f"#{t}" for t in job["tags"])

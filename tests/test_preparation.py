@@ -280,7 +280,7 @@ def test_atelier_jobs_shows_the_preparation(
     shown = lines[preparing]
     assert shown.split()[3:5] == ["running", "preparing"], shown
     assert shown.endswith("first tune  [building the folk corpus 340/1,000 tunes, ETA 40s]"), shown
-    assert lines[queued].split()[3:5] == ["queued", "0%"], lines[queued]
+    assert lines[queued].split()[3:5] == ["queued", "-"], lines[queued]  # not "0%"
     # Once it trains, the row is the run's share again.
     trained = progress.model_copy(update={"phase": Phase.TRAINING, "step": 600, "fraction": 0.5})
     assert store.history.write_progress(preparing, fence, trained)
