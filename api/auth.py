@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flask import Response, g, request
 
 from ..shared.audit import AuditLog
-from ..shared.auth import ID_CHARS, ApiKeyRecord, hash_key
+from ..shared.auth import ID_CHARS, KEY_PREFIX, ApiKeyRecord, hash_key
 from ..shared.errors import CsrfFailed, MissingScope, Unauthorized
 from ..shared.logs import JOB_ID, OWNER
 from .address_limits import spend_address_budget
@@ -91,13 +91,15 @@ def _bearer_credentials(header: str) -> tuple[ApiKeyRecord, str]:
         raise Unauthorized(
             "Send 'Authorization: Bearer <api key>'; create a key with `atelier keys create`."
         )
-    record = services().api_keys.lookup(token.strip())
+    token = token.strip()
+    digest = hash_key(token)  # once: ``lookup`` would hash it again
+    record = services().api_keys.lookup_digest(digest) if token.startswith(KEY_PREFIX) else None
     if record is None:
         raise Unauthorized(
             "The API key is not valid (unknown, revoked or expired); "
             "create one with `atelier keys create`."
         )
-    return record, hash_key(token.strip())
+    return record, digest
 
 
 def session_store() -> SessionStore:

@@ -32,9 +32,12 @@ def preferred_wait(headers: list[str], most: float) -> float | None:
 
 
 def requested_wait() -> float | None:
-    return preferred_wait(
-        request.headers.getlist("Prefer"), services().settings.prefer_wait_max_seconds
-    )
+    # One lookup: the server joins repeated ``Prefer`` headers with commas (WSGI), and
+    # ``getlist`` walked every header of every status poll to find them.
+    header = request.headers.get("Prefer")
+    if not header:
+        return None
+    return preferred_wait([header], services().settings.prefer_wait_max_seconds)
 
 
 def wait_until_over(job: Job, seconds: float) -> Job:

@@ -39,8 +39,10 @@ class FlaskRoutes(FlaskPlugin):  # type: ignore[misc]
         the JSON back into the model (a kept status poll's body, ``api.job_cache``)."""
         payload, status, headers = flask_response_unpack(resp)
         if isinstance(payload, ValidatedJson):
-            made = self.get_current_app().response_class(payload, mimetype="application/json")
-            return self.make_response_with_addition(made, status, headers), None
+            made = self.get_current_app().response_class(
+                payload, status=status, headers=headers, mimetype="application/json"
+            )
+            return made, None
         found: tuple[Any, Any] = super().validate_response(
             resp, resp_model, skip_validation, force_resp_serialize
         )
