@@ -20,6 +20,7 @@ _LOCAL_SIGNATURE, _CENTRAL_SIGNATURE, _END_SIGNATURE = 0x04034B50, 0x02014B50, 0
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL_HEADER = struct.Struct("<IHHHHHHIIIHHHHH")
 _END_RECORD = struct.Struct("<IHHHHIIH")
+_OFFSET = struct.Struct("<II")  # a central record's external attributes and offset
 _MADE_BY = 3 << 8 | 20
 _EXTERNAL_ATTR = 0o600 << 16
 
@@ -79,30 +80,64 @@ def encode_pngs(images: np.ndarray, level: int = 1) -> list[bytes]:
     ]
 
 
+def grid_png(images: np.ndarray) -> bytes:
+    """grid.png of (n, h, w, c) uint8 ``images``: ``grid``, encoded as ``encode_pngs`` does."""
+    return encode_pngs(grid(images)[np.newaxis])[0]
+
+
+_Members = tuple[bytes, list[tuple[bytes, bytes, int]]]
+
+
 class PngBatches:
-    """PNGs of images that arrive in batches, each batch encoded on one of ``pool``'s
-    threads while the caller makes the next (a DCGAN's forward pass; TensorFlow and zlib
-    both release the GIL), so only the last batch's encoding follows the forward pass.
+    """PNGs of images that arrive in batches, each batch encoded (and, for a zip, packed
+    as its members) on one of ``pool``'s threads while the caller makes the next (a
+    DCGAN's forward pass; TensorFlow and zlib both release the GIL), so only the last
+    batch's work follows the forward pass.
 
-    One task per batch, not split further: in-process on the 2-core machine, splitting
-    each batch over both threads as well cost more than it saved (in 30 interleaved runs
-    of 1,000 images, median 308 ms against 256; bench/results/images-zip.md). Nothing
-    waits for a free thread: what is queued is bounded by the job (at most 1,000 images)
-    and holds pixels the job keeps anyway. ``pngs`` answers in order, or raises the first
-    encoding error before anything is stored; ``cancel`` drops the batches not yet
-    started when the job stops."""
+    One task per batch while the pass runs: splitting every batch over both threads as well
+    cost more than it saved (bench/results/images-zip.md). The ``last`` batch is split over
+    ``threads`` tasks, because then the pass is over and nothing else wants the cores: that
+    tail is what a job waits for. Nothing waits for a free thread: what is queued is
+    bounded by the job (at most 1,000 images) and holds pixels the job keeps anyway.
+    ``pngs`` and ``zip`` answer in order, or raise the first encoding error before anything
+    is stored; ``cancel`` drops the batches not yet started when the job stops."""
 
-    def __init__(self, pool: Executor) -> None:
+    def __init__(self, pool: Executor, threads: int = 1, zipped: bool = False) -> None:
+        """``zipped``: pack each batch's zip members beside its PNGs, for ``zip``."""
         self._pool = pool
-        self._batches: list[Future[list[bytes]]] = []
+        self._threads = threads
+        self._zipped = zipped
+        self._stamp = _dos_time(time.localtime())  # one modification time for every member
+        self._added = 0
+        self._batches: list[Future[tuple[list[bytes], _Members | None]]] = []
 
-    def add(self, images: np.ndarray) -> None:
-        """Start encoding (n, h, w, c) uint8 ``images``, the next in order."""
-        self._batches.append(self._pool.submit(encode_pngs, images))
+    @property
+    def zipped(self) -> bool:
+        return self._zipped
+
+    def add(self, images: np.ndarray, last: bool = False) -> None:
+        """Start encoding (n, h, w, c) uint8 ``images``, the next in order; ``last`` says
+        no more follow."""
+        pieces = np.array_split(images, self._threads) if last else [images]
+        for piece in pieces:
+            if len(piece):
+                self._batches.append(self._pool.submit(self._encode, piece, self._added))
+                self._added += len(piece)
+
+    def _encode(self, images: np.ndarray, first: int) -> tuple[list[bytes], _Members | None]:
+        pngs = encode_pngs(images)
+        return pngs, _zip_members(pngs, first, self._stamp) if self._zipped else None
 
     def pngs(self) -> list[bytes]:
         """Every image's PNG, in the order added, once all are encoded."""
-        return [png for batch in self._batches for png in batch.result()]
+        return [png for batch in self._batches for png in batch.result()[0]]
+
+    def zip(self) -> bytes:
+        """``zip_pngs`` of ``pngs``, from the members packed beside them (``zipped``)."""
+        members = [batch.result()[1] for batch in self._batches]
+        if not all(members):
+            raise ValueError("made without zipped=True")
+        return _zip_archive([part for part in members if part])
 
     def cancel(self) -> None:
         for batch in self._batches:
@@ -117,26 +152,44 @@ def zip_pngs(pngs: list[bytes]) -> bytes:
     about as long as encoding them. The archive is the plain subset ``zipfile`` writes for
     stored members (no zip64: at most 1,000 images of at most 64x64x3), which it,
     ``unzip`` and browsers read back."""
-    stamp = _dos_time(time.localtime())
+    return _zip_archive([_zip_members(pngs, 0, _dos_time(time.localtime()))])
+
+
+def _zip_members(pngs: list[bytes], first: int, stamp: tuple[int, int]) -> _Members:
+    """``pngs`` as stored zip members named from ``first`` on: their local records joined,
+    and each one's central record in two parts with its local record's size between, since
+    the offset that goes between them depends on the members before."""
     local: list[bytes] = []
-    central: list[bytes] = []
-    offset = 0
-    for index, png in enumerate(pngs):
+    central: list[tuple[bytes, bytes, int]] = []
+    for index, png in enumerate(pngs, first):
         name = b"%04d.png" % index
         fields = (*stamp, zlib.crc32(png), len(png), len(png), len(name))
         header = _LOCAL_HEADER.pack(_LOCAL_SIGNATURE, 20, 0, 0, *fields, 0)
         central.append(
-            _CENTRAL_HEADER.pack(_CENTRAL_SIGNATURE, _MADE_BY, 20, 0, 0, *fields, 0, 0, 0, 0)
-            + struct.pack("<II", _EXTERNAL_ATTR, offset)
-            + name
+            (
+                _CENTRAL_HEADER.pack(_CENTRAL_SIGNATURE, _MADE_BY, 20, 0, 0, *fields, 0, 0, 0, 0),
+                name,
+                len(header) + len(name) + len(png),
+            )
         )
         local += (header, name, png)
-        offset += len(header) + len(name) + len(png)
-    directory = b"".join(central)
-    if offset + len(directory) > 0xFFFFFFFF or len(pngs) > 0xFFFF:
+    return b"".join(local), central
+
+
+def _zip_archive(parts: list[_Members]) -> bytes:
+    """One zip of ``parts`` (``_zip_members`` of consecutive runs of members), in order."""
+    directory: list[bytes] = []
+    offset = 0
+    for _, central in parts:
+        for head, name, size in central:
+            directory += (head, _OFFSET.pack(_EXTERNAL_ATTR, offset), name)
+            offset += size
+    count = sum(len(central) for _, central in parts)
+    listing = b"".join(directory)
+    if offset + len(listing) > 0xFFFFFFFF or count > 0xFFFF:
         raise ValueError("too large for a zip without zip64")
-    end = _END_RECORD.pack(_END_SIGNATURE, 0, 0, len(pngs), len(pngs), len(directory), offset, 0)
-    return b"".join(local) + directory + end
+    end = _END_RECORD.pack(_END_SIGNATURE, 0, 0, count, count, len(listing), offset, 0)
+    return b"".join([*(local for local, _ in parts), listing, end])
 
 
 def _dos_time(moment: time.struct_time) -> tuple[int, int]:

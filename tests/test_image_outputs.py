@@ -28,6 +28,23 @@ def test_batches_encoded_on_threads_are_the_pngs_encoded_at_once() -> None:
         assert batches.pngs() == encode_pngs(pixels)
 
 
+@pytest.mark.parametrize("count", [1, 3, 70, 1000])
+def test_the_zip_packed_beside_the_batches_is_zip_pngs(
+    count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Members packed batch by batch, the last batch split over the threads, make the
+    archive ``zip_pngs`` makes of every PNG at once, byte for byte."""
+    monkeypatch.setattr(images, "_dos_time", lambda moment: (0x6000, 0x5986))  # one second
+    pixels = np.random.default_rng(count).integers(0, 256, (count, 6, 5, 1), np.uint8)
+    with ThreadPoolExecutor(2) as pool:
+        batches = PngBatches(pool, threads=2, zipped=True)
+        parts = np.array_split(pixels, 4)
+        for index, part in enumerate(parts):
+            batches.add(part, last=index == len(parts) - 1)
+        assert batches.pngs() == encode_pngs(pixels)
+        assert batches.zip() == zip_pngs(batches.pngs())
+
+
 def test_an_encoding_failure_is_raised_and_the_batches_not_started_are_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

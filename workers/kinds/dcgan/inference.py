@@ -48,14 +48,23 @@ class CompiledGenerator:
         in ``labels`` (int32, (n,); default: every class in turn)."""
         return np.concatenate(list(self.batches(z, labels)), axis=0)
 
-    def batches(self, z: Any, labels: Any = None) -> Iterator[Any]:
+    def batches(self, z: Any, labels: Any = None, last: int | None = None) -> Iterator[Any]:
         """``__call__``'s rows one batch at a time, so that work on a batch (encoding it)
-        can run while the next one is made."""
+        can run while the next one is made; with ``last``, the last ``last`` rows (at most
+        a batch) come as a batch of their own, since the work on the last batch is what
+        follows the pass."""
         if labels is None:
             labels = labels_in_turn(len(z), max(self.classes, 1))
-        for start in range(0, len(z), self.batch_size):
-            end = start + self.batch_size
+        for start, end in batch_spans(len(z), self.batch_size, last or self.batch_size):
             yield np.asarray(self._forward(z[start:end], labels[start:end]))
+
+
+def batch_spans(rows: int, size: int, last: int) -> list[tuple[int, int]]:
+    """(start, end) of batches of ``size`` over ``rows``, the last ``min(last, size)`` rows
+    a batch of their own: 1,000 rows in 250s, last 100, are 250, 250, 250, 150 and 100."""
+    cut = max(rows - min(last, size), 0)
+    spans = [(start, min(start + size, cut)) for start in range(0, cut, size)]
+    return [*spans, (cut, rows)] if rows > cut else spans
 
 
 def generate_images(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ....shared.errors import PermanentJobError
-from ....shared.images import PngBatches, encode_npy, encode_pngs, grid, to_uint8, zip_pngs
+from ....shared.images import encode_npy
 from ....shared.jobs import OutputRef
 from ....shared.kinds.dcgan import (
     SINGLE_IMAGE_OUTPUTS_MAX,
@@ -29,11 +29,10 @@ from ..base import (
     JobContext,
     timing_metrics,
 )
+from .drawing import Drawn, draw
 from .inference import CompiledGenerator, labels_in_turn
 from .model import DcganConfig, build_generator
 from .training import DcganTrainer, read_images
-
-PREVIEW_IMAGES = 64  # in grid.png
 
 
 class DcganKind(TrainingKind[DcganTrainParams]):
@@ -45,8 +44,10 @@ class DcganKind(TrainingKind[DcganTrainParams]):
         self._generators: LoadedModels[CompiledGenerator] = LoadedModels(
             self.settings.model_cache_size
         )
-        # PNG encoding, a batch a thread, beside the forward pass of the next batch.
-        self._encoders = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="png")
+        # PNG encoding, a batch a thread, beside the forward pass of the next batch (the last
+        # batch over all of them: drawing.draw).
+        self._threads = os.cpu_count() or 1
+        self._encoders = ThreadPoolExecutor(self._threads, thread_name_prefix="png")
 
     def trainer(self, params: DcganTrainParams, ctx: JobContext) -> DcganTrainer:
         return DcganTrainer(params, read_images(params, ctx))
@@ -67,8 +68,16 @@ class DcganKind(TrainingKind[DcganTrainParams]):
         if problems:  # refused at submit; a record changed since cannot serve them either
             raise PermanentJobError("; ".join(message for _, message in problems))
         labels = labels_in_turn(p.n, max(config.classes, 1), chosen)
-        pixels, pngs = self._draw(generator, z.astype(np.float32), labels, p.format == "png")
-        outputs = self._store_images(pixels, pngs, ctx)
+        drawn = draw(
+            generator,
+            z.astype(np.float32),
+            labels,
+            self._encoders,
+            self._threads,
+            encode=p.format == "png",
+            zipped=p.n > SINGLE_IMAGE_OUTPUTS_MAX,
+        )
+        outputs = self._store_images(drawn, ctx)
         return GenerateResult(
             outputs=outputs,
             metrics={
@@ -76,24 +85,6 @@ class DcganKind(TrainingKind[DcganTrainParams]):
                 "images": float(p.n),
             },
         )
-
-    def _draw(
-        self, generator: CompiledGenerator, z: np.ndarray, labels: np.ndarray, encode: bool
-    ) -> tuple[np.ndarray, list[bytes] | None]:
-        """The images' uint8 pixels and, if ``encode``, their PNGs. Each batch is encoded
-        while the generator makes the next, so encoding overlaps the forward pass instead
-        of following it (bench/results/images-zip.md)."""
-        encoder = PngBatches(self._encoders)
-        batches: list[np.ndarray] = []
-        try:
-            for batch in generator.batches(z, labels):
-                batches.append(to_uint8(batch))
-                if encode:
-                    encoder.add(batches[-1])
-            return np.concatenate(batches), encoder.pngs() if encode else None
-        except BaseException:
-            encoder.cancel()
-            raise
 
     def exportable(self, model: ModelRecord, weights: bytes) -> Exportable:
         """The generator (the moving average of G, when the run kept one): built-in
@@ -109,22 +100,21 @@ class DcganKind(TrainingKind[DcganTrainParams]):
         restore_checkpoint({"g": generator.weights}, ctx.objects.get_bytes(model.weights_key))
         return CompiledGenerator(generator, config)
 
-    def _store_images(
-        self, pixels: np.ndarray, pngs: list[bytes] | None, ctx: JobContext
-    ) -> list[OutputRef]:
+    def _store_images(self, drawn: Drawn, ctx: JobContext) -> list[OutputRef]:
         """grid.png (a preview of the first 64), then the images: one images.npy array
-        without ``pngs``, else one PNG object each or, past 64, one images.zip of them (see
+        without PNGs, else one PNG object each or, past 64, one images.zip of them (see
         DcganGenerateParams)."""
 
         def put(name: str, data: bytes, content_type: str) -> None:
             ctx.uploader.put(name, ctx.output_key(name), data, content_type)
 
-        put("grid.png", encode_pngs(grid(pixels[:PREVIEW_IMAGES])[np.newaxis])[0], "image/png")
-        if pngs is None:
-            put("images.npy", encode_npy(pixels), "application/octet-stream")
-        elif len(pngs) > SINGLE_IMAGE_OUTPUTS_MAX:
-            put("images.zip", zip_pngs(pngs), "application/zip")
+        put("grid.png", drawn.preview, "image/png")
+        if drawn.pngs is None:
+            assert drawn.pixels is not None
+            put("images.npy", encode_npy(drawn.pixels), "application/octet-stream")
+        elif drawn.pngs.zipped:
+            put("images.zip", drawn.pngs.zip(), "application/zip")
         else:
-            for index, png in enumerate(pngs):
+            for index, png in enumerate(drawn.pngs.pngs()):
                 put(f"{index:04d}.png", png, "image/png")
         return ctx.uploader.wait()
