@@ -213,11 +213,7 @@ def write_report(
         "",
         f"{commands['succeeded']} of {commands['jobs']} jobs succeeded; "
         f"{commands['usec_per_job']:.0f} µs of Redis command time per job (commandstats). "
-        "Commands run inside Lua scripts (the fair pick's `zrange`, `scard`, `zcard`; the "
-        "quota, rate-limit and progress scripts') count here as well as the `evalsha` that "
-        "ran them, so this is work, not round trips; `script|exists` is redis-py asking, "
-        "before each pipeline that holds a script, whether the script is loaded: a round "
-        "trip each time. Jobs of 0 s here: one progress write (the final one).",
+        + COMMANDS_NOTE,
         "",
         "## Model",
         "",
@@ -233,6 +229,16 @@ def write_report(
         + ".",
     ]
     REPORT.write_text("\n".join(lines) + "\n")
+
+
+COMMANDS_NOTE = (
+    "Commands run inside Lua scripts (the claim's pick and start: `zrange`, `scard`, "
+    "`hget`, `hset`, `zrem`, `xadd`...; the quota, rate-limit and progress scripts') "
+    "count here as well as the `evalsha` that ran them, so this is work, not round "
+    "trips (`python -m bench.roundtrip_count` counts those). Picks/claim in the rows "
+    "is claim scripts per claim: the claim is one script with no lost race to retry, "
+    "so 1.00 at any concurrency. Jobs of 0 s here: one progress write (the final one)."
+)
 
 
 def _line(r: Row) -> str:
