@@ -177,9 +177,12 @@ def test_a_kept_body_is_never_older_than_the_cache_bound(make_api: Any) -> None:
     assert api.http.get(url, headers=headers).json()["status"] == "queued"
     services.hub.listen_for_changes(_Deaf())
     store.claim(job.id, "w1", 30)
-    changed_at = time.monotonic()
-    while api.http.get(url, headers=headers).json()["status"] == "queued":
-        assert time.monotonic() - changed_at < 0.5 + 0.2, "shown past the cache bound"
+    changed_at = time.monotonic()  # the kept body was made before: it is older than this
+    while True:
+        began = time.monotonic()  # a slow poll on a loaded machine is not a stale one
+        if api.http.get(url, headers=headers).json()["status"] != "queued":
+            break
+        assert began - changed_at < 0.5 + 0.05, "shown past the cache bound"
         time.sleep(0.05)
 
 
