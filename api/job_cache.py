@@ -7,9 +7,10 @@ Semantics, for the operator and the client (docs/performance.md says the same):
 - **A change shows when its wake-up reaches the process.** Every write to a job's hash
   PUBLISHes a wake-up (``shared.events``) in the same atomic step; the event hub's listener
   (``api.event_hub``), which every API process runs, drops the job's kept body on it. Until
-  the wake-up is delivered (well under a millisecond on a local Redis) a poll of another
-  process may show the state before the change. A change made through this process (a
-  rename, a cancel, a deletion) drops the body before the answer leaves.
+  the wake-up is delivered (~1 ms; up to tens of ms on a loaded machine, as measured in
+  bench/results/polling.md) a poll may show the state before the change. A change made
+  through this process (a rename, a cancel, a deletion) drops the body before the answer
+  leaves.
 - **Bounded in any case by ``max_age``** (``ATELIER_POLL_CACHE_SECONDS``, 1 s; with S3 also a
   tenth of a presigned URL's life): a kept body older than that is never shown, whatever
   happened to the subscription.
