@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -86,25 +87,41 @@ def _plain_keras_steps_per_second(steps: int) -> float:
 
 def scale(size: str) -> list[Result]:
     """List and submit latency with many queued jobs against an (almost) empty system, and
-    Redis memory per queued job. No workers run, so every job stays queued."""
+    Redis memory per queued job. No workers run, so every job stays queued.
+
+    Two stacks side by side, one filled and one not, with their requests alternated (in
+    ABBA order): measured one after the other, the empty side came first, on a stack just
+    started, and any drift of the machine's load between the two phases went into the
+    ratio (0.84 on a loaded machine, 1.30 / 1.49 on a fresh clone, 0.97-1.00 quiet;
+    bench/results/spread-2026-12-06.md)."""
     count = 2000 if size == "quick" else 10_000
-    with stack(()) as (running, client):
-        assert running.settings is not None
-        r = redis.Redis.from_url(running.settings.redis_url)
-        api = _QueuedJobs(client.http, running.settings.api_url, _bench_model(r))
-        empty_submit = api.submit_latencies(50)
-        empty_list = api.list_latencies(100)
+    with stack(()) as (filled, filled_client), stack(()) as (empty, empty_client):
+        assert filled.settings is not None and empty.settings is not None
+        r = redis.Redis.from_url(filled.settings.redis_url)
+        full_api = _QueuedJobs(filled_client.http, filled.settings.api_url, _bench_model(r))
+        empty_api = _QueuedJobs(
+            empty_client.http,
+            empty.settings.api_url,
+            _bench_model(redis.Redis.from_url(empty.settings.redis_url)),
+        )
+        empty_api.fill(EMPTY_JOBS)
         memory_before = int(r.info("memory")["used_memory"])
         jobs_before = int(r.zcard("atelier:owner:local:jobs"))
-        api.fill(count)
+        full_api.fill(count)
         per_job = (int(r.info("memory")["used_memory"]) - memory_before) / (
             int(r.zcard("atelier:owner:local:jobs")) - jobs_before
         )
-        full_list = api.list_latencies(100)
-        full_submit = api.submit_latencies(50)
+        time.sleep(2)  # Redis fsyncs its append-only file each second: let the fill's settle
+        _alternated(full_api.list_page, empty_api.list_page, WARM_UP)  # not counted
+        full_list, empty_list = _alternated(full_api.list_page, empty_api.list_page, 300)
+        full_submit, empty_submit = _alternated(full_api.submit, empty_api.submit, 100)
     return [
-        _scale_result(f"list page p50 with {count} queued jobs", full_list, empty_list, "70 jobs"),
-        _scale_result(f"submit p50 with {count} queued jobs", full_submit, empty_submit, "20 jobs"),
+        _scale_result(
+            f"list page p50 with {count} queued jobs", full_list, empty_list, f"{EMPTY_JOBS} jobs"
+        ),
+        _scale_result(
+            f"submit p50 with {count} queued jobs", full_submit, empty_submit, f"{EMPTY_JOBS} jobs"
+        ),
         Result(
             "Redis memory per queued job",
             per_job,
@@ -116,6 +133,23 @@ def scale(size: str) -> list[Result]:
             per_job <= 2048,
         ),
     ]
+
+
+EMPTY_JOBS = 20  # queued on the almost empty side: its list pages are full (20 a page)
+WARM_UP = 20  # list pages on each side before the timed ones: the filled side's API
+# processes have just served its 2,000 submits, the other side's only 20
+
+
+def _alternated(
+    first: Callable[[], object], second: Callable[[], object], n: int
+) -> tuple[list[float], list[float]]:
+    """``n`` timings of each, alternated in ABBA order so neither always goes first."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for index in range(n):
+        order = ((0, first), (1, second)) if index % 2 == 0 else ((1, second), (0, first))
+        for side, action in order:
+            times[side].append(timed(action))
+    return times
 
 
 def _bench_model(r: redis.Redis) -> str:
