@@ -1,7 +1,8 @@
 """Job events: what happened to a job, in order, for streams (SSE), waits and webhooks.
 
 Every event is appended to Redis streams in the same atomic step as the change it reports
-(the transition's MULTI, or the fenced Lua script of a progress or log write):
+(the transition's MULTI, the claim's script, or the fenced Lua script of a progress or log
+write):
 
 - ``{p}:job:{id}:events``      the job's own events from its first claim or cancel on
   (capped; expires a day after the job ends), read by ``GET /v1/jobs/{id}/events``;
@@ -109,8 +110,8 @@ def status_data(job: Job) -> dict[str, Any]:
 EventHook = Callable[[Pipeline, Job, EventType, dict[str, Any]], None]
 EVENT_HOOKS: list[EventHook] = []
 """Called for each event a transition queues, inside its MULTI (e.g. to write an outbox
-entry atomically with the change). Events written by Lua scripts (progress, logs) do not
-pass here; consumers that need every event read ``{p}:events``."""
+entry atomically with the change). Events written by Lua scripts (a claim's ``status``,
+progress, logs) do not pass here; consumers that need every event read ``{p}:events``."""
 
 
 class JobEvents:
