@@ -145,18 +145,23 @@ class JobIndexes:
         where: Callable[[Job], bool] = lambda job: True,
         scan_budget: int = 5000,
         tag: str | None = None,
+        narrowed: bool = True,
     ) -> tuple[list[Job], str | None]:
         """Newest first. Returns a page and the cursor for the next one (None at the end).
 
         Filters are applied while scanning the owner's index in id order (with ``tag``,
         that tag's index: ``shared.job_labels``); ``scan_budget`` bounds the work of one
-        call, and the cursor resumes where the scan stopped.
+        call, and the cursor resumes where the scan stopped. ``narrowed`` false says
+        ``where`` lets (nearly) every job through, so the scan reads one page of records
+        at a time rather than more: 50 records decoded for a page of 20 made a page of a
+        2,000-job owner cost more than one of a 20-job owner
+        (bench/results/spread-2026-12-06.md).
         """
         index = self._keys.owner_tag(owner, tag) if tag else self._keys.owner_jobs(owner)
         upper = f"({cursor}" if cursor else "+"
         found: list[Job] = []
         scanned = 0
-        batch = max(limit * 2, 50)
+        batch = max(limit * 2, 50) if narrowed else limit
         while scanned < scan_budget:
             page = cast(list[bytes], self._redis.zrevrangebylex(index, upper, "-", 0, batch))
             ids = [i.decode() for i in page]

@@ -51,6 +51,13 @@ class JobFilter:
     dataset: str | None = None
     """``params.dataset``: what a training job trains on."""
 
+    def narrows(self) -> bool:
+        """Whether ``matches`` turns away jobs its index holds (a tag has an index)."""
+        return any(
+            value is not None
+            for value in (self.status, self.type, self.kind, self.name_prefix, self.dataset)
+        )
+
     def matches(self, job: Job) -> bool:
         prefix = self.name_prefix.casefold() if self.name_prefix else None
         return (
@@ -93,7 +100,7 @@ def find_jobs(
     if sort is None:
         return store.list_for_owner(
             owner, limit=limit, cursor=cursor, where=where.matches, tag=where.tag,
-            scan_budget=SCAN_BUDGET,
+            scan_budget=SCAN_BUDGET, narrowed=where.narrows(),
         )
     order = MetricOrder.parse(sort)
     after = _parse_cursor(cursor) if cursor else None

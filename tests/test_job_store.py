@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from typing import cast
 
 import pytest
@@ -13,6 +14,7 @@ from atelier.shared.errors import Conflict
 from atelier.shared.jobs import (
     ALLOWED_TRANSITIONS,
     CheckpointRef,
+    Job,
     JobErrorInfo,
     JobStatus,
     JobStore,
@@ -124,6 +126,31 @@ def test_list_pages_newest_first_with_filters(store: JobStore) -> None:
 
     trains, _ = store.list_for_owner("alice", limit=10, where=lambda j: j.type is JobType.TRAIN)
     assert [j.id for j in trains] == [j.id for j in reversed(created) if j.type is JobType.TRAIN]
+
+
+def test_an_unfiltered_page_reads_only_its_records(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of 20 of a 60-job owner decodes 20 records without a filter, and reads ahead
+    with one (a filter may turn most of them away)."""
+    from atelier.shared.job_search import JobFilter, find_jobs
+
+    for _ in range(60):
+        store.create("carol", JobType.GENERATE, "dcgan", {})
+    read: list[int] = []
+    get_many = store.get_many
+
+    def counted(job_ids: Iterable[str]) -> list[Job]:
+        ids = list(job_ids)
+        read.append(len(ids))
+        return get_many(ids)
+
+    monkeypatch.setattr(store, "get_many", counted)
+    page, cursor = find_jobs(store, "carol", JobFilter(), limit=20)
+    assert (len(page), read) == (20, [20]) and cursor == page[-1].id
+    read.clear()
+    page, _ = find_jobs(store, "carol", JobFilter(kind="dcgan"), limit=20)
+    assert len(page) == 20 and read == [50]
 
 
 def test_api_key_cache_saves_the_round_trip_and_expires(redis_client: redis.Redis) -> None:
