@@ -18,9 +18,12 @@ Semantics, for the operator and the client (docs/performance.md says the same):
   kept body and polls read Redis until it is back (confirmed), when it flushes again.
 - **Never older than what this process has shown**: a poll that read the hash keeps what it
   read only if no wake-up for the job, no flush, came since it *began* reading (a per-read
-  token that a wake-up removes), so a slow read can never put back a state a later read
-  has replaced. Across processes only the first rule holds (a client whose polls alternate
-  between processes may, within the wake-up's delivery time, see the earlier state again).
+  token that a wake-up removes) and no other read of the job overlapped it (two overlapping
+  reads can end in the other order), so a slow read can never put back a state a later
+  read has shown (unless a read stalled for ``max_age`` between its token and its read: a
+  later read may then take the token). Across processes only the first rule
+  holds (a client whose polls alternate between processes may, within the wake-up's
+  delivery time, see the earlier state again).
 - Bounded in memory: least recently used bodies go past ``max_bytes`` or ``max_entries``.
 
 Ownership is checked on every poll against the kept body's owner; the key itself is checked
@@ -58,6 +61,9 @@ class Reading:
 
     size = 1
 
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+
 
 class JobBodies:
     """See the module docstring. ``live`` says whether wake-ups are being received now."""
@@ -93,12 +99,17 @@ class JobBodies:
             return found
 
     def reading(self, job_id: str) -> Reading | None:
-        """Call before reading the job's hash; pass the answer to ``keep``."""
+        """Call before reading the job's hash; pass the answer to ``keep``. Two reads of
+        one job that overlap keep neither result (None here, and the other's token
+        dropped): either may have read the newer state, and the other may have shown it."""
         if self.max_age <= 0 or not self._live():
             return None
         token = Reading()
         with self._lock:
+            found = self._kept.get(job_id)
             self._drop(job_id)
+            if isinstance(found, Reading) and token.began - found.began < self.max_age:
+                return None  # (one older than that was abandoned: its request failed)
             self._put(job_id, token)
         return token
 
