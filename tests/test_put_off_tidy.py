@@ -122,7 +122,8 @@ def runner(
     monkeypatch.setattr("atelier.shared.storage_tidy.FIRST_TRY_SECONDS", 0.0)
     monkeypatch.setattr("atelier.shared.storage_tidy.AGAIN_SECONDS", 0.0)
     monkeypatch.setattr(StoringKind, "fenced", False)
-    settings = Settings(redis_url=f"{redis_base_url}/{UNIT_DB}", lease_seconds=5)
+    # A long lease: under load a 5 s one lapsed mid-test and fenced the attempt off.
+    settings = Settings(redis_url=f"{redis_base_url}/{UNIT_DB}", lease_seconds=60)
     runner = JobRunner(settings, objects=store)
     StoringKind.replication = runner.durability = Replication(redis_client)
     return runner
@@ -230,7 +231,7 @@ def test_a_tidy_waits_while_its_attempt_still_holds_a_running_job(
     runner: JobRunner, redis_client: redis.Redis
 ) -> None:
     job = runner.jobs.create("alice", JobType.TRAIN, "storing", {})
-    claimed = runner.jobs.claim_next(JobType.TRAIN, "w", 5, runner.settings)
+    claimed = runner.jobs.claim_next(JobType.TRAIN, "w", 60, runner.settings)
     assert claimed is not None and claimed.id == job.id and claimed.fence is not None
     tidies = PutOffTidies(redis_client)
     tidies.put_off(PutOffTidy(job.id, "alice", claimed.fence))
