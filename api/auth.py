@@ -18,6 +18,7 @@ from .dashboard.sessions import (
     SessionStore,
     csrf_matches,
 )
+from .request_local import this_g, this_request
 from .services import services
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -58,28 +59,29 @@ def require_api_key() -> None:
     A bearer key wins; without one, a dashboard session cookie stands for the key it was
     made from (the dashboard's fetch calls and EventSource cannot send headers of their
     own choosing to every route, and must not hold the key in script)."""
-    header = request.headers.get("Authorization", "")
+    req, here = this_request(), this_g()
+    header = req.headers.get("Authorization", "")
     try:
-        if not header and COOKIE_NAME in request.cookies:
+        if not header and COOKIE_NAME in req.cookies:
             record, digest = _session_credentials()
-            g.session_id = request.cookies.get(COOKIE_NAME)
+            here.session_id = req.cookies.get(COOKIE_NAME)
         else:
             record, digest = _bearer_credentials(header)
     except Unauthorized:
         # No owner pays for a failed authentication: its client address does (429 over).
         spend_address_budget()
         raise
-    g.owner = record.owner
-    g.key_digest = digest
-    g.key_id = digest[:ID_CHARS]
+    here.owner = record.owner
+    here.key_digest = digest
+    here.key_id = digest[:ID_CHARS]
     OWNER.set(record.owner)
-    job_id = (request.view_args or {}).get("job_id")
+    job_id = (req.view_args or {}).get("job_id")
     if job_id:
         JOB_ID.set(job_id)
-    scope = required_scope(request.method, request.path)
+    scope = required_scope(req.method, req.path)
     if not record.allows(scope):
         raise MissingScope(
-            f"This key's scopes are {record.scopes}; {request.method} {request.path} "
+            f"This key's scopes are {record.scopes}; {req.method} {req.path} "
             f"needs {scope!r}.",
             scope=scope,
         )
@@ -141,7 +143,7 @@ def credentials_check() -> Callable[[], bool]:
 
 
 def current_owner() -> str:
-    owner: str = g.owner
+    owner: str = this_g().owner
     return owner
 
 

@@ -20,6 +20,7 @@ from flask import Flask, Response, g, request
 from ..shared.durability import RETRY_AFTER_SECONDS
 from ..shared.errors import NotReplicated, ProblemError, ServiceUnavailable
 from .problems import problem_response
+from .request_local import this_g, this_request
 from .services import services
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,9 @@ def outcome_shown() -> None:
 def confirm_writes(response: Response) -> Response:
     """A write, or an answer showing an outcome, answered 2xx or 3xx only once enough
     replicas hold it (``shared.durability``); else the answer becomes a 503."""
-    shows_outcome = bool(g.get("atelier_outcome_shown"))
-    if (request.method not in WRITE_METHODS and not shows_outcome) or response.status_code >= 400:
+    req = this_request()
+    shows_outcome = bool(this_g().get("atelier_outcome_shown"))
+    if (req.method not in WRITE_METHODS and not shows_outcome) or response.status_code >= 400:
         return response
     try:
         services().durability.confirm("The job's outcome" if shows_outcome else "The write")

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from ..shared.errors import NotFound, Unauthorized
 from ..shared.queue_metrics import QueueDepthCollector
 from ..shared.settings import Settings
+from .request_local import this_request
 
 HTTP_REQUESTS = Counter(
     "atelier_http_requests_total", "HTTP requests answered.", ["route", "method", "status"]
@@ -52,13 +53,15 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 
 def _route() -> str:
-    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+    rule = this_request().url_rule
+    return rule.rule if rule is not None else "unmatched"
 
 
 def _method() -> str:
     """The request's method, or ``other``: a client may send any token as its method, and
     each would be a new label set of every request series, for good."""
-    return request.method if request.method in KNOWN_METHODS else "other"
+    method = this_request().method
+    return method if method in KNOWN_METHODS else "other"
 
 
 def _start_timer() -> None:

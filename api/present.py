@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import Response, g, request, url_for
+from flask import Response, g, url_for
 
 from ..shared.errors import NotFound
 from ..shared.job_records import decode
@@ -14,6 +14,7 @@ from ..shared.models import ModelRecord
 from .bodies import Links, job_body, model_body, output_body
 from .durability import outcome_shown
 from .job_cache import Shown
+from .request_local import this_g, this_request
 from .schemas import JobOut, ModelOut, OutputOut
 from .services import services
 from .spec import ValidatedJson
@@ -27,7 +28,8 @@ def request_links() -> Links:
 
 def files_route_here() -> str:
     """The files route's external URL for this request's scheme, host and root."""
-    return _files_route(request.scheme, request.host, request.root_path)
+    req = this_request()
+    return _files_route(req.scheme, req.host, req.root_path)
 
 
 @functools.lru_cache(maxsize=64)
@@ -66,9 +68,10 @@ def poll_needs_read(job_id: str) -> bool:
 def present_polled_job(job_id: str, owner: str, raw: dict[bytes, bytes] | None) -> ValidatedJson:
     """``GET /v1/jobs/{id}``: the job's body if ``owner``'s, kept or made from ``raw``
     (its hash as read with the budget; None: not read yet)."""
-    if g.get("atelier_poll", (None,))[0] != job_id:  # the budget's hook did not look
+    here = this_g()
+    if here.get("atelier_poll", (None,))[0] != job_id:  # the budget's hook did not look
         poll_needs_read(job_id)
-    _, shown, reading = g.pop("atelier_poll")
+    _, shown, reading = here.pop("atelier_poll")
     if shown is None:
         svc = services()
         raw = svc.jobs.get_hash(job_id) if raw is None else raw
@@ -86,8 +89,9 @@ def forget_changed_job(response: Response) -> Response:
     """After-request hook: a write to a job through this process (a rename, a cancel, a
     deletion) drops its kept body before the answer leaves, not when the wake-up comes
     back: the client that made the change sees it on its next poll of this process."""
-    job_id = (request.view_args or {}).get("job_id")
-    if job_id and request.method not in ("GET", "HEAD", "OPTIONS"):
+    req = this_request()
+    job_id = (req.view_args or {}).get("job_id")
+    if job_id and req.method not in ("GET", "HEAD", "OPTIONS"):
         services().job_bodies.changed(job_id)
     return response
 

@@ -17,6 +17,7 @@ from ..shared.errors import (
     ProblemError,
     ValidationFailed,
 )
+from .request_local import this_request
 
 PROBLEM_MIMETYPE = "application/problem+json"
 MAX_URI_CHARS = 4096
@@ -32,7 +33,8 @@ class UriTooLong(ProblemError):
 def refuse_long_uri() -> None:
     """Before any hook that reads a header: a path and query longer than ``MAX_URI_CHARS``
     is a 414 in our shape (gunicorn's own, plain-text 414 only starts at 8190 bytes)."""
-    uri = request.environ.get("RAW_URI") or request.full_path
+    req = this_request()
+    uri = req.environ.get("RAW_URI") or req.full_path
     if len(uri) > MAX_URI_CHARS:
         raise UriTooLong(
             f"The path and query are {len(uri)} characters; at most {MAX_URI_CHARS} are read."

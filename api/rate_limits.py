@@ -29,13 +29,14 @@ probes, metrics and the API documents are on other blueprints and never are.
 
 from __future__ import annotations
 
-from flask import Response, g, request
+from flask import Response, g
 
 from ..shared.errors import RateLimited
 from ..shared.limits import limits_for
 from ..shared.rate_limits import Budget, Decision
 from .auth import current_owner
 from .present import poll_needs_read
+from .request_local import this_g, this_request
 from .services import services
 
 # (method, endpoint) -> budget; every other authenticated request spends "reads".
@@ -47,7 +48,8 @@ BUDGET_OF_ROUTE = {
 
 
 def budget_name() -> str:
-    return BUDGET_OF_ROUTE.get((request.method, request.endpoint or ""), "reads")
+    req = this_request()
+    return BUDGET_OF_ROUTE.get((req.method, req.endpoint or ""), "reads")
 
 
 # Routes whose view reads one job hash first: it rides on the budget's round trip.
@@ -61,16 +63,17 @@ def spend_rate_budget() -> None:
     budget = Budget.of(limits_for(svc.settings, owner), budget_name())
     if not budget.limited:
         return
-    job_id = (request.view_args or {}).get("job_id")
+    req, here = this_request(), this_g()
+    job_id = (req.view_args or {}).get("job_id")
     if budget.name != "reads":
         decision = svc.rate_limiter.spend(owner, budget)
-    elif request.endpoint in PREFETCH_ENDPOINTS and job_id and poll_needs_read(job_id):
+    elif req.endpoint in PREFETCH_ENDPOINTS and job_id and poll_needs_read(job_id):
         decision, raw = svc.read_leases.spend(owner, budget, svc.jobs.job_key(job_id))
         if raw is not None:
-            g.prefetched_job = (job_id, raw)
+            here.prefetched_job = (job_id, raw)
     else:
         decision, _ = svc.read_leases.spend(owner, budget)
-    g.rate_decision = decision
+    here.rate_decision = decision
     if not decision.allowed:
         raise RateLimited(
             f"Over the {budget.name} rate limit ({budget.per_minute} a minute, bursts of "

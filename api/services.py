@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import redis
 from celery import Celery
-from flask import current_app
 
 from ..shared.auth import ApiKeyStore
 from ..shared.datasets import DatasetStore
@@ -24,6 +23,7 @@ from ..shared.settings import Settings
 from ..shared.storage import ObjectStore, make_object_store
 from .event_hub import EventHub, LongRequests
 from .job_cache import JobBodies
+from .request_local import this_app
 from .upload_gate import UploadGate
 
 EXTENSION_NAME = "atelier"
@@ -98,5 +98,5 @@ def poll_cache_seconds(settings: Settings) -> float:
 
 
 def services() -> Services:
-    found: Services = current_app.extensions[EXTENSION_NAME]
+    found: Services = this_app().extensions[EXTENSION_NAME]
     return found
