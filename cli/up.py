@@ -36,6 +36,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.stopping = False
+        self.signalled_at: float | None = None
 
     def install(self) -> None:
         for sig in STOP_SIGNALS:
@@ -46,6 +47,7 @@ class StopRequest:
             click.echo(f"{signal.Signals(signum).name}: already stopping, please wait", err=True)
             return
         self.stopping = True
+        self.signalled_at = time.monotonic()
         raise KeyboardInterrupt
 
 
@@ -69,8 +71,11 @@ def run_up(
         request.stopping = True  # from here on a signal cannot cut the teardown short
         started, running = time.monotonic(), bool(stack.processes)
         stack.stop()
-        if running:
-            click.echo(f"stopped ({time.monotonic() - started:.1f}s).")
+        # A Ctrl-C while the stack was still starting (the API already answering, the
+        # stack's own readiness wait not yet past) was stopped by ``start`` itself.
+        if running or request.signalled_at is not None:
+            since = request.signalled_at or started
+            click.echo(f"stopped ({time.monotonic() - since:.1f}s).")
 
 
 def _serve(
