@@ -324,7 +324,12 @@ class JobRunner:
         Either is decided on a record a replica confirms; short of one, or when storage
         refuses a delete, the tidy is put off for the reapers (``shared.storage_tidy``)."""
         if outcome is not None and self._finished is None:
-            return  # requeued or retried later: its next attempt's finish tidies
+            # Requeued or retried later: its next attempt's finish tidies the job's objects,
+            # but not this attempt's model weights, which no finish will record (a finish
+            # that failed on a failover left some in the cluster soak): the reapers do.
+            if job.type is JobType.TRAIN:
+                self._put_off_tidy(job, ctx)
+            return
         if outcome is not None and not self._finish_durable:
             log.warning("%s: its finish is unconfirmed; tidying storage put off", job.id)
             self._put_off_tidy(job, ctx)
