@@ -31,7 +31,7 @@ from atelier.cli.seaweedfs import SeaweedServer
 from atelier.cli.stack import EmbeddedStack
 from atelier.client import Client
 from atelier.shared.auth import ApiKeyStore
-from atelier.shared.kinds import KINDS
+from atelier.shared.kinds import KINDS, DcganGenerateParams, DcganTrainParams, KindSpec
 from atelier.shared.settings import Settings
 from tests.flask_transport import session_for
 
@@ -46,6 +46,20 @@ TOY_KIND = "tests.toy_kind:KIND"
 STACK_DBS = {"local": 1, "s3": 2}
 INPROCESS_DB = 3
 UNIT_DB = 9
+
+
+def register_image_kind(monkeypatch: pytest.MonkeyPatch, name: str, implementation: str) -> None:
+    """A test's own kind (dcgan's parameters, ``implementation`` as ``module:Class``) in the
+    kinds table for this test only."""
+    spec = KindSpec(
+        name=name,
+        description="test",
+        train_params=DcganTrainParams,
+        generate_params=DcganGenerateParams,
+        implementation=implementation,
+        modality="image",
+    )
+    monkeypatch.setitem(KINDS, name, spec)
 UPLOAD_LIMITS = {"bytes": 4 << 20, "files": 200, "uncompressed": 32 << 20, "pixels": 2000 * 2000}
 # Rate limits and quotas far above anything a test does: only the tests of the limits
 # themselves (tests/test_limits.py, which set their own) ever meet one.

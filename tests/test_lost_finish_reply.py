@@ -26,7 +26,6 @@ from prometheus_client import REGISTRY
 
 from atelier.cli.processes import free_port
 from atelier.shared.jobs import JobStatus, JobType
-from atelier.shared.kinds import KINDS, DcganGenerateParams, DcganTrainParams, KindSpec
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.redis_client import connect
 from atelier.shared.settings import Settings
@@ -35,7 +34,7 @@ from atelier.workers.context import JobContext
 from atelier.workers.kinds.base import GenerateResult, ModelKind, TrainResult
 from atelier.workers.runner import JobRunner
 from atelier.workers.settling import finish_surely
-from tests.conftest import UNIT_DB
+from tests.conftest import UNIT_DB, register_image_kind
 
 
 class CuttingProxy:
@@ -151,18 +150,7 @@ def make_runner(
 ) -> Callable[[float], JobRunner]:
     """A runner whose Redis client reaches Redis through the proxy and retries a connection
     error for about ``patience`` seconds (``shared.redis_client.connect``)."""
-    monkeypatch.setitem(
-        KINDS,
-        "cut-finish",
-        KindSpec(
-            name="cut-finish",
-            description="test",
-            train_params=DcganTrainParams,
-            generate_params=DcganGenerateParams,
-            implementation=f"{__name__}:CutKind",
-            modality="image",
-        ),
-    )
+    register_image_kind(monkeypatch, "cut-finish", f"{__name__}:CutKind")
     where = urlsplit(redis_base_url)
     userinfo = where.netloc.rpartition("@")[0]
     through_proxy = urlunsplit(where._replace(netloc=f"{userinfo}@127.0.0.1:{proxy.port}"))

@@ -22,7 +22,6 @@ from redis.client import Pipeline
 from atelier.shared.durability import Durability
 from atelier.shared.errors import LeaseLost
 from atelier.shared.jobs import CheckpointRef, JobStatus, JobType
-from atelier.shared.kinds import KINDS, DcganGenerateParams, DcganTrainParams, KindSpec
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.settings import Settings
 from atelier.shared.storage import LocalObjectStore, ObjectLayout
@@ -31,7 +30,7 @@ from atelier.workers.context import JobContext
 from atelier.workers.kinds.base import GenerateResult, ModelKind, TrainResult
 from atelier.workers.reaper import reap_once
 from atelier.workers.runner import JobRunner
-from tests.conftest import UNIT_DB
+from tests.conftest import UNIT_DB, register_image_kind
 
 EARLIER = "1-0ld0a77e"
 """The fence of an attempt before the one the test runs (the soak's rewound one)."""
@@ -109,15 +108,7 @@ def runner(
     store: RefusingDeletes,
     monkeypatch: pytest.MonkeyPatch,
 ) -> JobRunner:
-    spec = KindSpec(
-        name="storing",
-        description="test",
-        train_params=DcganTrainParams,
-        generate_params=DcganGenerateParams,
-        implementation=f"{__name__}:StoringKind",
-        modality="image",
-    )
-    monkeypatch.setitem(KINDS, "storing", spec)
+    register_image_kind(monkeypatch, "storing", f"{__name__}:StoringKind")
     monkeypatch.setattr("atelier.workers.settling.SETTLE_SECONDS", 0.3)
     monkeypatch.setattr("atelier.shared.storage_tidy.FIRST_TRY_SECONDS", 0.0)
     monkeypatch.setattr("atelier.shared.storage_tidy.AGAIN_SECONDS", 0.0)

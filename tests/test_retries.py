@@ -12,7 +12,6 @@ import redis
 
 from atelier.shared.errors import PermanentJobError, TransientJobError
 from atelier.shared.jobs import JobStatus, JobStore, JobType
-from atelier.shared.kinds import KINDS, DcganGenerateParams, DcganTrainParams, KindSpec
 from atelier.shared.models import ModelRecord
 from atelier.shared.settings import Settings
 from atelier.shared.storage import LocalObjectStore
@@ -20,7 +19,7 @@ from atelier.workers.context import JobContext
 from atelier.workers.kinds.base import GenerateResult, ModelKind, TrainResult
 from atelier.workers.reaper import reap_once
 from atelier.workers.runner import JobRunner
-from tests.conftest import UNIT_DB
+from tests.conftest import UNIT_DB, register_image_kind
 
 
 class FlakyKind(ModelKind):
@@ -44,18 +43,7 @@ class FlakyKind(ModelKind):
 def runner(
     redis_base_url: str, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> JobRunner:
-    monkeypatch.setitem(
-        KINDS,
-        "flaky",
-        KindSpec(
-            name="flaky",
-            description="test",
-            train_params=DcganTrainParams,
-            generate_params=DcganGenerateParams,
-            implementation=f"{__name__}:FlakyKind",
-            modality="image",
-        ),
-    )
+    register_image_kind(monkeypatch, "flaky", f"{__name__}:FlakyKind")
     settings = Settings(
         redis_url=f"{redis_base_url}/{UNIT_DB}",
         max_attempts=3,

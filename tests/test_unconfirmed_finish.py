@@ -19,14 +19,13 @@ from redis.client import Pipeline
 from atelier.shared.durability import Durability
 from atelier.shared.errors import LeaseLost
 from atelier.shared.jobs import CheckpointRef, JobStatus, JobType
-from atelier.shared.kinds import KINDS, DcganGenerateParams, DcganTrainParams, KindSpec
 from atelier.shared.models import ModelRecord, ModelStore
 from atelier.shared.settings import Settings
 from atelier.shared.storage import LocalObjectStore, ObjectLayout
 from atelier.workers.context import JobContext
 from atelier.workers.kinds.base import GenerateResult, ModelKind, TrainResult
 from atelier.workers.runner import JobRunner
-from tests.conftest import UNIT_DB
+from tests.conftest import UNIT_DB, register_image_kind
 
 
 class Replication(Durability):
@@ -89,15 +88,7 @@ class FinishingKind(ModelKind):
 def runner(
     redis_base_url: str, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> JobRunner:
-    spec = KindSpec(
-        name="finishing",
-        description="test",
-        train_params=DcganTrainParams,
-        generate_params=DcganGenerateParams,
-        implementation=f"{__name__}:FinishingKind",
-        modality="image",
-    )
-    monkeypatch.setitem(KINDS, "finishing", spec)
+    register_image_kind(monkeypatch, "finishing", f"{__name__}:FinishingKind")
     settings = Settings(redis_url=f"{redis_base_url}/{UNIT_DB}", lease_seconds=5)
     return JobRunner(settings, objects=LocalObjectStore(tmp_path))
 
@@ -161,18 +152,7 @@ class NothingConfirmed(Durability):
 def test_a_fenced_off_attempt_deletes_nothing_on_a_record_no_replica_confirms(
     runner: JobRunner, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(
-        KINDS,
-        "fenced-off",
-        KindSpec(
-            name="fenced-off",
-            description="test",
-            train_params=DcganTrainParams,
-            generate_params=DcganGenerateParams,
-            implementation=f"{__name__}:FencedOffKind",
-            modality="image",
-        ),
-    )
+    register_image_kind(monkeypatch, "fenced-off", f"{__name__}:FencedOffKind")
     monkeypatch.setattr("atelier.workers.settling.SETTLE_SECONDS", 0.5)
     runner.durability = NothingConfirmed(redis_client, 1, 0.05)
     job = runner.jobs.create("alice", JobType.TRAIN, "fenced-off", {})
